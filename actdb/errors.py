@@ -1,0 +1,51 @@
+"""Errors raised by the actdb library.
+
+The library raises; only :mod:`actdb.cli` turns an :class:`ActdbError` into a one-line
+message and a non-zero exit. Every message says what the user can do next.
+"""
+
+from __future__ import annotations
+
+
+class ActdbError(Exception):
+    """Base class of every error actdb raises on purpose."""
+
+    exit_code = 1
+
+
+class UsageError(ActdbError):
+    """An option or argument is invalid (unknown layer, bad shard spec, ...)."""
+
+    exit_code = 2
+
+
+class DatasetError(ActdbError):
+    """The dataset root is missing, empty, or laid out in a way actdb cannot read."""
+
+
+class ImageError(ActdbError):
+    """An image file cannot be decoded (truncated, not an image, too large, ...)."""
+
+
+class WeightsUnavailable(ActdbError):
+    """Model weights could not be loaded (no network for ImageNet weights, bad file)."""
+
+
+class StoreError(ActdbError):
+    """The store is missing, locked, or its files disagree with each other."""
+
+
+class StoreMismatch(StoreError):
+    """A model/layer/pool/weights/size differs from what the store was built with."""
+
+
+class IngestFailed(ActdbError):
+    """An ingest stopped because of bad input under ``--strict``."""
+
+
+class QueryError(ActdbError):
+    """A query cannot be answered (bad vector dim, unknown class, bad SQL, ...)."""
+
+
+class SqlRefused(QueryError):
+    """A SQL statement tries to do something the read-only SQL interface forbids."""

@@ -1,0 +1,287 @@
+"""``actdb ingest``: reader (layout + decode threads) -> mapper (model) -> writer (store).
+
+Decoding runs in a thread pool ahead of the model (TensorFlow releases the GIL), the model is
+built once per run, and shards are committed every ``rows_per_shard`` images so a killed run
+loses at most one shard of work and resumes where it stopped.
+
+>>> res = ingest(IngestConfig(root="imagenet/", embed=EmbedConfig(weights="random:0")))  # doctest: +SKIP
+>>> res.ingested                                                                          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from actdb.errors import ImageError, IngestFailed, UsageError
+from actdb.ingest.decode import decode_image
+from actdb.ingest.layout import ImageEntry, detect_layout
+from actdb.models.classes import CLASS_INDEX_VERSION
+from actdb.models.embed import EmbedConfig, Embedder
+from actdb.store.manifest import Manifest, read_manifest
+from actdb.store.store import resolve_store_path
+from actdb.store.writer import StoreWriter
+
+#: progress(done, total): called after every batch.
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """Everything ``actdb ingest`` takes."""
+
+    root: str | Path
+    store: str | Path | None = None
+    embed: EmbedConfig = field(default_factory=EmbedConfig)
+    per_class: int | None = None
+    limit: int | None = None
+    seed: int = 0
+    split: str | None = None
+    batch_size: int = 32
+    strict: bool = False
+    shard: str | None = None  # "K/N", K in 1..N
+    rows_per_shard: int = 1024
+    workers: int = 4
+    build_index: bool = True
+    compute_stats: bool = True
+
+
+@dataclass
+class IngestResult:
+    """The run's summary."""
+
+    store: str
+    layout: str
+    layout_notes: list[str]
+    run_id: int
+    total: int
+    ingested: int
+    skipped: int
+    failed: int
+    failures: list[tuple[str, str]]
+    seconds: float
+    precision: str
+    index: dict | None = None
+
+    @property
+    def images_per_s(self) -> float:
+        return self.ingested / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["images_per_s"] = round(self.images_per_s, 3)
+        d["failures"] = [{"path": p, "reason": r} for p, r in self.failures]
+        return d
+
+
+def parse_shard(spec: str) -> tuple[int, int]:
+    """``"2/3"`` -> (2, 3); K is 1-based."""
+    try:
+        k, n = (int(x) for x in spec.split("/"))
+    except ValueError:
+        raise UsageError(f"bad --shard {spec!r}: use K/N, e.g. 1/3") from None
+    if not 1 <= k <= n:
+        raise UsageError(f"bad --shard {spec!r}: K must be between 1 and N")
+    return k, n
+
+
+def in_shard(path: str, k: int, n: int) -> bool:
+    """Deterministic 1/N split by a hash of the relative path (every worker agrees)."""
+    return int(hashlib.sha1(path.encode()).hexdigest()[:12], 16) % n == k - 1
+
+
+def select_entries(entries: list[ImageEntry], cfg: IngestConfig) -> list[ImageEntry]:
+    """Apply --split, --shard, --per-class and --limit (seeded, order-preserving)."""
+    out = [e for e in entries if cfg.split is None or e.split == cfg.split]
+    if cfg.shard:
+        k, n = parse_shard(cfg.shard)
+        out = [e for e in out if in_shard(e.path, k, n)]
+    if cfg.per_class is not None:
+        groups: dict[tuple, list[int]] = collections.defaultdict(list)
+        for i, e in enumerate(out):
+            groups[(e.split, e.synset or e.class_name)].append(i)
+        keep = []
+        for key, idx in groups.items():
+            rng = np.random.default_rng([cfg.seed, zlib.crc32(repr(key).encode())])
+            chosen = idx if len(idx) <= cfg.per_class else rng.choice(idx, cfg.per_class, False)
+            keep.extend(int(i) for i in chosen)
+        out = [out[i] for i in sorted(keep)]
+    if cfg.limit is not None and len(out) > cfg.limit:
+        chosen = np.random.default_rng(cfg.seed).choice(len(out), cfg.limit, replace=False)
+        out = [out[i] for i in sorted(chosen)]
+    return out
+
+
+def _decoded(entries: list[ImageEntry], root: Path, size: int, resize: str, workers: int,
+             ahead: int) -> Iterator[tuple[ImageEntry, object]]:
+    """Yield (entry, (array, (w, h), bytes) | ImageError) in order, decoding ``ahead`` ahead."""
+
+    def work(e: ImageEntry):
+        p = root / e.path
+        try:
+            arr, wh = decode_image(p, size, resize)
+            return arr, wh, p.stat().st_size
+        except ImageError as exc:
+            return exc
+
+    pending: collections.deque = collections.deque()
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="actdb-decode") as pool:
+        it = iter(entries)
+        try:
+            for e in it:
+                pending.append((e, pool.submit(work, e)))
+                if len(pending) >= ahead:
+                    e0, f0 = pending.popleft()
+                    yield e0, f0.result()
+            while pending:
+                e0, f0 = pending.popleft()
+                yield e0, f0.result()
+        finally:
+            for _, f in pending:
+                f.cancel()
+
+
+def _manifest(emb: Embedder, weights: str) -> Manifest:
+    from actdb import __version__
+
+    c = emb.config
+    return Manifest(
+        model=c.model, layer=c.layer, pool=c.pool, dim=emb.dim, image_size=c.image_size,
+        resize=c.resize, precision=c.precision, weights=weights,
+        weights_sha256=emb.weights_sha256, fingerprint=emb.fingerprint,
+        class_index_version=CLASS_INDEX_VERSION, actdb_version=__version__,
+    )
+
+
+def _check_cheap(store: Path, ec: EmbedConfig) -> EmbedConfig:
+    """Refuse a mismatching store before building a model; resolve ``auto`` to its precision."""
+    if not (store / "manifest.json").exists():
+        return ec
+    from actdb.models.registry import get_spec
+
+    m = read_manifest(store)
+    if ec.precision == "auto":
+        ec = replace(ec, precision=m.precision)
+    layer = ec.layer or get_spec(ec.model).default_layer
+    mine = {"model": get_spec(ec.model).name, "layer": layer, "pool": ec.pool,
+            "image_size": ec.image_size, "resize": ec.resize, "precision": ec.precision}
+    diff = [f"{k}: {getattr(m, k)} != {v}" for k, v in mine.items() if getattr(m, k) != v]
+    if diff:
+        from actdb.errors import StoreMismatch
+
+        raise StoreMismatch(
+            f"the store at {store} was built with different settings ({'; '.join(diff)}); "
+            "use the store's settings or another --store"
+        )
+    return ec
+
+
+def ingest(cfg: IngestConfig, progress: Progress | None = None) -> IngestResult:
+    """Embed the images under ``cfg.root`` into the store; resume/skip what is there."""
+    t0 = time.perf_counter()
+    store = resolve_store_path(cfg.store)
+    if cfg.batch_size < 1 or cfg.rows_per_shard < 1:
+        raise UsageError("--batch-size and rows per shard must be positive")
+    layout = detect_layout(cfg.root)
+    entries = select_entries(layout.entries, cfg)
+    ec = _check_cheap(store, cfg.embed)
+    emb = Embedder(ec)
+    manifest = _manifest(emb, cfg.embed.weights)
+    root = str(layout.root)
+    options = {k: v for k, v in asdict(cfg).items() if k not in ("root", "store")}
+    with StoreWriter(store, manifest) as w:
+        present = w.existing_paths(root)
+        todo = [e for e in entries if e.path not in present]
+        skipped = len(entries) - len(todo)
+        run_id = w.start_run(root, layout.name, options)
+        next_id = w.next_image_id()
+        done = ingested = 0
+        failures: list[tuple[str, str]] = []
+        pend_fail: list[tuple] = []
+        batch: list[tuple[ImageEntry, np.ndarray, tuple[int, int], int]] = []
+        buf_ids: list[np.ndarray] = []
+        buf_vecs: list[np.ndarray] = []
+        buf_rows: list[tuple] = []
+        status = "interrupted"
+
+        def flush_batch() -> None:
+            nonlocal next_id
+            if not batch:
+                return
+            vecs = emb.embed(np.stack([b[1] for b in batch]))
+            ids = np.arange(next_id, next_id + len(batch), dtype=np.int64)
+            next_id += len(batch)
+            buf_ids.append(ids)
+            buf_vecs.append(vecs)
+            for i, (e, _, (wd, ht), nbytes) in zip(ids, batch, strict=True):
+                buf_rows.append((int(i), root, e.path, e.split, e.synset, e.class_name,
+                                 e.class_index, wd, ht, nbytes))
+            batch.clear()
+
+        def commit() -> None:
+            nonlocal ingested
+            if not buf_rows and not pend_fail:
+                return
+            ids = np.concatenate(buf_ids) if buf_ids else np.zeros(0, np.int64)
+            vecs = np.concatenate(buf_vecs) if buf_vecs else np.zeros((0, emb.dim), np.float32)
+            w.commit(ids, vecs, buf_rows, pend_fail)
+            ingested += len(buf_rows)
+            buf_ids.clear()
+            buf_vecs.clear()
+            buf_rows.clear()
+            pend_fail.clear()
+
+        try:
+            stream = _decoded(todo, layout.root, ec.image_size, ec.resize, cfg.workers,
+                              ahead=max(2 * cfg.batch_size, 8))
+            for e, res in stream:
+                done += 1
+                if isinstance(res, ImageError):
+                    failures.append((e.path, str(res)))
+                    pend_fail.append((root, e.path, e.split, e.synset, e.class_name, str(res)))
+                    if cfg.strict:
+                        flush_batch()
+                        commit()
+                        status = "failed"
+                        raise IngestFailed(
+                            f"{e.path}: {res} (--strict); fix or remove the file, or drop "
+                            "--strict to record failures and go on"
+                        )
+                else:
+                    batch.append((e, *res))
+                if len(batch) >= cfg.batch_size:
+                    flush_batch()
+                    if progress:
+                        progress(done, len(todo))
+                if sum(len(i) for i in buf_ids) >= cfg.rows_per_shard:
+                    commit()
+            flush_batch()
+            commit()
+            if progress:
+                progress(done, len(todo))
+            status = "done"
+        finally:
+            w.finish_run(status, ingested, skipped, len(failures))
+    result = IngestResult(
+        store=str(store), layout=layout.name, layout_notes=layout.notes, run_id=run_id,
+        total=len(entries), ingested=ingested, skipped=skipped, failed=len(failures),
+        failures=failures, seconds=time.perf_counter() - t0, precision=emb.config.precision,
+    )
+    return _after_ingest(store, cfg, result)
+
+
+def _after_ingest(store: Path, cfg: IngestConfig, result: IngestResult) -> IngestResult:
+    """Bring the index (and class statistics) up to date with what this run added."""
+    if cfg.build_index:
+        from actdb.index.store_index import update_index
+
+        result.index = update_index(store)
+    return result

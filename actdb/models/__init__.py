@@ -1,0 +1,1 @@
+"""Model registry, offline class index and the embedder shared by ingest and queries."""

@@ -1,0 +1,184 @@
+"""Model registry: which Keras applications actdb can embed with, and how to load them.
+
+Weights are one of ``imagenet`` (Keras' own download and cache), a path to a Keras weights
+file, or ``random:SEED`` (deterministic random initialisation). Nothing ever falls back to
+random weights silently: a failure to load is a :class:`WeightsUnavailable` error.
+
+>>> spec = get_spec("vgg19")
+>>> spec.default_layer
+'block5_conv4'
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from actdb.errors import UsageError, WeightsUnavailable
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@contextlib.contextmanager
+def quiet_stderr():
+    """Silence fd 2 (TensorFlow's C++ logger: CUDA/oneDNN notices) for a block.
+
+    Those notices are printed before any Python setting applies and are noise for a CLI whose
+    errors must be one line. Python exceptions still propagate normally.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def import_keras():
+    """Import TensorFlow and Keras quietly; returns the keras module."""
+    if "tensorflow" not in sys.modules:
+        with quiet_stderr():
+            import tensorflow as tf
+
+            tf.config.list_physical_devices("GPU")  # CUDA probing logs here, once
+    import keras
+
+    return keras
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A Keras application: constructor, preprocessing module and defaults."""
+
+    name: str
+    constructor: str  # attribute of keras.applications
+    preprocess_module: str  # submodule of keras.applications holding preprocess_input
+    default_layer: str
+    top_weights_file: str  # file names Keras caches under ~/.keras/models
+    notop_weights_file: str
+
+    def preprocess_input(self):
+        """Return the model's own ``preprocess_input`` function."""
+        keras = import_keras()
+
+        return getattr(keras.applications, self.preprocess_module).preprocess_input
+
+
+MODELS: dict[str, ModelSpec] = {
+    "vgg19": ModelSpec(
+        "vgg19", "VGG19", "vgg19", "block5_conv4",
+        "vgg19_weights_tf_dim_ordering_tf_kernels.h5",
+        "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    ),
+    "vgg16": ModelSpec(
+        "vgg16", "VGG16", "vgg16", "block5_conv3",
+        "vgg16_weights_tf_dim_ordering_tf_kernels.h5",
+        "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    ),
+    "resnet50": ModelSpec(
+        "resnet50", "ResNet50", "resnet50", "conv5_block3_out",
+        "resnet50_weights_tf_dim_ordering_tf_kernels.h5",
+        "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    ),
+}
+
+
+def get_spec(name: str) -> ModelSpec:
+    """Look up a model by name, or raise a UsageError listing the known ones."""
+    try:
+        return MODELS[name.lower()]
+    except KeyError:
+        raise UsageError(
+            f"unknown model {name!r}; choose one of: {', '.join(MODELS)}"
+        ) from None
+
+
+def keras_cache_dir() -> Path:
+    """Where Keras caches downloaded weights (``$KERAS_HOME/models`` or ``~/.keras/models``)."""
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    return Path(home) / "models"
+
+
+def parse_weights(weights: str) -> tuple[str, str | int | None]:
+    """Split a weights source into (kind, value): imagenet, ('random', seed) or ('file', path).
+
+    >>> parse_weights("random:3")
+    ('random', 3)
+    """
+    if weights == "imagenet":
+        return "imagenet", None
+    if weights.startswith("random:"):
+        try:
+            return "random", int(weights.split(":", 1)[1])
+        except ValueError:
+            raise UsageError(f"bad weights {weights!r}: use random:SEED with an integer SEED") from None
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise UsageError(
+            f"weights file {weights!r} not found; use --weights imagenet, a Keras weights "
+            "file, or random:SEED"
+        )
+    return "file", str(path.resolve())
+
+
+def load_application(spec: ModelSpec, weights: str, include_top: bool, input_shape=None):
+    """Build the Keras application with the requested weights.
+
+    ``input_shape`` is ignored when ``include_top`` (the classifier needs 224x224).
+    """
+    import keras
+
+    kind, value = parse_weights(weights)
+    ctor = getattr(keras.applications, spec.constructor)
+    kwargs = {"include_top": include_top}
+    if not include_top and input_shape is not None:
+        kwargs["input_shape"] = tuple(input_shape)
+    if kind == "imagenet":
+        fname = spec.top_weights_file if include_top else spec.notop_weights_file
+        try:
+            with contextlib.redirect_stdout(sys.stderr):  # Keras prints "Downloading data"
+                return ctor(weights="imagenet", **kwargs)
+        except Exception as exc:  # Keras raises a bare Exception on URL fetch failure
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            if "URL fetch failure" in reason:
+                reason = "download failed: " + reason.split(" -- ")[-1]
+            raise WeightsUnavailable(
+                f"cannot load ImageNet weights for {spec.name} ({reason}); put {fname} in "
+                f"{keras_cache_dir()} or pass --weights FILE (or random:SEED for an untrained net)"
+            ) from exc
+    if kind == "random":
+        keras.utils.set_random_seed(value)
+        return ctor(weights=None, **kwargs)
+    model = ctor(weights=None, **kwargs)
+    try:
+        model.load_weights(value)
+    except Exception as exc:
+        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        top = "with" if include_top else "without"
+        raise WeightsUnavailable(
+            f"weights file {value} does not fit {spec.name} {top} its classifier top ({reason}); "
+            f"pass a {spec.name} weights file saved by Keras"
+        ) from exc
+    return model
+
+
+def weights_sha256(model) -> str:
+    """sha256 over a model's weight arrays: identifies the weights whatever their source."""
+    import hashlib
+
+    import numpy as np
+
+    h = hashlib.sha256()
+    for w in model.weights:
+        arr = np.ascontiguousarray(np.asarray(w.numpy(), dtype=np.float32))
+        h.update(w.path.encode() if hasattr(w, "path") else b"")
+        h.update(str(arr.shape).encode())
+        h.update(arr.tobytes())
+    return h.hexdigest()

@@ -1,0 +1,136 @@
+"""``catalog.duckdb``: image metadata, failures, runs and the list of committed shards.
+
+DuckDB lets one process write a database file, and no other process open it meanwhile.
+So writers (ingest) hold a connection only for the few milliseconds of each commit, and
+every connection retries while another process holds the lock: readers can query while an
+ingest appends. The ``activations`` view is made per connection from the store's current
+location, so a moved or copied store keeps working.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+
+from actdb.errors import StoreError
+from actdb.store.shards import SHARD_DIR
+
+CATALOG = "catalog.duckdb"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS images (
+    image_id BIGINT PRIMARY KEY,
+    root VARCHAR NOT NULL,         -- dataset root (absolute) the path is relative to
+    path VARCHAR NOT NULL,         -- relative to root, '/'-separated
+    split VARCHAR,
+    synset VARCHAR,                -- wnid, NULL for class folders that are not wnids
+    class_name VARCHAR,            -- Keras-style short name, or the folder name
+    class_index INTEGER,           -- Keras ImageNet-1k index, NULL when not ImageNet
+    width INTEGER,
+    height INTEGER,
+    bytes BIGINT,
+    shard VARCHAR NOT NULL,
+    run_id INTEGER
+);
+CREATE TABLE IF NOT EXISTS failures (
+    root VARCHAR NOT NULL,
+    path VARCHAR NOT NULL,
+    split VARCHAR,
+    synset VARCHAR,
+    class_name VARCHAR,
+    reason VARCHAR NOT NULL,
+    run_id INTEGER,
+    failed_at TIMESTAMP DEFAULT current_timestamp,
+    PRIMARY KEY (root, path)
+);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id INTEGER PRIMARY KEY,
+    started_at TIMESTAMP,
+    finished_at TIMESTAMP,
+    root VARCHAR,
+    layout VARCHAR,
+    options VARCHAR,               -- JSON of the ingest options
+    ingested INTEGER DEFAULT 0,
+    skipped INTEGER DEFAULT 0,
+    failed INTEGER DEFAULT 0,
+    status VARCHAR                 -- running | done | interrupted | failed
+);
+CREATE TABLE IF NOT EXISTS shards (
+    name VARCHAR PRIMARY KEY,
+    rows INTEGER NOT NULL,
+    run_id INTEGER,
+    created_at TIMESTAMP DEFAULT current_timestamp
+);
+CREATE OR REPLACE VIEW classes AS
+    SELECT coalesce(synset, class_name) AS class_key, any_value(synset) AS synset,
+           any_value(class_name) AS class_name, any_value(class_index) AS class_index,
+           count(*) AS n_images
+    FROM images WHERE class_name IS NOT NULL GROUP BY 1;
+"""
+
+
+def catalog_path(store: Path) -> Path:
+    return Path(store) / CATALOG
+
+
+def _is_lock_error(exc: Exception) -> bool:
+    msg = str(exc).lower()
+    return "lock" in msg and ("conflict" in msg or "could not set" in msg)
+
+
+@contextlib.contextmanager
+def connect(store: Path, read_only: bool = True, timeout: float = 60.0, views: bool = True):
+    """Open the catalog, retrying while another process holds DuckDB's lock.
+
+    >>> with connect(store) as con:                             # doctest: +SKIP
+    ...     con.sql("SELECT count(*) FROM images").fetchone()
+    """
+    import duckdb
+
+    path = catalog_path(store)
+    if read_only and not path.exists():
+        raise StoreError(f"no catalog at {path}; run `actdb ingest` into this store first")
+    deadline = time.monotonic() + timeout
+    delay = 0.01
+    while True:
+        try:
+            con = duckdb.connect(str(path), read_only=read_only)
+            break
+        except duckdb.Error as exc:
+            if not _is_lock_error(exc) or time.monotonic() > deadline:
+                raise StoreError(f"cannot open {path}: {str(exc).splitlines()[0]}") from None
+            time.sleep(delay)
+            delay = min(delay * 2, 0.25)
+    try:
+        if not read_only:
+            con.execute(SCHEMA)
+        if views:
+            create_activation_view(con, Path(store))
+        yield con
+    finally:
+        con.close()
+
+
+def committed_shards(con) -> list[str]:
+    return [r[0] for r in con.execute("SELECT name FROM shards ORDER BY name").fetchall()]
+
+
+def _store_dim(store: Path) -> int:
+    from actdb.store.manifest import read_manifest
+
+    return read_manifest(store).dim
+
+
+def create_activation_view(con, store: Path) -> None:
+    """(Re)create the temporary ``activations`` view over this store's committed shards."""
+    names = committed_shards(con)
+    if names:
+        files = ", ".join(
+            "'" + str((store / SHARD_DIR / n).resolve()).replace("'", "''") + "'" for n in names
+        )
+        dim = _store_dim(store)
+        src = f"SELECT image_id, vec::FLOAT[{dim}] AS vec FROM read_parquet([{files}])"
+    else:
+        src = "SELECT NULL::BIGINT AS image_id, NULL::FLOAT[] AS vec WHERE false"
+    con.execute(f"CREATE OR REPLACE TEMP VIEW activations AS {src}")

@@ -1,0 +1,96 @@
+"""``manifest.json``: how every vector in a store was made.
+
+>>> m = Manifest(model="vgg19", layer="block5_conv4", pool="mean", dim=512, image_size=224,
+...              resize="squash", precision="fp32", weights="random:0", weights_sha256="ab")
+>>> Manifest.from_json(m.to_json()) == m
+True
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
+from pathlib import Path
+
+from actdb.errors import StoreError, StoreMismatch
+
+FORMAT_VERSION = 1
+#: Fields that must agree before vectors can share a store (or be compared at all).
+COMPAT_FIELDS = ("model", "layer", "pool", "dim", "image_size", "resize", "precision",
+                 "weights_sha256")
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The store's embedding recipe and provenance."""
+
+    model: str
+    layer: str
+    pool: str
+    dim: int
+    image_size: int
+    resize: str
+    precision: str
+    weights: str
+    weights_sha256: str
+    fingerprint: str = ""
+    class_index_version: str = ""
+    actdb_version: str = ""
+    format_version: int = FORMAT_VERSION
+    created_at: str = field(default_factory=_now)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> Manifest:
+        data = json.loads(text)
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def differences(self, other: Manifest) -> list[str]:
+        """``field: ours != theirs`` for each compatibility field that differs."""
+        out = []
+        for name in COMPAT_FIELDS:
+            a, b = getattr(self, name), getattr(other, name)
+            if a != b:
+                if name == "weights_sha256":
+                    a, b = f"{self.weights} ({a[:12]})", f"{other.weights} ({b[:12]})"
+                out.append(f"{name}: {a} != {b}")
+        return out
+
+    def ensure_compatible(self, other: Manifest, what: str = "the store") -> None:
+        """Raise StoreMismatch naming every differing field."""
+        diff = self.differences(other)
+        if diff:
+            raise StoreMismatch(
+                f"{what} was built with different settings ({'; '.join(diff)}); "
+                "use the store's settings or another --store"
+            )
+
+
+def read_manifest(store: Path) -> Manifest:
+    path = Path(store) / "manifest.json"
+    try:
+        return Manifest.from_json(path.read_text())
+    except FileNotFoundError:
+        raise StoreError(
+            f"no actdb store at {store} (manifest.json missing); run `actdb ingest ROOT "
+            "--store {store}` first, or pass --store / set ACTDB_STORE".replace("{store}", str(store))
+        ) from None
+    except (ValueError, TypeError) as exc:
+        raise StoreError(f"{path} is not a valid manifest: {exc}") from None
+
+
+def write_manifest(store: Path, manifest: Manifest) -> None:
+    """Write atomically (temp file + rename)."""
+    path = Path(store) / "manifest.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(manifest.to_json())
+    os.replace(tmp, path)

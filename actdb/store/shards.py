@@ -1,0 +1,83 @@
+"""Parquet shards of (image_id int64, vec fixed_size_list<float32>[dim]).
+
+A shard is written to a hidden temp file, fsynced, then renamed into place, so readers
+never see half a shard. A shard only counts once the catalog lists it (see ``catalog``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+SHARD_DIR = "activations"
+
+
+def shard_path(store: Path, name: str) -> Path:
+    return Path(store) / SHARD_DIR / name
+
+
+def write_shard(store: Path, name: str, ids: np.ndarray, vecs: np.ndarray) -> Path:
+    """Atomically write one shard and return its path."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    ids = np.asarray(ids, dtype=np.int64)
+    vecs = np.ascontiguousarray(vecs, dtype=np.float32)
+    if vecs.ndim != 2 or len(ids) != len(vecs):
+        raise ValueError("ids and vecs must have the same length and vecs must be 2-D")
+    dim = vecs.shape[1]
+    vec_col = pa.FixedSizeListArray.from_arrays(pa.array(vecs.reshape(-1)), dim)
+    table = pa.table({"image_id": pa.array(ids), "vec": vec_col})
+    final = shard_path(store, name)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{name}.tmp")
+    pq.write_table(table, tmp, compression="zstd", row_group_size=65536)
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, final)
+    _fsync_dir(final.parent)
+    return final
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_shards(paths: list[Path], dim: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Read (ids, vecs) from shard files, in file order. ``dim`` is used for empty stores."""
+    import pyarrow.parquet as pq
+
+    ids, vecs = [], []
+    for p in paths:
+        t = pq.read_table(p)
+        col = t.column("vec").combine_chunks()
+        d = col.type.list_size
+        ids.append(t.column("image_id").to_numpy())
+        vecs.append(col.values.to_numpy(zero_copy_only=False).reshape(-1, d))
+    if not ids:
+        return np.zeros(0, np.int64), np.zeros((0, dim or 0), np.float32)
+    return np.concatenate(ids), np.concatenate(vecs).astype(np.float32, copy=False)
+
+
+def shard_dim(path: Path) -> int:
+    """The vector dimension recorded in a shard's schema."""
+    import pyarrow.parquet as pq
+
+    return pq.read_schema(path).field("vec").type.list_size
+
+
+def list_shard_files(store: Path) -> list[str]:
+    """Names of complete shard files on disk (temp files excluded)."""
+    d = Path(store) / SHARD_DIR
+    if not d.is_dir():
+        return []
+    return sorted(p.name for p in d.glob("part-*.parquet"))

@@ -1,0 +1,63 @@
+"""Test data made by the tests themselves: tiny ImageNet-style trees, fixed seeds."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+#: Three real wnids (sea_cucumber, groenendael, tench) for ImageNet-style trees.
+WNIDS = ("n02321529", "n02105056", "n01440764")
+SIZE = 32  # --image-size used by tests: small so CI stays fast
+WEIGHTS = "random:0"
+
+
+def class_image(class_idx: int, i: int, size=(48, 40), seed: int = 0) -> Image.Image:
+    """A synthetic image whose class is visible to a CNN: colour and stripe frequency."""
+    rng = np.random.default_rng([seed, class_idx, i])
+    w, h = size
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = np.array([(60 + 80 * class_idx) % 256, (200 - 70 * class_idx) % 256,
+                     (30 + 110 * class_idx) % 256], dtype=np.float64)
+    stripes = 60 * np.sin(xx * (0.3 + 0.5 * class_idx) + yy * 0.2 * class_idx)[..., None]
+    img = base + stripes + rng.normal(0, 12, (h, w, 3))
+    return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), "RGB")
+
+
+def make_tree(root: Path, classes=WNIDS, per_class: int = 4, ext: str = ".JPEG",
+              seed: int = 0) -> Path:
+    """ROOT/<class>/<class>_<i>.JPEG for each class."""
+    for c, name in enumerate(classes):
+        d = root / name
+        d.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            class_image(c, i, seed=seed).save(d / f"{name}_{i}{ext}", "JPEG", quality=90)
+    return root
+
+
+def add_bad_files(folder: Path) -> dict[str, str]:
+    """Hard-but-valid and broken files, as found in real ImageNet. Returns bad name -> kind."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rgb = class_image(0, 99)
+    rgb.convert("CMYK").save(folder / "cmyk.JPEG", "JPEG")
+    rgb.convert("L").save(folder / "gray.JPEG", "JPEG")
+    rgb.convert("RGBA").save(folder / "rgba.png")
+    rgb.convert("P").save(folder / "palette.png")
+    arr16 = (np.asarray(rgb.convert("L"), dtype=np.uint16) * 257)
+    Image.fromarray(arr16).save(folder / "gray16.png")
+    rgb.save(folder / "png_named.JPEG", "PNG")
+    good = folder / "cmyk.JPEG"
+    data = good.read_bytes()
+    (folder / "truncated.JPEG").write_bytes(data[: len(data) // 2])
+    (folder / "empty.JPEG").write_bytes(b"")
+    (folder / "notimage.JPEG").write_bytes(b"this is not an image\n" * 10)
+    bomb = Image.new("L", (9500, 9500))
+    bomb.save(folder / "bomb.png", optimize=False)
+    return {"truncated.JPEG": "corrupt", "empty.JPEG": "empty", "notimage.JPEG": "not an image",
+            "bomb.png": "decompression bomb"}
+
+
