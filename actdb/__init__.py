@@ -27,7 +27,8 @@ def ingest(root, **options):
     plus those of :class:`actdb.models.embed.EmbedConfig`."""
     from dataclasses import fields
 
-    from actdb.ingest.pipeline import IngestConfig, ingest as run
+    from actdb.ingest.pipeline import IngestConfig
+    from actdb.ingest.pipeline import ingest as run
     from actdb.models.embed import EmbedConfig
 
     embed_names = {f.name for f in fields(EmbedConfig)}

@@ -72,8 +72,14 @@ def _progress(enabled: bool, label: str):
     if not enabled or not sys.stderr.isatty():
         return None
     from rich.console import Console
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn,
-                               TextColumn, TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     class Rate(TextColumn):
         def render(self, task):
@@ -249,6 +255,194 @@ def index_cmd(
     else:
         typer.echo(f"built {info_['kind']} index ({info_['metric']}) over {info_['ntotal']} "
                    f"vectors in {info_['build_seconds']}s, recall@50 {info_['recall_at_50']}")
+
+
+def _table(df, columns: list[str], title: str | None = None, floats: str = "{:.4g}"):
+    """Render selected DataFrame columns as a rich table."""
+    from rich.table import Table
+
+    t = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+    for c in columns:
+        t.add_column(c, justify="right" if df[c].dtype.kind in "iuf" else "left")
+    for row in df[columns].itertuples(index=False):
+        t.add_row(*[floats.format(v) if isinstance(v, float) else ("" if v is None else str(v))
+                    for v in row])
+    _console().print(t)
+
+
+def _context_line(c) -> str:
+    line = f"nearest-neighbour distance {c['nn_distance']:.4g}"
+    if c.get("nn_percentile") is not None:
+        line += (f", farther than {c['nn_percentile']:.1f}% of stored images' nearest "
+                 f"neighbours (their median {c['store_median_nn_distance']:.4g})")
+    if c.get("store_median_random_pair") is not None:
+        line += f"; median random-pair distance {c['store_median_random_pair']:.4g}"
+    return line
+
+
+QueriesArg = typer.Argument(..., help="Image files, id:<image_id> of stored images, or .npy "
+                            "vectors of the store's dim.")
+
+
+@command()
+def nearest(
+    queries: list[str] = QueriesArg,
+    k: int = typer.Option(10, "-k", "--k", help="Number of neighbours."),
+    classes: str = typer.Option(None, help="Only these classes (comma-separated short names "
+                                "or wnids)."),
+    split: str = typer.Option(None, help="Only this split."),
+    where: str = typer.Option(None, help="Only images matching this SQL predicate on `images`."),
+    name: list[str] = typer.Option(None, help="Name to cache the query under (default: file "
+                                   "stem); repeat for several queries."),
+    store: Path = StoreOpt,
+    as_json: bool = JsonOpt,
+    as_csv: bool = typer.Option(False, "--csv", help="Print the neighbours as CSV."),
+):
+    """Which stored images and classes does each query land near, and how far is it?
+
+    Example: actdb nearest node4.png -k 50 --classes sea_cucumber,groenendael
+    """
+    from actdb.query.db import Database
+
+    res = Database.open(store).nearest(queries, k=k, classes=classes, split=split,
+                                       where=where, names=name)
+    if as_json:
+        _print_json(res.to_dict())
+        return
+    if as_csv:
+        out = res.neighbors.merge(res.context, on="query", how="left")
+        typer.echo(out.to_csv(index=False), nl=False)
+        return
+    for q in res.to_dict()["queries"]:
+        import pandas as pd
+
+        nb = pd.DataFrame(q["neighbors"])
+        if nb.empty:
+            typer.echo(f"{q['query']}: no images match")
+            continue
+        nb["wnid"] = nb["synset"]
+        _table(nb, ["rank", "distance", "class_name", "wnid", "path"],
+               title=f"{q['query']}: {len(nb)} nearest ({res.metric})")
+        cl = pd.DataFrame(q["classes"])
+        cl["share"] = cl["share"].map("{:.0%}".format)
+        _table(cl, ["class_name", "synset", "count", "share"], title="class vote")
+        typer.echo(_context_line(q["context"]))
+
+
+@command("centroids")
+def centroids_cmd(
+    queries: list[str] = QueriesArg,
+    k: int = typer.Option(10, "-k", "--k", help="Number of classes."),
+    classes: str = typer.Option(None, help="Only these classes (comma-separated)."),
+    store: Path = StoreOpt,
+    as_json: bool = JsonOpt,
+):
+    """Rank classes by the distance from the query to each class centroid.
+
+    Example: actdb centroids node4.png -k 10
+    """
+    from actdb.query.db import Database
+
+    df = Database.open(store).centroids(queries, k=k, classes=classes)
+    if as_json:
+        _print_json(df.to_dict("records"))
+        return
+    for q, part in df.groupby("query", sort=False):
+        _table(part, ["rank", "distance", "class_name", "synset", "n", "class_mean_dist",
+                      "class_p95_dist", "inside"], title=f"{q}: nearest class centroids")
+
+
+@command()
+def stats(
+    store: Path = StoreOpt,
+    seed: int = typer.Option(0, help="Seed of the pair samples."),
+    pairs_per_class: int = typer.Option(500, help="Pairs per class (all when fewer exist)."),
+    pair_sample: int = typer.Option(100_000, help="Random pairs for the random-pair row."),
+    as_json: bool = JsonOpt,
+):
+    """(Re)compute centroids, class_stats and pair_stats (ingest does this too).
+
+    Example: actdb stats --seed 1 && actdb sql "SELECT * FROM pair_stats"
+    """
+    from actdb.query.stats import StatsConfig, compute_stats
+    from actdb.store.store import resolve_store_path
+
+    res = compute_stats(resolve_store_path(store), StatsConfig(
+        seed=seed, pairs_per_class=pairs_per_class, pair_sample=pair_sample))
+    if as_json:
+        _print_json(res)
+        return
+    import pandas as pd
+
+    _table(pd.DataFrame(res["pair_stats"]), ["kind", "count", "mean", "std", "p05", "p50",
+                                             "p95"],
+           title=f"{res['images']} images, {res['classes']} classes ({res['seconds']}s)")
+
+
+@command()
+def sql(
+    query: str = typer.Argument(..., help="One SQL statement over the store's views."),
+    store: Path = StoreOpt,
+    fmt: str = typer.Option("table", "--format", help="table | csv | json | parquet."),
+    output: Path = typer.Option(None, "-o", "--output", help="Write to this file."),
+):
+    """Read-only DuckDB SQL over images, activations, classes, centroids, class_stats,
+    pair_stats, queries, failures.
+
+    Example: actdb sql "SELECT class_name, mean_dist FROM class_stats ORDER BY mean_dist LIMIT 5"
+    """
+    from actdb.errors import UsageError
+    from actdb.query.sql import run_sql
+
+    if fmt not in ("table", "csv", "json", "parquet"):
+        raise UsageError("--format must be table, csv, json or parquet")
+    table = run_sql(store, query)
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        if output is None:
+            raise UsageError("--format parquet needs -o FILE")
+        pq.write_table(table, output)
+        return
+    df = table.to_pandas()
+    if fmt == "table" and output is None:
+        _table(df, list(df.columns))
+        return
+    text = df.to_csv(index=False) if fmt == "csv" else \
+        df.to_json(orient="records", indent=2, default_handler=str) + "\n"
+    if fmt == "table":
+        text = df.to_string(index=False) + "\n"
+    if output:
+        output.write_text(text)
+    else:
+        typer.echo(text, nl=False)
+
+
+@command("examples")
+def examples_cmd(
+    channel: int = typer.Option(..., "--channel", "-c", help="Channel index (0-based)."),
+    k: int = typer.Option(20, "-k", "--k", help="Number of images."),
+    store: Path = StoreOpt,
+    as_json: bool = JsonOpt,
+):
+    """The stored images that excite one channel most (as OpenAI Microscope shows them).
+
+    Example: actdb examples --channel 4 -k 20
+    """
+    from actdb.query.db import Database
+
+    res = Database.open(store).examples(channel, k)
+    if as_json:
+        _print_json(res.to_dict())
+        return
+    _table(res.top, ["rank", "value", "class_name", "synset", "path"],
+           title=f"channel {channel}: top {len(res.top)} of the store "
+                 f"(mean {res.channel_mean:.4g}, max {res.channel_max:.4g})")
+    cl = res.classes.copy()
+    cl["share"] = cl["share"].map("{:.0%}".format)
+    _table(cl, ["class_name", "synset", "count", "share"], title="classes among them")
+    if not res.queries.empty:
+        _table(res.queries, ["name", "value", "percentile"], title="cached queries")
 
 
 def main() -> None:

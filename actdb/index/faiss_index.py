@@ -120,7 +120,8 @@ def measure_recall(index, ids: np.ndarray, vecs: np.ndarray, metric: str, k: int
     return float(np.mean(hits) / k)
 
 
-def _tune(index, kind: str, ids: np.ndarray, vecs: np.ndarray, cfg: IndexConfig) -> tuple[dict, float]:
+def _tune(index, kind: str, ids: np.ndarray, vecs: np.ndarray,
+          cfg: IndexConfig) -> tuple[dict, float]:
     inner = _inner(index)
     if kind == "flat":
         return {}, 1.0

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 
 from actdb.index.faiss_index import (
     IndexConfig,
@@ -47,7 +48,7 @@ def update_index(store: str | Path | None = None) -> dict:
     index = load_index(s.path)
     have = index_ids(index)
     with s.connect() as con:
-        con.register("have_ids", {"image_id": have})
+        con.register("have_ids", pa.table({"image_id": have}))
         rows = con.execute(
             "SELECT image_id, shard FROM images ANTI JOIN have_ids USING (image_id)").fetchall()
         stale = con.execute("SELECT count(*) FROM have_ids ANTI JOIN images USING (image_id)"

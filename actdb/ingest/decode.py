@@ -80,7 +80,8 @@ def decode_image(
     Returns the array and the original (width, height).
     """
     try:
-        fp = io.BytesIO(source) if isinstance(source, bytes | bytearray) else open(source, "rb")
+        fp = (io.BytesIO(source) if isinstance(source, bytes | bytearray)
+              else open(source, "rb"))  # noqa: SIM115 - closed by the with below
     except OSError as exc:
         raise ImageError(f"cannot read file: {exc.strerror or exc}") from None
     with fp:

@@ -4,8 +4,8 @@ Decoding runs in a thread pool ahead of the model (TensorFlow releases the GIL),
 built once per run, and shards are committed every ``rows_per_shard`` images so a killed run
 loses at most one shard of work and resumes where it stopped.
 
->>> res = ingest(IngestConfig(root="imagenet/", embed=EmbedConfig(weights="random:0")))  # doctest: +SKIP
->>> res.ingested                                                                          # doctest: +SKIP
+>>> cfg = IngestConfig(root="imagenet/", embed=EmbedConfig(weights="random:0"))
+>>> ingest(cfg).ingested                                  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -70,6 +70,7 @@ class IngestResult:
     seconds: float
     precision: str
     index: dict | None = None
+    stats: dict | None = None
 
     @property
     def images_per_s(self) -> float:
@@ -279,9 +280,21 @@ def ingest(cfg: IngestConfig, progress: Progress | None = None) -> IngestResult:
 
 
 def _after_ingest(store: Path, cfg: IngestConfig, result: IngestResult) -> IngestResult:
-    """Bring the index (and class statistics) up to date with what this run added."""
+    """Bring the index and the class statistics up to date with what this run added."""
     if cfg.build_index:
         from actdb.index.store_index import update_index
 
         result.index = update_index(store)
+    if cfg.compute_stats and (result.ingested or not _has_stats(store)):
+        from actdb.query.stats import compute_stats
+
+        result.stats = compute_stats(store)
     return result
+
+
+def _has_stats(store: Path) -> bool:
+    from actdb.store.catalog import connect
+
+    with connect(store, views=False) as con:
+        return bool(con.execute("SELECT count(*) FROM duckdb_tables() "
+                                "WHERE table_name = 'class_stats'").fetchone()[0])

@@ -118,7 +118,8 @@ def parse_weights(weights: str) -> tuple[str, str | int | None]:
         try:
             return "random", int(weights.split(":", 1)[1])
         except ValueError:
-            raise UsageError(f"bad weights {weights!r}: use random:SEED with an integer SEED") from None
+            raise UsageError(
+                f"bad weights {weights!r}: use random:SEED with an integer SEED") from None
     path = Path(weights).expanduser()
     if not path.is_file():
         raise UsageError(

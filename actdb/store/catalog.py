@@ -62,6 +62,15 @@ CREATE TABLE IF NOT EXISTS shards (
     run_id INTEGER,
     created_at TIMESTAMP DEFAULT current_timestamp
 );
+CREATE TABLE IF NOT EXISTS query_cache (
+    sha256 VARCHAR NOT NULL,       -- of the query file's bytes
+    fingerprint VARCHAR NOT NULL,  -- of the model recipe + weights that embedded it
+    name VARCHAR NOT NULL,         -- file stem or --name; SQL refers to queries by it
+    source VARCHAR,
+    vec FLOAT[] NOT NULL,
+    created_at TIMESTAMP DEFAULT current_timestamp,
+    PRIMARY KEY (sha256, fingerprint)
+);
 CREATE OR REPLACE VIEW classes AS
     SELECT coalesce(synset, class_name) AS class_key, any_value(synset) AS synset,
            any_value(class_name) AS class_name, any_value(class_index) AS class_index,
@@ -106,7 +115,7 @@ def connect(store: Path, read_only: bool = True, timeout: float = 60.0, views: b
         if not read_only:
             con.execute(SCHEMA)
         if views:
-            create_activation_view(con, Path(store))
+            create_views(con, Path(store))
         yield con
     finally:
         con.close()
@@ -116,21 +125,22 @@ def committed_shards(con) -> list[str]:
     return [r[0] for r in con.execute("SELECT name FROM shards ORDER BY name").fetchall()]
 
 
-def _store_dim(store: Path) -> int:
+def create_views(con, store: Path) -> None:
+    """(Re)create the temporary views ``activations`` (this store's committed shards, vectors
+    as FLOAT[dim]) and ``queries`` (cached query vectors made with this store's recipe)."""
     from actdb.store.manifest import read_manifest
 
-    return read_manifest(store).dim
-
-
-def create_activation_view(con, store: Path) -> None:
-    """(Re)create the temporary ``activations`` view over this store's committed shards."""
+    m = read_manifest(store)
     names = committed_shards(con)
     if names:
         files = ", ".join(
             "'" + str((store / SHARD_DIR / n).resolve()).replace("'", "''") + "'" for n in names
         )
-        dim = _store_dim(store)
-        src = f"SELECT image_id, vec::FLOAT[{dim}] AS vec FROM read_parquet([{files}])"
+        src = f"SELECT image_id, vec::FLOAT[{m.dim}] AS vec FROM read_parquet([{files}])"
     else:
-        src = "SELECT NULL::BIGINT AS image_id, NULL::FLOAT[] AS vec WHERE false"
+        src = f"SELECT NULL::BIGINT AS image_id, NULL::FLOAT[{m.dim}] AS vec WHERE false"
     con.execute(f"CREATE OR REPLACE TEMP VIEW activations AS {src}")
+    fp = m.fingerprint.replace("'", "''")
+    con.execute(
+        "CREATE OR REPLACE TEMP VIEW queries AS SELECT name, source, sha256, created_at, "
+        f"vec::FLOAT[{m.dim}] AS vec FROM query_cache WHERE fingerprint = '{fp}'")

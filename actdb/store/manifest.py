@@ -82,7 +82,7 @@ def read_manifest(store: Path) -> Manifest:
     except FileNotFoundError:
         raise StoreError(
             f"no actdb store at {store} (manifest.json missing); run `actdb ingest ROOT "
-            "--store {store}` first, or pass --store / set ACTDB_STORE".replace("{store}", str(store))
+            f"--store {store}` first, or pass --store / set ACTDB_STORE"
         ) from None
     except (ValueError, TypeError) as exc:
         raise StoreError(f"{path} is not a valid manifest: {exc}") from None

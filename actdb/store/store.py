@@ -11,6 +11,7 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 
 from actdb.store import catalog
 from actdb.store.manifest import Manifest, read_manifest
@@ -49,22 +50,30 @@ class Store:
         with self.connect() as con:
             return catalog.committed_shards(con)
 
-    def vectors(self, ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """All committed (ids, vecs) sorted by id, or just those of ``ids`` (in that order)."""
-        paths = [shard_path(self.path, n) for n in self.shard_names()]
-        all_ids, vecs = read_shards(paths, self.manifest.dim)
+    def vectors(self, ids=None) -> tuple[np.ndarray, np.ndarray]:
+        """All committed (ids, vecs) sorted by id, or those of ``ids`` in that order (reading
+        only the shards that hold them)."""
+        with self.connect() as con:
+            if ids is None:
+                names = catalog.committed_shards(con)
+            else:
+                ids = np.asarray(ids, dtype=np.int64)
+                con.register("wanted", pa.table({"image_id": ids}))
+                names = [r[0] for r in con.execute(
+                    "SELECT DISTINCT shard FROM images JOIN wanted USING (image_id) ORDER BY 1"
+                ).fetchall()]
+        all_ids, vecs = read_shards([shard_path(self.path, n) for n in names], self.manifest.dim)
         order = np.argsort(all_ids, kind="stable")
         all_ids, vecs = all_ids[order], vecs[order]
         if ids is None:
             return all_ids, vecs
-        ids = np.asarray(ids, dtype=np.int64)
         pos = np.clip(np.searchsorted(all_ids, ids), 0, max(len(all_ids) - 1, 0))
         found = all_ids[pos] == ids if len(all_ids) else np.zeros(len(ids), bool)
         if not found.all():
             from actdb.errors import QueryError
 
             missing = ids[~found][:5].tolist()
-            raise QueryError(f"no vector for image ids {missing}; see `actdb info`")
+            raise QueryError(f"no stored image with id {missing}; see `actdb info`")
         return ids, vecs[pos]
 
     def images(self, where: str | None = None):

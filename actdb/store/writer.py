@@ -97,7 +97,8 @@ class StoreWriter:
 
     def next_image_id(self) -> int:
         with self.connect() as con:
-            return int(con.execute("SELECT coalesce(max(image_id) + 1, 0) FROM images").fetchone()[0])
+            row = con.execute("SELECT coalesce(max(image_id) + 1, 0) FROM images").fetchone()
+        return int(row[0])
 
     def start_run(self, root: str, layout: str, options: dict) -> int:
         with self.connect() as con:

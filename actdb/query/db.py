@@ -1,0 +1,88 @@
+"""The query-side handle on a store: one index, one model, many questions.
+
+>>> import actdb
+>>> db = actdb.open("actdb-store")                               # doctest: +SKIP
+>>> db.nearest("node4.png", k=50).classes                        # doctest: +SKIP
+>>> db.centroids("node4.png", k=10)                              # doctest: +SKIP
+>>> db.sql("SELECT class_name, mean_dist FROM class_stats").to_pandas()   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import threading
+from functools import cached_property
+from pathlib import Path
+
+from actdb.query.filters import ImageFilter, parse_classes
+from actdb.query.vectors import QueryResolver, QueryVector
+from actdb.store.store import Store
+
+
+def _as_list(queries) -> list:
+    import numpy as np
+
+    if isinstance(queries, str | Path | np.ndarray) or not hasattr(queries, "__iter__"):
+        return [queries]
+    return list(queries)
+
+
+class Database:
+    """A store opened for queries. Thread-safe: the index and model are loaded once."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self.resolver = QueryResolver(store)
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, path: str | Path | None = None) -> Database:
+        return cls(Store.open(path))
+
+    @cached_property
+    def index_info(self) -> dict:
+        from actdb.index.faiss_index import load_info
+
+        return load_info(self.store.path)
+
+    @cached_property
+    def index(self):
+        from actdb.index.faiss_index import load_index
+
+        with self._lock:
+            return load_index(self.store.path)
+
+    def resolve(self, queries, names: list[str] | None = None) -> list[QueryVector]:
+        """Image paths, ``id:N``, ``.npy`` files, arrays or uploads -> query vectors."""
+        return self.resolver.resolve(_as_list(queries), names)
+
+    def nearest(self, queries, k: int = 10, classes=None, split: str | None = None,
+                where: str | None = None, names: list[str] | None = None):
+        """k nearest stored images; returns a NearestResult (``.neighbors``, ``.classes``,
+        ``.context`` DataFrames)."""
+        from actdb.query.nearest import nearest
+
+        flt = ImageFilter(_classes(classes), split, where)
+        return nearest(self, self.resolve(queries, names), k, flt)
+
+    def centroids(self, queries, k: int = 10, classes=None):
+        """Classes ranked by distance from the query to their centroid (DataFrame)."""
+        from actdb.query.centroids import centroids
+
+        return centroids(self, self.resolve(queries), k, _classes(classes))
+
+    def examples(self, channel: int, k: int = 20):
+        """Stored images with the highest pooled value of ``channel`` (ExamplesResult)."""
+        from actdb.query.examples import examples
+
+        return examples(self, channel, k)
+
+    def sql(self, query: str, max_rows: int | None = None):
+        """Read-only SQL over the store's views (pyarrow Table; ``.to_pandas()``)."""
+        from actdb.query.sql import run_sql
+
+        return run_sql(self.store, query, max_rows)
+
+
+def _classes(classes):
+    return parse_classes(classes) if isinstance(classes, str) else (
+        tuple(classes) if classes else None)

@@ -1,0 +1,89 @@
+"""Helpers shared by the benchmarks: the machine line, synthetic data, timing."""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def machine_line() -> str:
+    """CPU model, cores, flags that matter, library versions: printed by every benchmark."""
+    model, flags = platform.processor() or "?", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    keep = [f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16",
+                        "amx_tile") if f in flags]
+    versions = []
+    for mod in ("numpy", "tensorflow", "keras", "faiss", "duckdb", "pyarrow"):
+        try:
+            m = __import__(mod)
+            versions.append(f"{mod} {getattr(m, '__version__', '?')}")
+        except Exception:  # noqa: BLE001
+            pass
+    return (f"machine: {model}, {os.cpu_count()} cores, flags {' '.join(keep) or 'none'}; "
+            + ", ".join(versions))
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def make_jpeg_tree(root: Path, classes: int, per_class: int, size=(500, 375), seed=0) -> Path:
+    """ImageNet-like JPEGs (ImageNet's median size is about 500x375): smooth colour fields."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for c in range(classes):
+        d = root / f"n{10000000 + c:08d}"
+        d.mkdir(parents=True, exist_ok=True)
+        tint = rng.uniform(40, 215, 3)
+        for i in range(per_class):
+            small = rng.normal(0, 50, (12, 16, 3)) + tint
+            img = Image.fromarray(np.clip(small, 0, 255).astype(np.uint8)).resize(size,
+                                                                                 Image.BICUBIC)
+            arr = np.asarray(img, np.float64) + rng.normal(0, 8, (size[1], size[0], 3))
+            Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).save(
+                d / f"img_{i:04d}.JPEG", quality=90)
+    return root
+
+
+def sgemm_gflops(n: int = 2048, repeat: int = 5) -> float:
+    """numpy float32 matrix-multiply throughput on this machine, best of ``repeat``."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(repeat))
+    return 2 * n**3 / best / 1e9
+
+
+def _timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def conv_flops(model) -> int:
+    """Multiply-add FLOPs (x2) of one forward pass of a Keras model's conv/dense layers."""
+    total = 0
+    for layer in model.layers:
+        cls = type(layer).__name__
+        if cls == "Conv2D":
+            _, h, w, cout = layer.output.shape
+            kh, kw = layer.kernel_size
+            cin = layer.input.shape[-1]
+            total += 2 * h * w * cout * kh * kw * cin
+        elif cls == "Dense":
+            total += 2 * layer.input.shape[-1] * layer.units
+    return int(total)

@@ -1,0 +1,128 @@
+"""Ingest benchmark: pipeline vs model-only throughput, bf16 vs fp32, GFLOP/s, peak RSS.
+
+    python bench/ingest.py                 # 192 ImageNet-sized JPEGs at 224 px (~6 min here)
+    python bench/ingest.py --images 16 --size 64    # smoke size
+
+Everything is measured in this one run on the same images. Weights are random:0 (ImageNet
+weights cannot be downloaded on the machines this was written on); speed does not depend on
+the weights' values, fidelity figures are for random weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import conv_flops, machine_line, make_jpeg_tree, peak_rss_mb, sgemm_gflops  # noqa: E402
+
+WEIGHTS = "random:0"
+
+
+def model_only(emb, images: np.ndarray, batch: int) -> tuple[float, np.ndarray]:
+    """images/s of Embedder.embed alone on pre-decoded arrays (after a warm-up batch)."""
+    emb.embed(images[:batch])
+    t = time.perf_counter()
+    out = [emb.embed(images[i : i + batch]) for i in range(0, len(images), batch)]
+    return len(images) / (time.perf_counter() - t), np.concatenate(out)
+
+
+def pipeline(root: Path, store: Path, precision: str, size: int, batch: int,
+             limit: int | None = None) -> float:
+    """images/s of the full ingest, from the end of its first batch to the end of its last."""
+    from actdb.ingest.pipeline import IngestConfig, ingest
+    from actdb.models.embed import EmbedConfig
+
+    marks: list[tuple[float, int]] = []
+    cfg = IngestConfig(root=root, store=store, batch_size=batch, limit=limit,
+                       build_index=False,
+                       embed=EmbedConfig(weights=WEIGHTS, image_size=size, precision=precision))
+    ingest(cfg, progress=lambda done, total: marks.append((time.perf_counter(), done)))
+    (t0, d0), (t1, d1) = marks[0], marks[-1]
+    return (d1 - d0) / (t1 - t0)
+
+
+def topk_overlap(a: np.ndarray, b: np.ndarray, k: int) -> float:
+    """Mean overlap of each vector's k-nearest-neighbour sets under two embeddings."""
+    def knn(x):
+        d = ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1)
+        np.fill_diagonal(d, np.inf)
+        return np.argsort(d, axis=1)[:, :k]
+
+    na, nb = knn(a.astype(np.float64)), knn(b.astype(np.float64))
+    return float(np.mean([len(set(x) & set(y)) / k for x, y in zip(na, nb, strict=True)]))
+
+
+def rss_child(root: str, store: str, size: int, batch: int, limit: int) -> None:
+    pipeline(Path(root), Path(store), "auto", size, batch, limit)
+    print(json.dumps({"peak_rss_mb": peak_rss_mb()}))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--images", type=int, default=192)
+    ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--rss-child", nargs=2, metavar=("ROOT", "STORE"))
+    ap.add_argument("--limit", type=int)
+    args = ap.parse_args()
+    if args.rss_child:
+        rss_child(*args.rss_child, args.size, args.batch, args.limit)
+        return
+
+    from actdb.ingest.decode import decode_image
+    from actdb.models.embed import EmbedConfig, Embedder, resolve_precision
+
+    print(machine_line())
+    tmp = Path(tempfile.mkdtemp(prefix="actdb-bench-"))
+    classes = 8
+    root = make_jpeg_tree(tmp / "data", classes, max(1, args.images // classes))
+    files = sorted(root.rglob("*.JPEG"))
+    n = len(files)
+    print(f"images: {n} JPEGs of 500x375 at --image-size {args.size}, batch {args.batch}")
+    images = np.stack([decode_image(f, args.size)[0] for f in files])
+
+    res = {}
+    for prec in ("fp32", "bf16"):
+        emb = Embedder(EmbedConfig(weights=WEIGHTS, image_size=args.size, precision=prec))
+        res[prec] = model_only(emb, images, args.batch)
+        print(f"model-only {prec}: {res[prec][0]:.2f} img/s")
+    flops = conv_flops(emb.model)
+    default = resolve_precision("auto")
+    pipe = {}
+    for prec in ("fp32", "bf16"):
+        pipe[prec] = pipeline(root, tmp / f"store-{prec}", prec, args.size, args.batch)
+        print(f"pipeline {prec}: {pipe[prec]:.2f} img/s; pipeline / model-only = "
+              f"{pipe[prec] / res[prec][0]:.3f} (target >= 0.9)")
+    print(f"bf16 speed-up over fp32 (model-only): {res['bf16'][0] / res['fp32'][0]:.2f}x")
+    a, b = res["fp32"][1], res["bf16"][1]
+    cos = np.sum(a * b, 1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    k = min(50, n - 1)
+    print(f"bf16 fidelity: mean cosine {cos.mean():.6f} (min {cos.min():.6f}); "
+          f"top-{k} neighbour overlap {topk_overlap(a, b, k):.3f}")
+    gemm = sgemm_gflops()
+    for prec in ("fp32", "bf16"):
+        print(f"forward GFLOP/s {prec}: {flops * res[prec][0] / 1e9:.1f} "
+              f"({flops / 1e9:.2f} GFLOP per image)")
+    print(f"numpy SGEMM GFLOP/s (2048^3 fp32): {gemm:.1f}")
+    print(f"auto precision here: {default}")
+    rss = []
+    for limit in (n // 2, n):
+        out = subprocess.run(
+            [sys.executable, __file__, "--rss-child", str(root), str(tmp / f"rss-{limit}"),
+             "--size", str(args.size), "--batch", str(args.batch), "--limit", str(limit)],
+            capture_output=True, text=True, check=True)
+        rss.append(json.loads(out.stdout.strip().splitlines()[-1])["peak_rss_mb"])
+        print(f"peak RSS ingesting {limit} images: {rss[-1]:.0f} MB")
+    print(f"peak RSS growth {n // 2} -> {n} images: {rss[1] / rss[0]:.3f}x")
+
+
+if __name__ == "__main__":
+    main()

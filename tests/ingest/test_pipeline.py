@@ -1,0 +1,157 @@
+import numpy as np
+import pytest
+
+from actdb.errors import IngestFailed, StoreMismatch, UsageError
+from actdb.ingest.layout import detect_layout
+from actdb.ingest.pipeline import IngestConfig, ingest, select_entries
+from actdb.models.embed import EmbedConfig
+from actdb.store.check import check_store
+from actdb.store.merge import merge_stores
+from actdb.store.store import Store
+from tests.helpers import SIZE, WEIGHTS, add_bad_files, make_tree
+
+FP32 = EmbedConfig(weights=WEIGHTS, image_size=SIZE, precision="fp32")
+
+
+def run(root, store, embed=FP32, **kw):
+    return ingest(IngestConfig(root=root, store=store, embed=embed, batch_size=4, **kw))
+
+
+def vectors_by_path(store):
+    s = Store.open(store)
+    imgs = s.images()
+    ids, vecs = s.vectors(imgs.image_id.to_numpy())
+    return dict(zip(imgs.path, vecs, strict=True)), imgs
+
+
+def test_stored_vector_equals_keras_intermediate_output_pooled_by_numpy(built_store):
+    """The reference is Keras' own full model, cut at the layer, pooled by numpy."""
+    import keras
+    from PIL import Image
+
+    s = Store.open(built_store)
+    row = s.images().iloc[0]
+    _, vec = s.vectors([row.image_id])
+    keras.utils.set_random_seed(0)
+    full = keras.applications.VGG19(include_top=False, weights=None,
+                                    input_shape=(SIZE, SIZE, 3))
+    cut = keras.Model(full.input, full.get_layer("block5_conv4").output)
+    img = Image.open(f"{row.root}/{row.path}").convert("RGB").resize((SIZE, SIZE),
+                                                                       Image.BILINEAR)
+    x = keras.applications.vgg19.preprocess_input(np.asarray(img, np.float32)[None].copy())
+    ref = cut.predict(x, verbose=0).mean(axis=(1, 2))[0]
+    # fp32 end to end: only summation order differs. Tolerance: 1e-5 relative to the max.
+    assert np.max(np.abs(vec[0] - ref)) <= 1e-5 * np.max(np.abs(ref))
+
+
+def test_bad_files_are_recorded_and_skipped(tmp_path):
+    root = make_tree(tmp_path / "data", per_class=2)
+    bad = add_bad_files(root / "n01440764")
+    res = run(root, tmp_path / "s")
+    assert res.failed == len(bad)
+    assert res.ingested == 6 + 6  # 2 per class x 3 + six hard-but-valid files
+    with Store.open(tmp_path / "s").connect() as con:
+        got = dict(con.execute("SELECT path, reason FROM failures").fetchall())
+    for name, reason in bad.items():
+        assert reason in got[f"n01440764/{name}"]
+    assert check_store(tmp_path / "s").ok
+
+
+def test_strict_makes_a_failure_fatal(tmp_path):
+    root = make_tree(tmp_path / "data", per_class=1)
+    (root / "n01440764" / "zz_empty.JPEG").write_bytes(b"")
+    with pytest.raises(IngestFailed, match="zz_empty.JPEG: empty file"):
+        run(root, tmp_path / "s", strict=True)
+    assert check_store(tmp_path / "s").ok  # what was committed before the failure is sound
+
+
+def test_incremental_ingest_adds_only_new_images(tmp_path):
+    root = make_tree(tmp_path / "data", classes=("n01440764", "n02105056"), per_class=3)
+    first = run(root, tmp_path / "s")
+    make_tree(root, classes=("n02321529",), per_class=3)
+    second = run(root, tmp_path / "s")
+    assert (first.ingested, second.ingested, second.skipped) == (6, 3, 6)
+    imgs = Store.open(tmp_path / "s").images()
+    assert imgs.image_id.is_unique and len(imgs) == 9
+    assert check_store(tmp_path / "s").ok
+
+
+def test_different_settings_are_refused(tmp_path, built_store):
+    root = make_tree(tmp_path / "data", per_class=1)
+    with pytest.raises(StoreMismatch, match="layer"):
+        run(root, built_store, embed=EmbedConfig(weights=WEIGHTS, image_size=SIZE,
+                                                 precision="fp32", layer="block4_conv4"))
+    with pytest.raises(StoreMismatch, match="weights"):
+        run(root, built_store, embed=EmbedConfig(weights="random:1", image_size=SIZE,
+                                                 precision="fp32"))
+
+
+def test_unknown_layer_lists_valid_ones(tmp_path):
+    root = make_tree(tmp_path / "data", per_class=1)
+    with pytest.raises(UsageError, match="valid layers: .*block5_conv4"):
+        run(root, tmp_path / "s", embed=EmbedConfig(weights=WEIGHTS, image_size=SIZE,
+                                                    layer="nope"))
+
+
+def test_per_class_and_limit_are_seeded_samples(tmp_path):
+    root = make_tree(tmp_path / "data", per_class=5)
+    entries = detect_layout(root).entries
+    a = select_entries(entries, IngestConfig(root=root, per_class=2, seed=1))
+    b = select_entries(entries, IngestConfig(root=root, per_class=2, seed=1))
+    c = select_entries(entries, IngestConfig(root=root, per_class=2, seed=2))
+    assert a == b and a != c and len(a) == 6
+    assert {e.class_name for e in a} == {e.class_name for e in entries}
+    lim = select_entries(entries, IngestConfig(root=root, limit=4, seed=0))
+    assert len(lim) == 4 and lim == select_entries(entries, IngestConfig(root=root, limit=4))
+
+
+def test_weights_file_gives_the_same_vectors_as_its_source(tmp_path, built_store):
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = keras.applications.VGG19(include_top=False, weights=None,
+                                     input_shape=(SIZE, SIZE, 3))
+    path = tmp_path / "vgg19_random0.weights.h5"
+    model.save_weights(path)
+    root = make_tree(tmp_path / "data", per_class=1)
+    run(root, tmp_path / "a", embed=EmbedConfig(weights=str(path), image_size=SIZE,
+                                                precision="fp32"))
+    run(root, tmp_path / "b")
+    va, _ = vectors_by_path(tmp_path / "a")
+    vb, _ = vectors_by_path(tmp_path / "b")
+    assert va.keys() == vb.keys()
+    for k in va:
+        np.testing.assert_array_equal(va[k], vb[k])
+    assert Store.open(tmp_path / "a").manifest.weights_sha256 == \
+        Store.open(built_store).manifest.weights_sha256
+
+
+def test_three_shards_merged_equal_a_single_ingest(tmp_path):
+    root = make_tree(tmp_path / "data", per_class=4)
+    single = tmp_path / "single"
+    run(root, single)
+    parts = [tmp_path / f"part{k}" for k in (1, 2, 3)]
+    sizes = [run(root, p, shard=f"{k}/3").ingested for k, p in enumerate(parts, 1)]
+    assert sum(sizes) == 12 and all(0 < s < 12 for s in sizes)
+    res = merge_stores(tmp_path / "merged", parts)
+    assert res.added == 12 and res.renumbered > 0  # each shard numbered from 0
+    vs, imgs = vectors_by_path(single)
+    vm, imgm = vectors_by_path(tmp_path / "merged")
+    assert vs.keys() == vm.keys()
+    for k in vs:
+        np.testing.assert_array_equal(vs[k], vm[k])
+    cols = ["path", "split", "synset", "class_name", "class_index", "width", "height", "bytes"]
+    a = imgs[cols].sort_values("path").reset_index(drop=True)
+    b = imgm[cols].sort_values("path").reset_index(drop=True)
+    assert a.equals(b)
+    assert check_store(tmp_path / "merged").ok
+    again = merge_stores(tmp_path / "merged", parts[:1])
+    assert again.added == 0 and again.skipped == sizes[0]
+
+
+def test_merge_refuses_different_manifests(tmp_path, built_store):
+    root = make_tree(tmp_path / "data", per_class=1)
+    run(root, tmp_path / "other", embed=EmbedConfig(weights=WEIGHTS, image_size=SIZE,
+                                                    precision="fp32", pool="max"))
+    with pytest.raises(StoreMismatch, match="pool"):
+        merge_stores(tmp_path / "m", [built_store, tmp_path / "other"])
