@@ -23,7 +23,9 @@ def run_sql(store: str | Path | Store | None, sql: str, max_rows: int | None = N
     s = store if isinstance(store, Store) else Store.open(store)
     with s.connect(read_only=True) as con:
         try:
-            rel = con.execute(sql)
+            rel = con.sql(sql)
+            if rel is None:
+                return pa.table({})
             if max_rows is None:
                 return rel.to_arrow_table()
             reader = rel.to_arrow_reader(max_rows)

@@ -1,0 +1,63 @@
+"""Statistics against a numpy recomputation straight from the Parquet files."""
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+import actdb
+
+
+@pytest.fixture(scope="module")
+def parquet_vectors(built_store):
+    ids, vecs = [], []
+    for f in sorted((built_store / "activations").glob("part-*.parquet")):
+        t = pq.read_table(f)
+        ids.append(t.column("image_id").to_numpy())
+        vecs.append(np.stack(t.column("vec").to_pylist()))
+    return dict(zip(np.concatenate(ids), np.concatenate(vecs), strict=True))
+
+
+def test_centroids_equal_numpy_means(built_store, parquet_vectors):
+    db = actdb.open(built_store)
+    imgs = db.store.images()
+    cent = db.sql("SELECT class_key, n, centroid, mean_dist, p95_dist FROM centroids"
+                  ).to_pandas().set_index("class_key")
+    for key, grp in imgs.groupby("synset"):
+        x = np.stack([parquet_vectors[i] for i in grp.image_id]).astype(np.float64)
+        c = x.mean(axis=0)
+        np.testing.assert_allclose(np.asarray(cent.centroid[key]), c, rtol=1e-5, atol=1e-7)
+        d = np.sqrt(((x - c) ** 2).sum(1))
+        assert cent.n[key] == len(grp)
+        assert cent.mean_dist[key] == pytest.approx(d.mean(), rel=1e-5)
+        assert cent.p95_dist[key] == pytest.approx(np.quantile(d, 0.95), rel=1e-5)
+
+
+def test_class_stats_equal_exhaustive_pair_means(built_store, parquet_vectors):
+    """6 images per class: 15 same-class pairs and 72 cross pairs fit in the budget, so the
+    statistics are exhaustive and must equal numpy exactly."""
+    db = actdb.open(built_store)
+    imgs = db.store.images()
+    cs = db.sql("SELECT * FROM class_stats").to_pandas().set_index("class_key")
+    allx = {i: parquet_vectors[i].astype(np.float64) for i in imgs.image_id}
+    for key, grp in imgs.groupby("synset"):
+        mem = list(grp.image_id)
+        rest = [i for i in imgs.image_id if i not in set(mem)]
+        same = [np.linalg.norm(allx[a] - allx[b]) for n, a in enumerate(mem) for b in mem[n + 1:]]
+        other = [np.linalg.norm(allx[a] - allx[b]) for a in mem for b in rest]
+        assert cs.mean_dist[key] == pytest.approx(np.mean(same), rel=1e-5)
+        assert cs.mean_other_dist[key] == pytest.approx(np.mean(other), rel=1e-5)
+        assert cs.same_pairs[key] == 15 and cs.other_pairs[key] == 72
+    cent = db.sql("SELECT class_key, centroid FROM centroids").to_pandas()
+    c = np.stack(cent.centroid.to_numpy()).astype(np.float64)
+    d = np.sqrt(((c[:, None] - c[None]) ** 2).sum(-1))
+    np.fill_diagonal(d, np.inf)
+    for i, key in enumerate(cent.class_key):
+        assert cs.nearest_class_key[key] == cent.class_key[int(np.argmin(d[i]))]
+
+
+def test_pair_stats_rows_and_seed(built_store):
+    ps = actdb.open(built_store).sql("SELECT * FROM pair_stats").to_pandas().set_index("kind")
+    assert set(ps.index) == {"same_class", "different_class", "random", "nearest_neighbour"}
+    assert ps.loc["same_class", "count"] == 45 and ps.loc["different_class", "count"] == 216
+    assert (ps.seed == 0).all()
+    assert ps.loc["same_class", "mean"] < ps.loc["different_class", "mean"]
