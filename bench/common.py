@@ -87,3 +87,24 @@ def conv_flops(model) -> int:
         elif cls == "Dense":
             total += 2 * layer.input.shape[-1] * layer.units
     return int(total)
+
+
+def synthetic_activations(n: int, dim: int, classes: int, seed: int = 0, chunk: int = 65536,
+                          rank: int = 32, spread: float = 0.65):
+    """Yield (labels, vectors) chunks that look like pooled post-ReLU activations.
+
+    Non-negative, with low-rank structure shared by all classes (real activations have a low
+    intrinsic dimension) and class centres that overlap: ``spread`` sets the same-class /
+    random-pair distance ratio (0.65 gives about 0.85, the original study's "not very
+    strong" effect). Well-separated blobs would make every index look perfect.
+    """
+    rng = np.random.default_rng(seed)
+    basis = rng.standard_normal((rank, dim)) / np.sqrt(rank)
+    centres = rng.standard_normal((classes, rank)) * spread
+    bias = rng.gamma(2.0, 0.5, dim)
+    for start in range(0, n, chunk):
+        m = min(chunk, n - start)
+        labels = rng.integers(0, classes, m)
+        z = centres[labels] + rng.standard_normal((m, rank))
+        x = z @ basis + bias + 0.15 * rng.standard_normal((m, dim))
+        yield labels, np.maximum(x, 0).astype(np.float32)

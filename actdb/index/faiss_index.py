@@ -84,7 +84,7 @@ def _make(kind: str, metric: str, dim: int, n: int, cfg: IndexConfig):
         params = {"nlist": nlist}
     elif kind == "hnsw":
         inner = faiss.IndexHNSWFlat(dim, cfg.hnsw_m, mt)
-        inner.hnsw.efConstruction = 80
+        inner.hnsw.efConstruction = 40
         params = {"M": cfg.hnsw_m}
     else:
         raise UsageError(f"unknown index kind {kind!r}; use one of {', '.join(KINDS)}")
@@ -104,20 +104,31 @@ def set_search_params(index, info: dict) -> None:
         inner.hnsw.efSearch = int(info["efSearch"])
 
 
+class RecallProbe:
+    """Sampled queries and their exact top-k, computed once, to score an index repeatedly."""
+
+    def __init__(self, ids: np.ndarray, vecs: np.ndarray, metric: str, k: int = RECALL_K,
+                 sample: int = 1000, seed: int = 0):
+        faiss = _faiss()
+        x = prepare(vecs, metric)
+        self.k = min(k, len(x))
+        rng = np.random.default_rng(seed)
+        self.queries = x[rng.choice(len(x), min(sample, len(x)), replace=False)]
+        mt = faiss.METRIC_INNER_PRODUCT if metric == "cosine" else faiss.METRIC_L2
+        _, exact = faiss.knn(self.queries, x, self.k, metric=mt)
+        self.exact_ids = np.asarray(ids, dtype=np.int64)[exact]
+
+    def recall(self, index) -> float:
+        """Mean recall@k of ``index`` against exact search."""
+        _, got = index.search(self.queries, self.k)
+        hits = [len(np.intersect1d(g, e)) for g, e in zip(got, self.exact_ids, strict=True)]
+        return float(np.mean(hits) / self.k)
+
+
 def measure_recall(index, ids: np.ndarray, vecs: np.ndarray, metric: str, k: int = RECALL_K,
                    sample: int = 1000, seed: int = 0) -> float:
     """Mean recall@k of ``index`` against exact search; queries are a sample of ``vecs``."""
-    faiss = _faiss()
-    x = prepare(vecs, metric)
-    k = min(k, len(x))
-    rng = np.random.default_rng(seed)
-    q = x[rng.choice(len(x), min(sample, len(x)), replace=False)]
-    mt = faiss.METRIC_INNER_PRODUCT if metric == "cosine" else faiss.METRIC_L2
-    _, exact = faiss.knn(q, x, k, metric=mt)
-    exact_ids = np.asarray(ids, dtype=np.int64)[exact]
-    _, got = index.search(q, k)
-    hits = [len(np.intersect1d(got[i], exact_ids[i])) for i in range(len(q))]
-    return float(np.mean(hits) / k)
+    return RecallProbe(ids, vecs, metric, k, sample, seed).recall(index)
 
 
 def _tune(index, kind: str, ids: np.ndarray, vecs: np.ndarray,
@@ -131,14 +142,14 @@ def _tune(index, kind: str, ids: np.ndarray, vecs: np.ndarray,
         values.append(inner.nlist)
     else:
         name, values = "efSearch", [16, 32, 48, 64, 96, 128, 192, 256, 384, 512, 1024]
+    probe = RecallProbe(ids, vecs, cfg.metric, sample=cfg.recall_sample, seed=cfg.seed)
     recall = 0.0
     for v in values:
         if kind == "ivf":
             inner.nprobe = v
         else:
             inner.hnsw.efSearch = v
-        recall = measure_recall(index, ids, vecs, cfg.metric, sample=cfg.recall_sample,
-                                seed=cfg.seed)
+        recall = probe.recall(index)
         if recall >= cfg.target_recall:
             break
     return {name: v}, recall
@@ -149,7 +160,7 @@ def choose_kind(kind: str, n: int, dim: int) -> str:
         raise UsageError(f"unknown index kind {kind!r}; use one of {', '.join(KINDS)}")
     if kind != "auto":
         return kind
-    return "flat" if n * dim <= AUTO_EXACT_MAX or n < 10_000 else "ivf"
+    return "flat" if n * dim <= AUTO_EXACT_MAX or n < 10_000 else "hnsw"
 
 
 def build(ids: np.ndarray, vecs: np.ndarray, cfg: IndexConfig):
@@ -161,8 +172,11 @@ def build(ids: np.ndarray, vecs: np.ndarray, cfg: IndexConfig):
     t0 = time.perf_counter()
     index, params = _make(kind, cfg.metric, dim, n, cfg)
     x = prepare(vecs, cfg.metric)
-    if kind == "ivf":
-        index.train(x)
+    if kind == "ivf":  # 64 points per list train k-means well enough, and fast
+        nlist = params["nlist"]
+        rng = np.random.default_rng(cfg.seed)
+        sample = x if n <= 64 * nlist else x[np.sort(rng.choice(n, 64 * nlist, replace=False))]
+        index.train(sample)
     if n:
         index.add_with_ids(x, np.asarray(ids, dtype=np.int64))
     build_s = time.perf_counter() - t0

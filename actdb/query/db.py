@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import threading
-from functools import cached_property
 from pathlib import Path
 
 from actdb.query.filters import ImageFilter, parse_classes
@@ -32,24 +31,61 @@ class Database:
     def __init__(self, store: Store):
         self.store = store
         self.resolver = QueryResolver(store)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._cache: dict[str, tuple] = {}
 
     @classmethod
     def open(cls, path: str | Path | None = None) -> Database:
         return cls(Store.open(path))
 
-    @cached_property
-    def index_info(self) -> dict:
-        from actdb.index.faiss_index import load_info
+    def _signature(self, *names: str) -> tuple:
+        """(mtime, size) of store files: changes whenever a writer commits."""
+        sig = []
+        for n in names:
+            try:
+                st = (self.store.path / n).stat()
+                sig.append((st.st_mtime_ns, st.st_size))
+            except FileNotFoundError:
+                sig.append(None)
+        return tuple(sig)
 
-        return load_info(self.store.path)
-
-    @cached_property
-    def index(self):
-        from actdb.index.faiss_index import load_index
-
+    def _cached(self, key: str, files: tuple[str, ...], load):
+        """``load()``, cached until one of ``files`` changes (another process committed)."""
+        sig = self._signature(*files)
         with self._lock:
-            return load_index(self.store.path)
+            hit = self._cache.get(key)
+            if hit is None or hit[0] != sig:
+                hit = (sig, load())
+                self._cache[key] = hit
+            return hit[1]
+
+    @property
+    def index_info(self) -> dict:
+        return self._loaded_index()[1]
+
+    @property
+    def index(self):
+        """The FAISS index, reloaded when index.faiss changes on disk."""
+        return self._loaded_index()[0]
+
+    def _loaded_index(self):
+        from actdb.index.faiss_index import load_index, load_info
+
+        return self._cached("index", ("index.faiss", "index.json"),
+                            lambda: (load_index(self.store.path), load_info(self.store.path)))
+
+    def metadata(self):
+        """images metadata (numpy columns sorted by image_id) and the distance-context
+        reference, as of the catalog's last commit: a query costs no catalog round trip."""
+        from actdb.query.nearest import load_reference
+
+        def load():
+            with self.store.connect() as con:
+                meta = con.execute("SELECT image_id, class_name, synset, split, path, root "
+                                   "FROM images ORDER BY image_id").fetchnumpy()
+                return meta, load_reference(con)
+
+        return self._cached("meta", ("catalog.duckdb", "catalog.duckdb.wal"), load)
 
     def resolve(self, queries, names: list[str] | None = None) -> list[QueryVector]:
         """Image paths, ``id:N``, ``.npy`` files, arrays or uploads -> query vectors."""

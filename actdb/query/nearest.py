@@ -8,11 +8,11 @@ because the original finding was that the optimised image is far from everything
 
 from __future__ import annotations
 
+import collections
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
 from actdb.index.faiss_index import prepare, to_distance
 from actdb.query.filters import ImageFilter, allowed_ids
@@ -77,8 +77,10 @@ def search(db, queries: list[QueryVector], k: int, flt: ImageFilter
     index, info = db.index, db.index_info
     metric = info["metric"]
     q = prepare(np.stack([x.vec for x in queries]), metric)
-    with db.store.connect() as con:
-        allowed = allowed_ids(con, flt)
+    allowed = None
+    if flt.active:
+        with db.store.connect() as con:
+            allowed = allowed_ids(con, flt)
     n_allowed = index.ntotal if allowed is None else len(allowed)
     k = min(k, n_allowed)
     if k == 0:
@@ -102,28 +104,30 @@ def nearest(db, queries: list[QueryVector], k: int = 10,
     """k nearest stored images of each query, with class vote and distance context."""
     flt = flt or ImageFilter()
     dist, ids = search(db, queries, k, flt)
-    with db.store.connect() as con:
-        con.register("hits", pa.table({"image_id": np.unique(ids.ravel())}))
-        meta = con.execute(
-            "SELECT image_id, class_name, synset, split, path, root FROM images "
-            "JOIN hits USING (image_id)").df().set_index("image_id")
-        nn = _nn_reference(con)
-    rows = []
+    meta, ref = db.metadata()
+    kk = ids.shape[1]
+    flat = ids.ravel()
+    pos = np.clip(np.searchsorted(meta["image_id"], flat), 0, max(len(meta["image_id"]) - 1, 0))
+    nb = pd.DataFrame({
+        "query": np.repeat([q.name for q in queries], kk),
+        "rank": np.tile(np.arange(1, kk + 1), len(queries)),
+        "distance": dist.ravel().astype(np.float64), "image_id": flat,
+        **{c: np.asarray(meta[c])[pos] for c in ("class_name", "synset", "split", "path",
+                                                 "root")}})
+    votes = []
+    names, syn = nb["class_name"].to_numpy(), nb["synset"].to_numpy()
     for qi, q in enumerate(queries):
-        for r in range(ids.shape[1]):
-            rows.append((q.name, r + 1, float(dist[qi, r]), int(ids[qi, r])))
-    nb = pd.DataFrame(rows, columns=["query", "rank", "distance", "image_id"])
-    nb = nb.join(meta, on="image_id")
-    vote = (nb.groupby(["query", "class_name", "synset"], dropna=False, sort=False)
-              .size().rename("count").reset_index())
-    vote["share"] = vote["count"] / vote.groupby("query")["count"].transform("sum")
-    vote = vote.sort_values(["query", "count"], ascending=[True, False], kind="stable")
-    ctx = _context(db, queries, dist, ids, nn)
-    return NearestResult(nb, vote.reset_index(drop=True), ctx, ids.shape[1],
-                         db.index_info["metric"])
+        sl = slice(qi * kk, (qi + 1) * kk)
+        counts = collections.Counter(zip(names[sl], syn[sl], strict=True))
+        for (name, synset), cnt in counts.most_common():
+            votes.append({"query": q.name, "class_name": name, "synset": synset,
+                          "count": cnt, "share": cnt / kk})
+    vote = pd.DataFrame(votes, columns=["query", "class_name", "synset", "count", "share"])
+    ctx = _context(db, queries, dist, ids, ref)
+    return NearestResult(nb, vote, ctx, kk, db.index_info["metric"])
 
 
-def _nn_reference(con):
+def load_reference(con):
     """Sorted nearest-neighbour distances of stored images, and the median random pair."""
     try:
         nn = np.sort(np.array([r[0] for r in con.execute("SELECT dist FROM nn_sample")

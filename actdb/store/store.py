@@ -63,10 +63,12 @@ class Store:
                     "SELECT DISTINCT shard FROM images JOIN wanted USING (image_id) ORDER BY 1"
                 ).fetchall()]
         all_ids, vecs = read_shards([shard_path(self.path, n) for n in names], self.manifest.dim)
-        order = np.argsort(all_ids, kind="stable")
-        all_ids, vecs = all_ids[order], vecs[order]
+        order = None
+        if len(all_ids) > 1 and not np.all(all_ids[1:] > all_ids[:-1]):
+            order = np.argsort(all_ids, kind="stable")  # shards of merged stores interleave
+            all_ids = all_ids[order]
         if ids is None:
-            return all_ids, vecs
+            return all_ids, (vecs if order is None else vecs[order])
         pos = np.clip(np.searchsorted(all_ids, ids), 0, max(len(all_ids) - 1, 0))
         found = all_ids[pos] == ids if len(all_ids) else np.zeros(len(ids), bool)
         if not found.all():
@@ -74,7 +76,7 @@ class Store:
 
             missing = ids[~found][:5].tolist()
             raise QueryError(f"no stored image with id {missing}; see `actdb info`")
-        return ids, vecs[pos]
+        return ids, vecs[pos if order is None else order[pos]]
 
     def images(self, where: str | None = None):
         """The images table (pandas DataFrame), optionally filtered by a SQL predicate."""
