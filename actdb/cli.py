@@ -7,6 +7,7 @@ non-zero exit. Heavy imports happen inside commands, so ``actdb --help`` is inst
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sys
@@ -443,6 +444,283 @@ def examples_cmd(
     _table(cl, ["class_name", "synset", "count", "share"], title="classes among them")
     if not res.queries.empty:
         _table(res.queries, ["name", "value", "percentile"], title="cached queries")
+
+
+@command()
+def dream(
+    output: Path = typer.Option(..., "-o", "--output", help="PNG to write (plus a .json "
+                                "sidecar with every parameter and the objective per step)."),
+    model: str = typer.Option("vgg19", help="vgg19, vgg16 or resnet50."),
+    layer: str = typer.Option(None, help="Layer (default: the model's default layer)."),
+    channel: int = typer.Option(4, help="Channel to maximise (0-based)."),
+    weights: str = typer.Option("imagenet", help="imagenet | PATH | random:SEED."),
+    size: int = typer.Option(224, help="Image size in pixels."),
+    steps: int = typer.Option(None, help="Optimisation steps (seed: 100, improved: 256)."),
+    step_size: float = typer.Option(None, help="seed: gradient step (0.1); improved: Adam "
+                                    "learning rate (0.05)."),
+    seed: int = typer.Option(0, help="Random seed of the start image."),
+    recipe: str = typer.Option("improved", help="seed (the original write-up, quirks "
+                               "included) or improved (Fourier + decorrelated colour + "
+                               "jitter/scale robustness)."),
+    objective: str = typer.Option("channel", help="channel (mean over positions) or neuron "
+                                  "(centre position)."),
+    as_json: bool = JsonOpt,
+):
+    """Make a feature visualization: an image optimised to excite one channel.
+
+    Example: actdb dream --channel 4 --recipe seed --steps 100 --step-size 0.1 -o node4.png
+    """
+    from actdb.featvis.dream import DreamConfig
+    from actdb.featvis.dream import dream as run
+
+    cfg = DreamConfig(model=model, layer=layer, channel=channel, weights=weights, size=size,
+                      steps=steps, step_size=step_size, seed=seed, recipe=recipe,
+                      objective=objective)
+    bar = _progress(not as_json, "dream")
+    if bar is None:
+        res = run(cfg, output)
+    else:
+        with bar:
+            task = bar.add_task("dream", total=None)
+
+            def show(step, total, value):
+                bar.update(task, completed=step, total=total,
+                           description=f"objective {value:.4g}")
+
+            res = run(cfg, output, progress=show)
+    if as_json:
+        _print_json(res.__dict__)
+    else:
+        typer.echo(f"wrote {res.image} and {res.sidecar}: objective {res.start_activation:.4g} "
+                   f"at the start, {res.final_activation:.4g} on the saved image")
+
+
+@command()
+def predict(
+    images: list[Path] = typer.Argument(..., help="Image files."),
+    models: str = typer.Option("vgg19,vgg16,resnet50", help="Comma-separated models."),
+    top: int = typer.Option(3, help="Classes per model."),
+    weights: list[str] = typer.Option(None, help="imagenet | PATH | random:SEED for all "
+                                      "models, or MODEL=SOURCE per model; repeatable."),
+    as_json: bool = JsonOpt,
+):
+    """What do full ImageNet classifiers call these images? (offline class names)
+
+    Example: actdb predict node4.png --models vgg19,vgg16,resnet50 --top 3
+    """
+    from actdb.models.predict import PredictConfig, parse_weights_options
+    from actdb.models.predict import predict as run
+
+    default, per_model = parse_weights_options(weights)
+    cfg = PredictConfig(models=tuple(m.strip() for m in models.split(",") if m.strip()),
+                        weights=per_model, default_weights=default, top=top)
+    res = run(images, cfg)
+    if as_json:
+        _print_json(res)
+        return
+    for r in res:
+        tops = ", ".join(f"('{t['wnid']}', '{t['class_name']}', {t['probability']:.4g})"
+                         for t in r["top"])
+        typer.echo(f"{r['image']} {r['model']}: [{tops}]")
+
+
+@command()
+def embed(
+    images: list[Path] = typer.Argument(..., help="Image files."),
+    output: Path = typer.Option(..., "-o", "--output", help="FILE.npy or FILE.parquet."),
+    store: Path = typer.Option(None, "--store", envvar="ACTDB_STORE",
+                               help="Embed exactly as this store's images (default when no "
+                               "--model is given)."),
+    model: str = typer.Option(None, help="Embed with this recipe instead of a store's."),
+    layer: str = typer.Option(None),
+    pool: str = typer.Option("mean"),
+    weights: str = typer.Option("imagenet"),
+    image_size: int = typer.Option(224),
+    resize: str = typer.Option("squash"),
+    precision: str = typer.Option("auto"),
+):
+    """Write the pooled vector(s) of images, as `nearest` computes them, to .npy or Parquet.
+
+    Example: actdb embed node4.png -o node4.npy && actdb nearest node4.npy -k 50
+    """
+    from actdb.models.embed import EmbedConfig
+    from actdb.query.vectors import embed_images, write_vectors
+
+    cfg = None if model is None else EmbedConfig(
+        model=model, layer=layer, pool=pool, weights=weights, image_size=image_size,
+        resize=resize, precision=precision)
+    names, vecs = embed_images(images, store=store, config=cfg)
+    write_vectors(output, names, vecs)
+    typer.echo(f"wrote {len(names)} vector(s) of dim {vecs.shape[1]} to {output}")
+
+
+plot_app = typer.Typer(help="Plots with the query highlighted: tsne, umap, pca, profile, "
+                       "distances.\n\nExample: actdb plot tsne --query node4.png "
+                       "--classes sea_cucumber,groenendael --random-classes 10 -o tsne.png",
+                       no_args_is_help=True, rich_markup_mode=None)
+app.add_typer(plot_app, name="plot")
+
+ClassesOpt = typer.Option(None, help="Classes to show (comma-separated short names or wnids; "
+                          "default: all when no --random-classes).")
+RandomOpt = typer.Option(0, "--random-classes", help="Also show N random other classes.")
+OutOpt = typer.Option(..., "-o", "--output", help="Figure file: .png, .svg or .pdf.")
+SeedOpt = typer.Option(0, help="Seed of the sample and the projection.")
+
+
+@contextlib.contextmanager
+def _stages(enabled: bool = True):
+    """Yield a callback that shows the current long step on a terminal spinner."""
+    if not enabled or not sys.stderr.isatty():
+        yield lambda _msg: None
+        return
+    from rich.console import Console
+
+    with Console(stderr=True).status("working") as status:
+        yield lambda msg: status.update(msg)
+
+
+def _map_command(method: str, query: list[str] | None, classes, random_classes, per_class,
+                 seed, output, save_coords, store):
+    from actdb.query.db import Database
+    from actdb.viz.data import ProjectionConfig, map_data, sample_config
+    from actdb.viz.figures import draw_map
+
+    db = Database.open(store)
+    with _stages() as stage:
+        m = map_data(db, query or [], sample_config(classes, random_classes, per_class, seed),
+                     ProjectionConfig(method, seed=seed), stage)
+    draw_map(m, db.store.manifest, output)
+    if save_coords:
+        m.save(save_coords)
+    typer.echo(f"wrote {output} ({(m.coords.kind == 'image').sum()} images"
+               + (f", coordinates in {save_coords}" if save_coords else "") + ")")
+
+
+def _add_map_command(method: str, label: str) -> None:
+    def cmd(
+        query: list[str] = typer.Option(None, "--query", help="Query image/id:/npy to "
+                                        "highlight; repeatable."),
+        classes: str = ClassesOpt,
+        random_classes: int = RandomOpt,
+        per_class: int = typer.Option(100, help="Images per class (seeded sample)."),
+        seed: int = SeedOpt,
+        output: Path = OutOpt,
+        save_coords: Path = typer.Option(None, help="Save coordinates, sample ids and "
+                                         "parameters to this .parquet."),
+        store: Path = StoreOpt,
+    ):
+        _map_command(method, query, classes, random_classes, per_class, seed, output,
+                     save_coords, store)
+
+    cmd.__doc__ = (f"{label} map of stored vectors coloured by class, queries on top.\n\n"
+                   f"Example: actdb plot {method} --query node4.png --classes "
+                   f"sea_cucumber,groenendael --random-classes 10 -o {method}.png")
+    plot_app.command(method)(handle_errors(cmd))
+
+
+for _method, _label in (("tsne", "t-SNE"), ("umap", "UMAP"), ("pca", "PCA")):
+    _add_map_command(_method, _label)
+
+
+@plot_app.command("profile")
+@handle_errors
+def plot_profile(
+    queries: list[str] = QueriesArg,
+    classes: str = ClassesOpt,
+    output: Path = OutOpt,
+    store: Path = StoreOpt,
+):
+    """The query's channel values, overlaid with each named class's mean profile.
+
+    Example: actdb plot profile node4.png --classes sea_cucumber,groenendael -o profile.png
+    """
+    from actdb.query.db import Database
+    from actdb.query.filters import parse_classes
+    from actdb.viz.data import profile_data
+    from actdb.viz.figures import draw_profile
+
+    db = Database.open(store)
+    draw_profile(profile_data(db, queries, parse_classes(classes)), db.store.manifest, output)
+    typer.echo(f"wrote {output}")
+
+
+@plot_app.command("distances")
+@handle_errors
+def plot_distances(
+    queries: list[str] = QueriesArg,
+    classes: str = ClassesOpt,
+    random_classes: int = RandomOpt,
+    seed: int = SeedOpt,
+    log: bool = typer.Option(False, "--log", help="Log distance axis (the query may be "
+                             "orders of magnitude farther than in-data pairs)."),
+    bins: int = typer.Option(40, help="Histogram bins."),
+    output: Path = OutOpt,
+    store: Path = StoreOpt,
+):
+    """Histograms of distances from the query to every image of each class, with the
+    store's same-class / different-class / random pair distances for context.
+
+    Example: actdb plot distances node4.png --classes sea_cucumber,groenendael
+    --random-classes 10 --log -o dist.png
+    """
+    from actdb.query.db import Database
+    from actdb.viz.data import distance_data, sample_config
+    from actdb.viz.figures import draw_distances
+
+    db = Database.open(store)
+    d = distance_data(db, queries, sample_config(classes, random_classes, None, seed),
+                      bins=bins, log=log)
+    draw_distances(d, db.store.manifest, output, log=log)
+    typer.echo(f"wrote {output}")
+
+
+@command()
+def report(
+    queries: list[str] = QueriesArg,
+    output: Path = typer.Option("report.html", "-o", "--output", help="HTML file to write."),
+    k: int = typer.Option(12, "-k", "--k", help="Neighbours shown per query."),
+    classes: str = ClassesOpt,
+    random_classes: int = RandomOpt,
+    per_class: int = typer.Option(100, help="Images per class in the maps."),
+    seed: int = SeedOpt,
+    store: Path = StoreOpt,
+):
+    """One self-contained HTML report: query, neighbours, class vote, centroids, t-SNE and
+    UMAP maps, distance histograms (images embedded; opens offline).
+
+    Example: actdb report node4.png -o report.html
+    """
+    from actdb.query.db import Database
+    from actdb.viz.data import sample_config
+    from actdb.viz.report import ReportConfig, build_report
+
+    db = Database.open(store)
+    cfg = ReportConfig(k=k, sample=sample_config(classes, random_classes, per_class, seed))
+    with _stages() as stage:
+        path = build_report(db, queries, output, cfg, stage)
+    typer.echo(f"wrote {path}")
+
+
+@command("serve")
+def serve_cmd(
+    store: Path = StoreOpt,
+    host: str = typer.Option("127.0.0.1", help="Address to bind (loopback by default)."),
+    port: int = typer.Option(8000, help="Port."),
+    token: str = typer.Option(None, envvar="ACTDB_TOKEN", help="Require this token on every "
+                              "API call (Authorization: Bearer TOKEN)."),
+    max_upload_mb: float = typer.Option(8.0, help="Largest accepted upload, in MB."),
+):
+    """HTTP API and web page over a store, with the model kept warm.
+
+    Example: actdb serve --store actdb-store --port 8000, then open http://127.0.0.1:8000/
+    """
+    from actdb.serve.app import ServeConfig, serve
+
+    if host not in ("127.0.0.1", "localhost", "::1") and not token:
+        typer.echo(f"warning: binding {host} without --token: anyone who can reach this "
+                   "port can query the store (the API has no authentication)", err=True)
+    serve(ServeConfig(store=store, token=token,
+                      max_upload_bytes=int(max_upload_mb * 1024 * 1024)), host, port)
 
 
 def main() -> None:

@@ -74,7 +74,9 @@ class QueryResolver:
         pending: list[tuple[int, str, str, bytes]] = []  # (slot, name, source, data)
         for n, spec in enumerate(specs):
             name = names[n] if names and n < len(names) and names[n] else None
-            if isinstance(spec, Upload):
+            if isinstance(spec, QueryVector):
+                out.append(spec)
+            elif isinstance(spec, Upload):
                 out.append(None)
                 pending.append((len(out) - 1, name or spec.name, spec.name, spec.data))
             elif isinstance(spec, np.ndarray):
@@ -157,3 +159,41 @@ class QueryResolver:
                     "VALUES (?, ?, ?, ?, ?)", rows)
         except (StoreError, OSError):
             pass
+
+
+def embed_images(images: list, store: str | Path | None = None, config=None,
+                 ) -> tuple[list[str], np.ndarray]:
+    """Pooled vectors of image files: with a store, exactly the embedding ``nearest`` uses for
+    it (its manifest's recipe, checked weights); else the recipe of ``config`` (EmbedConfig).
+
+    >>> names, vecs = embed_images(["node4.png"], store="actdb-store")   # doctest: +SKIP
+    """
+    if config is None:
+        embedder = QueryResolver(Store.open(store)).embedder
+    else:
+        from actdb.models.embed import Embedder
+
+        embedder = Embedder(config)
+    paths = [Path(p) for p in images]
+    for p in paths:
+        if not p.is_file():
+            raise QueryError(f"{p} is not a file")
+    return [p.stem for p in paths], embedder.embed_files(paths)
+
+
+def write_vectors(path: str | Path, names: list[str], vecs: np.ndarray) -> Path:
+    """Write vectors as ``.npy`` (one row per image, or a single vector for one image) or
+    ``.parquet`` (name, vec)."""
+    path = Path(path)
+    if path.suffix.lower() == ".npy":
+        np.save(path, vecs[0] if len(vecs) == 1 else vecs)
+    elif path.suffix.lower() == ".parquet":
+        import pyarrow.parquet as pq
+
+        col = pa.FixedSizeListArray.from_arrays(pa.array(vecs.astype(np.float32).ravel()),
+                                                vecs.shape[1])
+        pq.write_table(pa.table({"name": names, "vec": col}), path)
+    else:
+        raise QueryError(f"cannot write {path.suffix or 'files without extension'}: "
+                         "use -o FILE.npy or FILE.parquet")
+    return path

@@ -10,6 +10,7 @@ location, so a moved or copied store keeps working.
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from pathlib import Path
 
@@ -17,6 +18,9 @@ from actdb.errors import StoreError
 from actdb.store.shards import SHARD_DIR
 
 CATALOG = "catalog.duckdb"
+#: DuckDB refuses to open one file twice in a process with different settings (read-only
+#: and read-write), so connections within a process take turns. They are short-lived.
+PROCESS_LOCK = threading.RLock()
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS images (
@@ -102,23 +106,24 @@ def connect(store: Path, read_only: bool = True, timeout: float = 60.0, views: b
         raise StoreError(f"no catalog at {path}; run `actdb ingest` into this store first")
     deadline = time.monotonic() + timeout
     delay = 0.01
-    while True:
+    with PROCESS_LOCK:
+        while True:
+            try:
+                con = duckdb.connect(str(path), read_only=read_only)
+                break
+            except duckdb.Error as exc:
+                if not _is_lock_error(exc) or time.monotonic() > deadline:
+                    raise StoreError(f"cannot open {path}: {str(exc).splitlines()[0]}") from None
+                time.sleep(delay)
+                delay = min(delay * 2, 0.25)
         try:
-            con = duckdb.connect(str(path), read_only=read_only)
-            break
-        except duckdb.Error as exc:
-            if not _is_lock_error(exc) or time.monotonic() > deadline:
-                raise StoreError(f"cannot open {path}: {str(exc).splitlines()[0]}") from None
-            time.sleep(delay)
-            delay = min(delay * 2, 0.25)
-    try:
-        if not read_only:
-            con.execute(SCHEMA)
-        if views:
-            create_views(con, Path(store))
-        yield con
-    finally:
-        con.close()
+            if not read_only:
+                con.execute(SCHEMA)
+            if views:
+                create_views(con, Path(store))
+            yield con
+        finally:
+            con.close()
 
 
 def committed_shards(con) -> list[str]:

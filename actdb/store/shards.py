@@ -57,19 +57,26 @@ def _fsync_dir(path: Path) -> None:
 
 
 def read_shards(paths: list[Path], dim: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Read (ids, vecs) from shard files, in file order. ``dim`` is used for empty stores."""
+    """Read (ids, vecs) from shard files, in file order, into preallocated arrays (no second
+    copy of the vectors). ``dim`` is used for empty stores."""
     import pyarrow.parquet as pq
 
-    ids, vecs = [], []
-    for p in paths:
+    if not paths:
+        return np.zeros(0, np.int64), np.zeros((0, dim or 0), np.float32)
+    rows = [pq.ParquetFile(p).metadata.num_rows for p in paths]
+    d = shard_dim(paths[0])
+    ids = np.empty(sum(rows), np.int64)
+    vecs = np.empty((sum(rows), d), np.float32)
+    at = 0
+    for p, n in zip(paths, rows, strict=True):
         t = pq.read_table(p)
         col = t.column("vec").combine_chunks()
-        d = col.type.list_size
-        ids.append(t.column("image_id").to_numpy())
-        vecs.append(col.values.to_numpy(zero_copy_only=False).reshape(-1, d))
-    if not ids:
-        return np.zeros(0, np.int64), np.zeros((0, dim or 0), np.float32)
-    return np.concatenate(ids), np.concatenate(vecs).astype(np.float32, copy=False)
+        if col.type.list_size != d:
+            raise ValueError(f"{p} has vectors of dim {col.type.list_size}, expected {d}")
+        ids[at : at + n] = t.column("image_id").to_numpy()
+        vecs[at : at + n] = col.values.to_numpy(zero_copy_only=False).reshape(-1, d)
+        at += n
+    return ids, vecs
 
 
 def shard_dim(path: Path) -> int:

@@ -1,0 +1,115 @@
+"""Matplotlib figures drawn from :mod:`actdb.viz.data`. Format follows the output's
+extension (PNG, SVG, PDF). Colours: the Okabe-Ito colour-blind-safe palette, with marker
+shapes to tell more than eight groups apart; queries are large labelled stars on top.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from actdb.errors import UsageError
+from actdb.viz.data import DistanceData, MapData
+
+OKABE_ITO = ["#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7",
+             "#999999"]
+MARKERS = ["o", "s", "^", "D", "v", "P", "X", "<", ">"]
+FORMATS = (".png", ".svg", ".pdf")
+LABELS = {"tsne": "t-SNE", "umap": "UMAP", "pca": "PCA"}
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _style(i: int) -> tuple[str, str]:
+    return OKABE_ITO[i % len(OKABE_ITO)], MARKERS[(i // len(OKABE_ITO)) % len(MARKERS)]
+
+
+def _save(fig, output: str | Path) -> Path:
+    output = Path(output)
+    if output.suffix.lower() not in FORMATS:
+        raise UsageError(f"cannot write {output.suffix or 'no extension'}: use .png, .svg or .pdf")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(output, dpi=150, bbox_inches="tight")
+    _plt().close(fig)
+    return output
+
+
+def _title(manifest, what: str) -> str:
+    return f"{what}: {manifest.model} {manifest.layer}, {manifest.pool}-pooled ({manifest.dim}-d)"
+
+
+def draw_map(m: MapData, manifest, output) -> Path:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 6.5))
+    img = m.coords[m.coords.kind == "image"]
+    groups = list(dict.fromkeys(img.group))
+    for i, g in enumerate(groups):
+        part = img[img.group == g]
+        color, marker = _style(i)
+        ax.scatter(part.x, part.y, s=14, c=color, marker=marker, alpha=0.75, linewidths=0,
+                   label=f"{g} ({len(part)})")
+    for q in m.coords[m.coords.kind == "query"].itertuples():
+        ax.scatter([q.x], [q.y], s=320, marker="*", c="black", edgecolors="white",
+                   linewidths=1.2, zorder=5, label=f"query: {q.name}")
+        ax.annotate(q.name, (q.x, q.y), xytext=(8, 8), textcoords="offset points",
+                    fontsize=10, weight="bold", zorder=6)
+    name = LABELS[m.method]
+    ax.set_xlabel(f"{name} 1")
+    ax.set_ylabel(f"{name} 2")
+    ax.set_title(_title(manifest, name))
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False,
+              markerscale=1.2)
+    return _save(fig, output)
+
+
+def draw_profile(df, manifest, output) -> Path:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    for i, (series, part) in enumerate(df.groupby("series", sort=False)):
+        color, _ = _style(i)
+        is_query = part.kind.iloc[0] == "query"
+        ax.plot(part.channel, part.value, color="black" if is_query and i == 0 else color,
+                lw=1.0 if is_query else 1.4, alpha=0.9 if is_query else 0.8, label=series)
+    ax.set_xlabel("channel")
+    ax.set_ylabel("pooled activation")
+    ax.set_title(_title(manifest, "Activation profile"))
+    ax.legend(fontsize=8, frameon=False)
+    return _save(fig, output)
+
+
+def draw_distances(d: DistanceData, manifest, output, log: bool = False) -> Path:
+    plt = _plt()
+    queries = list(dict.fromkeys(d.distances["query"]))
+    fig, axes = plt.subplots(len(queries), 1, figsize=(9, 3.8 * len(queries)), squeeze=False)
+    centres = (d.bins[:-1] + d.bins[1:]) / 2
+    widths = np.diff(d.bins)
+    for ax, qname in zip(axes[:, 0], queries, strict=True):
+        rows = d.counts[d.counts["query"] == qname]
+        for i, r in enumerate(rows.itertuples()):
+            color, _ = _style(i)
+            ax.bar(centres, r.counts, width=widths, color=color, alpha=0.55,
+                   label=f"query to {r.group} ({r.n})")
+        top = ax.get_ylim()[1]
+        for j, p in enumerate(d.pair_stats.itertuples() if not d.pair_stats.empty else []):
+            y = top * (1.04 + 0.07 * j)
+            ax.plot([p.p05, p.p95], [y, y], color="0.25", lw=2)
+            ax.plot([p.p50], [y], marker="|", color="0.25", ms=10)
+            ax.annotate(f"{p.kind.replace('_', ' ')} pairs", (p.p95, y), xytext=(4, -3),
+                        textcoords="offset points", fontsize=7)
+        if log:
+            ax.set_xscale("log")
+        ax.set_xlabel("L2 distance" + (" (log)" if log else ""))
+        ax.set_ylabel("images")
+        ax.set_title(_title(manifest, f"Distances from {qname}"), fontsize=10)
+        ax.legend(fontsize=8, frameon=False, loc="upper left")
+    fig.text(0.99, 0.005, "bars above: p05-p95 (tick: median) of stored pair distances",
+             ha="right", fontsize=7, color="0.3")
+    return _save(fig, output)

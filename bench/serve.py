@@ -1,0 +1,122 @@
+"""Service benchmark: requests/s and p50/p99 latency of /api/nearest by image_id and by
+image upload (each upload a new image, so the model runs), 1 and 8 concurrent clients, on
+loopback against `actdb serve` in its own process.
+
+    python bench/serve.py                      # 224 px store of 128 images (~4 min here)
+    python bench/serve.py --size 64 --requests 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import io
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine_line, make_jpeg_tree  # noqa: E402
+
+
+def wait_up(url: str, proc, timeout: float = 180) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("server exited")
+        try:
+            if httpx.get(url + "/api/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError("server did not start")
+
+
+def jpeg(seed: int, size=(500, 375)) -> bytes:
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(small).resize(size).save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+def measure(url: str, clients: int, per_client: int, make_request) -> tuple[float, float, float]:
+    import httpx
+
+    def work(c: int) -> list[float]:
+        times = []
+        with httpx.Client(base_url=url, timeout=120) as h:
+            for i in range(per_client):
+                t = time.perf_counter()
+                r = make_request(h, c * per_client + i)
+                r.raise_for_status()
+                times.append(time.perf_counter() - t)
+        return times
+
+    t0 = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+        times = [t for ts in pool.map(work, range(clients)) for t in ts]
+    wall = time.perf_counter() - t0
+    return len(times) / wall, float(np.percentile(times, 50) * 1e3), \
+        float(np.percentile(times, 99) * 1e3)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--images", type=int, default=128)
+    ap.add_argument("--requests", type=int, default=40, help="per client, by image_id")
+    ap.add_argument("--uploads", type=int, default=8, help="per client, by upload")
+    args = ap.parse_args()
+    from actdb.ingest.pipeline import IngestConfig, ingest
+    from actdb.models.embed import EmbedConfig
+
+    print(machine_line())
+    tmp = Path(tempfile.mkdtemp(prefix="actdb-bench-serve-"))
+    root = make_jpeg_tree(tmp / "data", 8, args.images // 8)
+    store = tmp / "store"
+    ingest(IngestConfig(root=root, store=store, embed=EmbedConfig(
+        weights="random:0", image_size=args.size)))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen([sys.executable, "-m", "actdb", "serve", "--store", str(store),
+                             "--port", str(port)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env={**os.environ})
+    try:
+        wait_up(url, proc)
+        n = args.images
+
+        def by_id(h, i):
+            return h.post("/api/nearest?k=50", data={"image_id": str(i % n)})
+
+        def by_upload(h, i):
+            return h.post("/api/nearest?k=50",
+                          files={"image": (f"u{i}.jpg", jpeg(10_000 + i), "image/jpeg")})
+
+        print(f"store: {n} images at {args.size}px (random:0 weights), server pid {proc.pid}")
+        for name, fn, per in (("image_id", by_id, args.requests),
+                              ("upload", by_upload, args.uploads)):
+            for clients in (1, 8):
+                rps, p50, p99 = measure(url, clients, per, fn)
+                print(f"/api/nearest by {name}, {clients} client(s): {rps:.1f} req/s, "
+                      f"p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,45 @@
+import pytest
+
+from actdb.errors import UsageError, WeightsUnavailable
+from actdb.models.classes import class_index
+from actdb.models.predict import PredictConfig, parse_weights_options, predict
+from tests.helpers import class_image
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory):
+    p = tmp_path_factory.mktemp("pred") / "x.png"
+    class_image(1, 0, size=(60, 50)).save(p)
+    return p
+
+
+def test_predictions_sum_to_one_and_name_real_classes(image):
+    res = predict([image], PredictConfig(models=("vgg16", "resnet50"),
+                                         default_weights="random:0", top=3))
+    assert [r["model"] for r in res] == ["vgg16", "resnet50"]
+    wnids = class_index().by_wnid
+    for r in res:
+        assert r["sum"] == pytest.approx(1.0, abs=1e-4)
+        assert len(r["top"]) == 3
+        probs = [t["probability"] for t in r["top"]]
+        assert probs == sorted(probs, reverse=True)
+        for t in r["top"]:
+            assert wnids[t["wnid"]].name == t["class_name"]
+
+
+def test_weights_options():
+    assert parse_weights_options(["random:0"]) == ("random:0", {})
+    assert parse_weights_options(["vgg16=f.h5", "random:1"]) == ("random:1", {"vgg16": "f.h5"})
+
+
+def test_bad_top_and_unavailable_weights(image, monkeypatch):
+    with pytest.raises(UsageError):
+        predict([image], PredictConfig(models=("vgg16",), top=0))
+    import keras.src.utils.file_utils as fu
+
+    def offline(*a, **k):
+        raise Exception("URL fetch failure on https://x: None -- offline")
+
+    monkeypatch.setattr(fu, "get_file", offline)
+    with pytest.raises(WeightsUnavailable, match="--weights FILE"):
+        predict([image], PredictConfig(models=("resnet50",)))

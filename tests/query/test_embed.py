@@ -1,0 +1,44 @@
+import numpy as np
+from typer.testing import CliRunner
+
+import actdb
+from actdb.cli import app
+from actdb.query.vectors import QueryResolver, embed_images
+from actdb.store.store import Store
+from tests.helpers import class_image
+
+runner = CliRunner()
+
+
+def test_embed_equals_what_nearest_uses(built_store, tmp_path):
+    img = tmp_path / "q.png"
+    class_image(2, 7).save(img)
+    names, vecs = embed_images([img], store=built_store)
+    q = QueryResolver(Store.open(built_store)).resolve([str(img)])[0]
+    assert names == ["q"]
+    np.testing.assert_array_equal(vecs[0], q.vec)
+
+    out = tmp_path / "q.npy"
+    res = runner.invoke(app, ["embed", str(img), "-o", str(out), "--store", str(built_store)])
+    assert res.exit_code == 0, res.output
+    np.testing.assert_array_equal(np.load(out), q.vec)
+    db = actdb.open(built_store)
+    by_npy = db.nearest(str(out), k=5).neighbors.image_id.tolist()
+    by_img = db.nearest(str(img), k=5).neighbors.image_id.tolist()
+    assert by_npy == by_img
+
+
+def test_embed_parquet_with_explicit_recipe(tmp_path):
+    import pyarrow.parquet as pq
+
+    imgs = []
+    for i in range(2):
+        imgs.append(tmp_path / f"i{i}.png")
+        class_image(i, i).save(imgs[-1])
+    res = runner.invoke(app, ["embed", *map(str, imgs), "-o", str(tmp_path / "v.parquet"),
+                              "--model", "vgg16", "--weights", "random:0",
+                              "--image-size", "32"])
+    assert res.exit_code == 0, res.output
+    t = pq.read_table(tmp_path / "v.parquet")
+    assert t.column("name").to_pylist() == ["i0", "i1"]
+    assert t.column("vec").type.list_size == 512

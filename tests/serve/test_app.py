@@ -1,0 +1,122 @@
+"""The HTTP API through FastAPI's TestClient."""
+
+import io
+import json
+import shutil
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+import actdb
+from actdb.serve.app import ServeConfig, create_app
+from tests.helpers import class_image
+
+
+@pytest.fixture(scope="module")
+def client(built_store):
+    return TestClient(create_app(ServeConfig(store=built_store, max_upload_bytes=200_000,
+                                             sql_max_rows=100, sql_timeout_s=1.0)))
+
+
+def _png(img=None) -> bytes:
+    buf = io.BytesIO()
+    (img or class_image(2, 11)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_health_info_classes(client):
+    assert client.get("/api/health").json() == {"status": "ok", "model_ready": True,
+                                                "images": 18}
+    assert client.get("/api/info").json()["dim"] == 512
+    names = {c["class_name"] for c in client.get("/api/classes").json()}
+    assert names == {"sea_cucumber", "groenendael", "tench"}
+    assert "/api/nearest" in client.get("/openapi.json").json()["paths"]
+
+
+def test_nearest_by_id_is_the_cli_content(client, built_store):
+    r = client.post("/api/nearest?k=5", data={"image_id": "3"})
+    assert r.status_code == 200
+    expected = json.loads(json.dumps(actdb.open(built_store).nearest("id:3", k=5).to_dict()))
+    assert r.json() == expected
+
+
+def test_nearest_by_upload_and_vector(client, built_store):
+    r = client.post("/api/nearest?k=4", files={"image": ("q.png", _png(), "image/png")})
+    assert r.status_code == 200, r.text
+    q = r.json()["queries"][0]
+    assert q["query"] == "q" and len(q["neighbors"]) == 4
+    _, vecs = actdb.open(built_store).store.vectors([5])
+    r = client.post("/api/nearest?k=1", data={"vector": json.dumps(vecs[0].tolist())})
+    assert r.json()["queries"][0]["neighbors"][0]["image_id"] == 5
+    r = client.post("/api/centroids?k=2", data={"image_id": "5"})
+    assert r.status_code == 200 and len(r.json()) == 2
+
+
+@pytest.mark.parametrize("files,data,status,needle", [
+    ({"image": ("x.png", b"not an image at all", "image/png")}, None, 400, "not an image"),
+    ({"image": ("big.png", b"0" * 300_000, "image/png")}, None, 413, "larger than"),
+    (None, {"vector": "[1, 2, 3]"}, 400, "dim 512"),
+    (None, {"vector": "nope"}, 400, "JSON list"),
+    (None, None, 400, "exactly one"),
+    (None, {"image_id": "99999"}, 400, "no stored image"),
+])
+def test_bad_input_is_refused_and_the_server_keeps_serving(client, files, data, status,
+                                                           needle):
+    r = client.post("/api/nearest", files=files, data=data)
+    assert r.status_code == status, r.text
+    assert needle in r.text
+    assert client.get("/api/health").status_code == 200
+
+
+def test_decompression_bomb_upload_is_refused(client):
+    buf = io.BytesIO()
+    Image.new("1", (9500, 9500)).save(buf, "PNG", optimize=True)
+    assert len(buf.getvalue()) < 200_000
+    r = client.post("/api/nearest", files={"image": ("bomb.png", buf.getvalue(), "image/png")})
+    assert r.status_code == 400 and "decompression bomb" in r.text
+
+
+def test_stored_images_and_thumbs(client, built_store):
+    row = actdb.open(built_store).store.images().iloc[2]
+    r = client.get(f"/api/images/{row.image_id}")
+    assert r.status_code == 200
+    assert r.content == open(f"{row.root}/{row.path}", "rb").read()
+    t = client.get(f"/api/images/{row.image_id}/thumb?size=32")
+    assert t.headers["content-type"] == "image/jpeg"
+    assert max(Image.open(io.BytesIO(t.content)).size) <= 32
+    assert client.get("/api/images/424242").status_code == 404
+
+
+def test_nothing_outside_the_dataset_root_is_served(built_store, tmp_path):
+    import duckdb
+
+    copy = tmp_path / "copy"
+    shutil.copytree(built_store, copy)
+    con = duckdb.connect(str(copy / "catalog.duckdb"))
+    con.execute("UPDATE images SET path = '../../../../../../etc/passwd' WHERE image_id = 0")
+    con.close()
+    c = TestClient(create_app(ServeConfig(store=copy, warm_model=False)))
+    r = c.get("/api/images/0")
+    assert r.status_code == 403 and "root:" not in r.text
+
+
+def test_plot_endpoint_returns_png(client):
+    r = client.post("/api/plot/profile?classes=tench", data={"image_id": "0"})
+    assert r.status_code == 200 and r.content[:8] == b"\x89PNG\r\n\x1a\n"
+    assert client.post("/api/plot/nope", data={"image_id": "0"}).status_code == 404
+
+
+def test_token_is_checked_on_every_api_call(built_store):
+    c = TestClient(create_app(ServeConfig(store=built_store, token="s3cret",
+                                          warm_model=False)))
+    assert c.get("/api/health").status_code == 401
+    assert c.get("/api/health", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+    assert c.get("/api/info", headers={"X-Actdb-Token": "wrong"}).status_code == 401
+    assert c.get("/").status_code == 200  # the page itself carries no data
+
+
+def test_page_is_served(client):
+    r = client.get("/")
+    assert r.status_code == 200 and "<script>" in r.text and "http://" not in r.text
