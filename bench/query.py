@@ -62,6 +62,31 @@ def latency(fn, queries) -> tuple[float, float]:
     return float(np.percentile(times, 50) * 1e3), float(np.percentile(times, 99) * 1e3)
 
 
+def recall_at_k(got, truth) -> float:
+    return float(np.mean([len(np.intersect1d(g, t)) / K for g, t in zip(got, truth,
+                                                                        strict=False)]))
+
+
+def measure_kind(store: Path, ids, vecs, kind: str, queries, truth) -> dict:
+    """Build one index kind into the store, then time actdb's nearest and score its recall."""
+    import actdb
+    from actdb.index.faiss_index import IndexConfig, build, save_index
+
+    rss0 = peak_rss_mb()
+    t = time.perf_counter()
+    index, info = build(ids, vecs, IndexConfig(kind=kind, recall_sample=500))
+    build_s = time.perf_counter() - t
+    save_index(store, index, info)
+    del index
+    db = actdb.open(store)
+    p50, p99 = latency(lambda q: db.nearest(q, k=K), queries)
+    got = db.nearest(queries, k=K).neighbors.image_id.to_numpy().reshape(len(queries), K)
+    return {"build_s": build_s, "size_mb": (store / "index.faiss").stat().st_size / 1e6,
+            "rss_mb": peak_rss_mb() - rss0, "recorded_recall": info["recall_at_50"],
+            "tuned": {k: info[k] for k in ("nlist", "nprobe", "M", "efSearch") if k in info},
+            "recall": recall_at_k(got, truth), "p50": p50, "p99": p99}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=1_281_167)
@@ -75,8 +100,6 @@ def main() -> None:
 
     import faiss
 
-    import actdb
-    from actdb.index.faiss_index import IndexConfig, build, save_index
     from actdb.query.sql import run_sql
     from actdb.query.stats import compute_stats
     from actdb.store.store import Store
@@ -109,23 +132,12 @@ def main() -> None:
     raw.reset()
 
     for kind in args.kinds.split(","):
-        rss0 = peak_rss_mb()
-        t = time.perf_counter()
-        index, info = build(ids, vecs, IndexConfig(kind=kind, recall_sample=500))
-        build_s = time.perf_counter() - t
-        save_index(store, index, info)
-        size_mb = (store / "index.faiss").stat().st_size / 1e6
-        del index
-        db = actdb.open(store)
-        qs = eq if kind == "flat" else qv
-        p50, p99 = latency(lambda q, db=db: db.nearest(q, k=K), qs)
-        got = db.nearest(qs, k=K).neighbors.image_id.to_numpy().reshape(len(qs), K)
-        recall = np.mean([len(np.intersect1d(g, t)) / K for g, t in zip(got, truth, strict=False)])
-        tuned = {k: info[k] for k in ("nlist", "nprobe", "M", "efSearch") if k in info}
-        print(f"index {kind}: build {build_s:.1f}s (incl. tuning), {size_mb:.0f} MB on disk, "
-              f"peak RSS +{peak_rss_mb() - rss0:.0f} MB, {tuned}, recorded recall@50 "
-              f"{info['recall_at_50']}, bench recall@50 {recall:.3f}; actdb nearest k={K}: "
-              f"p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+        m = measure_kind(store, ids, vecs, kind, eq if kind == "flat" else qv, truth)
+        print(f"index {kind}: build {m['build_s']:.1f}s (incl. tuning), {m['size_mb']:.0f} MB "
+              f"on disk, peak RSS +{m['rss_mb']:.0f} MB, {m['tuned']}, recorded recall@50 "
+              f"{m['recorded_recall']}, bench recall@50 {m['recall']:.3f}; actdb nearest "
+              f"k={K}: p50 {m['p50']:.2f} ms, p99 {m['p99']:.2f} ms")
+        p50 = m["p50"]
         if kind == "flat":
             print(f"exact nearest / raw FAISS flat (p50): {p50 / raw_p50:.3f} (target <= 1.2)")
     # as after an ingest: statistics are computed once the (approximate) index exists

@@ -205,8 +205,12 @@ def load_index(store: Path):
     path = Path(store) / "index.faiss"
     if not path.exists():
         raise StoreError(f"no index in {store}; run `actdb index --store {store}`")
-    index = _faiss().read_index(str(path))
-    set_search_params(index, load_info(store))
+    faiss = _faiss()
+    index = faiss.read_index(str(path))
+    info = load_info(store)
+    set_search_params(index, info)
+    if info["kind"] == "ivf":
+        faiss.extract_index_ivf(index).make_direct_map()  # lets reconstruct(id) work
     return index
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+from actdb.errors import ActdbError
 from actdb.query.filters import ImageFilter, parse_classes
 from actdb.query.vectors import QueryResolver, QueryVector
 from actdb.store.store import Store
@@ -30,7 +31,7 @@ class Database:
 
     def __init__(self, store: Store):
         self.store = store
-        self.resolver = QueryResolver(store)
+        self.resolver = QueryResolver(store, id_lookup=self._stored_vector)
         self._lock = threading.RLock()
         self._cache: dict[str, tuple] = {}
 
@@ -73,6 +74,16 @@ class Database:
 
         return self._cached("index", ("index.faiss", "index.json"),
                             lambda: (load_index(self.store.path), load_info(self.store.path)))
+
+    def _stored_vector(self, image_id: int):
+        """A stored vector straight from the (L2) index, which holds it unchanged; None when
+        the index cannot say (cosine indexes hold normalised vectors; missing ids)."""
+        try:
+            if self.index_info["metric"] != "l2":
+                return None
+            return self.index.reconstruct(int(image_id))
+        except (RuntimeError, ActdbError):
+            return None
 
     def metadata(self):
         """images metadata (numpy columns sorted by image_id) and the distance-context

@@ -44,8 +44,9 @@ class Upload:
 class QueryResolver:
     """Resolves queries against one store; builds the store's model at most once."""
 
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, id_lookup=None):
         self.store = store
+        self._id_lookup = id_lookup  # image_id -> vector or None (a faster source, optional)
         self._embedder = None
         self._lock = threading.Lock()
 
@@ -123,8 +124,10 @@ class QueryResolver:
             image_id = int(spec[3:])
         except ValueError:
             raise QueryError(f"bad query {spec!r}: use id:<integer image_id>") from None
-        _, vecs = self.store.vectors([image_id])
-        return QueryVector(spec, spec, vecs[0], image_id=image_id)
+        vec = self._id_lookup(image_id) if self._id_lookup else None
+        if vec is None:
+            vec = self.store.vectors([image_id])[1][0]
+        return QueryVector(spec, spec, vec, image_id=image_id)
 
     def _embed(self, pending: list[tuple[int, str, str, bytes]]) -> list[QueryVector]:
         fp = self.store.manifest.fingerprint

@@ -4,7 +4,6 @@ import io
 import json
 import shutil
 
-import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
@@ -82,7 +81,8 @@ def test_stored_images_and_thumbs(client, built_store):
     row = actdb.open(built_store).store.images().iloc[2]
     r = client.get(f"/api/images/{row.image_id}")
     assert r.status_code == 200
-    assert r.content == open(f"{row.root}/{row.path}", "rb").read()
+    with open(f"{row.root}/{row.path}", "rb") as fh:
+        assert r.content == fh.read()
     t = client.get(f"/api/images/{row.image_id}/thumb?size=32")
     assert t.headers["content-type"] == "image/jpeg"
     assert max(Image.open(io.BytesIO(t.content)).size) <= 32

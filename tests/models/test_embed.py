@@ -1,0 +1,44 @@
+import numpy as np
+import pytest
+
+from actdb.errors import UsageError
+from actdb.models.embed import EmbedConfig, Embedder, model_fingerprint
+from tests.helpers import class_image
+
+
+@pytest.mark.parametrize("model,layer,dim,module", [
+    ("vgg16", "block5_conv3", 512, "vgg16"),
+    ("resnet50", "conv5_block3_out", 2048, "resnet50"),
+    ("vgg19", "block4_pool", 512, "vgg19"),
+])
+def test_each_model_equals_keras_with_its_own_preprocessing(model, layer, dim, module):
+    import keras
+
+    img = np.asarray(class_image(1, 3).resize((32, 32)))[None]
+    emb = Embedder(EmbedConfig(model=model, layer=layer, weights="random:0", image_size=32,
+                               precision="fp32", pool="max"))
+    got = emb.embed(img)
+    keras.utils.set_random_seed(0)
+    app = getattr(keras.applications, emb.spec.constructor)(
+        include_top=False, weights=None, input_shape=(32, 32, 3))
+    cut = keras.Model(app.input, app.get_layer(layer).output)
+    x = getattr(keras.applications, module).preprocess_input(img.astype(np.float32))
+    ref = cut.predict(x, verbose=0).max(axis=(1, 2))
+    assert got.shape == (1, dim)
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6 * np.abs(ref).max())
+
+
+def test_fingerprint_depends_on_recipe_not_weight_source():
+    a = EmbedConfig(weights="random:0", precision="fp32", layer="x")
+    b = EmbedConfig(weights="/path/to/same.h5", precision="fp32", layer="x")
+    assert model_fingerprint(a, "sha") == model_fingerprint(b, "sha")
+    assert model_fingerprint(a, "sha") != model_fingerprint(EmbedConfig(
+        weights="random:0", precision="bf16", layer="x"), "sha")
+
+
+def test_bad_options_are_usage_errors():
+    for cfg in (EmbedConfig(pool="median"), EmbedConfig(resize="stretch"),
+                EmbedConfig(precision="fp8"), EmbedConfig(model="alexnet"),
+                EmbedConfig(weights="random:x")):
+        with pytest.raises(UsageError):
+            Embedder(cfg)

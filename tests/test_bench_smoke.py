@@ -1,0 +1,36 @@
+"""Each benchmark script runs end to end on tiny sizes, so none of them rots. The figures
+themselves come from full runs recorded in bench/RESULTS.md, never from CI."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).parents[1] / "bench"
+TINY = {
+    "ingest.py": ["--images", "16", "--size", "32", "--batch", "8"],
+    "query.py": ["--n", "3000", "--classes", "20", "--queries", "10", "--exact-queries", "3"],
+    "dream.py": ["--size", "32", "--steps", "3"],
+    "serve.py": ["--size", "32", "--images", "16", "--requests", "2", "--uploads", "1"],
+    "viz.py": ["--sizes", "200"],
+    "vs_notebook.py": ["--images", "8", "--size", "32"],
+    "vs_engines.py": ["--n", "3000", "--classes", "20", "--queries", "5", "--slow-queries",
+                      "2"],
+    "vs_pandas.py": ["--n", "3000", "--classes", "20"],
+    "machine.py": ["--size", "32", "--images", "8", "--batch", "4"],
+}
+
+
+def test_every_script_is_covered():
+    assert {p.name for p in BENCH.glob("*.py")} - {"common.py"} == set(TINY)
+
+
+@pytest.mark.parametrize("script", sorted(TINY))
+def test_bench_script_runs_on_tiny_sizes(script):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    out = subprocess.run([sys.executable, str(BENCH / script), *TINY[script]],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.startswith("machine: "), out.stdout[:500]
