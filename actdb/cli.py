@@ -68,8 +68,9 @@ def _console():
     return Console(highlight=False, soft_wrap=True)
 
 
-def _progress(enabled: bool, label: str):
-    """A rich progress bar (images/s, ETA) on a terminal; None elsewhere."""
+def _progress(enabled: bool, unit: str = "img/s"):
+    """A rich progress bar (rate, ETA) on a terminal; None elsewhere. The task's description
+    is shown first, so callers can put live values there."""
     if not enabled or not sys.stderr.isatty():
         return None
     from rich.console import Console
@@ -85,10 +86,11 @@ def _progress(enabled: bool, label: str):
     class Rate(TextColumn):
         def render(self, task):
             speed = task.finished_speed or task.speed
-            return f"{speed:.1f} img/s" if speed else "…"
+            return f"{speed:.1f} {unit}" if speed else "…"
 
-    return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
-                    Rate(""), TimeRemainingColumn(), console=Console(stderr=True))
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TaskProgressColumn(), Rate(""), TimeRemainingColumn(),
+                    console=Console(stderr=True))
 
 
 @command()
@@ -135,7 +137,7 @@ def ingest(
         embed=EmbedConfig(model=model, layer=layer, pool=pool, weights=weights,
                           image_size=image_size, resize=resize, precision=precision),
     )
-    bar = _progress(not as_json, "ingest")
+    bar = _progress(not as_json)
     if bar is None:
         result = run(cfg)
     else:
@@ -476,7 +478,7 @@ def dream(
     cfg = DreamConfig(model=model, layer=layer, channel=channel, weights=weights, size=size,
                       steps=steps, step_size=step_size, seed=seed, recipe=recipe,
                       objective=objective)
-    bar = _progress(not as_json, "dream")
+    bar = _progress(not as_json, "steps/s")
     if bar is None:
         res = run(cfg, output)
     else:

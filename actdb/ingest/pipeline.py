@@ -150,6 +150,56 @@ def _decoded(entries: list[ImageEntry], root: Path, size: int, resize: str, work
                 f.cancel()
 
 
+class _ShardBuffer:
+    """Decoded images -> embedded batches -> one committed shard (with its failures).
+
+    Ids are assigned in listing order as batches are embedded; what is not committed when
+    a run dies is simply lost, and the next run assigns the same ids again.
+    """
+
+    def __init__(self, writer: StoreWriter, emb: Embedder, root: str, next_id: int):
+        self.w, self.emb, self.root, self.next_id = writer, emb, root, next_id
+        self.batch: list[tuple[ImageEntry, np.ndarray, tuple[int, int], int]] = []
+        self.ids: list[np.ndarray] = []
+        self.vecs: list[np.ndarray] = []
+        self.rows: list[tuple] = []
+        self.pending_failures: list[tuple] = []
+        self.failures: list[tuple[str, str]] = []
+        self.ingested = 0
+
+    def fail(self, e: ImageEntry, reason: str) -> None:
+        self.failures.append((e.path, reason))
+        self.pending_failures.append((self.root, e.path, e.split, e.synset, e.class_name,
+                                      reason))
+
+    def embed_batch(self) -> None:
+        if not self.batch:
+            return
+        ids = np.arange(self.next_id, self.next_id + len(self.batch), dtype=np.int64)
+        self.next_id += len(self.batch)
+        self.ids.append(ids)
+        self.vecs.append(self.emb.embed(np.stack([b[1] for b in self.batch])))
+        for i, (e, _, (wd, ht), nbytes) in zip(ids, self.batch, strict=True):
+            self.rows.append((int(i), self.root, e.path, e.split, e.synset, e.class_name,
+                              e.class_index, wd, ht, nbytes))
+        self.batch.clear()
+
+    def rows_pending(self) -> int:
+        return len(self.rows)
+
+    def commit(self) -> None:
+        """Embed what is batched, then write the shard and its rows in one commit."""
+        self.embed_batch()
+        if not self.rows and not self.pending_failures:
+            return
+        ids = np.concatenate(self.ids) if self.ids else np.zeros(0, np.int64)
+        vecs = (np.concatenate(self.vecs) if self.vecs
+                else np.zeros((0, self.emb.dim), np.float32))
+        self.w.commit(ids, vecs, self.rows, self.pending_failures)
+        self.ingested += len(self.rows)
+        self.ids, self.vecs, self.rows, self.pending_failures = [], [], [], []
+
+
 def _manifest(emb: Embedder, weights: str) -> Manifest:
     from actdb import __version__
 
@@ -203,78 +253,40 @@ def ingest(cfg: IngestConfig, progress: Progress | None = None) -> IngestResult:
         todo = [e for e in entries if e.path not in present]
         skipped = len(entries) - len(todo)
         run_id = w.start_run(root, layout.name, options)
-        next_id = w.next_image_id()
-        done = ingested = 0
-        failures: list[tuple[str, str]] = []
-        pend_fail: list[tuple] = []
-        batch: list[tuple[ImageEntry, np.ndarray, tuple[int, int], int]] = []
-        buf_ids: list[np.ndarray] = []
-        buf_vecs: list[np.ndarray] = []
-        buf_rows: list[tuple] = []
-        status = "interrupted"
-
-        def flush_batch() -> None:
-            nonlocal next_id
-            if not batch:
-                return
-            vecs = emb.embed(np.stack([b[1] for b in batch]))
-            ids = np.arange(next_id, next_id + len(batch), dtype=np.int64)
-            next_id += len(batch)
-            buf_ids.append(ids)
-            buf_vecs.append(vecs)
-            for i, (e, _, (wd, ht), nbytes) in zip(ids, batch, strict=True):
-                buf_rows.append((int(i), root, e.path, e.split, e.synset, e.class_name,
-                                 e.class_index, wd, ht, nbytes))
-            batch.clear()
-
-        def commit() -> None:
-            nonlocal ingested
-            if not buf_rows and not pend_fail:
-                return
-            ids = np.concatenate(buf_ids) if buf_ids else np.zeros(0, np.int64)
-            vecs = np.concatenate(buf_vecs) if buf_vecs else np.zeros((0, emb.dim), np.float32)
-            w.commit(ids, vecs, buf_rows, pend_fail)
-            ingested += len(buf_rows)
-            buf_ids.clear()
-            buf_vecs.clear()
-            buf_rows.clear()
-            pend_fail.clear()
-
+        buf = _ShardBuffer(w, emb, root, w.next_image_id())
+        done, status = 0, "interrupted"
         try:
             stream = _decoded(todo, layout.root, ec.image_size, ec.resize, cfg.workers,
                               ahead=max(2 * cfg.batch_size, 8))
             for e, res in stream:
                 done += 1
                 if isinstance(res, ImageError):
-                    failures.append((e.path, str(res)))
-                    pend_fail.append((root, e.path, e.split, e.synset, e.class_name, str(res)))
+                    buf.fail(e, str(res))
                     if cfg.strict:
-                        flush_batch()
-                        commit()
+                        buf.commit()
                         status = "failed"
                         raise IngestFailed(
                             f"{e.path}: {res} (--strict); fix or remove the file, or drop "
-                            "--strict to record failures and go on"
-                        )
-                else:
-                    batch.append((e, *res))
-                if len(batch) >= cfg.batch_size:
-                    flush_batch()
+                            "--strict to record failures and go on")
+                    continue
+                buf.batch.append((e, *res))
+                if len(buf.batch) >= cfg.batch_size:
+                    buf.embed_batch()
                     if progress:
                         progress(done, len(todo))
-                if sum(len(i) for i in buf_ids) >= cfg.rows_per_shard:
-                    commit()
-            flush_batch()
-            commit()
+                    if buf.rows_pending() >= cfg.rows_per_shard:
+                        buf.commit()
+            buf.commit()
             if progress:
                 progress(done, len(todo))
             status = "done"
         finally:
-            w.finish_run(status, ingested, skipped, len(failures))
+            w.finish_run(status, buf.ingested, skipped, len(buf.failures))
     result = IngestResult(
         store=str(store), layout=layout.name, layout_notes=layout.notes, run_id=run_id,
-        total=len(entries), ingested=ingested, skipped=skipped, failed=len(failures),
-        failures=failures, seconds=time.perf_counter() - t0, precision=emb.config.precision,
+        total=len(entries), ingested=buf.ingested, skipped=skipped, failed=len(buf.failures),
+        failures=buf.failures, seconds=time.perf_counter() - t0,
+        precision=emb.config.precision,
     )
     return _after_ingest(store, cfg, result)
 
