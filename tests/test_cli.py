@@ -12,12 +12,13 @@ from actdb.cli import app
 from tests.helpers import SIZE, WEIGHTS, make_tree
 
 runner = CliRunner()
-COMMANDS = [c.name or c.callback.__name__ for c in app.registered_commands]
+COMMANDS = [[c.name or c.callback.__name__] for c in app.registered_commands] + [
+    ["plot", c.name] for g in app.registered_groups for c in g.typer_instance.registered_commands]
 
 
-@pytest.mark.parametrize("name", COMMANDS)
+@pytest.mark.parametrize("name", COMMANDS, ids=" ".join)
 def test_every_command_has_help_with_an_example(name):
-    res = runner.invoke(app, [name, "--help"])
+    res = runner.invoke(app, [*name, "--help"])
     assert res.exit_code == 0
     assert "Example" in res.output
 

@@ -90,7 +90,7 @@ def sample_vectors(db, cfg: SampleConfig) -> Sample:
     ids, vecs = db.store.vectors(np.asarray(rows["image_id"])[sel])
     labels = np.asarray(rows["class_name"], dtype=object)[sel]
     rand_set = set(rand)
-    group_name = f"{len(rand)} random classes"
+    group_name = f"{len(rand)} random class" + ("" if len(rand) == 1 else "es")
     groups = np.array([group_name if k in rand_set else names[k]
                        for k in np.asarray(rows["key"], dtype=object)[sel]], dtype=object)
     return Sample(ids, vecs, labels, groups, [names[k] for k in named], [names[k] for k in rand])
@@ -225,15 +225,16 @@ def distance_data(db, queries, sample: SampleConfig, bins: int = 40,
             ps = con.execute("SELECT * FROM pair_stats").df()
         except Exception:  # noqa: BLE001 - stats not computed
             ps = pd.DataFrame()
-    lo = max(float(dist.distance.min()), 1e-12)
-    hi = float(dist.distance.max())
-    if not ps.empty:
-        lo = min(lo, max(float(ps.p05.min()), 1e-12))
-        hi = max(hi, float(ps.p95.max()))
-    hi = hi if hi > lo else lo + 1.0
-    edges = np.geomspace(lo, hi * 1.0001, bins + 1) if log else np.linspace(0, hi * 1.0001,
-                                                                             bins + 1)
-    counts = [{"query": qn, "group": g, "n": len(part),
-               "counts": np.histogram(part.distance, edges)[0].tolist()}
+    values = np.concatenate([dist.distance.to_numpy()] + (
+        [ps[["p05", "p95"]].to_numpy().ravel()] if not ps.empty else []))
+    hi = max(float(values.max()), 1e-12) * 1.0001
+    if log:  # from the smallest positive distance; exact zeros (the image itself) go in bin 1
+        positive = values[values > 0]
+        lo = float(positive.min()) / 1.5 if len(positive) else hi / 10
+        edges = np.geomspace(lo, max(hi, lo * 10), bins + 1)
+    else:
+        edges = np.linspace(0, hi, bins + 1)
+    counts = [{"query": qn, "group": g, "n": len(part), "counts": np.histogram(
+                   np.clip(part.distance, edges[0], edges[-1]), edges)[0].tolist()}
               for (qn, g), part in dist.groupby(["query", "group"], sort=False)]
     return DistanceData(dist, edges, pd.DataFrame(counts), ps)

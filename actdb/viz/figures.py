@@ -73,11 +73,14 @@ def draw_map(m: MapData, manifest, output) -> Path:
 def draw_profile(df, manifest, output) -> Path:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(10, 4.5))
-    for i, (series, part) in enumerate(df.groupby("series", sort=False)):
-        color, _ = _style(i)
-        is_query = part.kind.iloc[0] == "query"
-        ax.plot(part.channel, part.value, color="black" if is_query and i == 0 else color,
-                lw=1.0 if is_query else 1.4, alpha=0.9 if is_query else 0.8, label=series)
+    groups = list(df.groupby("series", sort=False))
+    classes = [(s, p) for s, p in groups if p.kind.iloc[0] == "class"]
+    queries = [(s, p) for s, p in groups if p.kind.iloc[0] == "query"]
+    for i, (series, part) in enumerate(classes):  # class means underneath, queries on top
+        ax.plot(part.channel, part.value, color=_style(i)[0], lw=1.2, alpha=0.7, label=series)
+    for i, (series, part) in enumerate(queries):
+        ax.plot(part.channel, part.value, color="black" if i == 0 else _style(len(classes) + i)[0],
+                lw=1.0, zorder=3, label=f"query: {series}")
     ax.set_xlabel("channel")
     ax.set_ylabel("pooled activation")
     ax.set_title(_title(manifest, "Activation profile"))
@@ -88,7 +91,7 @@ def draw_profile(df, manifest, output) -> Path:
 def draw_distances(d: DistanceData, manifest, output, log: bool = False) -> Path:
     plt = _plt()
     queries = list(dict.fromkeys(d.distances["query"]))
-    fig, axes = plt.subplots(len(queries), 1, figsize=(9, 3.8 * len(queries)), squeeze=False)
+    fig, axes = plt.subplots(len(queries), 1, figsize=(9, 4.4 * len(queries)), squeeze=False)
     centres = (d.bins[:-1] + d.bins[1:]) / 2
     widths = np.diff(d.bins)
     for ax, qname in zip(axes[:, 0], queries, strict=True):
@@ -109,7 +112,8 @@ def draw_distances(d: DistanceData, manifest, output, log: bool = False) -> Path
         ax.set_xlabel("L2 distance" + (" (log)" if log else ""))
         ax.set_ylabel("images")
         ax.set_title(_title(manifest, f"Distances from {qname}"), fontsize=10)
-        ax.legend(fontsize=8, frameon=False, loc="upper left")
+        ax.legend(fontsize=8, frameon=False, loc="upper center", ncol=3,
+                  bbox_to_anchor=(0.5, -0.2))
     fig.text(0.99, 0.005, "bars above: p05-p95 (tick: median) of stored pair distances",
              ha="right", fontsize=7, color="0.3")
     return _save(fig, output)

@@ -50,7 +50,7 @@ def test_sample_is_seeded_and_capped(db):
     b = sample_vectors(db, SampleConfig(classes=("tench",), random_classes=1, per_class=4,
                                         seed=1))
     assert (a.ids == b.ids).all() and len(a.ids) == 8
-    assert set(a.groups) == {"tench", "1 random classes"}
+    assert set(a.groups) == {"tench", "1 random class"}
     with pytest.raises(QueryError, match="did you mean tench"):
         sample_vectors(db, SampleConfig(classes=("tenhc",)))
 
@@ -69,7 +69,7 @@ def test_histogram_counts_equal_class_sizes(db):
     counts = d.counts.set_index("group")
     assert counts.loc["tench", "n"] == 6 and sum(counts.loc["tench", "counts"]) == 6
     assert sum(counts.loc["groenendael", "counts"]) == 6
-    assert sum(counts.loc["1 random classes", "counts"]) == 6
+    assert sum(counts.loc["1 random class", "counts"]) == 6
     assert set(d.pair_stats.kind) >= {"same_class", "random"}
     log = distance_data(db, ["id:0"], SampleConfig(classes=("tench",)), log=True)
     assert np.all(np.diff(np.log(log.bins)) > 0)
