@@ -69,6 +69,11 @@ class QueryResolver:
                 self._embedder = emb
             return self._embedder
 
+    def use_embedder(self, embedder) -> None:
+        """Replace the embedder (e.g. with a batching wrapper around it)."""
+        with self._lock:
+            self._embedder = embedder
+
     def resolve(self, specs: list, names: list[str] | None = None) -> list[QueryVector]:
         """Resolve every spec; image queries are embedded together in one batch."""
         out: list[QueryVector | None] = []

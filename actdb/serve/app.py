@@ -62,8 +62,10 @@ def create_app(cfg: ServeConfig):
     db = Database.open(cfg.store)
     startup_error: list[str] = []
     if cfg.warm_model:
-        try:
-            db.resolver.embedder  # noqa: B018 - build the model once, now
+        from actdb.serve.batching import BatchingEmbedder
+
+        try:  # build the model once, now; concurrent uploads share its forward passes
+            db.resolver.use_embedder(BatchingEmbedder(db.resolver.embedder))
         except ActdbError as exc:
             startup_error.append(str(exc))
     db.metadata()
