@@ -10,8 +10,10 @@ keyed by (sha256 of the file, model fingerprint): asking again skips the model e
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,6 +70,30 @@ class QueryResolver:
                         "restore the original weights file")
                 self._embedder = emb
             return self._embedder
+
+    def defer_cache_writes(self, interval_s: float = 1.0) -> None:
+        """Write the query cache from a background thread every ``interval_s`` in one
+        transaction, instead of one read-write connection per query (for the server, whose
+        catalog connections take turns); pending vectors are served from memory meanwhile and
+        flushed at exit."""
+        import atexit
+
+        self._pending_rows: list[tuple] = []
+        self._recent: collections.OrderedDict[str, np.ndarray] = collections.OrderedDict()
+
+        def loop():
+            while True:
+                time.sleep(interval_s)
+                self.flush_cache_writes()
+
+        threading.Thread(target=loop, name="actdb-cache-writer", daemon=True).start()
+        atexit.register(self.flush_cache_writes)
+
+    def flush_cache_writes(self) -> None:
+        with self._lock:
+            rows, self._pending_rows = self._pending_rows, []
+        if rows:
+            self._write_cache(rows)
 
     def use_embedder(self, embedder) -> None:
         """Replace the embedder (e.g. with a batching wrapper around it)."""
@@ -137,11 +163,15 @@ class QueryResolver:
     def _embed(self, pending: list[tuple[int, str, str, bytes]]) -> list[QueryVector]:
         fp = self.store.manifest.fingerprint
         shas = [hashlib.sha256(p[3]).hexdigest() for p in pending]
-        with self.store.connect() as con:
-            con.register("wanted", pa.table({"sha256": shas}))
-            cached = {r[0]: np.asarray(r[1], np.float32) for r in con.execute(
-                "SELECT sha256, vec FROM query_cache JOIN wanted USING (sha256) "
-                "WHERE fingerprint = ?", [fp]).fetchall()}
+        recent = getattr(self, "_recent", {})
+        cached = {s: recent[s] for s in shas if s in recent}
+        unknown = [s for s in shas if s not in cached]
+        if unknown:
+            with self.store.connect() as con:
+                con.register("wanted", pa.table({"sha256": unknown}))
+                cached.update({r[0]: np.asarray(r[1], np.float32) for r in con.execute(
+                    "SELECT sha256, vec FROM query_cache JOIN wanted USING (sha256) "
+                    "WHERE fingerprint = ?", [fp]).fetchall()})
         todo = [i for i, s in enumerate(shas) if s not in cached]
         if todo:
             vecs = self.embedder.embed_files([pending[i][3] for i in todo])
@@ -157,6 +187,18 @@ class QueryResolver:
         changes). Best effort: a read-only or busy store still answers the query."""
         rows = [(s, fp, q.name, q.source, q.vec.tolist()) for q, s in zip(queries, shas,
                                                                          strict=True)]
+        if hasattr(self, "_pending_rows"):
+            with self._lock:
+                self._pending_rows.extend(rows)
+                for q, s in zip(queries, shas, strict=True):
+                    self._recent[s] = q.vec
+                    self._recent.move_to_end(s)
+                while len(self._recent) > 10_000:
+                    self._recent.popitem(last=False)
+            return
+        self._write_cache(rows)
+
+    def _write_cache(self, rows: list[tuple]) -> None:
         try:
             from actdb.store import catalog
 

@@ -68,6 +68,7 @@ def create_app(cfg: ServeConfig):
             db.resolver.use_embedder(BatchingEmbedder(db.resolver.embedder))
         except ActdbError as exc:
             startup_error.append(str(exc))
+    db.resolver.defer_cache_writes()
     db.metadata()
     app = FastAPI(title="actdb", version=_version(),
                   description="Activation database queries over one store.")

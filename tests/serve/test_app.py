@@ -120,3 +120,15 @@ def test_token_is_checked_on_every_api_call(built_store):
 def test_page_is_served(client):
     r = client.get("/")
     assert r.status_code == 200 and "<script>" in r.text and "http://" not in r.text
+
+
+def test_uploads_reach_the_query_cache_in_one_deferred_write(client, built_store):
+    r = client.post("/api/nearest?k=1", files={"image": ("deferred.png", _png(class_image(0, 5)),
+                                                         "image/png")})
+    assert r.json()["queries"][0]["context"]["cached"] is False
+    again = client.post("/api/nearest?k=1",
+                        files={"image": ("deferred.png", _png(class_image(0, 5)), "image/png")})
+    assert again.json()["queries"][0]["context"]["cached"] is True  # served from memory
+    client.app.state.db.resolver.flush_cache_writes()
+    names = actdb.open(built_store).sql("SELECT name FROM queries").to_pandas().name.tolist()
+    assert "deferred" in names
