@@ -18,6 +18,8 @@ from concurrent.futures import Future
 
 import numpy as np
 
+from actdb.models.embed import Embedder
+
 
 class BatchingEmbedder:
     """Drop-in for :class:`actdb.models.embed.Embedder` that batches across threads."""
@@ -37,14 +39,7 @@ class BatchingEmbedder:
         self._queue.put((np.asarray(images), fut))
         return fut.result()
 
-    def embed_files(self, paths, batch_size: int = 32) -> np.ndarray:
-        from actdb.ingest.decode import decode_image
-
-        c = self.inner.config
-        arrays = [decode_image(p, c.image_size, c.resize)[0] for p in paths]
-        if not arrays:
-            return np.zeros((0, self.inner.dim), np.float32)
-        return self.embed(np.stack(arrays))
+    embed_files = Embedder.embed_files  # the same decoding, then our batching embed
 
     def _work(self) -> None:
         while True:
