@@ -581,21 +581,18 @@ def _stages(enabled: bool = True):
         yield lambda msg: status.update(msg)
 
 
-def _map_command(method: str, query: list[str] | None, classes, random_classes, per_class,
-                 seed, output, save_coords, store):
+def _plot(kind: str, queries, classes, output, store, random_classes: int = 0,
+          per_class: int = 100, seed: int = 0, log: bool = False, bins: int = 40,
+          save_coords=None) -> None:
     from actdb.query.db import Database
-    from actdb.viz.data import ProjectionConfig, map_data, sample_config
-    from actdb.viz.figures import draw_map
+    from actdb.query.filters import parse_classes
+    from actdb.viz.plot import PlotConfig, plot
 
-    db = Database.open(store)
+    cfg = PlotConfig(parse_classes(classes), random_classes, per_class, seed, log, bins)
     with _stages() as stage:
-        m = map_data(db, query or [], sample_config(classes, random_classes, per_class, seed),
-                     ProjectionConfig(method, seed=seed), stage)
-    draw_map(m, db.store.manifest, output)
-    if save_coords:
-        m.save(save_coords)
-    typer.echo(f"wrote {output} ({(m.coords.kind == 'image').sum()} images"
-               + (f", coordinates in {save_coords}" if save_coords else "") + ")")
+        res = plot(Database.open(store), kind, queries or [], output, cfg, save_coords, stage)
+    typer.echo(f"wrote {res.output}" + (f" ({res.images} images)" if res.images else "")
+               + (f", coordinates in {res.coords}" if res.coords else ""))
 
 
 def _add_map_command(method: str, label: str) -> None:
@@ -611,8 +608,8 @@ def _add_map_command(method: str, label: str) -> None:
                                          "parameters to this .parquet."),
         store: Path = StoreOpt,
     ):
-        _map_command(method, query, classes, random_classes, per_class, seed, output,
-                     save_coords, store)
+        _plot(method, query, classes, output, store, random_classes, per_class, seed,
+              save_coords=save_coords)
 
     cmd.__doc__ = (f"{label} map of stored vectors coloured by class, queries on top.\n\n"
                    f"Example: actdb plot {method} --query node4.png --classes "
@@ -636,14 +633,7 @@ def plot_profile(
 
     Example: actdb plot profile node4.png --classes sea_cucumber,groenendael -o profile.png
     """
-    from actdb.query.db import Database
-    from actdb.query.filters import parse_classes
-    from actdb.viz.data import profile_data
-    from actdb.viz.figures import draw_profile
-
-    db = Database.open(store)
-    draw_profile(profile_data(db, queries, parse_classes(classes)), db.store.manifest, output)
-    typer.echo(f"wrote {output}")
+    _plot("profile", queries, classes, output, store)
 
 
 @plot_app.command("distances")
@@ -665,15 +655,8 @@ def plot_distances(
     Example: actdb plot distances node4.png --classes sea_cucumber,groenendael
     --random-classes 10 --log -o dist.png
     """
-    from actdb.query.db import Database
-    from actdb.viz.data import distance_data, sample_config
-    from actdb.viz.figures import draw_distances
-
-    db = Database.open(store)
-    d = distance_data(db, queries, sample_config(classes, random_classes, None, seed),
-                      bins=bins, log=log)
-    draw_distances(d, db.store.manifest, output, log=log)
-    typer.echo(f"wrote {output}")
+    _plot("distances", queries, classes, output, store, random_classes, seed=seed, log=log,
+          bins=bins)
 
 
 @command()
@@ -693,11 +676,13 @@ def report(
     Example: actdb report node4.png -o report.html
     """
     from actdb.query.db import Database
-    from actdb.viz.data import sample_config
+    from actdb.query.filters import parse_classes
+    from actdb.viz.plot import PlotConfig
     from actdb.viz.report import ReportConfig, build_report
 
     db = Database.open(store)
-    cfg = ReportConfig(k=k, sample=sample_config(classes, random_classes, per_class, seed))
+    cfg = ReportConfig(k=k, plot=PlotConfig(parse_classes(classes), random_classes,
+                                            per_class, seed))
     with _stages() as stage:
         path = build_report(db, queries, output, cfg, stage)
     typer.echo(f"wrote {path}")

@@ -26,7 +26,7 @@ from actdb.ingest.decode import decode_image
 from actdb.ingest.layout import ImageEntry, detect_layout
 from actdb.models.classes import CLASS_INDEX_VERSION
 from actdb.models.embed import EmbedConfig, Embedder
-from actdb.store.manifest import Manifest, read_manifest
+from actdb.store.manifest import Manifest, mismatch, read_manifest
 from actdb.store.store import resolve_store_path
 from actdb.store.writer import StoreWriter
 
@@ -226,12 +226,7 @@ def _check_cheap(store: Path, ec: EmbedConfig) -> EmbedConfig:
             "image_size": ec.image_size, "resize": ec.resize, "precision": ec.precision}
     diff = [f"{k}: {getattr(m, k)} != {v}" for k, v in mine.items() if getattr(m, k) != v]
     if diff:
-        from actdb.errors import StoreMismatch
-
-        raise StoreMismatch(
-            f"the store at {store} was built with different settings ({'; '.join(diff)}); "
-            "use the store's settings or another --store"
-        )
+        raise mismatch(f"the store at {store}", diff)
     return ec
 
 

@@ -141,20 +141,21 @@ def load_reference(con):
 def _context(db, queries, dist, ids, ref) -> pd.DataFrame:
     nn_sorted, median_random = ref
     l2 = db.index_info["metric"] == "l2"
+    have_nn = l2 and nn_sorted is not None and len(nn_sorted) > 0
+    median_nn = float(np.median(nn_sorted)) if have_nn else None
     rows = []
     for qi, q in enumerate(queries):
         d, i = dist[qi], ids[qi]
         others = d[i != q.image_id] if q.image_id is not None else d
         nn_d = float(others[0]) if len(others) else float("nan")
         pct = None
-        if l2 and nn_sorted is not None and len(nn_sorted) and np.isfinite(nn_d):
+        if have_nn and np.isfinite(nn_d):
             pct = 100.0 * np.searchsorted(nn_sorted, nn_d, side="right") / len(nn_sorted)
         rows.append({
             "query": q.name, "source": q.source, "cached": q.cached,
             "nn_distance": nn_d, "mean_distance_k": float(d.mean()) if len(d) else None,
             "nn_percentile": pct,
-            "store_median_nn_distance": float(np.median(nn_sorted)) if l2 and nn_sorted is not
-            None and len(nn_sorted) else None,
+            "store_median_nn_distance": median_nn,
             "store_median_random_pair": median_random if l2 else None,
         })
     return pd.DataFrame(rows)

@@ -51,6 +51,8 @@ class QueryResolver:
         self._id_lookup = id_lookup  # image_id -> vector or None (a faster source, optional)
         self._embedder = None
         self._lock = threading.Lock()
+        self._pending_rows: list[tuple] | None = None  # a list once writes are deferred
+        self._recent: collections.OrderedDict[str, np.ndarray] = collections.OrderedDict()
 
     @property
     def embedder(self):
@@ -78,8 +80,7 @@ class QueryResolver:
         flushed at exit."""
         import atexit
 
-        self._pending_rows: list[tuple] = []
-        self._recent: collections.OrderedDict[str, np.ndarray] = collections.OrderedDict()
+        self._pending_rows = []
 
         def loop():
             while True:
@@ -91,9 +92,10 @@ class QueryResolver:
 
     def flush_cache_writes(self) -> None:
         with self._lock:
+            if not self._pending_rows:
+                return
             rows, self._pending_rows = self._pending_rows, []
-        if rows:
-            self._write_cache(rows)
+        self._write_cache(rows)
 
     def use_embedder(self, embedder) -> None:
         """Replace the embedder (e.g. with a batching wrapper around it)."""
@@ -163,8 +165,8 @@ class QueryResolver:
     def _embed(self, pending: list[tuple[int, str, str, bytes]]) -> list[QueryVector]:
         fp = self.store.manifest.fingerprint
         shas = [hashlib.sha256(p[3]).hexdigest() for p in pending]
-        recent = getattr(self, "_recent", {})
-        cached = {s: recent[s] for s in shas if s in recent}
+        with self._lock:  # the writer thread trims _recent concurrently
+            cached = {s: self._recent[s] for s in shas if s in self._recent}
         unknown = [s for s in shas if s not in cached]
         if unknown:
             with self.store.connect() as con:
@@ -187,7 +189,7 @@ class QueryResolver:
         changes). Best effort: a read-only or busy store still answers the query."""
         rows = [(s, fp, q.name, q.source, q.vec.tolist()) for q, s in zip(queries, shas,
                                                                          strict=True)]
-        if hasattr(self, "_pending_rows"):
+        if self._pending_rows is not None:
             with self._lock:
                 self._pending_rows.extend(rows)
                 for q, s in zip(queries, shas, strict=True):

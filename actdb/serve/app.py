@@ -24,7 +24,7 @@ from actdb.errors import (
 )
 
 STATIC = Path(__file__).parent / "static"
-PLOTS = ("tsne", "umap", "distances", "profile")
+PLOTS = ("tsne", "umap", "distances", "profile")  # the API's subset of actdb.viz.plot.KINDS
 
 
 @dataclass(frozen=True)
@@ -212,32 +212,15 @@ def create_app(cfg: ServeConfig):
 
 def render_plot(db, kind: str, query, classes, random_classes: int, per_class: int,
                 log: bool) -> bytes:
-    """PNG bytes of one plot for one query (shared by the API and the CLI's figures)."""
+    """PNG bytes of one plot for one query (the same library call as ``actdb plot``)."""
     import tempfile
 
     from actdb.query.filters import parse_classes
-    from actdb.viz import figures
-    from actdb.viz.data import (
-        ProjectionConfig,
-        distance_data,
-        map_data,
-        profile_data,
-        sample_config,
-    )
+    from actdb.viz.plot import PlotConfig, plot
 
-    qv = db.resolve(query)
-    m = db.store.manifest
+    cfg = PlotConfig(parse_classes(classes), random_classes, per_class, log=log)
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "plot.png"
-        if kind in ("tsne", "umap"):
-            sample = sample_config(classes, random_classes, per_class)
-            figures.draw_map(map_data(db, qv, sample, ProjectionConfig(kind)), m, out)
-        elif kind == "profile":
-            figures.draw_profile(profile_data(db, qv, parse_classes(classes)), m, out)
-        else:
-            sample = sample_config(classes, random_classes, None)
-            figures.draw_distances(distance_data(db, qv, sample, log=log), m, out, log=log)
-        return out.read_bytes()
+        return plot(db, kind, db.resolve(query), Path(tmp) / "plot.png", cfg).output.read_bytes()
 
 
 def _version() -> str:

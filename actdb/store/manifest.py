@@ -69,10 +69,13 @@ class Manifest:
         """Raise StoreMismatch naming every differing field."""
         diff = self.differences(other)
         if diff:
-            raise StoreMismatch(
-                f"{what} was built with different settings ({'; '.join(diff)}); "
-                "use the store's settings or another --store"
-            )
+            raise mismatch(what, diff)
+
+
+def mismatch(what: str, diff: list[str]) -> StoreMismatch:
+    """The one error for settings that differ from a store's (``diff``: "field: a != b")."""
+    return StoreMismatch(f"{what} was built with different settings ({'; '.join(diff)}); "
+                         "use the store's settings or another --store")
 
 
 def read_manifest(store: Path) -> Manifest:

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from actdb.errors import UsageError
-from actdb.query.filters import parse_classes, resolve_classes
+from actdb.query.filters import resolve_classes
 
 METHODS = ("tsne", "umap", "pca")
 Stage = Callable[[str], None]
@@ -51,12 +51,6 @@ class Sample:
     groups: np.ndarray  # the class name, or "N random classes"
     named: list[str]
     random: list[str]
-
-
-def sample_config(classes: str | tuple | None, random_classes: int = 0,
-                  per_class: int | None = 100, seed: int = 0) -> SampleConfig:
-    names = parse_classes(classes) if isinstance(classes, str) else classes
-    return SampleConfig(tuple(names) if names else None, random_classes, per_class, seed)
 
 
 def sample_vectors(db, cfg: SampleConfig) -> Sample:

@@ -13,11 +13,10 @@ import html
 import io
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from actdb.viz.data import ProjectionConfig, SampleConfig, distance_data, map_data
-from actdb.viz.figures import draw_distances, draw_map
+from actdb.viz.plot import PlotConfig, plot
 
 SECTIONS = ("queries", "neighbours", "votes", "centroids", "tsne", "umap", "distances")
 
@@ -25,7 +24,7 @@ SECTIONS = ("queries", "neighbours", "votes", "centroids", "tsne", "umap", "dist
 @dataclass(frozen=True)
 class ReportConfig:
     k: int = 12
-    sample: SampleConfig = SampleConfig(random_classes=0, per_class=100)
+    plot: PlotConfig = PlotConfig()
     thumb: int = 112
 
 
@@ -120,13 +119,11 @@ def build_report(db, queries: list, output: str | Path, cfg: ReportConfig | None
     with tempfile.TemporaryDirectory() as tmp:
         for method in ("tsne", "umap"):
             say(f"{method} map")
-            md = map_data(db, qv, cfg.sample, ProjectionConfig(method), say)
-            png = draw_map(md, m, Path(tmp) / f"{method}.png")
+            png = plot(db, method, qv, Path(tmp) / f"{method}.png", cfg.plot, stage=say).output
             parts.append(f'<section id="{method}"><h2>{method.upper()} map</h2>'
                          f'<img class="plot" alt="{method} map" src="{_png(png)}"></section>')
         say("distance histograms")
-        dd = distance_data(db, qv, cfg.sample, log=True)
-        png = draw_distances(dd, m, Path(tmp) / "dist.png", log=True)
+        png = plot(db, "distances", qv, Path(tmp) / "dist.png", replace(cfg.plot, log=True)).output
         parts.append('<section id="distances"><h2>Distance histograms</h2>'
                      f'<img class="plot" alt="distance histograms" src="{_png(png)}"></section>')
     page = ("<!doctype html><html lang=en><head><meta charset=utf-8>"
