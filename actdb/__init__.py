@@ -1,37 +1,69 @@
 """actdb: an activation database for studying what convolutional networks have learned.
 
 >>> import actdb
->>> db = actdb.open("actdb-store")            # doctest: +SKIP
->>> db.nearest("node4.png", k=50)             # doctest: +SKIP
+>>> db = actdb.open(store)
+>>> db.nearest("id:0", k=3).classes.class_name.tolist()
+['tench']
 
-Heavy libraries (TensorFlow, FAISS, DuckDB) are imported only when a function needs them.
+:func:`open` returns a :class:`~actdb.database.Database`, whose methods do everything the
+``actdb`` command and the HTTP service do; :func:`merge`, :func:`dream`, :func:`predict` and
+:func:`embed` work without a store. Heavy libraries (TensorFlow, FAISS, DuckDB) are imported
+only when a call needs them.
 """
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-__all__ = ["__version__", "open", "ingest", "ActdbError"]
+from pathlib import Path
 
 from actdb.errors import ActdbError
+from actdb.version import __version__
+
+__all__ = ["__version__", "ActdbError", "open", "merge", "dream", "predict", "embed"]
 
 
-def open(path=None):  # noqa: A001 - mirrors sqlite3.connect / duckdb.connect style
-    """Open a store for queries (see :class:`actdb.query.db.Database`)."""
-    from actdb.query.db import Database
+def open(path: str | Path | None = None, **options):  # noqa: A001 - like sqlite3.connect
+    """Open the store at ``path`` (else ``$ACTDB_STORE``, else ``./actdb-store``); it need not
+    exist until ``ingest`` makes it. Options: see :class:`~actdb.database.Database`."""
+    from actdb.database import Database
 
-    return Database.open(path)
+    return Database(path, **options)
 
 
-def ingest(root, **options):
-    """Ingest an image tree; keyword options are :class:`actdb.ingest.pipeline.IngestConfig`'s,
-    plus those of :class:`actdb.models.embed.EmbedConfig`."""
-    from dataclasses import fields
+def merge(dest: str | Path, sources: list[str | Path]):
+    """Combine stores with identical manifests into ``dest``, then index it and compute its
+    statistics (MergeResult)."""
+    from actdb.merging import merge_stores
 
-    from actdb.ingest.pipeline import IngestConfig
-    from actdb.ingest.pipeline import ingest as run
-    from actdb.models.embed import EmbedConfig
+    return merge_stores(dest, sources)
 
-    embed_names = {f.name for f in fields(EmbedConfig)}
-    embed = EmbedConfig(**{k: v for k, v in options.items() if k in embed_names})
-    rest = {k: v for k, v in options.items() if k not in embed_names}
-    return run(IngestConfig(root=root, embed=embed, **rest))
+
+def dream(output: str | Path, progress=None, **options):
+    """Write a feature visualization to ``output`` (PNG/JPEG/... by its name) with a JSON
+    sidecar; options are :class:`~actdb.featvis.dream.DreamConfig`'s (DreamResult)."""
+    from actdb.featvis.dream import DreamConfig
+    from actdb.featvis.dream import dream as run
+
+    return run(DreamConfig(**options), output, progress)
+
+
+def predict(images, models=("vgg19", "vgg16", "resnet50"), weights=None, top: int = 3):
+    """Top-``top`` ImageNet classes of each image under each full classifier in ``models``;
+    ``weights``: one source for all (``"imagenet"``, a file, ``"random:SEED"``) or a dict
+    per model. Returns a list of records."""
+    from actdb.models.predict import PredictConfig
+    from actdb.models.predict import predict as run
+
+    per_model = {k.lower(): v for k, v in weights.items()} if isinstance(weights, dict) else {}
+    default = weights if isinstance(weights, str) else "imagenet"
+    return run([images] if isinstance(images, str | Path) else list(images),
+               PredictConfig(models=tuple(models), weights=per_model,
+                             default_weights=default, top=top))
+
+
+def embed(images, **recipe):
+    """Pooled vectors of image files under an explicit recipe (EmbedConfig's options), for
+    images that belong to no store; ``actdb.open(store).embed()`` uses a store's recipe."""
+    from actdb.models.embed import EmbedConfig, Embedder
+
+    return Embedder(EmbedConfig(**recipe)).embed_files(
+        [images] if isinstance(images, str | Path) else list(images))

@@ -1,34 +1,57 @@
-"""The ``actdb`` command line: thin commands over the library.
+"""The ``actdb`` command line: each command parses its options, calls one method of
+``actdb.open()`` (or one module function) and renders the result.
 
-This is the only module that imports Typer. Each command calls one library function and
-renders its result; library errors (:class:`ActdbError`) become one line on stderr and a
-non-zero exit. Heavy imports happen inside commands, so ``actdb --help`` is instant.
+This is the only module that imports Typer. User mistakes (an :class:`ActdbError`, or an
+``OSError`` such as a missing folder for ``-o``) become one line on stderr and a non-zero exit,
+never a traceback. Heavy imports happen inside commands, so ``actdb --help`` is instant.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import json
+import re
 import sys
 from pathlib import Path
 
 import typer
 
-from actdb.errors import ActdbError
+from actdb.errors import ActdbError, UsageError
 
 app = typer.Typer(
     help="actdb: an activation database for studying what CNNs have learned.\n\n"
-    "Example: actdb ingest imagenet/ --per-class 100 && actdb nearest node4.png -k 50",
+    "Example: actdb ingest imagenet/ --per-class 100 && actdb dream --channel 4 -o node4.png "
+    "&& actdb nearest node4.png -k 50",
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-StoreOpt = typer.Option(None, "--store", envvar="ACTDB_STORE",
-                        help="Store directory (default $ACTDB_STORE, else ./actdb-store).")
+StoreOpt = typer.Option(None, "--store", help="Store directory (default $ACTDB_STORE, else "
+                        "./actdb-store).", show_default=False)
 JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON.")
+QueriesArg = typer.Argument(..., help="Image files, id:<image_id> of stored images, or .npy "
+                            "vectors of the store's dim.")
+ClassesOpt = typer.Option(None, help="Only these classes (comma-separated short names or "
+                          "wnids).")
+
+#: Library parameter names -> the options a command-line user typed.
+OPTION_NAMES = {"k": "-k", "where": "--where", "split": "--split", "image_size":
+                "--image-size", "batch_size": "--batch-size", "rows_per_shard":
+                "--rows-per-shard", "per_class": "--per-class", "limit": "--limit",
+                "workers": "--workers", "shard": "--shard", "strict": "--strict",
+                "random_classes": "--random-classes", "bins": "--bins", "top": "--top",
+                "steps": "--steps", "pairs_per_class": "--pairs-per-class",
+                "pair_sample": "--pair-sample", "weights": "--weights"}
+_PARAM = re.compile(r"^(bad )?(" + "|".join(sorted(OPTION_NAMES, key=len, reverse=True))
+                    + r")\b")
+
+
+def as_option_names(message: str) -> str:
+    """Reword a library message's leading parameter name to its option (``k must`` ->
+    ``-k must``)."""
+    return _PARAM.sub(lambda m: (m.group(1) or "") + OPTION_NAMES[m.group(2)], message)
 
 
 def _fail(message: str, code: int) -> None:
@@ -37,14 +60,17 @@ def _fail(message: str, code: int) -> None:
 
 
 def handle_errors(fn):
-    """Turn library errors into one line on stderr and an exit code."""
+    """Turn user mistakes into one line on stderr and an exit code."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except ActdbError as exc:
-            _fail(str(exc), exc.exit_code)
+            _fail(as_option_names(str(exc)), exc.exit_code)
+        except OSError as exc:
+            where = f"{exc.filename}: " if exc.filename else ""
+            _fail(f"{where}{exc.strerror or exc}", 1)
         except KeyboardInterrupt:
             _fail("interrupted; run the same command again to resume", 130)
 
@@ -58,19 +84,37 @@ def command(*args, **kwargs):
     return deco
 
 
-def _print_json(obj) -> None:
-    typer.echo(json.dumps(obj, indent=2, default=str))
+def _db(store: Path | None):
+    import actdb
+
+    return actdb.open(store)
 
 
-def _console():
-    from rich.console import Console
+def _echo_json(obj) -> None:
+    from actdb import render
 
-    return Console(highlight=False, soft_wrap=True)
+    typer.echo(render.to_json(obj))
+
+
+def _echo_table(rows: list[dict], columns: list[str], title: str | None = None) -> None:
+    from actdb import render
+
+    typer.echo(render.table(rows, columns, title), nl=False)
+
+
+def _note(message: str) -> None:
+    typer.echo(f"note: {message}", err=True)
+
+
+def _rebound(queries) -> None:
+    for q in queries:
+        if q.rebound:
+            _note(f"the query name {q.name!r} now refers to {q.source}; it referred to other "
+                  "content before (use --name to keep both)")
 
 
 def _progress(enabled: bool, unit: str = "img/s"):
-    """A rich progress bar (rate, ETA) on a terminal; None elsewhere. The task's description
-    is shown first, so callers can put live values there."""
+    """A rich progress bar (rate, ETA) on a terminal; None elsewhere."""
     if not enabled or not sys.stderr.isatty():
         return None
     from rich.console import Console
@@ -93,6 +137,52 @@ def _progress(enabled: bool, unit: str = "img/s"):
                     console=Console(stderr=True))
 
 
+@contextlib.contextmanager
+def _bar(enabled: bool, name: str, unit: str = "img/s"):
+    """Yield a callback(done, total, description=None) that drives a progress bar."""
+    bar = _progress(enabled, unit)
+    if bar is None:
+        yield None
+        return
+    with bar:
+        task = bar.add_task(name, total=None)
+
+        def update(done, total, description=None):
+            bar.update(task, completed=done, total=total,
+                       **({"description": description} if description else {}))
+
+        yield update
+
+
+@contextlib.contextmanager
+def _stages():
+    """Yield a callback that shows the current long step on a terminal spinner."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+
+    with Console(stderr=True).status("working") as status:
+        yield status.update
+
+
+def _version(value: bool) -> None:
+    if value:
+        import actdb
+
+        typer.echo(f"actdb {actdb.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Show the version and exit.")):
+    """actdb: an activation database for studying what CNNs have learned."""
+
+
+# -- building a store ------------------------------------------------------------------------
+
+
 @command()
 def ingest(
     root: Path = typer.Argument(..., help="Dataset root (ImageNet train/val, Kaggle CLS-LOC, "
@@ -110,7 +200,7 @@ def ingest(
     per_class: int = typer.Option(None, help="Seeded random sample of N images per class."),
     limit: int = typer.Option(None, help="Seeded random sample of N images overall."),
     seed: int = typer.Option(0, help="Seed for --per-class and --limit."),
-    split: str = typer.Option(None, help="Only this split (train or val); default all."),
+    split: str = typer.Option(None, help="Only this split: train or val (default both)."),
     batch_size: int = typer.Option(32, help="Images per forward pass."),
     precision: str = typer.Option("auto", help="auto | fp32 | bf16 (auto: bf16 where the "
                                   "hardware has it; see README)."),
@@ -122,92 +212,93 @@ def ingest(
                                        "killed run loses at most this much work)."),
     as_json: bool = JsonOpt,
 ):
-    """Embed the images under ROOT into the store (resumes and skips what is there).
+    """Embed the images under ROOT into the store (resumes and skips what is there), then
+    update its index and statistics.
 
     Example: actdb ingest imagenet/ --per-class 100 --seed 0
     """
-    from actdb.ingest.pipeline import IngestConfig
-    from actdb.ingest.pipeline import ingest as run
-    from actdb.models.embed import EmbedConfig
-
-    cfg = IngestConfig(
-        root=root, store=store, per_class=per_class, limit=limit, seed=seed, split=split,
-        batch_size=batch_size, strict=strict, shard=shard, workers=workers,
-        rows_per_shard=rows_per_shard,
-        embed=EmbedConfig(model=model, layer=layer, pool=pool, weights=weights,
-                          image_size=image_size, resize=resize, precision=precision),
-    )
-    bar = _progress(not as_json)
-    if bar is None:
-        result = run(cfg)
-    else:
-        with bar:
-            task = bar.add_task("ingest", total=None)
-            result = run(cfg, progress=lambda done, total: bar.update(task, completed=done,
-                                                                      total=total))
+    options = dict(model=model, layer=layer, pool=pool, weights=weights,
+                   image_size=image_size, resize=resize, per_class=per_class, limit=limit,
+                   seed=seed, split=split, batch_size=batch_size, precision=precision,
+                   strict=strict, shard=shard, workers=workers, rows_per_shard=rows_per_shard)
+    with _bar(not as_json, "ingest") as bar:
+        result = _db(store).ingest(root, progress=bar, **options)
     if as_json:
-        _print_json(result.to_dict())
-    else:
-        c = _console()
-        c.print(f"layout: {result.layout}" + (f" ({'; '.join(result.layout_notes)})"
-                                              if result.layout_notes else ""))
-        for path, reason in result.failures[:20]:
-            c.print(f"  failed: {path}: {reason}")
-        if len(result.failures) > 20:
-            c.print(f"  ... and {len(result.failures) - 20} more (see the failures table)")
-        c.print(f"ingested {result.ingested}, skipped {result.skipped} already present, "
-                f"failed {result.failed} in {result.seconds:.1f}s "
-                f"({result.images_per_s:.1f} img/s, {result.precision}) -> {result.store}")
-        if result.index:
-            c.print(f"index: {result.index['kind']} ({result.index['metric']}), "
-                    f"{result.index['ntotal']} vectors")
+        _echo_json(result.to_dict())
+        return
+    notes = f" ({'; '.join(result.layout_notes)})" if result.layout_notes else ""
+    typer.echo(f"layout: {result.layout}{notes}")
+    for path, reason in result.failures[:20]:
+        typer.echo(f"  failed: {path}: {reason}")
+    if len(result.failures) > 20:
+        typer.echo(f"  ... and {len(result.failures) - 20} more (see the failures table)")
+    typer.echo(f"ingested {result.ingested}, skipped {result.skipped} already present, "
+               f"failed {result.failed} in {result.seconds:.1f}s "
+               f"({result.images_per_s:.1f} img/s, {result.precision}) -> {result.store}")
+    if result.index:
+        typer.echo(f"index: {result.index['kind']} ({result.index['metric']}), "
+                   f"{result.index['ntotal']} vectors")
 
 
 @command()
 def info(store: Path = StoreOpt, as_json: bool = JsonOpt):
-    """What is in the store: model, layer, counts, failures, size, index.
+    """What is in the store: model, layer, counts, failures, size, index, statistics.
 
     Example: actdb info --store actdb-store --json
     """
-    from actdb.store.store import Store
-
-    d = Store.open(store).info()
+    d = _db(store).info()
     if as_json:
-        _print_json(d)
-        return
-    c = _console()
-    c.print(f"store      {d['store']}")
-    c.print(f"model      {d['model']} / {d['layer']} / {d['pool']}-pooled, dim {d['dim']}")
-    c.print(f"input      {d['image_size']}px, resize {d['resize']}, precision {d['precision']}")
-    c.print(f"weights    {d['weights']} (sha256 {d['weights_sha256'][:16]}…)")
-    splits = ", ".join(f"{k} {v}" for k, v in d["images_per_split"].items()) or "none"
-    c.print(f"images     {d['images']} ({splits}) in {d['classes']} classes")
-    c.print(f"failures   {d['failures']}")
-    c.print(f"size       {d['size_bytes'] / 1e6:.1f} MB in {d['shards']} shards, "
-            f"{d['runs']} runs")
-    ix = d["index"]
-    if ix:
-        c.print(f"index      {ix['kind']} ({ix['metric']}), {ix['ntotal']} vectors, "
-                f"recall@50 {ix.get('recall_at_50')}")
+        _echo_json(d)
     else:
-        c.print("index      none (run `actdb index`)")
+        lines = [
+            ("store", d["store"]),
+            ("model", f"{d['model']} / {d['layer']} / {d['pool']}-pooled, dim {d['dim']}"),
+            ("input", f"{d['image_size']}px, resize {d['resize']}, precision "
+                      f"{d['precision']}"),
+            ("weights", f"{d['weights']} (sha256 {d['weights_sha256'][:16]}…)"),
+            ("images", f"{d['images']} ("
+                       + (", ".join(f"{k} {v}" for k, v in d["images_per_split"].items())
+                          or "none") + f") in {d['classes']} classes"),
+            ("roots", "; ".join(f"{r} ({n})" for r, n in d["roots"].items()) or "none"),
+            ("failures", str(d["failures"]) + (f"; {d['repairs']} awaiting re-ingest after a "
+                                               "repair" if d["repairs"] else "")),
+            ("size", f"{d['size_bytes'] / 1e6:.1f} MB in {d['shards']} shards, "
+                     f"{d['runs']} runs"),
+        ]
+        ix = d["index"]
+        lines.append(("index", f"{ix['kind']} ({ix['metric']}), {ix['ntotal']} vectors, "
+                               f"recall@50 {ix.get('recall_at_50')}" if ix
+                      else "none (run `actdb index`)"))
+        st = d["stats"]
+        lines.append(("stats", f"seed {st['seed']}, {st['pairs_per_class']} pairs per class, "
+                               f"{st['pair_sample']} random pairs" if st
+                      else "not computed (run `actdb stats`)"))
+        for k, v in lines:
+            typer.echo(f"{k:<10} {v}")
+    if d["damaged"]:
+        _fail(f"store damaged: {'; '.join(d['damaged'])}; run `actdb check --repair`", 1)
 
 
 @command()
-def check(store: Path = StoreOpt, as_json: bool = JsonOpt):
-    """Verify manifest, catalog, Parquet shards and index agree; exit 1 when not.
+def check(store: Path = StoreOpt,
+          repair: bool = typer.Option(False, "--repair", help="Rebuild what can be rebuilt "
+                                      "(index, statistics); drop lost shards so the next "
+                                      "ingest embeds their images again."),
+          as_json: bool = JsonOpt):
+    """Verify the manifest, catalog, shards, index and statistics agree; exit 1 when not.
 
-    Example: actdb check --store actdb-store
+    Example: actdb check --store actdb-store --repair
     """
-    from actdb.store.check import check_store
-    from actdb.store.store import resolve_store_path
-
-    rep = check_store(resolve_store_path(store))
+    rep = _db(store).check(repair=repair)
     if as_json:
-        _print_json({"ok": rep.ok, **rep.__dict__})
+        _echo_json(rep.to_dict())
     else:
+        for r in rep.repaired:
+            typer.echo(f"repaired: {r}")
         for p in rep.problems:
             typer.echo(f"problem: {p}")
+        for n in rep.notes:
+            typer.echo(f"note: {n}")
         state = "ok" if rep.ok else f"{len(rep.problems)} problem(s)"
         typer.echo(f"{state}: {rep.images} images, {rep.vectors} vectors in {rep.shards} shards"
                    + (f", index holds {rep.index_ids}" if rep.index_ids is not None else ""))
@@ -221,20 +312,20 @@ def merge(
     stores: list[Path] = typer.Argument(..., help="Stores with identical manifests."),
     as_json: bool = JsonOpt,
 ):
-    """Combine stores ingested with --shard K/N (or any identical manifests) into OUT.
+    """Combine stores ingested with --shard K/N (or any identical manifests) into OUT, then
+    index it and compute its statistics.
 
     Example: actdb merge all-store s1 s2 s3
     """
-    from actdb.index.store_index import update_index
-    from actdb.store.merge import merge_stores
+    import actdb
 
-    res = merge_stores(out, stores)
-    update_index(out)
+    res = actdb.merge(out, stores)
     if as_json:
-        _print_json(res.__dict__)
+        _echo_json(res.to_dict())
     else:
         typer.echo(f"merged {len(res.sources)} stores into {res.out}: added {res.added}, "
-                   f"skipped {res.skipped} already present, {res.renumbered} given new ids")
+                   f"skipped {res.skipped} already present, {res.renumbered} given new ids, "
+                   f"{res.failures} failures recorded")
 
 
 @command("index")
@@ -249,31 +340,47 @@ def index_cmd(
 
     Example: actdb index --kind hnsw --metric cosine
     """
-    from actdb.index.faiss_index import IndexConfig
-    from actdb.index.store_index import index_store
-
-    info_ = index_store(store, IndexConfig(kind=kind, metric=metric, target_recall=target_recall))
+    info_ = _db(store).index(kind=kind, metric=metric, target_recall=target_recall)
     if as_json:
-        _print_json(info_)
+        _echo_json(info_)
     else:
         typer.echo(f"built {info_['kind']} index ({info_['metric']}) over {info_['ntotal']} "
                    f"vectors in {info_['build_seconds']}s, recall@50 {info_['recall_at_50']}")
 
 
-def _table(df, columns: list[str], title: str | None = None, floats: str = "{:.4g}"):
-    """Render selected DataFrame columns as a rich table."""
-    from rich.table import Table
+@command()
+def stats(
+    store: Path = StoreOpt,
+    seed: int = typer.Option(None, help="Seed of the pair samples (default: as recorded, "
+                             "else 0)."),
+    pairs_per_class: int = typer.Option(None, help="Same- and different-class pairs per "
+                                        "class, every pair when fewer exist (default: as "
+                                        "recorded, else 500)."),
+    pair_sample: int = typer.Option(None, help="Random pairs for the random-pair row "
+                                    "(default: as recorded, else 100000)."),
+    as_json: bool = JsonOpt,
+):
+    """(Re)compute centroids, class_stats and pair_stats. Ingest does this too, with the
+    settings recorded here.
 
-    t = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
-    for c in columns:
-        t.add_column(c, justify="right" if df[c].dtype.kind in "iuf" else "left")
-    for row in df[columns].itertuples(index=False):
-        t.add_row(*[floats.format(v) if isinstance(v, float) else ("" if v is None else str(v))
-                    for v in row])
-    _console().print(t)
+    Example: actdb stats --seed 1 && actdb sql "SELECT * FROM pair_stats"
+    """
+    res = _db(store).stats(seed=seed, pairs_per_class=pairs_per_class,
+                           pair_sample=pair_sample)
+    if as_json:
+        _echo_json(res)
+        return
+    _echo_table(res["pair_stats"], ["kind", "count", "sampled", "mean", "std", "p05", "p50",
+                                    "p95"],
+                title=f"{res['images']} images, {res['classes']} classes ({res['seconds']}s)")
 
 
-def _context_line(c) -> str:
+# -- questions -------------------------------------------------------------------------------
+
+
+def _context_line(c: dict) -> str:
+    if c["nn_distance"] is None:
+        return "no neighbours"
     line = f"nearest-neighbour distance {c['nn_distance']:.4g}"
     if c.get("nn_percentile") is not None:
         line += (f", farther than {c['nn_percentile']:.1f}% of stored images' nearest "
@@ -283,18 +390,15 @@ def _context_line(c) -> str:
     return line
 
 
-QueriesArg = typer.Argument(..., help="Image files, id:<image_id> of stored images, or .npy "
-                            "vectors of the store's dim.")
-
-
 @command()
 def nearest(
     queries: list[str] = QueriesArg,
     k: int = typer.Option(10, "-k", "--k", help="Number of neighbours."),
-    classes: str = typer.Option(None, help="Only these classes (comma-separated short names "
-                                "or wnids)."),
+    classes: str = ClassesOpt,
     split: str = typer.Option(None, help="Only this split."),
     where: str = typer.Option(None, help="Only images matching this SQL predicate on `images`."),
+    include_self: bool = typer.Option(False, "--include-self", help="Keep an id: query's own "
+                                      "image among its neighbours (left out by default)."),
     name: list[str] = typer.Option(None, help="Name to cache the query under (default: file "
                                    "stem); repeat for several queries."),
     store: Path = StoreOpt,
@@ -305,30 +409,32 @@ def nearest(
 
     Example: actdb nearest node4.png -k 50 --classes sea_cucumber,groenendael
     """
-    from actdb.query.db import Database
+    from actdb import render
 
-    res = Database.open(store).nearest(queries, k=k, classes=classes, split=split,
-                                       where=where, names=name)
+    if as_json and as_csv:
+        raise UsageError("choose one of --json and --csv")
+    res = _db(store).nearest(queries, k=k, classes=classes, split=split, where=where,
+                             names=name, include_self=include_self)
+    _rebound(a.query for a in res.answers)
+    d = res.to_dict()
     if as_json:
-        _print_json(res.to_dict())
+        _echo_json(d)
         return
     if as_csv:
-        out = res.neighbors.merge(res.context, on="query", how="left")
-        typer.echo(out.to_csv(index=False), nl=False)
+        cols = ["query", "rank", "distance", "image_id", "class_name", "synset", "split",
+                "path", "root", "nn_distance", "nn_percentile", "mean_distance_k"]
+        rows = [{"query": q["query"], **n, **q["context"]} for q in d["queries"]
+                for n in q["neighbors"]]
+        typer.echo(render.csv_text(rows, cols), nl=False)
         return
-    for q in res.to_dict()["queries"]:
-        import pandas as pd
-
-        nb = pd.DataFrame(q["neighbors"])
-        if nb.empty:
+    for q in d["queries"]:
+        if not q["neighbors"]:
             typer.echo(f"{q['query']}: no images match")
             continue
-        nb["wnid"] = nb["synset"]
-        _table(nb, ["rank", "distance", "class_name", "wnid", "path"],
-               title=f"{q['query']}: {len(nb)} nearest ({res.metric})")
-        cl = pd.DataFrame(q["classes"])
-        cl["share"] = cl["share"].map("{:.0%}".format)
-        _table(cl, ["class_name", "synset", "count", "share"], title="class vote")
+        _echo_table(q["neighbors"], ["rank", "distance", "class_name", "synset", "path"],
+                    title=f"{q['query']}: {len(q['neighbors'])} nearest ({d['metric']})")
+        _echo_table([{**c, "share": f"{c['share']:.0%}"} for c in q["classes"]],
+                    ["class_name", "synset", "count", "share"], title="class vote")
         typer.echo(_context_line(q["context"]))
 
 
@@ -336,7 +442,7 @@ def nearest(
 def centroids_cmd(
     queries: list[str] = QueriesArg,
     k: int = typer.Option(10, "-k", "--k", help="Number of classes."),
-    classes: str = typer.Option(None, help="Only these classes (comma-separated)."),
+    classes: str = ClassesOpt,
     store: Path = StoreOpt,
     as_json: bool = JsonOpt,
 ):
@@ -344,78 +450,62 @@ def centroids_cmd(
 
     Example: actdb centroids node4.png -k 10
     """
-    from actdb.query.db import Database
+    from actdb import render
 
-    df = Database.open(store).centroids(queries, k=k, classes=classes)
+    rows = render.records(_db(store).centroids(queries, k=k, classes=classes))
     if as_json:
-        _print_json(df.to_dict("records"))
+        _echo_json(rows)
         return
-    for q, part in df.groupby("query", sort=False):
-        _table(part, ["rank", "distance", "class_name", "synset", "n", "class_mean_dist",
-                      "class_p95_dist", "inside"], title=f"{q}: nearest class centroids")
+    for q in dict.fromkeys(r["query"] for r in rows):
+        _echo_table([r for r in rows if r["query"] == q],
+                    ["rank", "distance", "class_name", "synset", "n", "class_mean_dist",
+                     "class_p95_dist", "inside"], title=f"{q}: nearest class centroids")
 
 
-@command()
-def stats(
-    store: Path = StoreOpt,
-    seed: int = typer.Option(0, help="Seed of the pair samples."),
-    pairs_per_class: int = typer.Option(500, help="Pairs per class (all when fewer exist)."),
-    pair_sample: int = typer.Option(100_000, help="Random pairs for the random-pair row."),
-    as_json: bool = JsonOpt,
-):
-    """(Re)compute centroids, class_stats and pair_stats (ingest does this too).
-
-    Example: actdb stats --seed 1 && actdb sql "SELECT * FROM pair_stats"
-    """
-    from actdb.query.stats import StatsConfig, compute_stats
-    from actdb.store.store import resolve_store_path
-
-    res = compute_stats(resolve_store_path(store), StatsConfig(
-        seed=seed, pairs_per_class=pairs_per_class, pair_sample=pair_sample))
-    if as_json:
-        _print_json(res)
-        return
-    import pandas as pd
-
-    _table(pd.DataFrame(res["pair_stats"]), ["kind", "count", "mean", "std", "p05", "p50",
-                                             "p95"],
-           title=f"{res['images']} images, {res['classes']} classes ({res['seconds']}s)")
+def _sql_text(query: str) -> str:
+    """The statement: as given, ``-`` for standard input, ``@FILE`` for a file."""
+    if query == "-":
+        return sys.stdin.read()
+    if query.startswith("@"):
+        return Path(query[1:]).read_text()
+    return query
 
 
 @command()
 def sql(
-    query: str = typer.Argument(..., help="One SQL statement over the store's views."),
+    query: str = typer.Argument(..., help="One SQL statement over the store's views; - reads "
+                                "it from standard input, @FILE from a file."),
     store: Path = StoreOpt,
     fmt: str = typer.Option("table", "--format", help="table | csv | json | parquet."),
     output: Path = typer.Option(None, "-o", "--output", help="Write to this file."),
 ):
     """Read-only DuckDB SQL over images, activations, classes, centroids, class_stats,
-    pair_stats, queries, failures.
+    pair_stats, nn_sample, queries, failures, runs, repairs.
 
     Example: actdb sql "SELECT class_name, mean_dist FROM class_stats ORDER BY mean_dist LIMIT 5"
     """
-    from actdb.errors import UsageError
-    from actdb.query.sql import run_sql
+    from actdb import render
 
     if fmt not in ("table", "csv", "json", "parquet"):
         raise UsageError("--format must be table, csv, json or parquet")
-    table = run_sql(store, query)
+    if fmt == "parquet" and output is None:
+        raise UsageError("--format parquet needs -o FILE")
+    table = _db(store).sql(_sql_text(query))
     if fmt == "parquet":
         import pyarrow.parquet as pq
 
-        if output is None:
-            raise UsageError("--format parquet needs -o FILE")
         pq.write_table(table, output)
         return
-    df = table.to_pandas()
-    if fmt == "table" and output is None:
-        _table(df, list(df.columns))
-        return
-    text = df.to_csv(index=False) if fmt == "csv" else \
-        df.to_json(orient="records", indent=2, default_handler=str) + "\n"
-    if fmt == "table":
-        text = df.to_string(index=False) + "\n"
-    if output:
+    rows, cols = table.to_pylist(), table.column_names
+    if fmt == "csv":
+        text = render.csv_text(rows, cols)
+    elif fmt == "json":
+        text = render.to_json(rows) + "\n"
+    elif output is not None:
+        text = render.rich_table(rows, cols, width=10_000)
+    else:
+        text = render.table(rows, cols)
+    if output is not None:
         output.write_text(text)
     else:
         typer.echo(text, nl=False)
@@ -432,26 +522,30 @@ def examples_cmd(
 
     Example: actdb examples --channel 4 -k 20
     """
-    from actdb.query.db import Database
+    from actdb import render
 
-    res = Database.open(store).examples(channel, k)
+    res = _db(store).examples(channel, k)
     if as_json:
-        _print_json(res.to_dict())
+        _echo_json(res.to_dict())
         return
-    _table(res.top, ["rank", "value", "class_name", "synset", "path"],
-           title=f"channel {channel}: top {len(res.top)} of the store "
-                 f"(mean {res.channel_mean:.4g}, max {res.channel_max:.4g})")
-    cl = res.classes.copy()
-    cl["share"] = cl["share"].map("{:.0%}".format)
-    _table(cl, ["class_name", "synset", "count", "share"], title="classes among them")
+    _echo_table(render.records(res.top), ["rank", "value", "class_name", "synset", "path"],
+                title=f"channel {channel}: top {len(res.top)} of the store "
+                      f"(mean {res.channel_mean:.4g}, max {res.channel_max:.4g})")
+    _echo_table([{**r, "share": f"{r['share']:.0%}"} for r in render.records(res.classes)],
+                ["class_name", "synset", "count", "share"], title="classes among them")
     if not res.queries.empty:
-        _table(res.queries, ["name", "value", "percentile"], title="cached queries")
+        _echo_table(render.records(res.queries), ["name", "value", "percentile"],
+                    title="named queries")
+
+
+# -- models ----------------------------------------------------------------------------------
 
 
 @command()
 def dream(
-    output: Path = typer.Option(..., "-o", "--output", help="PNG to write (plus a .json "
-                                "sidecar with every parameter and the objective per step)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Image to write (its name says "
+                                "the format: .png, .jpg, ...), plus a .json sidecar with every "
+                                "parameter and the objective per step."),
     model: str = typer.Option("vgg19", help="vgg19, vgg16 or resnet50."),
     layer: str = typer.Option(None, help="Layer (default: the model's default layer)."),
     channel: int = typer.Option(4, help="Channel to maximise (0-based)."),
@@ -470,28 +564,21 @@ def dream(
 ):
     """Make a feature visualization: an image optimised to excite one channel.
 
+    Runs on the TensorFlow backend of Keras.
+
     Example: actdb dream --channel 4 --recipe seed --steps 100 --step-size 0.1 -o node4.png
     """
-    from actdb.featvis.dream import DreamConfig
-    from actdb.featvis.dream import dream as run
+    import actdb
 
-    cfg = DreamConfig(model=model, layer=layer, channel=channel, weights=weights, size=size,
-                      steps=steps, step_size=step_size, seed=seed, recipe=recipe,
-                      objective=objective)
-    bar = _progress(not as_json, "steps/s")
-    if bar is None:
-        res = run(cfg, output)
-    else:
-        with bar:
-            task = bar.add_task("dream", total=None)
-
-            def show(step, total, value):
-                bar.update(task, completed=step, total=total,
-                           description=f"objective {value:.4g}")
-
-            res = run(cfg, output, progress=show)
+    options = dict(model=model, layer=layer, channel=channel, weights=weights, size=size,
+                   steps=steps, step_size=step_size, seed=seed, recipe=recipe,
+                   objective=objective)
+    with _bar(not as_json, "dream", "steps/s") as bar:
+        show = (lambda step, total, value: bar(step, total, f"objective {value:.4g}")) \
+            if bar else None
+        res = actdb.dream(output, progress=show, **options)
     if as_json:
-        _print_json(res.__dict__)
+        _echo_json(res.to_dict())
     else:
         typer.echo(f"wrote {res.image} and {res.sidecar}: objective {res.start_activation:.4g} "
                    f"at the start, {res.final_activation:.4g} on the saved image")
@@ -510,96 +597,80 @@ def predict(
 
     Example: actdb predict node4.png --models vgg19,vgg16,resnet50 --top 3
     """
-    from actdb.models.predict import PredictConfig, parse_weights_options
-    from actdb.models.predict import predict as run
+    import actdb
+    from actdb.models.predict import parse_weights_options
 
+    names = [m.strip().lower() for m in models.split(",") if m.strip()]
     default, per_model = parse_weights_options(weights)
-    cfg = PredictConfig(models=tuple(m.strip() for m in models.split(",") if m.strip()),
-                        weights=per_model, default_weights=default, top=top)
-    res = run(images, cfg)
+    res = actdb.predict(images, models=names,
+                        weights={**dict.fromkeys(names, default), **per_model}, top=top)
     if as_json:
-        _print_json(res)
+        _echo_json(res)
         return
-    for r in res:
-        tops = ", ".join(f"('{t['wnid']}', '{t['class_name']}', {t['probability']:.4g})"
-                         for t in r["top"])
-        typer.echo(f"{r['image']} {r['model']}: [{tops}]")
+    rows = [{"image": r["image"], "model": r["model"], "rank": i + 1, **t}
+            for r in res for i, t in enumerate(r["top"])]
+    _echo_table(rows, ["image", "model", "rank", "class_name", "wnid", "probability"])
 
 
 @command()
 def embed(
     images: list[Path] = typer.Argument(..., help="Image files."),
     output: Path = typer.Option(..., "-o", "--output", help="FILE.npy or FILE.parquet."),
-    store: Path = typer.Option(None, "--store", envvar="ACTDB_STORE",
-                               help="Embed exactly as this store's images (default when no "
-                               "--model is given)."),
+    store: Path = typer.Option(None, "--store", help="Embed exactly as this store's images "
+                               "(the default when no --model is given).", show_default=False),
     model: str = typer.Option(None, help="Embed with this recipe instead of a store's."),
-    layer: str = typer.Option(None),
-    pool: str = typer.Option("mean"),
-    weights: str = typer.Option("imagenet"),
-    image_size: int = typer.Option(224),
-    resize: str = typer.Option("squash"),
-    precision: str = typer.Option("auto"),
+    layer: str = typer.Option(None, help="With --model: the layer (default: the model's)."),
+    pool: str = typer.Option("mean", help="With --model: mean or max."),
+    weights: str = typer.Option("imagenet", help="With --model: imagenet | PATH | "
+                                "random:SEED."),
+    image_size: int = typer.Option(224, help="With --model: input size in pixels."),
+    resize: str = typer.Option("squash", help="With --model: squash or center-crop."),
+    precision: str = typer.Option("auto", help="With --model: auto | fp32 | bf16."),
 ):
     """Write the pooled vector(s) of images, as `nearest` computes them, to .npy or Parquet.
 
     Example: actdb embed node4.png -o node4.npy && actdb nearest node4.npy -k 50
     """
-    from actdb.models.embed import EmbedConfig
-    from actdb.query.vectors import embed_images, write_vectors
+    import actdb
+    from actdb import render
 
-    cfg = None if model is None else EmbedConfig(
-        model=model, layer=layer, pool=pool, weights=weights, image_size=image_size,
-        resize=resize, precision=precision)
-    names, vecs = embed_images(images, store=store, config=cfg)
-    write_vectors(output, names, vecs)
-    typer.echo(f"wrote {len(names)} vector(s) of dim {vecs.shape[1]} to {output}")
+    if output.suffix.lower() not in (".npy", ".parquet"):
+        raise UsageError(f"cannot write {output.suffix or 'a file without extension'}: use "
+                         "-o FILE.npy or FILE.parquet")
+    if model is None:
+        vecs = _db(store).embed(images)
+    else:
+        vecs = actdb.embed(images, model=model, layer=layer, pool=pool, weights=weights,
+                           image_size=image_size, resize=resize, precision=precision)
+    render.write_vectors(output, [p.stem for p in images], vecs)
+    typer.echo(f"wrote {len(images)} vector(s) of dim {vecs.shape[1]} to {output}")
 
+
+# -- pictures --------------------------------------------------------------------------------
 
 plot_app = typer.Typer(help="Plots with the query highlighted: tsne, umap, pca, profile, "
-                       "distances.\n\nExample: actdb plot tsne --query node4.png "
-                       "--classes sea_cucumber,groenendael --random-classes 10 -o tsne.png",
+                       "distances.\n\nExample: actdb plot umap --query node4.png "
+                       "--classes sea_cucumber,groenendael --random-classes 10 -o umap.png",
                        no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(plot_app, name="plot")
 
-ClassesOpt = typer.Option(None, help="Classes to show (comma-separated short names or wnids; "
-                          "default: all when no --random-classes).")
 RandomOpt = typer.Option(0, "--random-classes", help="Also show N random other classes.")
 OutOpt = typer.Option(..., "-o", "--output", help="Figure file: .png, .svg or .pdf.")
 SeedOpt = typer.Option(0, help="Seed of the sample and the projection.")
 
 
-@contextlib.contextmanager
-def _stages(enabled: bool = True):
-    """Yield a callback that shows the current long step on a terminal spinner."""
-    if not enabled or not sys.stderr.isatty():
-        yield lambda _msg: None
-        return
-    from rich.console import Console
-
-    with Console(stderr=True).status("working") as status:
-        yield lambda msg: status.update(msg)
-
-
-def _plot(kind: str, queries, classes, output, store, random_classes: int = 0,
-          per_class: int = 100, seed: int = 0, log: bool = False, bins: int = 40,
-          save_coords=None) -> None:
-    from actdb.query.db import Database
-    from actdb.query.filters import parse_classes
-    from actdb.viz.plot import PlotConfig, plot
-
-    cfg = PlotConfig(parse_classes(classes), random_classes, per_class, seed, log, bins)
+def _plot(kind: str, queries, output: Path, store, **options) -> None:
     with _stages() as stage:
-        res = plot(Database.open(store), kind, queries or [], output, cfg, save_coords, stage)
-    typer.echo(f"wrote {res.output}" + (f" ({res.images} images)" if res.images else "")
-               + (f", coordinates in {res.coords}" if res.coords else ""))
+        _db(store).plot(kind, queries or [], output, progress=stage, **options)
+    typer.echo(f"wrote {output}")
 
 
 def _add_map_command(method: str, label: str) -> None:
     def cmd(
         query: list[str] = typer.Option(None, "--query", help="Query image/id:/npy to "
                                         "highlight; repeatable."),
-        classes: str = ClassesOpt,
+        classes: str = typer.Option(None, help="Classes to show (comma-separated; default: "
+                                    "all when no --random-classes)."),
         random_classes: int = RandomOpt,
         per_class: int = typer.Option(100, help="Images per class (seeded sample)."),
         seed: int = SeedOpt,
@@ -608,8 +679,8 @@ def _add_map_command(method: str, label: str) -> None:
                                          "parameters to this .parquet."),
         store: Path = StoreOpt,
     ):
-        _plot(method, query, classes, output, store, random_classes, per_class, seed,
-              save_coords=save_coords)
+        _plot(method, query, output, store, classes=classes, random_classes=random_classes,
+              per_class=per_class, seed=seed, save_coords=save_coords)
 
     cmd.__doc__ = (f"{label} map of stored vectors coloured by class, queries on top.\n\n"
                    f"Example: actdb plot {method} --query node4.png --classes "
@@ -625,7 +696,8 @@ for _method, _label in (("tsne", "t-SNE"), ("umap", "UMAP"), ("pca", "PCA")):
 @handle_errors
 def plot_profile(
     queries: list[str] = QueriesArg,
-    classes: str = ClassesOpt,
+    classes: str = typer.Option(None, help="Classes whose mean profile to overlay "
+                                "(comma-separated)."),
     output: Path = OutOpt,
     store: Path = StoreOpt,
 ):
@@ -633,14 +705,14 @@ def plot_profile(
 
     Example: actdb plot profile node4.png --classes sea_cucumber,groenendael -o profile.png
     """
-    _plot("profile", queries, classes, output, store)
+    _plot("profile", queries, output, store, classes=classes)
 
 
 @plot_app.command("distances")
 @handle_errors
 def plot_distances(
     queries: list[str] = QueriesArg,
-    classes: str = ClassesOpt,
+    classes: str = typer.Option(None, help="Classes to compare (comma-separated)."),
     random_classes: int = RandomOpt,
     seed: int = SeedOpt,
     log: bool = typer.Option(False, "--log", help="Log distance axis (the query may be "
@@ -655,8 +727,8 @@ def plot_distances(
     Example: actdb plot distances node4.png --classes sea_cucumber,groenendael
     --random-classes 10 --log -o dist.png
     """
-    _plot("distances", queries, classes, output, store, random_classes, seed=seed, log=log,
-          bins=bins)
+    _plot("distances", queries, output, store, classes=classes,
+          random_classes=random_classes, seed=seed, log=log, bins=bins)
 
 
 @command()
@@ -664,7 +736,8 @@ def report(
     queries: list[str] = QueriesArg,
     output: Path = typer.Option("report.html", "-o", "--output", help="HTML file to write."),
     k: int = typer.Option(12, "-k", "--k", help="Neighbours shown per query."),
-    classes: str = ClassesOpt,
+    classes: str = typer.Option(None, help="Classes in the maps and histograms "
+                                "(comma-separated)."),
     random_classes: int = RandomOpt,
     per_class: int = typer.Option(100, help="Images per class in the maps."),
     seed: int = SeedOpt,
@@ -675,16 +748,10 @@ def report(
 
     Example: actdb report node4.png -o report.html
     """
-    from actdb.query.db import Database
-    from actdb.query.filters import parse_classes
-    from actdb.viz.plot import PlotConfig
-    from actdb.viz.report import ReportConfig, build_report
-
-    db = Database.open(store)
-    cfg = ReportConfig(k=k, plot=PlotConfig(parse_classes(classes), random_classes,
-                                            per_class, seed))
     with _stages() as stage:
-        path = build_report(db, queries, output, cfg, stage)
+        path = _db(store).report(output, queries, k=k, classes=classes,
+                                 random_classes=random_classes, per_class=per_class,
+                                 seed=seed, progress=stage)
     typer.echo(f"wrote {path}")
 
 
@@ -694,7 +761,7 @@ def serve_cmd(
     host: str = typer.Option("127.0.0.1", help="Address to bind (loopback by default)."),
     port: int = typer.Option(8000, help="Port."),
     token: str = typer.Option(None, envvar="ACTDB_TOKEN", help="Require this token on every "
-                              "API call (Authorization: Bearer TOKEN)."),
+                              "API call (Authorization: Bearer TOKEN); the page asks for it."),
     max_upload_mb: float = typer.Option(8.0, help="Largest accepted upload, in MB."),
 ):
     """HTTP API and web page over a store, with the model kept warm.
@@ -704,13 +771,22 @@ def serve_cmd(
     from actdb.serve.app import ServeConfig, serve
 
     if host not in ("127.0.0.1", "localhost", "::1") and not token:
-        typer.echo(f"warning: binding {host} without --token: anyone who can reach this "
-                   "port can query the store (the API has no authentication)", err=True)
+        _note(f"binding {host} without --token: anyone who can reach this port can query "
+              "the store")
     serve(ServeConfig(store=store, token=token,
                       max_upload_bytes=int(max_upload_mb * 1024 * 1024)), host, port)
 
 
 def main() -> None:
+    """The ``actdb`` command: owns its process, so it may quiet third-party noise."""
+    import os
+    import warnings
+
+    from actdb import heavy
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    heavy.quiet_imports(True)
+    warnings.filterwarnings("ignore", module=r"(umap|sklearn|numba|keras|PIL)(\.|$)")
     app()
 
 

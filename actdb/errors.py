@@ -1,7 +1,12 @@
 """Errors raised by the actdb library.
 
-The library raises; only :mod:`actdb.cli` turns an :class:`ActdbError` into a one-line
-message and a non-zero exit. Every message says what the user can do next.
+The library raises; only the adapters (:mod:`actdb.cli`, :mod:`actdb.serve`) turn an
+:class:`ActdbError` into a one-line message. Every message says what the user can do next, and
+names the library's parameter (``k``, ``where``, ``image_size``); the CLI may reword those to
+its option names.
+
+>>> str(StatsMissing())
+'statistics not computed yet; run `actdb stats` (or db.stats())'
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ class ActdbError(Exception):
 
 
 class UsageError(ActdbError):
-    """An option or argument is invalid (unknown layer, bad shard spec, ...)."""
+    """An option or argument is invalid (unknown layer, bad shard spec, k < 1, ...)."""
 
     exit_code = 2
 
@@ -39,8 +44,22 @@ class StoreMismatch(StoreError):
     """A model/layer/pool/weights/size differs from what the store was built with."""
 
 
+class StoreDamaged(StoreError):
+    """A file the catalog lists (a shard, the index) is missing or unreadable."""
+
+    def __init__(self, what: str):
+        super().__init__(f"store damaged: {what}; run `actdb check --repair`")
+
+
+class StatsMissing(StoreError):
+    """The store's class and pair statistics have not been computed."""
+
+    def __init__(self, what: str = "statistics"):
+        super().__init__(f"{what} not computed yet; run `actdb stats` (or db.stats())")
+
+
 class IngestFailed(ActdbError):
-    """An ingest stopped because of bad input under ``--strict``."""
+    """An ingest stopped because of bad input under ``strict``."""
 
 
 class QueryError(ActdbError):
@@ -49,3 +68,7 @@ class QueryError(ActdbError):
 
 class SqlRefused(QueryError):
     """A SQL statement tries to do something the read-only SQL interface forbids."""
+
+
+class SqlTimeout(QueryError):
+    """A SQL statement ran past its time limit and was stopped."""

@@ -77,7 +77,7 @@ def main() -> None:
         rss_child(*args.rss_child, args.size, args.batch, args.limit)
         return
 
-    from actdb.ingest.decode import decode_image
+    from actdb.images import decode_image
     from actdb.models.embed import EmbedConfig, Embedder, resolve_precision
 
     print(machine_line())

@@ -100,8 +100,7 @@ def main() -> None:
 
     import faiss
 
-    from actdb.query.sql import run_sql
-    from actdb.query.stats import compute_stats
+    import actdb
     from actdb.store.store import Store
 
     print(machine_line())
@@ -142,7 +141,8 @@ def main() -> None:
             print(f"exact nearest / raw FAISS flat (p50): {p50 / raw_p50:.3f} (target <= 1.2)")
     # as after an ingest: statistics are computed once the (approximate) index exists
     t = time.perf_counter()
-    st = compute_stats(store)
+    db = actdb.open(store)
+    st = db.stats()
     stats_s = time.perf_counter() - t
     ps = {r["kind"]: r for r in st["pair_stats"]}
     print(f"same-class / random-pair mean distance: "
@@ -150,7 +150,7 @@ def main() -> None:
     print(f"stats: {stats_s:.2f}s = {stats_s / read_s:.2f}x one full read (target <= 3)")
 
     sql = "SELECT class_name, mean_dist FROM class_stats ORDER BY mean_dist LIMIT 5"
-    p50, p99 = latency(lambda _: run_sql(store, sql), range(20))
+    p50, p99 = latency(lambda _: db.sql(sql), range(20))
     print(f"class-stats SQL ({sql}): p50 {p50:.1f} ms, p99 {p99:.1f} ms")
     print(f"peak RSS: {peak_rss_mb():.0f} MB")
 

@@ -43,7 +43,8 @@ def main() -> None:
     import duckdb
     import faiss
 
-    from actdb.store.shards import shard_path
+    from actdb.store.catalog import files as store_files
+    from actdb.store.catalog import reads
     from actdb.store.store import Store
 
     print(machine_line() + f", scikit-learn {__import__('sklearn').__version__}")
@@ -79,7 +80,9 @@ def main() -> None:
     del nn  # free its copy before loading DuckDB's
 
     con = duckdb.connect()
-    files = ", ".join(f"'{shard_path(store, n)}'" for n in Store.open(store).shard_names())
+    with Store.open(store).reader() as cat:
+        names = reads.committed_shards(cat)
+    files = ", ".join(f"'{store_files.shard_path(store, n)}'" for n in names)
     t = time.perf_counter()
     con.execute(f"CREATE TABLE v AS SELECT image_id, vec::FLOAT[{vecs.shape[1]}] AS vec "
                 f"FROM read_parquet([{files}])")

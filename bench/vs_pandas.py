@@ -28,10 +28,10 @@ from query import write_store  # noqa: E402
 
 
 def run_actdb(store: Path) -> dict:
-    from actdb.query.stats import compute_stats
+    import actdb
 
     t = time.perf_counter()
-    res = compute_stats(store)
+    res = actdb.open(store).stats()
     ps = {r["kind"]: r["mean"] for r in res["pair_stats"]}
     return {"seconds": time.perf_counter() - t, "peak_rss_mb": peak_rss_mb(),
             "same": ps["same_class"], "different": ps["different_class"],

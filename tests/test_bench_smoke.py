@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # each runs a benchmark script in a subprocess
+
 BENCH = Path(__file__).parents[1] / "bench"
 TINY = {
     "ingest.py": ["--images", "16", "--size", "32", "--batch", "8"],

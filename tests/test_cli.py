@@ -88,3 +88,84 @@ def test_check_exit_code_reflects_problems(built_store, tmp_path):
     next((s / "activations").glob("part-*.parquet")).unlink()
     res = runner.invoke(app, ["check", "--store", str(s)])
     assert res.exit_code == 1 and "problem:" in res.stdout
+
+
+def test_version():
+    import actdb
+
+    res = runner.invoke(app, ["--version"])
+    assert res.exit_code == 0 and res.stdout.strip() == f"actdb {actdb.__version__}"
+
+
+def test_output_off_a_terminal_keeps_every_value_whole(built_store, tmp_path):
+    import numpy as np
+
+    import actdb
+
+    store = str(built_store)
+    res = runner.invoke(app, ["nearest", "id:1", "-k", "3", "--store", store])
+    assert res.exit_code == 0 and "…" not in res.stdout
+    path = actdb.open(built_store).nearest("id:1", k=1).neighbors.path.iloc[0]
+    assert f"\t{path}" in res.stdout  # tab-separated, the whole path
+    ids, vecs = actdb.open(built_store).vectors([2])
+    q = "SELECT vec FROM activations WHERE image_id = 2"
+    res = runner.invoke(app, ["sql", q, "--format", "csv", "--store", store])
+    cell = res.stdout.splitlines()[1].strip('"')
+    assert (np.asarray(json.loads(cell), np.float32) == vecs[0]).all()  # parses back, exactly
+    res = runner.invoke(app, ["sql", q, "--format", "json", "--store", store])
+    assert (np.asarray(json.loads(res.stdout)[0]["vec"], np.float32) == vecs[0]).all()
+    out = tmp_path / "out.table"
+    res = runner.invoke(app, ["sql", "SELECT class_name, n_images FROM classes", "-o", str(out),
+                              "--store", store])
+    text = out.read_text()
+    assert res.exit_code == 0 and "━" in text and "class_name" in text and "tench" in text
+
+
+def test_sql_from_stdin_and_from_a_file(built_store, tmp_path):
+    q = "-- a comment first, as in the README\nSELECT count(*) AS n FROM images"
+    res = runner.invoke(app, ["sql", "-", "--store", str(built_store), "--format", "json"],
+                        input=q)
+    assert res.exit_code == 0 and json.loads(res.stdout) == [{"n": 18}]
+    (tmp_path / "q.sql").write_text(q)
+    res = runner.invoke(app, ["sql", f"@{tmp_path / 'q.sql'}", "--store", str(built_store),
+                              "--format", "json"])
+    assert res.exit_code == 0 and json.loads(res.stdout) == [{"n": 18}]
+
+
+def test_help_texts_name_only_real_options():
+    res = runner.invoke(app, ["plot", "profile", "--help"])
+    assert "--random-classes" not in res.output
+    res = runner.invoke(app, ["plot", "distances", "--help"])
+    assert "--random-classes" in res.output
+
+
+@pytest.mark.slow
+def test_dream_writes_the_format_its_name_asks_for(tmp_path):
+    from PIL import Image
+
+    res = runner.invoke(app, ["dream", "-o", str(tmp_path / "x.jpg"), "--weights", WEIGHTS,
+                              "--size", "32", "--steps", "1", "--recipe", "seed", "--json"])
+    assert res.exit_code == 0, res.output
+    assert Image.open(tmp_path / "x.jpg").format == "JPEG"
+    d = json.loads(res.stdout)
+    side = json.loads((tmp_path / "x.json").read_text())
+    assert d["model_fingerprint"] == side["model_fingerprint"]
+
+
+@pytest.mark.slow
+def test_predict_prints_a_table_or_json_and_no_tensorflow_noise(tmp_path):
+    from tests.helpers import class_image
+
+    img = tmp_path / "x.png"
+    class_image(0, 0).save(img)
+    cmd = [sys.executable, "-m", "actdb", "predict", str(img), "--models", "vgg16",
+           "--weights", WEIGHTS, "--top", "2"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr == ""  # TensorFlow's import-time notices are silenced
+    lines = out.stdout.splitlines()
+    assert lines[0].split("\t") == ["image", "model", "rank", "class_name", "wnid",
+                                    "probability"] and len(lines) == 3
+    out = subprocess.run([*cmd, "--json"], capture_output=True, text=True, timeout=300)
+    assert [t["class_name"] for t in json.loads(out.stdout)[0]["top"]] == \
+        [ln.split("\t")[3] for ln in lines[1:]]

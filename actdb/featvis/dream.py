@@ -17,7 +17,10 @@ Two recipes:
 Objectives: ``channel`` (mean of the channel over all positions, as in the study) or
 ``neuron`` (the channel at the centre position).
 
->>> res = dream(DreamConfig(weights="random:0", channel=4, steps=10), "node4.png")  # doctest: +SKIP
+For example (the Python face of ``actdb dream``)::
+
+    res = actdb.dream("node4.png", channel=4, recipe="seed", steps=100)
+    res.final_activation
 """
 
 from __future__ import annotations
@@ -66,10 +69,13 @@ class DreamResult:
     image: str
     sidecar: str
     config: dict
-    fingerprint: str
+    model_fingerprint: str
     objective_per_step: list[float] = field(default_factory=list)
     start_activation: float = 0.0
     final_activation: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 def _resolved(cfg: DreamConfig) -> DreamConfig:
@@ -77,6 +83,8 @@ def _resolved(cfg: DreamConfig) -> DreamConfig:
 
     from actdb.models.registry import get_spec
 
+    if cfg.steps is not None and cfg.steps < 1:
+        raise UsageError(f"steps must be at least 1, not {cfg.steps}")
     if cfg.recipe not in RECIPES:
         raise UsageError(f"unknown recipe {cfg.recipe!r}; use one of {', '.join(RECIPES)}")
     if cfg.objective not in OBJECTIVES:
@@ -87,6 +95,21 @@ def _resolved(cfg: DreamConfig) -> DreamConfig:
         cfg, model=get_spec(cfg.model).name, layer=cfg.layer or get_spec(cfg.model).default_layer,
         steps=cfg.steps if cfg.steps is not None else (100 if seed_recipe else 256),
         step_size=cfg.step_size if cfg.step_size is not None else (0.1 if seed_recipe else 0.05))
+
+
+def image_format(output: str | Path) -> str:
+    """The Pillow format an output file's name asks for (``x.png`` -> PNG).
+
+    >>> image_format("node4.jpg")
+    'JPEG'
+    """
+    from PIL import Image
+
+    fmt = Image.registered_extensions().get(Path(output).suffix.lower())
+    if fmt is None:
+        raise UsageError(f"cannot tell an image format from {Path(output).name!r}; "
+                         "name the output .png, .jpg, .webp, ...")
+    return fmt
 
 
 def _objective_fn(cfg: DreamConfig, dim: int):
@@ -201,12 +224,14 @@ def _run_improved(emb, cfg, objective, progress):
 
 def dream(cfg: DreamConfig, output: str | Path,
           progress: Callable[[int, int, float], None] | None = None) -> DreamResult:
-    """Optimise an image for ``cfg.channel`` of ``cfg.layer``; write PNG + JSON sidecar."""
+    """Optimise an image for ``cfg.channel`` of ``cfg.layer``; write it (in the format its
+    name asks for) and a JSON sidecar."""
     from PIL import Image
 
     from actdb.models.embed import EmbedConfig, Embedder
 
     cfg = _resolved(cfg)
+    fmt = image_format(output)
     emb = Embedder(EmbedConfig(model=cfg.model, layer=cfg.layer, weights=cfg.weights,
                                image_size=cfg.size, precision=cfg.precision))
     objective = _objective_fn(cfg, emb.dim)
@@ -214,7 +239,7 @@ def dream(cfg: DreamConfig, output: str | Path,
     out, values, start = run(emb, cfg, objective, progress)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(out, "RGB").save(output, format="PNG")
+    Image.fromarray(out, "RGB").save(output, format=fmt)
     # the saved file read back and embedded as any query image would be
     reread = np.asarray(Image.open(output).convert("RGB"), np.float32)[None]
     final = float(objective(emb.model(emb._preprocess(reread.copy()), training=False)))
@@ -222,7 +247,7 @@ def dream(cfg: DreamConfig, output: str | Path,
     res = DreamResult(str(output), str(sidecar), asdict(cfg), emb.fingerprint, values,
                       start, final)
     sidecar.write_text(json.dumps({
-        "image": output.name, "config": res.config, "model_fingerprint": res.fingerprint,
+        "image": output.name, "config": res.config, "model_fingerprint": res.model_fingerprint,
         "weights_sha256": emb.weights_sha256, "objective_per_step": values,
         "start_activation": start, "final_activation_of_saved_image": final,
     }, indent=2) + "\n")

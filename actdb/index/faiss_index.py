@@ -6,9 +6,10 @@ tuned so recall@50 against exact search is at least ``target_recall`` on a sampl
 store's own vectors. Metrics: ``l2`` (the original study's; distances reported as L2, not
 squared) and ``cosine`` (vectors normalised, distance = 1 - cosine similarity).
 
->>> info = build_index("actdb-store", IndexConfig(kind="auto"))     # doctest: +SKIP
->>> info["recall_at_50"]                                            # doctest: +SKIP
-1.0
+>>> x = np.random.default_rng(0).random((200, 8), dtype=np.float32)
+>>> index, info = build(np.arange(200), x, IndexConfig(kind="flat"))
+>>> info["kind"], info["ntotal"], info["recall_at_50"]
+('flat', 200, 1.0)
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from actdb.errors import StoreError, UsageError
+from actdb.errors import StoreDamaged, StoreError, UsageError
+from actdb.store.catalog.files import INDEX, INDEX_INFO, index_info_path, index_path
 
 KINDS = ("auto", "flat", "ivf", "hnsw")
 METRICS = ("l2", "cosine")
@@ -189,25 +191,29 @@ def build(ids: np.ndarray, vecs: np.ndarray, cfg: IndexConfig):
 
 
 def save_index(store: Path, index, info: dict) -> None:
-    """Write index.faiss and index.json atomically."""
+    """Write the index and its description atomically (temp file + rename, each)."""
     faiss = _faiss()
     store = Path(store)
-    tmp = store / ".index.faiss.tmp"
+    tmp = store / f".{INDEX}.tmp"
     faiss.write_index(index, str(tmp))
-    os.replace(tmp, store / "index.faiss")
-    tmpj = store / ".index.json.tmp"
+    os.replace(tmp, index_path(store))
+    tmpj = store / f".{INDEX_INFO}.tmp"
     tmpj.write_text(json.dumps(info, indent=2) + "\n")
-    os.replace(tmpj, store / "index.json")
+    os.replace(tmpj, index_info_path(store))
 
 
 def load_index(store: Path):
-    """Load index.faiss with its tuned search parameters applied."""
-    path = Path(store) / "index.faiss"
-    if not path.exists():
-        raise StoreError(f"no index in {store}; run `actdb index --store {store}`")
-    faiss = _faiss()
-    index = faiss.read_index(str(path))
+    """Load the index with its tuned search parameters applied."""
     info = load_info(store)
+    path = index_path(store)
+    if not path.exists():
+        raise StoreDamaged(f"{INDEX_INFO} describes an index but {INDEX} is missing")
+    faiss = _faiss()
+    try:
+        index = faiss.read_index(str(path))
+    except RuntimeError as exc:
+        raise StoreDamaged(f"{INDEX} cannot be read ({str(exc).splitlines()[0][:120]})"
+                           ) from None
     set_search_params(index, info)
     if info["kind"] == "ivf":
         faiss.extract_index_ivf(index).make_direct_map()  # lets reconstruct(id) work
@@ -216,6 +222,6 @@ def load_index(store: Path):
 
 def load_info(store: Path) -> dict:
     try:
-        return json.loads((Path(store) / "index.json").read_text())
+        return json.loads(index_info_path(store).read_text())
     except FileNotFoundError:
-        raise StoreError(f"no index.json in {store}; run `actdb index`") from None
+        raise StoreError(f"no index in {store}; run `actdb index` (or db.index())") from None

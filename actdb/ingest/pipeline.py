@@ -4,8 +4,9 @@ Decoding runs in a thread pool ahead of the model (TensorFlow releases the GIL),
 built once per run, and shards are committed every ``rows_per_shard`` images so a killed run
 loses at most one shard of work and resumes where it stopped.
 
->>> cfg = IngestConfig(root="imagenet/", embed=EmbedConfig(weights="random:0"))
->>> ingest(cfg).ingested                                  # doctest: +SKIP
+Most callers use ``actdb.open(store).ingest(root, ...)``; underneath, for example::
+
+    ingest(IngestConfig(root="imagenet/", store="s", embed=EmbedConfig(weights="random:0")))
 """
 
 from __future__ import annotations
@@ -22,12 +23,14 @@ from pathlib import Path
 import numpy as np
 
 from actdb.errors import ImageError, IngestFailed, UsageError
-from actdb.ingest.decode import decode_image
-from actdb.ingest.layout import ImageEntry, detect_layout
+from actdb.images import decode_image
+from actdb.ingest.layout import SPLITS, ImageEntry, detect_layout
 from actdb.models.classes import CLASS_INDEX_VERSION
 from actdb.models.embed import EmbedConfig, Embedder
+from actdb.stats import refresh
+from actdb.store.catalog import reads
 from actdb.store.manifest import Manifest, mismatch, read_manifest
-from actdb.store.store import resolve_store_path
+from actdb.store.store import Store
 from actdb.store.writer import StoreWriter
 
 #: progress(done, total): called after every batch.
@@ -39,7 +42,7 @@ class IngestConfig:
     """Everything ``actdb ingest`` takes."""
 
     root: str | Path
-    store: str | Path | None = None
+    store: str | Path
     embed: EmbedConfig = field(default_factory=EmbedConfig)
     per_class: int | None = None
     limit: int | None = None
@@ -84,14 +87,30 @@ class IngestResult:
 
 
 def parse_shard(spec: str) -> tuple[int, int]:
-    """``"2/3"`` -> (2, 3); K is 1-based."""
+    """``"2/3"`` -> (2, 3); K is 1-based.
+
+    >>> parse_shard("2/3")
+    (2, 3)
+    """
     try:
         k, n = (int(x) for x in spec.split("/"))
     except ValueError:
-        raise UsageError(f"bad --shard {spec!r}: use K/N, e.g. 1/3") from None
+        raise UsageError(f"bad shard {spec!r}: use K/N, e.g. 1/3") from None
     if not 1 <= k <= n:
-        raise UsageError(f"bad --shard {spec!r}: K must be between 1 and N")
+        raise UsageError(f"bad shard {spec!r}: K must be between 1 and N")
     return k, n
+
+
+def validate(cfg: IngestConfig) -> None:
+    """Refuse options no ingest can honour, naming the parameter."""
+    if cfg.split is not None and cfg.split not in SPLITS:
+        raise UsageError(f"split must be one of {', '.join(SPLITS)}, not {cfg.split!r}")
+    for name in ("batch_size", "rows_per_shard", "workers", "per_class", "limit"):
+        value = getattr(cfg, name)
+        if value is not None and value < 1:
+            raise UsageError(f"{name} must be at least 1, not {value}")
+    if cfg.shard:
+        parse_shard(cfg.shard)
 
 
 def in_shard(path: str, k: int, n: int) -> bool:
@@ -201,7 +220,7 @@ class _ShardBuffer:
 
 
 def _manifest(emb: Embedder, weights: str) -> Manifest:
-    from actdb import __version__
+    from actdb.version import __version__
 
     c = emb.config
     return Manifest(
@@ -233,9 +252,8 @@ def _check_cheap(store: Path, ec: EmbedConfig) -> EmbedConfig:
 def ingest(cfg: IngestConfig, progress: Progress | None = None) -> IngestResult:
     """Embed the images under ``cfg.root`` into the store; resume/skip what is there."""
     t0 = time.perf_counter()
-    store = resolve_store_path(cfg.store)
-    if cfg.batch_size < 1 or cfg.rows_per_shard < 1:
-        raise UsageError("--batch-size and rows per shard must be positive")
+    store = Path(cfg.store)
+    validate(cfg)
     layout = detect_layout(cfg.root)
     entries = select_entries(layout.entries, cfg)
     ec = _check_cheap(store, cfg.embed)
@@ -261,8 +279,8 @@ def ingest(cfg: IngestConfig, progress: Progress | None = None) -> IngestResult:
                         buf.commit()
                         status = "failed"
                         raise IngestFailed(
-                            f"{e.path}: {res} (--strict); fix or remove the file, or drop "
-                            "--strict to record failures and go on")
+                            f"{e.path}: {res} (strict); fix or remove the file, or ingest "
+                            "without strict to record failures and go on")
                     continue
                 buf.batch.append((e, *res))
                 if len(buf.batch) >= cfg.batch_size:
@@ -288,20 +306,9 @@ def ingest(cfg: IngestConfig, progress: Progress | None = None) -> IngestResult:
 
 def _after_ingest(store: Path, cfg: IngestConfig, result: IngestResult) -> IngestResult:
     """Bring the index and the class statistics up to date with what this run added."""
-    if cfg.build_index:
-        from actdb.index.store_index import update_index
-
-        result.index = update_index(store)
-    if cfg.compute_stats and (result.ingested or not _has_stats(store)):
-        from actdb.query.stats import compute_stats
-
-        result.stats = compute_stats(store)
+    s = Store.open(store)
+    with s.reader() as con:
+        stale = result.ingested > 0 or not reads.has_stats(con)
+    result.index, result.stats = refresh(s, index=cfg.build_index,
+                                         stats=cfg.compute_stats and stale)
     return result
-
-
-def _has_stats(store: Path) -> bool:
-    from actdb.store.catalog import connect
-
-    with connect(store, views=False) as con:
-        return bool(con.execute("SELECT count(*) FROM duckdb_tables() "
-                                "WHERE table_name = 'class_stats'").fetchone()[0])

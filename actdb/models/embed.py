@@ -4,8 +4,8 @@ An :class:`Embedder` is built once per run from an :class:`EmbedConfig`: the tru
 model, its ``preprocess_input``, the pooling, and the compute precision. Ingest and every
 query go through :meth:`Embedder.embed`, so a query image is embedded exactly like the data.
 
->>> emb = Embedder(EmbedConfig(weights="random:0", image_size=32))  # doctest: +SKIP
->>> emb.embed(np.zeros((1, 32, 32, 3), np.uint8)).shape             # doctest: +SKIP
+>>> emb = Embedder(EmbedConfig(weights="random:0", image_size=32, precision="fp32"))
+>>> emb.embed(np.zeros((1, 32, 32, 3), np.uint8)).shape
 (1, 512)
 """
 
@@ -19,7 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from actdb.errors import UsageError
+from actdb import heavy
+from actdb.errors import StoreMismatch, UsageError
+from actdb.images import RESIZE_METHODS, decode_image
 from actdb.models.registry import get_spec, load_application, weights_sha256
 
 POOLS = ("mean", "max")
@@ -50,9 +52,7 @@ def cpu_has_bf16() -> bool:
 
 
 def gpu_available() -> bool:
-    from actdb.models.registry import import_keras
-
-    import_keras()
+    heavy.keras()
     import tensorflow as tf
 
     return bool(tf.config.list_physical_devices("GPU"))
@@ -74,10 +74,7 @@ class Embedder:
     """A built, ready-to-run feature extractor (model up to ``layer``, then pooling)."""
 
     def __init__(self, config: EmbedConfig):
-        from actdb.ingest.decode import RESIZE_METHODS
-        from actdb.models.registry import import_keras
-
-        keras = import_keras()
+        keras = heavy.keras()
         import tensorflow as tf
 
         spec = get_spec(config.model)
@@ -89,7 +86,7 @@ class Embedder:
                 f"unknown resize {config.resize!r}; use one of {', '.join(RESIZE_METHODS)}"
             )
         if config.image_size < 32:
-            raise UsageError("--image-size must be at least 32")
+            raise UsageError(f"image_size must be at least 32, not {config.image_size}")
         precision = resolve_precision(config.precision)
         self.config = replace(config, model=spec.name, layer=layer, precision=precision)
         self.spec = spec
@@ -137,12 +134,32 @@ class Embedder:
 
     def embed_files(self, paths: list[str | Path | bytes], batch_size: int = 32) -> np.ndarray:
         """Decode and embed image files (or raw bytes) exactly as ingest does."""
-        from actdb.ingest.decode import decode_image
+        return embed_decoded(self, paths, batch_size)
 
-        arrays = [decode_image(p, self.config.image_size, self.config.resize)[0] for p in paths]
-        out = [self.embed(np.stack(arrays[i : i + batch_size]))
-               for i in range(0, len(arrays), batch_size)]
-        return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
+    embed_bytes = embed_files
+
+
+def embed_decoded(emb, paths: list[str | Path | bytes], batch_size: int = 32) -> np.ndarray:
+    """Decode images with ``emb``'s size and resize method, then ``emb.embed`` them in
+    batches."""
+    arrays = [decode_image(p, emb.config.image_size, emb.config.resize)[0] for p in paths]
+    out = [emb.embed(np.stack(arrays[i : i + batch_size]))
+           for i in range(0, len(arrays), batch_size)]
+    return np.concatenate(out) if out else np.zeros((0, emb.dim), np.float32)
+
+
+def store_embedder(manifest) -> Embedder:
+    """The Embedder of a store's manifest, refused when its weights are not the store's."""
+    m = manifest
+    emb = Embedder(EmbedConfig(model=m.model, layer=m.layer, pool=m.pool, weights=m.weights,
+                               image_size=m.image_size, resize=m.resize,
+                               precision=m.precision))
+    if emb.weights_sha256 != m.weights_sha256:
+        raise StoreMismatch(
+            f"the weights at {m.weights} are not the ones this store was built with "
+            f"(sha256 {emb.weights_sha256[:12]} != {m.weights_sha256[:12]}); "
+            "restore the original weights file")
+    return emb
 
 
 def model_fingerprint(config: EmbedConfig, weights_sha: str) -> str:

@@ -17,40 +17,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from actdb import heavy
 from actdb.errors import UsageError, WeightsUnavailable
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-
-@contextlib.contextmanager
-def quiet_stderr():
-    """Silence fd 2 (TensorFlow's C++ logger: CUDA/oneDNN notices) for a block.
-
-    Those notices are printed before any Python setting applies and are noise for a CLI whose
-    errors must be one line. Python exceptions still propagate normally.
-    """
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
-def import_keras():
-    """Import TensorFlow and Keras quietly; returns the keras module."""
-    if "tensorflow" not in sys.modules:
-        with quiet_stderr():
-            import tensorflow as tf
-
-            tf.config.list_physical_devices("GPU")  # CUDA probing logs here, once
-    import keras
-
-    return keras
 
 
 @dataclass(frozen=True)
@@ -66,9 +34,7 @@ class ModelSpec:
 
     def preprocess_input(self):
         """Return the model's own ``preprocess_input`` function."""
-        keras = import_keras()
-
-        return getattr(keras.applications, self.preprocess_module).preprocess_input
+        return getattr(heavy.keras().applications, self.preprocess_module).preprocess_input
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -134,8 +100,7 @@ def load_application(spec: ModelSpec, weights: str, include_top: bool, input_sha
 
     ``input_shape`` is ignored when ``include_top`` (the classifier needs 224x224).
     """
-    import keras
-
+    keras = heavy.keras()
     kind, value = parse_weights(weights)
     ctor = getattr(keras.applications, spec.constructor)
     kwargs = {"include_top": include_top}
@@ -155,8 +120,8 @@ def load_application(spec: ModelSpec, weights: str, include_top: bool, input_sha
                 f"{keras_cache_dir()} or pass --weights FILE (or random:SEED for an untrained net)"
             ) from exc
     if kind == "random":
-        keras.utils.set_random_seed(value)
-        return ctor(weights=None, **kwargs)
+        with _seeded(keras, value):
+            return ctor(weights=None, **kwargs)
     model = ctor(weights=None, **kwargs)
     try:
         model.load_weights(value)
@@ -170,6 +135,24 @@ def load_application(spec: ModelSpec, weights: str, include_top: bool, input_sha
     return model
 
 
+@contextlib.contextmanager
+def _seeded(keras, seed: int):
+    """Deterministic initialisation: ``keras.utils.set_random_seed`` (Keras offers no per-model
+    seed for its applications), with Python's and NumPy's global generators restored after, so
+    a caller's own random state is left as it was. The backend's global seed stays set."""
+    import random
+
+    import numpy as np
+
+    py, npy = random.getstate(), np.random.get_state()
+    try:
+        keras.utils.set_random_seed(seed)
+        yield
+    finally:
+        random.setstate(py)
+        np.random.set_state(npy)
+
+
 def weights_sha256(model) -> str:
     """sha256 over a model's weight arrays: identifies the weights whatever their source."""
     import hashlib
@@ -178,7 +161,8 @@ def weights_sha256(model) -> str:
 
     h = hashlib.sha256()
     for w in model.weights:
-        arr = np.ascontiguousarray(np.asarray(w.numpy(), dtype=np.float32))
+        arr = np.ascontiguousarray(np.asarray(heavy.keras().ops.convert_to_numpy(w.value),
+                                              dtype=np.float32))
         h.update(w.path.encode() if hasattr(w, "path") else b"")
         h.update(str(arr.shape).encode())
         h.update(arr.tobytes())

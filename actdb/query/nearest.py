@@ -1,46 +1,80 @@
-"""``actdb nearest``: which stored images and classes do query vectors land near?
+"""``nearest``: which stored images and classes do query vectors land near?
 
 Besides the k neighbours and the class vote, every answer puts the query's distance in
 context: its nearest-neighbour distance against the distribution of stored images'
 nearest-neighbour distances (a percentile), and against the median random-pair distance,
 because the original finding was that the optimised image is far from everything.
+
+An ``id:N`` query is a stored image: by default it is left out of its own neighbours, vote and
+context (it would be rank 1 at distance 0); ``include_self=True`` keeps it.
+
+Results hold numpy columns and build their pandas DataFrames when first asked, so a
+command-line query never imports pandas.
 """
 
 from __future__ import annotations
 
 import collections
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
-import pandas as pd
 
 from actdb.index.faiss_index import prepare, to_distance
-from actdb.query.filters import ImageFilter, allowed_ids
-from actdb.query.vectors import QueryVector
+from actdb.query.resolve import QueryVector
+from actdb.store.catalog import reads
+
+META = ("class_name", "synset", "split", "path", "root")
+
+
+@dataclass(frozen=True)
+class ImageFilter:
+    """Which stored images a query may return (classes are names or wnids)."""
+
+    classes: tuple[str, ...] | None = None
+    split: str | None = None
+    where: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return bool(self.classes or self.split or self.where)
+
+
+def parse_classes(classes) -> tuple[str, ...] | None:
+    """``"a,b"`` or ``["a", "b"]`` -> ("a", "b"); empty -> None.
+
+    >>> parse_classes("sea_cucumber, tench")
+    ('sea_cucumber', 'tench')
+    """
+    if not classes:
+        return None
+    items = classes.split(",") if isinstance(classes, str) else classes
+    return tuple(c.strip() for c in items if c.strip()) or None
 
 
 @dataclass
-class NearestResult:
-    """Neighbours (one row per query x rank), the class vote, and the distance context."""
+class QueryAnswer:
+    """One query's neighbours (numpy columns, nearest first) and distance context."""
 
-    neighbors: pd.DataFrame
-    classes: pd.DataFrame
-    context: pd.DataFrame
-    k: int
-    metric: str
+    query: QueryVector
+    distance: np.ndarray
+    image_id: np.ndarray
+    meta: dict[str, np.ndarray]
+    context: dict
 
-    def to_dict(self) -> dict:
-        out = []
-        for q in self.context.itertuples(index=False):
-            nb = self.neighbors[self.neighbors["query"] == q.query]
-            cl = self.classes[self.classes["query"] == q.query]
-            out.append({
-                "query": q.query,
-                "context": {k: _py(v) for k, v in q._asdict().items() if k != "query"},
-                "neighbors": _records(nb.drop(columns="query")),
-                "classes": _records(cl.drop(columns="query")),
-            })
-        return {"k": self.k, "metric": self.metric, "queries": out}
+    def vote(self) -> list[dict]:
+        """Classes among the neighbours, most frequent first."""
+        k = len(self.image_id)
+        counts = collections.Counter(zip(self.meta["class_name"].tolist(),
+                                         self.meta["synset"].tolist(), strict=True))
+        return [{"class_name": name, "synset": synset, "count": c, "share": c / k}
+                for (name, synset), c in counts.most_common()]
+
+    def neighbor_rows(self, root: bool = True) -> list[dict]:
+        cols = [c for c in META if root or c != "root"]
+        return [{"rank": r + 1, "distance": float(self.distance[r]),
+                 "image_id": int(self.image_id[r]),
+                 **{c: _py(self.meta[c][r]) for c in cols}} for r in range(len(self.image_id))]
 
 
 def _py(v):
@@ -48,11 +82,51 @@ def _py(v):
         v = v.item()
     if isinstance(v, float) and not np.isfinite(v):
         return None
-    return None if v is pd.NA else v
+    return v
 
 
-def _records(df: pd.DataFrame) -> list[dict]:
-    return [{k: _py(v) for k, v in r.items()} for r in df.to_dict("records")]
+@dataclass
+class NearestResult:
+    """Neighbours (one row per query x rank), the class vote, and the distance context."""
+
+    answers: list[QueryAnswer]
+    k: int
+    metric: str
+    include_self: bool = False
+    _frames: dict = field(default_factory=dict, repr=False)
+
+    def to_dict(self, root: bool = True) -> dict:
+        """Plain JSON-ready data (floats at full precision); ``root=False`` leaves out the
+        absolute dataset root (what the HTTP API returns)."""
+        return {"k": self.k, "metric": self.metric, "include_self": self.include_self,
+                "queries": [{"query": a.query.name, "context": a.context,
+                             "neighbors": a.neighbor_rows(root), "classes": a.vote()}
+                            for a in self.answers]}
+
+    @cached_property
+    def neighbors(self):
+        """DataFrame: query, rank, distance, image_id, class_name, synset, split, path, root."""
+        import pandas as pd
+
+        cols = ["query", "rank", "distance", "image_id", *META]
+        return pd.DataFrame([{"query": a.query.name, **r} for a in self.answers
+                             for r in a.neighbor_rows()], columns=cols)
+
+    @cached_property
+    def classes(self):
+        """DataFrame: query, class_name, synset, count, share."""
+        import pandas as pd
+
+        return pd.DataFrame([{"query": a.query.name, **v} for a in self.answers
+                             for v in a.vote()],
+                            columns=["query", "class_name", "synset", "count", "share"])
+
+    @cached_property
+    def context(self):
+        """DataFrame: one row per query with its distance context."""
+        import pandas as pd
+
+        return pd.DataFrame([{"query": a.query.name, **a.context} for a in self.answers])
 
 
 def _search_params(faiss, kind: str, index, sel, n_allowed: int, k: int):
@@ -69,18 +143,14 @@ def _search_params(faiss, kind: str, index, sel, n_allowed: int, k: int):
     return faiss.SearchParameters(sel=sel)
 
 
-def search(db, queries: list[QueryVector], k: int, flt: ImageFilter
-           ) -> tuple[np.ndarray, np.ndarray]:
-    """(distances, ids) of shape (len(queries), k'); k' = min(k, images allowed)."""
+def search(index, info: dict, q: np.ndarray, k: int, allowed: np.ndarray | None,
+           subset_vectors) -> tuple[np.ndarray, np.ndarray]:
+    """(distances, ids), shape (len(q), k') with k' = min(k, images allowed).
+    ``subset_vectors(ids)`` reads stored vectors for the exact fallback of a filtered search."""
     import faiss
 
-    index, info = db.index, db.index_info
     metric = info["metric"]
-    q = prepare(np.stack([x.vec for x in queries]), metric)
-    allowed = None
-    if flt.active:
-        with db.store.connect() as con:
-            allowed = allowed_ids(con, flt)
+    q = prepare(q, metric)
     n_allowed = index.ntotal if allowed is None else len(allowed)
     k = min(k, n_allowed)
     if k == 0:
@@ -92,70 +162,47 @@ def search(db, queries: list[QueryVector], k: int, flt: ImageFilter
         raw, ids = index.search(q, k, params=_search_params(faiss, info["kind"], index, sel,
                                                             n_allowed, k))
         if (ids < 0).any():  # approximate index missed some: exact search over the subset
-            sub_ids, sub = db.store.vectors(allowed)
+            sub_ids, sub = subset_vectors(allowed)
             mt = faiss.METRIC_INNER_PRODUCT if metric == "cosine" else faiss.METRIC_L2
             raw, pos = faiss.knn(q, prepare(sub, metric), k, metric=mt)
             ids = sub_ids[pos]
     return to_distance(raw, metric), ids
 
 
-def nearest(db, queries: list[QueryVector], k: int = 10,
-            flt: ImageFilter | None = None) -> NearestResult:
+def nearest(queries: list[QueryVector], k: int, index, info: dict, store,
+            allowed: np.ndarray | None, include_self: bool = False) -> NearestResult:
     """k nearest stored images of each query, with class vote and distance context."""
-    flt = flt or ImageFilter()
-    dist, ids = search(db, queries, k, flt)
-    meta, ref = db.metadata()
-    kk = ids.shape[1]
-    flat = ids.ravel()
-    pos = np.clip(np.searchsorted(meta["image_id"], flat), 0, max(len(meta["image_id"]) - 1, 0))
-    nb = pd.DataFrame({
-        "query": np.repeat([q.name for q in queries], kk),
-        "rank": np.tile(np.arange(1, kk + 1), len(queries)),
-        "distance": dist.ravel().astype(np.float64), "image_id": flat,
-        **{c: np.asarray(meta[c])[pos] for c in ("class_name", "synset", "split", "path",
-                                                 "root")}})
-    votes = []
-    names, syn = nb["class_name"].to_numpy(), nb["synset"].to_numpy()
-    for qi, q in enumerate(queries):
-        sl = slice(qi * kk, (qi + 1) * kk)
-        counts = collections.Counter(zip(names[sl], syn[sl], strict=True))
-        for (name, synset), cnt in counts.most_common():
-            votes.append({"query": q.name, "class_name": name, "synset": synset,
-                          "count": cnt, "share": cnt / kk})
-    vote = pd.DataFrame(votes, columns=["query", "class_name", "synset", "count", "share"])
-    ctx = _context(db, queries, dist, ids, ref)
-    return NearestResult(nb, vote, ctx, kk, db.index_info["metric"])
-
-
-def load_reference(con):
-    """Sorted nearest-neighbour distances of stored images, and the median random pair."""
-    try:
-        nn = np.sort(np.array([r[0] for r in con.execute("SELECT dist FROM nn_sample")
-                               .fetchall()]))
-        med = con.execute("SELECT p50 FROM pair_stats WHERE kind = 'random'").fetchone()
-    except Exception:  # noqa: BLE001 - statistics not computed yet
-        return None, None
-    return nn, (med[0] if med else None)
-
-
-def _context(db, queries, dist, ids, ref) -> pd.DataFrame:
-    nn_sorted, median_random = ref
-    l2 = db.index_info["metric"] == "l2"
-    have_nn = l2 and nn_sorted is not None and len(nn_sorted) > 0
-    median_nn = float(np.median(nn_sorted)) if have_nn else None
+    excluding = not include_self and any(q.image_id is not None for q in queries)
+    dist, ids = search(index, info, np.stack([q.vec for q in queries]), k + int(excluding),
+                       allowed, store.vectors)
     rows = []
     for qi, q in enumerate(queries):
-        d, i = dist[qi], ids[qi]
-        others = d[i != q.image_id] if q.image_id is not None else d
-        nn_d = float(others[0]) if len(others) else float("nan")
-        pct = None
-        if have_nn and np.isfinite(nn_d):
-            pct = 100.0 * np.searchsorted(nn_sorted, nn_d, side="right") / len(nn_sorted)
-        rows.append({
-            "query": q.name, "source": q.source, "cached": q.cached,
-            "nn_distance": nn_d, "mean_distance_k": float(d.mean()) if len(d) else None,
-            "nn_percentile": pct,
-            "store_median_nn_distance": median_nn,
-            "store_median_random_pair": median_random if l2 else None,
-        })
-    return pd.DataFrame(rows)
+        keep = ids[qi] >= 0
+        if excluding and q.image_id is not None:
+            keep &= ids[qi] != q.image_id
+        rows.append((dist[qi][keep][:k], ids[qi][keep][:k]))
+    flat = np.concatenate([r[1] for r in rows]) if rows else np.zeros(0, np.int64)
+    with store.reader() as con:
+        meta = reads.image_meta(con, flat)
+        ref = reads.distance_reference(con)
+    answers, at = [], 0
+    for q, (d, i) in zip(queries, rows, strict=True):
+        m = {c: np.asarray(meta[c][at : at + len(i)], dtype=object) for c in META}
+        answers.append(QueryAnswer(q, d.astype(np.float64), i, m,
+                                   _context(q, d, info["metric"], ref)))
+        at += len(i)
+    return NearestResult(answers, k, info["metric"], include_self)
+
+
+def _context(q: QueryVector, d: np.ndarray, metric: str, ref) -> dict:
+    nn_sorted, median_random = ref
+    l2 = metric == "l2"
+    have_nn = l2 and nn_sorted is not None and len(nn_sorted) > 0
+    nn_d = float(d[0]) if len(d) else None
+    pct = None
+    if have_nn and nn_d is not None:
+        pct = 100.0 * float(np.searchsorted(nn_sorted, nn_d, side="right")) / len(nn_sorted)
+    return {"source": q.source, "cached": q.cached, "nn_distance": nn_d,
+            "mean_distance_k": float(d.mean()) if len(d) else None, "nn_percentile": pct,
+            "store_median_nn_distance": float(np.median(nn_sorted)) if have_nn else None,
+            "store_median_random_pair": median_random if l2 else None}

@@ -15,8 +15,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from actdb.errors import StoreError, StoreMismatch
+from actdb.store.catalog.files import manifest_path
 
-FORMAT_VERSION = 1
+#: 2: statistics tables created with the catalog, named queries, repairs.
+FORMAT_VERSION = 2
 #: Fields that must agree before vectors can share a store (or be compared at all).
 COMPAT_FIELDS = ("model", "layer", "pool", "dim", "image_size", "resize", "precision",
                  "weights_sha256")
@@ -79,21 +81,25 @@ def mismatch(what: str, diff: list[str]) -> StoreMismatch:
 
 
 def read_manifest(store: Path) -> Manifest:
-    path = Path(store) / "manifest.json"
+    path = manifest_path(store)
     try:
-        return Manifest.from_json(path.read_text())
+        m = Manifest.from_json(path.read_text())
     except FileNotFoundError:
         raise StoreError(
-            f"no actdb store at {store} (manifest.json missing); run `actdb ingest ROOT "
+            f"no actdb store at {store} ({path.name} missing); run `actdb ingest ROOT "
             f"--store {store}` first, or pass --store / set ACTDB_STORE"
         ) from None
     except (ValueError, TypeError) as exc:
         raise StoreError(f"{path} is not a valid manifest: {exc}") from None
+    if m.format_version != FORMAT_VERSION:
+        raise StoreError(f"the store at {store} has format {m.format_version}; this actdb "
+                         f"reads format {FORMAT_VERSION}: ingest into a new store")
+    return m
 
 
 def write_manifest(store: Path, manifest: Manifest) -> None:
     """Write atomically (temp file + rename)."""
-    path = Path(store) / "manifest.json"
+    path = manifest_path(store)
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(manifest.to_json())
     os.replace(tmp, path)

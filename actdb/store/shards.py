@@ -11,11 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-SHARD_DIR = "activations"
-
-
-def shard_path(store: Path, name: str) -> Path:
-    return Path(store) / SHARD_DIR / name
+from actdb.errors import StoreDamaged
+from actdb.store.catalog.files import shard_path
 
 
 def write_shard(store: Path, name: str, ids: np.ndarray, vecs: np.ndarray) -> Path:
@@ -63,6 +60,10 @@ def read_shards(paths: list[Path], dim: int | None = None) -> tuple[np.ndarray, 
 
     if not paths:
         return np.zeros(0, np.int64), np.zeros((0, dim or 0), np.float32)
+    lost = [p.name for p in paths if not p.is_file()]
+    if lost:
+        raise StoreDamaged(f"shard {lost[0]} is listed in the catalog but missing on disk"
+                           + (f" (and {len(lost) - 1} more)" if len(lost) > 1 else ""))
     rows = [pq.ParquetFile(p).metadata.num_rows for p in paths]
     d = shard_dim(paths[0])
     ids = np.empty(sum(rows), np.int64)
@@ -72,7 +73,8 @@ def read_shards(paths: list[Path], dim: int | None = None) -> tuple[np.ndarray, 
         t = pq.read_table(p)
         col = t.column("vec").combine_chunks()
         if col.type.list_size != d:
-            raise ValueError(f"{p} has vectors of dim {col.type.list_size}, expected {d}")
+            raise StoreDamaged(f"shard {p.name} has vectors of dim {col.type.list_size}, "
+                               f"the store's are {d}")
         ids[at : at + n] = t.column("image_id").to_numpy()
         vecs[at : at + n] = col.values.to_numpy(zero_copy_only=False).reshape(-1, d)
         at += n
@@ -84,11 +86,3 @@ def shard_dim(path: Path) -> int:
     import pyarrow.parquet as pq
 
     return pq.read_schema(path).field("vec").type.list_size
-
-
-def list_shard_files(store: Path) -> list[str]:
-    """Names of complete shard files on disk (temp files excluded)."""
-    d = Path(store) / SHARD_DIR
-    if not d.is_dir():
-        return []
-    return sorted(p.name for p in d.glob("part-*.parquet"))

@@ -2,8 +2,10 @@
 distance histograms. Plots (``figures``) only draw what these functions return, and tests
 check these numbers.
 
->>> s = SampleConfig(classes=("sea_cucumber",))
->>> map_data(db, ["node4.png"], s, ProjectionConfig("umap")).coords   # doctest: +SKIP
+>>> from actdb.store.store import Store
+>>> m = map_data(Store.open(store), [], SampleConfig(classes=("tench",)), ProjectionConfig("pca"))
+>>> m.coords[["kind", "class_name"]].value_counts().to_dict()
+{('image', 'tench'): 6}
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
+from actdb import heavy
 from actdb.errors import UsageError
-from actdb.query.filters import resolve_classes
+from actdb.store.catalog import reads
 
 METHODS = ("tsne", "umap", "pca")
 Stage = Callable[[str], None]
@@ -53,26 +56,28 @@ class Sample:
     random: list[str]
 
 
-def sample_vectors(db, cfg: SampleConfig) -> Sample:
+def sample_vectors(store, cfg: SampleConfig) -> Sample:
     """Seeded per-class sample of stored vectors of the named and random classes."""
     rng = np.random.default_rng(cfg.seed)
-    with db.store.connect() as con:
-        classes = con.execute("SELECT class_key, class_name FROM classes ORDER BY class_key"
-                              ).fetchall()
-        named = resolve_classes(con, cfg.classes) if cfg.classes else []
+    if cfg.random_classes < 0:
+        raise UsageError(f"random_classes must be at least 0, not {cfg.random_classes}")
+    if cfg.per_class is not None and cfg.per_class < 1:
+        raise UsageError(f"per_class must be at least 1, not {cfg.per_class}")
+    with store.reader() as con:
+        classes = [(r[0], r[1]) for r in reads.classes(con)]
+        if not classes:
+            raise UsageError("the store has no labelled images to plot")
+        named = reads.resolve_classes(con, cfg.classes) if cfg.classes else []
         others = [k for k, _ in classes if k not in set(named)]
         if cfg.random_classes > len(others):
-            raise UsageError(f"--random-classes {cfg.random_classes}: only {len(others)} "
+            raise UsageError(f"random_classes {cfg.random_classes}: only {len(others)} "
                              "other classes in the store")
         rand = sorted(rng.choice(others, cfg.random_classes, replace=False).tolist()
                       ) if cfg.random_classes else []
         if not named and not rand:
             named = [k for k, _ in classes]
         keys = named + rand
-        rows = con.execute(
-            "SELECT image_id, coalesce(synset, class_name) AS key, class_name FROM images "
-            f"WHERE coalesce(synset, class_name) IN ({', '.join('?' * len(keys))}) "
-            "ORDER BY image_id", keys).fetchnumpy()
+        rows = reads.class_members(con, keys)
     names = dict(classes)
     keep = []
     for key in keys:
@@ -81,7 +86,7 @@ def sample_vectors(db, cfg: SampleConfig) -> Sample:
             idx = np.sort(rng.choice(idx, cfg.per_class, replace=False))
         keep.append(idx)
     sel = np.concatenate(keep) if keep else np.zeros(0, int)
-    ids, vecs = db.store.vectors(np.asarray(rows["image_id"])[sel])
+    ids, vecs = store.vectors(np.asarray(rows["image_id"])[sel])
     labels = np.asarray(rows["class_name"], dtype=object)[sel]
     rand_set = set(rand)
     group_name = f"{len(rand)} random class" + ("" if len(rand) == 1 else "es")
@@ -115,9 +120,7 @@ def project(x: np.ndarray, q: np.ndarray, cfg: ProjectionConfig,
         x, q = pca.transform(x), (pca.transform(q) if len(q) else q[:, :dims])
     if cfg.method == "umap":
         say(f"UMAP on {len(x)} points")
-        import umap
-
-        reducer = umap.UMAP(n_components=2, n_neighbors=min(cfg.n_neighbors, len(x) - 1),
+        reducer = heavy.umap().UMAP(n_components=2, n_neighbors=min(cfg.n_neighbors, len(x) - 1),
                             min_dist=cfg.min_dist, random_state=cfg.seed)
         xc = reducer.fit_transform(x)
         return xc, reducer.transform(q) if len(q) else np.zeros((0, 2))
@@ -151,13 +154,12 @@ class MapData:
         pq.write_table(t.replace_schema_metadata(meta), path)
 
 
-def map_data(db, queries, sample: SampleConfig, proj: ProjectionConfig,
+def map_data(store, qs: list, sample: SampleConfig, proj: ProjectionConfig,
              stage: Stage | None = None) -> MapData:
-    """Sample, project, and return the coordinates of images and queries."""
+    """Sample, project, and return the coordinates of images and (resolved) queries."""
     say = stage or (lambda _: None)
     say("sampling stored vectors")
-    s = sample_vectors(db, sample)
-    qs = db.resolve(queries) if queries else []
+    s = sample_vectors(store, sample)
     qv = np.stack([q.vec for q in qs]) if qs else np.zeros((0, s.vecs.shape[1]))
     xc, qc = project(s.vecs, qv, proj, say)
     img = pd.DataFrame({"kind": "image", "image_id": s.ids, "name": None,
@@ -167,21 +169,24 @@ def map_data(db, queries, sample: SampleConfig, proj: ProjectionConfig,
                         "class_name": None, "group": "query",
                         "x": qc[:, 0] if len(qs) else [], "y": qc[:, 1] if len(qs) else []})
     coords = pd.concat([img, qdf], ignore_index=True) if len(qs) else img
-    m = db.store.manifest
+    m = store.manifest
     params = {**asdict(proj), "sample": asdict(sample), "model": m.model, "layer": m.layer,
               "pool": m.pool, "named_classes": s.named, "random_classes": s.random}
     return MapData(coords, proj.method, params)
 
 
-def profile_data(db, queries, classes) -> pd.DataFrame:
+def profile_data(store, qs: list, classes) -> pd.DataFrame:
     """Channel values of each query and the mean profile of each named class (long form:
     series, kind, channel, value)."""
-    with db.store.connect() as con:
-        keys = resolve_classes(con, classes) if classes else []
-        cent = con.execute(
-            "SELECT class_key, class_name, centroid FROM centroids").df().set_index("class_key")
+    if not qs and not classes:
+        raise UsageError("a profile needs queries or classes to draw")
+    keys = []
+    if classes:
+        with store.reader() as con:
+            keys = reads.resolve_classes(con, classes)
+            cent = reads.centroids(con).set_index("class_key")
     frames = []
-    for q in db.resolve(queries):
+    for q in qs:
         frames.append(pd.DataFrame({"series": q.name, "kind": "query",
                                     "channel": np.arange(len(q.vec)), "value": q.vec}))
     for k in keys:
@@ -201,24 +206,25 @@ class DistanceData:
     pair_stats: pd.DataFrame
 
 
-def distance_data(db, queries, sample: SampleConfig, bins: int = 40,
+def distance_data(store, qs: list, sample: SampleConfig, bins: int = 40,
                   log: bool = False) -> DistanceData:
     """Every image of the named and random classes (no per-class cap), the query distances,
-    and pair_stats for context."""
-    s = sample_vectors(db, SampleConfig(sample.classes, sample.random_classes, None,
-                                        sample.seed))
+    and pair_stats for context (when computed)."""
+    if not qs:
+        raise UsageError("distance histograms need at least one query")
+    if bins < 1:
+        raise UsageError(f"bins must be at least 1, not {bins}")
+    s = sample_vectors(store, SampleConfig(sample.classes, sample.random_classes, None,
+                                           sample.seed))
     rows = []
     x = s.vecs.astype(np.float64)
-    for q in db.resolve(queries):
+    for q in qs:
         d = np.sqrt(((x - q.vec.astype(np.float64)) ** 2).sum(axis=1))
         rows.append(pd.DataFrame({"query": q.name, "group": s.groups, "image_id": s.ids,
                                   "distance": d}))
     dist = pd.concat(rows, ignore_index=True)
-    with db.store.connect() as con:
-        try:
-            ps = con.execute("SELECT * FROM pair_stats").df()
-        except Exception:  # noqa: BLE001 - stats not computed
-            ps = pd.DataFrame()
+    with store.reader() as con:
+        ps = reads.pair_stats(con) if reads.has_stats(con) else pd.DataFrame()
     values = np.concatenate([dist.distance.to_numpy()] + (
         [ps[["p05", "p95"]].to_numpy().ravel()] if not ps.empty else []))
     hi = max(float(values.max()), 1e-12) * 1.0001

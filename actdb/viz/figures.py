@@ -1,6 +1,8 @@
 """Matplotlib figures drawn from :mod:`actdb.viz.data`. Format follows the output's
-extension (PNG, SVG, PDF). Colours: the Okabe-Ito colour-blind-safe palette, with marker
-shapes to tell more than eight groups apart; queries are large labelled stars on top.
+extension (PNG, SVG, PDF) when saved. Each ``draw_*`` returns a matplotlib Figure that
+belongs to no pyplot state (nothing global is touched). Colours: the Okabe-Ito
+colour-blind-safe palette, with marker shapes to tell more than eight groups apart; queries
+are large labelled stars on top.
 """
 
 from __future__ import annotations
@@ -19,36 +21,48 @@ FORMATS = (".png", ".svg", ".pdf")
 LABELS = {"tsne": "t-SNE", "umap": "UMAP", "pca": "PCA"}
 
 
-def _plt():
-    import matplotlib
+def _figure(figsize, rows: int = 1):
+    """A Figure and its axes, outside pyplot (no global backend or figure registry)."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    fig = Figure(figsize=figsize)
+    axes = fig.subplots(rows, 1, squeeze=False)
+    return fig, axes[:, 0]
 
 
 def _style(i: int) -> tuple[str, str]:
     return OKABE_ITO[i % len(OKABE_ITO)], MARKERS[(i // len(OKABE_ITO)) % len(MARKERS)]
 
 
-def _save(fig, output: str | Path) -> Path:
+def check_format(output: str | Path) -> Path:
     output = Path(output)
     if output.suffix.lower() not in FORMATS:
-        raise UsageError(f"cannot write {output.suffix or 'no extension'}: use .png, .svg or .pdf")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(output, dpi=150, bbox_inches="tight")
-    _plt().close(fig)
+        raise UsageError(f"cannot write {output.suffix or 'a file without extension'}: "
+                         "use .png, .svg or .pdf")
     return output
+
+
+def save(fig, output: str | Path) -> Path:
+    """Write ``fig`` in the format its name asks for."""
+    output = check_format(output)
+    fig.savefig(output, dpi=150, bbox_inches="tight")
+    return output
+
+
+def png_bytes(fig) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=150, bbox_inches="tight")
+    return buf.getvalue()
 
 
 def _title(manifest, what: str) -> str:
     return f"{what}: {manifest.model} {manifest.layer}, {manifest.pool}-pooled ({manifest.dim}-d)"
 
 
-def draw_map(m: MapData, manifest, output) -> Path:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(8, 6.5))
+def draw_map(m: MapData, manifest):
+    fig, (ax,) = _figure((8, 6.5))
     img = m.coords[m.coords.kind == "image"]
     groups = list(dict.fromkeys(img.group))
     for i, g in enumerate(groups):
@@ -67,12 +81,11 @@ def draw_map(m: MapData, manifest, output) -> Path:
     ax.set_title(_title(manifest, name))
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False,
               markerscale=1.2)
-    return _save(fig, output)
+    return fig
 
 
-def draw_profile(df, manifest, output) -> Path:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(10, 4.5))
+def draw_profile(df, manifest):
+    fig, (ax,) = _figure((10, 4.5))
     groups = list(df.groupby("series", sort=False))
     classes = [(s, p) for s, p in groups if p.kind.iloc[0] == "class"]
     queries = [(s, p) for s, p in groups if p.kind.iloc[0] == "query"]
@@ -85,16 +98,15 @@ def draw_profile(df, manifest, output) -> Path:
     ax.set_ylabel("pooled activation")
     ax.set_title(_title(manifest, "Activation profile"))
     ax.legend(fontsize=8, frameon=False)
-    return _save(fig, output)
+    return fig
 
 
-def draw_distances(d: DistanceData, manifest, output, log: bool = False) -> Path:
-    plt = _plt()
+def draw_distances(d: DistanceData, manifest, log: bool = False):
     queries = list(dict.fromkeys(d.distances["query"]))
-    fig, axes = plt.subplots(len(queries), 1, figsize=(9, 4.4 * len(queries)), squeeze=False)
+    fig, axes = _figure((9, 4.4 * len(queries)), rows=len(queries))
     centres = (d.bins[:-1] + d.bins[1:]) / 2
     widths = np.diff(d.bins)
-    for ax, qname in zip(axes[:, 0], queries, strict=True):
+    for ax, qname in zip(axes, queries, strict=True):
         rows = d.counts[d.counts["query"] == qname]
         for i, r in enumerate(rows.itertuples()):
             color, _ = _style(i)
@@ -116,4 +128,4 @@ def draw_distances(d: DistanceData, manifest, output, log: bool = False) -> Path
                   bbox_to_anchor=(0.5, -0.2))
     fig.text(0.99, 0.005, "bars above: p05-p95 (tick: median) of stored pair distances",
              ha="right", fontsize=7, color="0.3")
-    return _save(fig, output)
+    return fig

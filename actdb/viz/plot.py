@@ -1,8 +1,9 @@
-"""One entry point for every plot: the CLI's ``actdb plot KIND`` and ``POST /api/plot/KIND``
-both call :func:`plot`.
+"""One entry point for every plot (``db.plot``, ``actdb plot KIND``, ``POST /api/plot/KIND``).
 
->>> cfg = PlotConfig(classes=("sea_cucumber",))
->>> plot(db, "umap", ["node4.png"], "umap.png", cfg)          # doctest: +SKIP
+>>> from actdb.store.store import Store
+>>> fig = plot(Store.open(store), "pca", [], PlotConfig(classes=("tench",)))
+>>> fig.axes[0].get_title()
+'PCA: vgg19 block5_conv4, mean-pooled (512-d)'
 """
 
 from __future__ import annotations
@@ -37,35 +38,30 @@ class PlotConfig:
     bins: int = 40
 
 
-@dataclass
-class PlotResult:
-    output: Path
-    images: int  # stored images drawn
-    coords: Path | None = None
-
-
-def plot(db, kind: str, queries: list, output: str | Path, cfg: PlotConfig | None = None,
-         save_coords: str | Path | None = None,
-         stage: Callable[[str], None] | None = None) -> PlotResult:
-    """Compute the data for ``kind`` and draw it to ``output`` (.png, .svg or .pdf)."""
+def plot(store, kind: str, queries: list, cfg: PlotConfig | None = None,
+         output: str | Path | None = None, save_coords: str | Path | None = None,
+         progress: Callable[[str], None] | None = None):
+    """Compute the data for ``kind`` and draw it; returns the matplotlib Figure, written to
+    ``output`` (.png, .svg or .pdf) when given. ``queries`` are resolved QueryVectors."""
     cfg = cfg or PlotConfig()
     if kind not in KINDS:
         raise UsageError(f"unknown plot {kind!r}; use one of {', '.join(KINDS)}")
-    m = db.store.manifest
-    output = Path(output)
+    if output is not None:
+        figures.check_format(output)  # before minutes of t-SNE, not after
+    m = store.manifest
     if kind in METHODS:
         sample = SampleConfig(cfg.classes, cfg.random_classes, cfg.per_class, cfg.seed)
-        data = map_data(db, queries, sample, ProjectionConfig(kind, seed=cfg.seed), stage)
-        figures.draw_map(data, m, output)
+        data = map_data(store, queries, sample, ProjectionConfig(kind, seed=cfg.seed),
+                        progress)
+        fig = figures.draw_map(data, m)
         if save_coords:
             data.save(save_coords)
-        return PlotResult(output, int((data.coords.kind == "image").sum()),
-                          Path(save_coords) if save_coords else None)
-    if kind == "profile":
-        df = profile_data(db, queries, cfg.classes)
-        figures.draw_profile(df, m, output)
-        return PlotResult(output, 0)
-    sample = SampleConfig(cfg.classes, cfg.random_classes, None, cfg.seed)
-    d = distance_data(db, queries, sample, bins=cfg.bins, log=cfg.log)
-    figures.draw_distances(d, m, output, log=cfg.log)
-    return PlotResult(output, int(d.counts.n.sum()))
+    elif kind == "profile":
+        fig = figures.draw_profile(profile_data(store, queries, cfg.classes), m)
+    else:
+        sample = SampleConfig(cfg.classes, cfg.random_classes, None, cfg.seed)
+        d = distance_data(store, queries, sample, bins=cfg.bins, log=cfg.log)
+        fig = figures.draw_distances(d, m, log=cfg.log)
+    if output is not None:
+        figures.save(fig, output)
+    return fig

@@ -1,6 +1,7 @@
 import json
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from actdb.featvis.dream import DreamConfig, dream
@@ -8,6 +9,7 @@ from actdb.featvis.dream import DreamConfig, dream
 S = 32
 
 
+@pytest.mark.slow
 def test_seed_recipe_equals_an_independent_plain_tensorflow_loop(tmp_path):
     """The original write-up's steps, written out again here without actdb."""
     import keras
@@ -37,6 +39,7 @@ def test_seed_recipe_equals_an_independent_plain_tensorflow_loop(tmp_path):
     assert len(res.objective_per_step) == steps
 
 
+@pytest.mark.slow
 def test_improved_recipe_raises_the_channel_far_above_the_start(tmp_path):
     res = dream(DreamConfig(weights="random:0", size=64, steps=40, channel=4, seed=0),
                 tmp_path / "b.png")
@@ -50,6 +53,7 @@ def test_improved_recipe_raises_the_channel_far_above_the_start(tmp_path):
     assert side["final_activation_of_saved_image"] == res.final_activation
 
 
+@pytest.mark.slow
 def test_neuron_objective(tmp_path):
     res = dream(DreamConfig(weights="random:0", size=S, steps=5, objective="neuron",
                             recipe="seed"), tmp_path / "c.png")

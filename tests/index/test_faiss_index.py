@@ -59,20 +59,18 @@ def test_auto_is_exact_for_small_stores():
 
 
 def test_store_index_update_adds_new_ids_without_rebuilding(tmp_path):
-    from actdb.ingest.pipeline import IngestConfig, ingest
-    from actdb.models.embed import EmbedConfig
+    import actdb
     from tests.helpers import SIZE, WEIGHTS, make_tree
 
     root = make_tree(tmp_path / "d", classes=("n01440764",), per_class=3)
-    ec = EmbedConfig(weights=WEIGHTS, image_size=SIZE, precision="fp32")
-    ingest(IngestConfig(root=root, store=tmp_path / "s", embed=ec))
-    info = index_store(tmp_path / "s", IndexConfig(kind="hnsw"))
+    db = actdb.open(tmp_path / "s")
+    options = dict(weights=WEIGHTS, image_size=SIZE, precision="fp32")
+    db.ingest(root, **options)
+    info = index_store(db.store, IndexConfig(kind="hnsw"))
     make_tree(root, classes=("n02105056",), per_class=3)
-    res = ingest(IngestConfig(root=root, store=tmp_path / "s", embed=ec))
+    res = db.ingest(root, **options)
     assert res.index["kind"] == "hnsw" and res.index["ntotal"] == 6
     assert res.index["build_seconds"] == info["build_seconds"]  # updated, not rebuilt
-    assert update_index(tmp_path / "s")["ntotal"] == 6
-    from actdb.store.check import check_store
-
-    assert check_store(tmp_path / "s").ok
+    assert update_index(db.store)["ntotal"] == 6
+    assert db.check().ok
     assert len(Store.open(tmp_path / "s").images()) == 6

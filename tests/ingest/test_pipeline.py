@@ -1,12 +1,11 @@
 import numpy as np
 import pytest
 
+import actdb
 from actdb.errors import IngestFailed, StoreMismatch, UsageError
 from actdb.ingest.layout import detect_layout
 from actdb.ingest.pipeline import IngestConfig, ingest, select_entries
 from actdb.models.embed import EmbedConfig
-from actdb.store.check import check_store
-from actdb.store.merge import merge_stores
 from actdb.store.store import Store
 from tests.helpers import SIZE, WEIGHTS, add_bad_files, make_tree
 
@@ -15,6 +14,10 @@ FP32 = EmbedConfig(weights=WEIGHTS, image_size=SIZE, precision="fp32")
 
 def run(root, store, embed=FP32, **kw):
     return ingest(IngestConfig(root=root, store=store, embed=embed, batch_size=4, **kw))
+
+
+def check_store(path):
+    return actdb.open(path).check()
 
 
 def vectors_by_path(store):
@@ -50,8 +53,8 @@ def test_bad_files_are_recorded_and_skipped(tmp_path):
     res = run(root, tmp_path / "s")
     assert res.failed == len(bad)
     assert res.ingested == 6 + 6  # 2 per class x 3 + six hard-but-valid files
-    with Store.open(tmp_path / "s").connect() as con:
-        got = dict(con.execute("SELECT path, reason FROM failures").fetchall())
+    got = {r["path"]: r["reason"] for r in
+           actdb.open(tmp_path / "s").sql("SELECT path, reason FROM failures").to_pylist()}
     for name, reason in bad.items():
         assert reason in got[f"n01440764/{name}"]
     assert check_store(tmp_path / "s").ok
@@ -96,13 +99,14 @@ def test_unknown_layer_lists_valid_ones(tmp_path):
 def test_per_class_and_limit_are_seeded_samples(tmp_path):
     root = make_tree(tmp_path / "data", per_class=5)
     entries = detect_layout(root).entries
-    a = select_entries(entries, IngestConfig(root=root, per_class=2, seed=1))
-    b = select_entries(entries, IngestConfig(root=root, per_class=2, seed=1))
-    c = select_entries(entries, IngestConfig(root=root, per_class=2, seed=2))
+    a = select_entries(entries, IngestConfig(root=root, store="s", per_class=2, seed=1))
+    b = select_entries(entries, IngestConfig(root=root, store="s", per_class=2, seed=1))
+    c = select_entries(entries, IngestConfig(root=root, store="s", per_class=2, seed=2))
     assert a == b and a != c and len(a) == 6
     assert {e.class_name for e in a} == {e.class_name for e in entries}
-    lim = select_entries(entries, IngestConfig(root=root, limit=4, seed=0))
-    assert len(lim) == 4 and lim == select_entries(entries, IngestConfig(root=root, limit=4))
+    lim = select_entries(entries, IngestConfig(root=root, store="s", limit=4, seed=0))
+    again = select_entries(entries, IngestConfig(root=root, store="s", limit=4))
+    assert len(lim) == 4 and lim == again
 
 
 def test_weights_file_gives_the_same_vectors_as_its_source(tmp_path, built_store):
@@ -124,34 +128,3 @@ def test_weights_file_gives_the_same_vectors_as_its_source(tmp_path, built_store
         np.testing.assert_array_equal(va[k], vb[k])
     assert Store.open(tmp_path / "a").manifest.weights_sha256 == \
         Store.open(built_store).manifest.weights_sha256
-
-
-def test_three_shards_merged_equal_a_single_ingest(tmp_path):
-    root = make_tree(tmp_path / "data", per_class=4)
-    single = tmp_path / "single"
-    run(root, single)
-    parts = [tmp_path / f"part{k}" for k in (1, 2, 3)]
-    sizes = [run(root, p, shard=f"{k}/3").ingested for k, p in enumerate(parts, 1)]
-    assert sum(sizes) == 12 and all(0 < s < 12 for s in sizes)
-    res = merge_stores(tmp_path / "merged", parts)
-    assert res.added == 12 and res.renumbered > 0  # each shard numbered from 0
-    vs, imgs = vectors_by_path(single)
-    vm, imgm = vectors_by_path(tmp_path / "merged")
-    assert vs.keys() == vm.keys()
-    for k in vs:
-        np.testing.assert_array_equal(vs[k], vm[k])
-    cols = ["path", "split", "synset", "class_name", "class_index", "width", "height", "bytes"]
-    a = imgs[cols].sort_values("path").reset_index(drop=True)
-    b = imgm[cols].sort_values("path").reset_index(drop=True)
-    assert a.equals(b)
-    assert check_store(tmp_path / "merged").ok
-    again = merge_stores(tmp_path / "merged", parts[:1])
-    assert again.added == 0 and again.skipped == sizes[0]
-
-
-def test_merge_refuses_different_manifests(tmp_path, built_store):
-    root = make_tree(tmp_path / "data", per_class=1)
-    run(root, tmp_path / "other", embed=EmbedConfig(weights=WEIGHTS, image_size=SIZE,
-                                                    precision="fp32", pool="max"))
-    with pytest.raises(StoreMismatch, match="pool"):
-        merge_stores(tmp_path / "m", [built_store, tmp_path / "other"])

@@ -8,10 +8,13 @@ import sys
 import time
 
 import numpy as np
+import pytest
 
-from actdb.store.check import check_store
+import actdb
 from actdb.store.store import Store
 from tests.helpers import SIZE, WEIGHTS, make_tree
+
+pytestmark = pytest.mark.slow  # real ingest processes, killed and rerun
 
 
 def _cmd(root, store):
@@ -56,7 +59,8 @@ def test_killed_ingest_resumes_without_duplicates_or_gaps(tmp_path):
     out = subprocess.run(_cmd(root, store), check=True, env=env, capture_output=True, text=True)
     assert '"skipped": 0' not in out.stdout  # it resumed: earlier work was kept
 
-    assert check_store(store).ok, check_store(store).problems
+    rep = actdb.open(store).check()
+    assert rep.ok, rep.problems
     a, b = Store.open(ref), Store.open(store)
     ia, ib = a.images(), b.images()
     assert len(ib) == 90 and ib.path.is_unique and ib.image_id.is_unique

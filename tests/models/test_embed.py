@@ -8,7 +8,7 @@ from tests.helpers import class_image
 
 @pytest.mark.parametrize("model,layer,dim,module", [
     ("vgg16", "block5_conv3", 512, "vgg16"),
-    ("resnet50", "conv5_block3_out", 2048, "resnet50"),
+    pytest.param("resnet50", "conv5_block3_out", 2048, "resnet50", marks=pytest.mark.slow),
     ("vgg19", "block4_pool", 512, "vgg19"),
 ])
 def test_each_model_equals_keras_with_its_own_preprocessing(model, layer, dim, module):

@@ -13,6 +13,7 @@ def image(tmp_path_factory):
     return p
 
 
+@pytest.mark.slow
 def test_predictions_sum_to_one_and_name_real_classes(image):
     res = predict([image], PredictConfig(models=("vgg16", "resnet50"),
                                          default_weights="random:0", top=3))

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import actdb
-from actdb.errors import QueryError, StoreMismatch
+from actdb.errors import QueryError, StoreMismatch, UsageError
 from actdb.store.store import Store
 
 
@@ -14,15 +14,31 @@ def db(built_store):
 
 
 def test_every_stored_image_is_its_own_nearest_neighbour(db):
-    imgs = db.store.images()
-    res = db.nearest([f"id:{i}" for i in imgs.image_id], k=3)
+    imgs = db.images()
+    res = db.nearest([f"id:{i}" for i in imgs.image_id], k=3, include_self=True)
     first = res.neighbors[res.neighbors["rank"] == 1]
     assert (first.image_id.to_numpy() == imgs.image_id.to_numpy()).all()
     assert np.allclose(first.distance, 0, atol=1e-4)
 
 
+def test_an_id_query_leaves_its_own_image_out_everywhere(db):
+    ids, vecs = db.vectors()
+    res = db.nearest("id:4", k=5)
+    assert 4 not in res.neighbors.image_id.tolist() and len(res.neighbors) == 5
+    assert res.classes["count"].sum() == 5
+    d = np.sqrt(((vecs.astype(np.float64) - vecs[ids == 4][0]) ** 2).sum(1))
+    d[ids == 4] = np.inf
+    order = np.argsort(d, kind="stable")[:5]
+    np.testing.assert_array_equal(res.neighbors.image_id, ids[order])
+    ctx = res.context.iloc[0]
+    assert ctx.nn_distance == pytest.approx(d[order[0]], rel=1e-4)
+    assert ctx.mean_distance_k == pytest.approx(d[order].mean(), rel=1e-4)
+    with_self = db.nearest("id:4", k=5, include_self=True)
+    assert with_self.neighbors.image_id.iloc[0] == 4 and with_self.context.nn_distance[0] < 1e-3
+
+
 def test_results_equal_numpy_brute_force(db):
-    ids, vecs = db.store.vectors()
+    ids, vecs = db.vectors()
     q = vecs[5] * 1.1 + 0.01
     res = db.nearest(q, k=7)
     d = np.sqrt(((vecs.astype(np.float64) - q) ** 2).sum(1))
@@ -33,7 +49,7 @@ def test_results_equal_numpy_brute_force(db):
 
 def test_image_query_is_embedded_like_the_data_and_cached(built_store, tmp_path):
     db = actdb.open(built_store)
-    row = db.store.images().iloc[4]
+    row = db.images().iloc[4]
     path = f"{row.root}/{row.path}"
     shutil.copy(path, tmp_path / "again.jpeg")
     first = db.nearest(path, k=1)
@@ -41,7 +57,7 @@ def test_image_query_is_embedded_like_the_data_and_cached(built_store, tmp_path)
     assert first.neighbors.distance.iloc[0] < 1e-5
     fresh = actdb.open(built_store)  # a new process-like handle: no model built yet
     res = fresh.nearest(str(tmp_path / "again.jpeg"), k=1, names=["again"])
-    assert res.context.cached.iloc[0] and fresh.resolver._embedder is None
+    assert res.context.cached.iloc[0] and fresh._embedder is None
     got = fresh.sql("SELECT name FROM queries ORDER BY name").to_pandas().name.tolist()
     assert "again" in got
 
@@ -59,12 +75,12 @@ def test_filters_are_prefilters_that_still_return_k(db):
     res = db.nearest("id:0", k=4, classes="groenendael")
     assert len(res.neighbors) == 4 and set(res.neighbors.class_name) == {"groenendael"}
     res = db.nearest("id:0", k=50, classes="n02321529,tench")
-    assert len(res.neighbors) == 12
+    assert len(res.neighbors) == 11  # both classes, less the query image itself
     res = db.nearest("id:0", k=3, where="path LIKE '%_5.JPEG'")
     assert len(res.neighbors) == 3 and res.neighbors.path.str.endswith("_5.JPEG").all()
     with pytest.raises(QueryError, match="did you mean sea_cucumber"):
         db.nearest("id:0", classes="sea_cucumbr")
-    with pytest.raises(QueryError, match="bad --where"):
+    with pytest.raises(QueryError, match="bad where"):
         db.nearest("id:0", where="nope = 1")
 
 
@@ -79,7 +95,7 @@ def test_wrong_dim_and_other_models_weights_are_refused(built_store, tmp_path):
     sha = Store.open(copy).manifest.weights_sha256
     (copy / "manifest.json").write_text(m.replace(sha, "0" * 64))
     other = actdb.open(copy)
-    row = other.store.images().iloc[0]
+    row = other.images().iloc[0]
     from PIL import Image
 
     Image.open(f"{row.root}/{row.path}").rotate(90).save(tmp_path / "new.png")
@@ -89,18 +105,18 @@ def test_wrong_dim_and_other_models_weights_are_refused(built_store, tmp_path):
 
 def test_centroids_rank_the_own_class_first(db):
     df = db.centroids("id:0", k=3)
-    own = db.store.images().set_index("image_id").class_name[0]
+    own = db.images().set_index("image_id").class_name[0]
     assert df.class_name.iloc[0] == own and len(df) == 3
     assert {"class_mean_dist", "class_p95_dist", "inside"} <= set(df.columns)
     assert len(db.centroids("id:0", classes="tench,groenendael")) == 2
 
 
 def test_examples_match_numpy(db):
-    ids, vecs = db.store.vectors()
+    ids, vecs = db.vectors()
     res = db.examples(channel=4, k=5)
     expected = ids[np.argsort(-vecs[:, 4], kind="stable")[:5]]
     np.testing.assert_array_equal(res.top.image_id.to_numpy(), expected)
     np.testing.assert_allclose(res.top.value, np.sort(vecs[:, 4])[::-1][:5], rtol=1e-6)
     assert res.classes["count"].sum() == 5
-    with pytest.raises(QueryError, match="out of range"):
+    with pytest.raises(UsageError, match="out of range"):
         db.examples(channel=512)

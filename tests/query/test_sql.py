@@ -5,7 +5,7 @@ from typer.testing import CliRunner
 
 import actdb
 from actdb.cli import app
-from actdb.errors import QueryError
+from actdb.errors import QueryError, SqlRefused
 
 runner = CliRunner()
 
@@ -20,14 +20,20 @@ def test_documented_views_exist(built_store):
     assert d.d.iloc[0] == 0
 
 
-def test_sql_is_read_only_and_errors_are_one_line(built_store):
+def test_sql_is_read_only_and_errors_are_one_line(built_store, tmp_path):
     db = actdb.open(built_store)
-    with pytest.raises(QueryError, match="SQL error") as e:
+    with pytest.raises(SqlRefused, match="only SELECT") as e:
         db.sql("DELETE FROM images")
     assert "\n" not in str(e.value)
     assert len(db.sql("SELECT * FROM images")) == 18
     with pytest.raises(QueryError, match="SQL error"):
         db.sql("SELEC nonsense")
+    with pytest.raises(SqlRefused, match="exactly one SQL statement"):
+        db.sql("SELECT 1; SELECT 2")
+    (tmp_path / "outside.csv").write_text("a\n1\n")
+    with pytest.raises(SqlRefused, match="not allowed"):
+        db.sql(f"SELECT * FROM read_csv('{tmp_path / 'outside.csv'}')")
+    assert db.sql("DESCRIBE images").num_rows == 12
 
 
 def test_sql_formats(built_store, tmp_path):

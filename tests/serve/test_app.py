@@ -15,8 +15,9 @@ from tests.helpers import class_image
 
 @pytest.fixture(scope="module")
 def client(built_store):
-    return TestClient(create_app(ServeConfig(store=built_store, max_upload_bytes=200_000,
-                                             sql_max_rows=100, sql_timeout_s=1.0)))
+    with TestClient(create_app(ServeConfig(store=built_store, max_upload_bytes=200_000,
+                                           sql_max_rows=100, sql_timeout_s=1.0))) as c:
+        yield c
 
 
 def _png(img=None) -> bytes:
@@ -37,8 +38,11 @@ def test_health_info_classes(client):
 def test_nearest_by_id_is_the_cli_content(client, built_store):
     r = client.post("/api/nearest?k=5", data={"image_id": "3"})
     assert r.status_code == 200
-    expected = json.loads(json.dumps(actdb.open(built_store).nearest("id:3", k=5).to_dict()))
-    assert r.json() == expected
+    lib = actdb.open(built_store).nearest("id:3", k=5)
+    assert r.json() == json.loads(json.dumps(lib.to_dict(root=False)))
+    root = lib.neighbors.root.iloc[0]
+    assert root not in r.text  # the server's absolute paths stay on the server
+    assert root not in client.get("/api/info").text
 
 
 def test_nearest_by_upload_and_vector(client, built_store):
@@ -97,8 +101,8 @@ def test_nothing_outside_the_dataset_root_is_served(built_store, tmp_path):
     con = duckdb.connect(str(copy / "catalog.duckdb"))
     con.execute("UPDATE images SET path = '../../../../../../etc/passwd' WHERE image_id = 0")
     con.close()
-    c = TestClient(create_app(ServeConfig(store=copy, warm_model=False)))
-    r = c.get("/api/images/0")
+    with TestClient(create_app(ServeConfig(store=copy, warm_model=False))) as c:
+        r = c.get("/api/images/0")
     assert r.status_code == 403 and "root:" not in r.text
 
 
@@ -109,12 +113,15 @@ def test_plot_endpoint_returns_png(client):
 
 
 def test_token_is_checked_on_every_api_call(built_store):
-    c = TestClient(create_app(ServeConfig(store=built_store, token="s3cret",
-                                          warm_model=False)))
-    assert c.get("/api/health").status_code == 401
-    assert c.get("/api/health", headers={"Authorization": "Bearer s3cret"}).status_code == 200
-    assert c.get("/api/info", headers={"X-Actdb-Token": "wrong"}).status_code == 401
-    assert c.get("/").status_code == 200  # the page itself carries no data
+    with TestClient(create_app(ServeConfig(store=built_store, token="s3cret",
+                                           warm_model=False))) as c:
+        assert c.get("/api/health").status_code == 401
+        assert c.get("/api/health", headers={"Authorization": "Bearer s3cret"}
+                     ).status_code == 200
+        r = c.get("/api/info", headers={"X-Actdb-Token": "wrong"})
+        assert r.status_code == 401 and r.json() == {"error": "missing or wrong token",
+                                                     "type": "Unauthorized"}
+        assert c.get("/").status_code == 200  # the page itself carries no data
 
 
 def test_page_is_served(client):
@@ -129,6 +136,6 @@ def test_uploads_reach_the_query_cache_in_one_deferred_write(client, built_store
     again = client.post("/api/nearest?k=1",
                         files={"image": ("deferred.png", _png(class_image(0, 5)), "image/png")})
     assert again.json()["queries"][0]["context"]["cached"] is True  # served from memory
-    client.app.state.db.resolver.flush_cache_writes()
+    client.app.state.db._query_cache().flush()
     names = actdb.open(built_store).sql("SELECT name FROM queries").to_pandas().name.tolist()
     assert "deferred" in names

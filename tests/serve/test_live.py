@@ -15,15 +15,17 @@ import actdb
 from actdb.serve.app import ServeConfig, create_app
 from tests.helpers import class_image
 
+pytestmark = pytest.mark.slow  # a live server, 8 clients and a browser
+
 
 @contextlib.contextmanager
-def running_server(store):
+def running_server(store, **config):
     import uvicorn
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(ServeConfig(store=store)),
+    server = uvicorn.Server(uvicorn.Config(create_app(ServeConfig(store=store, **config)),
                                            host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -59,7 +61,8 @@ def test_eight_concurrent_clients_mixed_requests(server, built_store):
         with httpx.Client(base_url=server, timeout=60) as c:
             for i in range(6):  # bounded: 8 clients x 6 rounds x 4 requests
                 image_id = ids[(n * 6 + i) % len(ids)]
-                r = c.post("/api/nearest?k=3", data={"image_id": str(image_id)})
+                r = c.post("/api/nearest?k=3&include_self=true",
+                           data={"image_id": str(image_id)})
                 assert r.json()["queries"][0]["neighbors"][0]["image_id"] == image_id
                 r = c.post("/api/nearest?k=2", files={"image": (f"u{n}_{i}.png", _png(n + i),
                                                                 "image/png")})
@@ -77,31 +80,53 @@ def test_eight_concurrent_clients_mixed_requests(server, built_store):
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not "
+                                    "installed (.ci/run installs it)")
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed "
-                    "(.ci/run installs it)")
-def test_browser_upload_shows_neighbours(server, tmp_path):
+@contextlib.contextmanager
+def browser_page():
     sync_api = pytest.importorskip("playwright.sync_api")
-    img = tmp_path / "drop.png"
-    class_image(1, 77).save(img)
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=[
             "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
             "--disable-background-networking", "--disable-component-update", "--disable-sync"])
         try:
-            page = browser.new_page()
-            page.goto(server + "/")
-            page.wait_for_function("document.getElementById('info').textContent.includes('"
-                                   "block5_conv4')")
-            page.set_input_files("#file", str(img))
-            page.wait_for_selector(".neighbour", timeout=60_000)
-            tiles = page.locator(".neighbour")
-            assert tiles.count() >= 1
-            assert "groenendael" in page.locator("#neighbours").inner_text()
-            page.wait_for_selector("#map img", timeout=120_000)
-            page.click("text=pair distances")
-            page.wait_for_selector("#sqlout table")
-            page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+            yield browser.new_page()
         finally:
             browser.close()
+
+
+@needs_chromium
+def test_the_page_asks_for_the_token_once_and_sends_it(built_store, tmp_path):
+    img = tmp_path / "drop.png"
+    class_image(2, 78).save(img)
+    asked = []
+    with running_server(built_store, token="s3cret", warm_model=False) as url, \
+            browser_page() as page:
+        page.on("dialog", lambda d: (asked.append(d.message), d.accept("s3cret")))
+        page.goto(url + "/")
+        page.wait_for_function("document.getElementById('info').textContent.includes("
+                               "'block5_conv4')")
+        page.click("text=pair distances")
+        page.wait_for_selector("#sqlout table")
+        assert len(asked) == 1 and "token" in asked[0]
+
+
+@needs_chromium
+def test_browser_upload_shows_neighbours(server, tmp_path):
+    img = tmp_path / "drop.png"
+    class_image(1, 77).save(img)
+    with browser_page() as page:
+        page.goto(server + "/")
+        page.wait_for_function("document.getElementById('info').textContent.includes('"
+                               "block5_conv4')")
+        page.set_input_files("#file", str(img))
+        page.wait_for_selector(".neighbour", timeout=60_000)
+        tiles = page.locator(".neighbour")
+        assert tiles.count() >= 1
+        assert "groenendael" in page.locator("#neighbours").inner_text()
+        page.wait_for_selector("#map img", timeout=120_000)
+        page.click("text=pair distances")
+        page.wait_for_selector("#sqlout table")
+        page.screenshot(path=str(tmp_path / "page.png"), full_page=True)

@@ -8,8 +8,9 @@ from actdb.serve.app import ServeConfig, create_app
 
 @pytest.fixture(scope="module")
 def client(built_store):
-    return TestClient(create_app(ServeConfig(store=built_store, sql_max_rows=100,
-                                             sql_timeout_s=1.0, warm_model=False)))
+    with TestClient(create_app(ServeConfig(store=built_store, sql_max_rows=100,
+                                           sql_timeout_s=1.0, warm_model=False))) as c:
+        yield c
 
 
 def sql(client, text):
@@ -37,7 +38,7 @@ def test_select_over_the_views(client):
     ("INSERT INTO failures VALUES ('r', 'p', NULL, NULL, NULL, 'x', 1, now())", "only SELECT"),
     ("CREATE TABLE t AS SELECT 1", "only SELECT"),
     ("DROP TABLE images", "only SELECT"),
-    ("SELECT 1; DELETE FROM images", "exactly one statement"),
+    ("SELECT 1; DELETE FROM images", "exactly one SQL statement"),
 ])
 def test_refusals_change_nothing_and_read_nothing(client, tmp_path, text, needle):
     r = sql(client, text)
@@ -53,7 +54,8 @@ def test_refusals_change_nothing_and_read_nothing(client, tmp_path, text, needle
 
 def test_time_limit_stops_long_queries(client):
     r = sql(client, "SELECT count(*) FROM range(100000000000) a")
-    assert r.status_code == 403 and "longer than" in r.json()["error"]
+    assert r.status_code == 504 and "longer than" in r.json()["error"]
+    assert r.json()["type"] == "SqlTimeout"
     assert sql(client, "SELECT 1").status_code == 200
 
 

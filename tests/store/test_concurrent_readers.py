@@ -4,9 +4,12 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 import actdb
-from actdb.store.check import check_store
 from tests.helpers import SIZE, WEIGHTS, make_tree
+
+pytestmark = pytest.mark.slow  # an ingest subprocess watched by readers
 
 
 def test_queries_succeed_and_see_whole_shards_while_an_ingest_appends(tmp_path):
@@ -31,4 +34,4 @@ def test_queries_succeed_and_see_whole_shards_while_an_ingest_appends(tmp_path):
         time.sleep(0.05)
     assert proc.wait(timeout=60) == 0, proc.stderr.read()[-2000:]
     assert seen == sorted(seen) and len(set(seen)) > 2, seen  # it watched the store grow
-    assert check_store(store).ok
+    assert actdb.open(store).check().ok

@@ -57,6 +57,7 @@ class _Collect(HTMLParser):
             self.srcs.append(a.get("src") or a.get("href"))
 
 
+@pytest.mark.slow
 def test_report_is_self_contained_and_has_every_section(built_store, tmp_path):
     from actdb.viz.report import SECTIONS
     from tests.helpers import class_image

@@ -3,7 +3,7 @@ import pytest
 from PIL import Image
 
 from actdb.errors import ImageError
-from actdb.ingest.decode import decode_image, is_image_name
+from actdb.images import decode_image, is_image_name
 from tests.helpers import add_bad_files, class_image
 
 GOOD = ("cmyk.JPEG", "gray.JPEG", "rgba.png", "palette.png", "gray16.png", "png_named.JPEG")
@@ -67,3 +67,14 @@ def _png(arr) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, "PNG")
     return buf.getvalue()
+
+
+def test_the_bomb_guard_leaves_pillows_global_limit_alone(files, monkeypatch):
+    d, _ = files
+    before = Image.MAX_IMAGE_PIXELS
+    with pytest.raises(ImageError, match="decompression bomb"):
+        decode_image(d / "bomb.png", 24)
+    assert before == Image.MAX_IMAGE_PIXELS
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)  # a user who switched Pillow's off
+    with pytest.raises(ImageError, match="decompression bomb"):
+        decode_image(d / "bomb.png", 24)

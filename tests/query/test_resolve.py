@@ -3,8 +3,6 @@ from typer.testing import CliRunner
 
 import actdb
 from actdb.cli import app
-from actdb.query.vectors import QueryResolver, embed_images
-from actdb.store.store import Store
 from tests.helpers import class_image
 
 runner = CliRunner()
@@ -13,9 +11,9 @@ runner = CliRunner()
 def test_embed_equals_what_nearest_uses(built_store, tmp_path):
     img = tmp_path / "q.png"
     class_image(2, 7).save(img)
-    names, vecs = embed_images([img], store=built_store)
-    q = QueryResolver(Store.open(built_store)).resolve([str(img)])[0]
-    assert names == ["q"]
+    vecs = actdb.open(built_store).embed([img])
+    q = actdb.open(built_store).resolve(str(img))[0]
+    assert q.name == "q"
     np.testing.assert_array_equal(vecs[0], q.vec)
 
     out = tmp_path / "q.npy"

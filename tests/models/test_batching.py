@@ -2,8 +2,8 @@ import concurrent.futures
 
 import numpy as np
 
+from actdb.models.batching import BatchingEmbedder
 from actdb.models.embed import EmbedConfig, Embedder
-from actdb.serve.batching import BatchingEmbedder
 from tests.helpers import class_image
 
 

@@ -61,3 +61,58 @@ def test_pair_stats_rows_and_seed(built_store):
     assert ps.loc["same_class", "count"] == 45 and ps.loc["different_class", "count"] == 216
     assert (ps.seed == 0).all()
     assert ps.loc["same_class", "mean"] < ps.loc["different_class", "mean"]
+
+
+def test_random_pairs_are_every_pair_when_they_fit(built_store, parquet_vectors, tmp_path):
+    import shutil
+
+    copy = tmp_path / "s"
+    shutil.copytree(built_store, copy)
+    db = actdb.open(copy)
+    x = np.stack(list(parquet_vectors.values())).astype(np.float64)
+    i, j = np.triu_indices(len(x), 1)
+    every = np.sqrt(((x[i] - x[j]) ** 2).sum(1))
+    means = []
+    for seed in (0, 5):
+        row = db.stats(seed=seed)["pair_stats"][2]
+        assert row["kind"] == "random" and row["count"] == len(every) == 153
+        assert row["sampled"] is False
+        means.append(row["mean"])
+    assert means[0] == means[1] == pytest.approx(every.mean(), rel=1e-6)
+    small = db.stats(pair_sample=40, pairs_per_class=5)["pair_stats"]
+    by_kind = {r["kind"]: r for r in small}
+    assert by_kind["random"]["count"] == 40 and by_kind["random"]["sampled"] is True
+    assert by_kind["same_class"]["sampled"] is True  # 15 pairs per class > 5
+
+
+def test_sampled_pairs_are_distinct_and_cover_all_ranks():
+    from actdb.stats import _pairs_within, pairs_from_rank
+
+    n = 9
+    i, j = pairs_from_rank(np.arange(n * (n - 1) // 2), n)
+    ti, tj = np.triu_indices(n, 1)
+    assert (i == ti).all() and (j == tj).all()
+    big = 1_281_167
+    k = np.array([0, 1, big - 2, big * (big - 1) // 2 - 1])
+    i, j = pairs_from_rank(k, big)
+    assert list(zip(i.tolist(), j.tolist(), strict=True)) == [(0, 1), (0, 2), (0, big - 1),
+                                                              (big - 2, big - 1)]
+    i, j, sampled = _pairs_within(50, 300, np.random.default_rng(0))
+    assert sampled and len(set(zip(i.tolist(), j.tolist(), strict=True))) == 300
+    assert (i < j).all()
+
+
+def test_recorded_settings_are_reused_after_an_ingest(tmp_path):
+    from tests.helpers import SIZE, WEIGHTS, make_tree
+
+    root = make_tree(tmp_path / "d", per_class=3)
+    db = actdb.open(tmp_path / "s")
+    options = dict(weights=WEIGHTS, image_size=SIZE, precision="fp32")
+    db.ingest(root, **options)
+    db.stats(seed=5, pairs_per_class=10)
+    make_tree(root, classes=("n01530575",), per_class=1)  # one more image, a new class
+    res = db.ingest(root, **options)
+    assert res.ingested == 1 and res.stats["config"]["seed"] == 5
+    assert res.stats["config"]["pairs_per_class"] == 10
+    ps = db.sql("SELECT DISTINCT seed, pairs_per_class FROM pair_stats").to_pylist()
+    assert ps == [{"seed": 5, "pairs_per_class": 10}]

@@ -1,5 +1,8 @@
 """Decode any image real ImageNet throws at us into a fixed-size RGB uint8 array.
 
+The bottom floor shared by ingest, the models and the queries: a query image goes through
+exactly the code the stored images went through.
+
 Handles CMYK and grayscale JPEGs, RGBA and palette PNGs, 16-bit PNGs and PNGs named
 ``.JPEG`` (Pillow sniffs the content, not the name). Truncated, empty, non-image and
 decompression-bomb files raise :class:`ImageError` with a short reason.
@@ -23,17 +26,17 @@ import io
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFile, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from actdb.errors import ImageError
 
 RESIZE_METHODS = ("squash", "center-crop")
-#: Images with more pixels than this are refused as decompression bombs (Pillow's own limit).
+#: Images with more pixels than this are refused as decompression bombs (Pillow's default
+#: limit). Checked per image from the header, before any pixel is decoded; Pillow's own
+#: process-wide ``Image.MAX_IMAGE_PIXELS`` is left as the application set it.
 MAX_PIXELS = 89_478_485
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".jfif"}
 
-ImageFile.LOAD_TRUNCATED_IMAGES = False
-Image.MAX_IMAGE_PIXELS = None  # we check the size ourselves, before decoding any pixel
 
 
 def is_image_name(path: str | Path) -> bool:
@@ -90,6 +93,8 @@ def decode_image(
         except UnidentifiedImageError:
             empty = fp.seek(0, io.SEEK_END) == 0
             raise ImageError("empty file" if empty else "not an image") from None
+        except Image.DecompressionBombError as exc:  # Pillow's own guard, at twice its limit
+            raise ImageError(f"decompression bomb: {exc}") from None
         except Exception as exc:  # noqa: BLE001 - Pillow raises many kinds
             raise ImageError(f"cannot open image: {exc}") from None
         w, h = im.size

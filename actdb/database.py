@@ -1,0 +1,376 @@
+"""``actdb.open()``: one object for everything the command line and the service can do.
+
+>>> import actdb
+>>> db = actdb.open(store)                   # db.ingest("imagenet/", per_class=100) made it
+>>> db.count()
+18
+>>> db.nearest("id:0", k=3).neighbors.class_name.tolist()
+['tench', 'tench', 'tench']
+>>> db.sql("SELECT count(*) AS n FROM classes").to_pylist()
+[{'n': 3}]
+>>> fig = db.plot("pca", queries=["id:0"], classes="tench,groenendael", output=tmp / "pca.png")
+
+Methods carry the command names (``ingest``, ``info``, ``check``, ``index``, ``stats``,
+``nearest``, ``centroids``, ``examples``, ``sql``, ``plot``, ``report``, ``embed``) and the
+same options, as keyword arguments. Results are pandas DataFrames, pyarrow Tables or small
+dataclasses. The store's path is resolved here and nowhere else: ``path``, else
+``$ACTDB_STORE``, else ``./actdb-store``; it need not exist until ``ingest`` makes it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+
+from actdb.errors import QueryError, StoreError, UsageError
+from actdb.query.resolve import QueryVector, as_list
+from actdb.store.catalog import files, reads
+from actdb.store.store import Store, resolve_store_path
+
+Progress = Callable[[str], None]
+
+
+def _positive(name: str, value: int) -> None:
+    if value < 1:
+        raise UsageError(f"{name} must be at least 1, not {value}")
+
+
+def _writable(output: str | Path | None) -> None:
+    """Refuse an output whose folder does not exist before the work, not after it."""
+    if output is not None and not Path(output).parent.is_dir():
+        raise UsageError(f"cannot write {output}: the folder {Path(output).parent} does not "
+                         "exist")
+
+
+class Database:
+    """A store, opened for everything. Thread-safe; ``close()`` stops its background work.
+
+    ``sql_threads`` bounds DuckDB's threads for SQL (a server leaves cores to the model);
+    ``defer_cache_writes`` writes the query cache from a background thread; ``batch_uploads``
+    lets concurrent image queries share forward passes. The service sets all three.
+    """
+
+    def __init__(self, path: str | Path | None = None, *, sql_threads: int | None = None,
+                 defer_cache_writes: bool = False, batch_uploads: bool = False):
+        self.path = resolve_store_path(path)
+        self.sql_threads = sql_threads
+        self.defer_cache_writes = defer_cache_writes
+        self.batch_uploads = batch_uploads
+        self._lock = threading.RLock()
+        self._store: Store | None = None
+        self._index = None  # (file signature, index, info)
+        self._embedder = None
+        self._cache = None
+        self._intact = False
+
+    def __repr__(self) -> str:
+        return f"Database({str(self.path)!r})"
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Flush and stop background writers and batching; drop the loaded index and model."""
+        with self._lock:
+            if self._cache is not None:
+                self._cache.close()
+            if hasattr(self._embedder, "close"):
+                self._embedder.close()
+            self._cache = self._embedder = self._index = None
+
+    # -- the store ---------------------------------------------------------------------------
+
+    @property
+    def store(self) -> Store:
+        """The opened store (StoreError when there is none yet)."""
+        with self._lock:
+            if self._store is None:
+                self._store = Store.open(self.path, self.sql_threads)
+            return self._store
+
+    @property
+    def manifest(self):
+        return self.store.manifest
+
+    def ingest(self, root: str | Path, progress: Callable[[int, int], None] | None = None,
+               **options):
+        """Embed the images under ``root`` into this store (made when missing), resuming and
+        skipping what is there; then update the index and the statistics.
+
+        Options are :class:`~actdb.ingest.pipeline.IngestConfig`'s (``per_class``, ``limit``,
+        ``seed``, ``split``, ``batch_size``, ``strict``, ``shard``, ``rows_per_shard``,
+        ``workers``) and :class:`~actdb.models.embed.EmbedConfig`'s (``model``, ``layer``,
+        ``pool``, ``weights``, ``image_size``, ``resize``, ``precision``).
+        """
+        from actdb.ingest.pipeline import IngestConfig, ingest
+        from actdb.models.embed import EmbedConfig
+
+        embed_names = {f.name for f in fields(EmbedConfig)}
+        ingest_names = {f.name for f in fields(IngestConfig)} - {"root", "store", "embed"}
+        unknown = set(options) - embed_names - ingest_names
+        if unknown:
+            raise UsageError(f"unknown ingest option(s): {', '.join(sorted(unknown))}")
+        embed = EmbedConfig(**{k: v for k, v in options.items() if k in embed_names})
+        rest = {k: v for k, v in options.items() if k in ingest_names}
+        result = ingest(IngestConfig(root=root, store=self.path, embed=embed, **rest), progress)
+        with self._lock:
+            self._store = None  # the manifest may be new
+        return result
+
+    def info(self) -> dict:
+        """What is in the store: recipe, counts, classes, failures, size, index, statistics
+        (``damaged`` lists what is missing)."""
+        return self.store.info()
+
+    def check(self, repair: bool = False):
+        """Verify that every file of the store agrees (CheckReport); ``repair=True`` first
+        rebuilds what can be rebuilt."""
+        from actdb.check import check_store, repair_store
+
+        return repair_store(self.store) if repair else check_store(self.store)
+
+    def index(self, kind: str = "auto", metric: str = "l2", target_recall: float = 0.95
+              ) -> dict:
+        """(Re)build the FAISS index; returns what ``index.json`` records."""
+        from actdb.index.faiss_index import IndexConfig
+        from actdb.index.store_index import index_store
+
+        return index_store(self.store, IndexConfig(kind=kind, metric=metric,
+                                                   target_recall=target_recall))
+
+    def stats(self, seed: int | None = None, pairs_per_class: int | None = None,
+              pair_sample: int | None = None, nn_sample: int | None = None) -> dict:
+        """(Re)compute centroids, class_stats, pair_stats and nn_sample. Settings left None
+        keep what the store recorded last time."""
+        from actdb.stats import compute_stats, settings
+
+        for name, value in (("pairs_per_class", pairs_per_class),
+                            ("pair_sample", pair_sample), ("nn_sample", nn_sample)):
+            if value is not None:
+                _positive(name, value)
+        return compute_stats(self.store, settings(self.store, seed=seed,
+                                                  pairs_per_class=pairs_per_class,
+                                                  pair_sample=pair_sample,
+                                                  nn_sample=nn_sample))
+
+    def images(self, where: str | None = None):
+        """The images table (DataFrame), optionally filtered by a SQL predicate."""
+        return self.store.images(where)
+
+    def count(self) -> int:
+        """How many images the store holds."""
+        with self.store.reader() as con:
+            return reads.summary(con)["images"]
+
+    def classes(self):
+        """The classes view (DataFrame): class_key, synset, class_name, class_index,
+        n_images."""
+        with self.store.reader() as con:
+            return reads.classes_df(con)
+
+    def image_path(self, image_id: int) -> tuple[Path, Path]:
+        """(dataset root, full path) of a stored image's file."""
+        with self.store.reader() as con:
+            meta = reads.image_meta(con, [image_id], missing_ok=True)
+        if meta["root"][0] is None:
+            raise QueryError(f"no stored image with id {image_id}")
+        root = Path(meta["root"][0])
+        return root, root / meta["path"][0]
+
+    def vectors(self, ids=None) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, vectors) of every stored image, or of these ids in their order."""
+        return self.store.vectors(ids)
+
+    # -- queries -----------------------------------------------------------------------------
+
+    def resolve(self, queries, names: list[str] | None = None) -> list[QueryVector]:
+        """Image files, ``id:N``, ``.npy`` files, arrays or uploads -> query vectors, embedded
+        exactly as the stored images were (and cached by content)."""
+        from actdb.query.resolve import embed_cached, resolve
+
+        specs = as_list(queries)
+        if not specs:
+            raise UsageError("give at least one query")
+        def embed_bytes(data: list[bytes]) -> np.ndarray:  # the model only for new content
+            return self.embedder.embed_bytes(data)
+
+        return resolve(specs, names, self.manifest.dim, self._stored_vectors,
+                       lambda images: embed_cached(images, self._query_cache(), embed_bytes))
+
+    def nearest(self, queries, k: int = 10, classes=None, split: str | None = None,
+                where: str | None = None, names: list[str] | None = None,
+                include_self: bool = False):
+        """The k nearest stored images of each query, their class vote and the distance in
+        context (NearestResult: ``.neighbors``, ``.classes``, ``.context`` DataFrames).
+        ``id:N`` queries leave their own image out unless ``include_self``."""
+        from actdb.query.nearest import nearest
+
+        _positive("k", k)
+        self._require_intact()
+        qs = self.resolve(queries, names)
+        index, info = self._loaded_index()
+        if index.ntotal == 0:
+            raise QueryError("the store has no images yet; ingest some first")
+        allowed = self._allowed(classes, split, where)
+        return nearest(qs, k, index, info, self.store, allowed, include_self)
+
+    def centroids(self, queries, k: int = 10, classes=None):
+        """Classes ranked by the distance from each query to their centroid, with each
+        class's spread (DataFrame)."""
+        from actdb.query.centroids import centroids
+        from actdb.query.nearest import parse_classes
+
+        _positive("k", k)
+        self._require_intact()
+        qs = self.resolve(queries)
+        names = parse_classes(classes)
+        with self.store.reader() as con:
+            cent = reads.centroids(con)
+            if names:
+                cent = cent[cent.class_key.isin(reads.resolve_classes(con, names))]
+        return centroids(qs, cent, k)
+
+    def examples(self, channel: int, k: int = 20):
+        """The stored images with the highest pooled value of ``channel`` (ExamplesResult)."""
+        from actdb.query.examples import examples
+
+        return examples(self.store, channel, k)
+
+    def sql(self, query: str, max_rows: int | None = None, timeout: float | None = None):
+        """One read-only SQL statement over the store's views (pyarrow Table)."""
+        from actdb.query.sql import run_sql
+
+        if max_rows is not None:
+            _positive("max_rows", max_rows)
+        return run_sql(self.store, query, max_rows, timeout)
+
+    def embed(self, images) -> np.ndarray:
+        """Pooled vectors of image files (or bytes), exactly as ``nearest`` embeds them."""
+        paths = as_list(images)
+        for p in paths:
+            if not isinstance(p, bytes) and not Path(p).is_file():
+                raise QueryError(f"{p} is not a file")
+        return self.embedder.embed_files(paths)
+
+    # -- pictures ----------------------------------------------------------------------------
+
+    def plot(self, kind: str, queries=(), output: str | Path | None = None, *,
+             classes=None, random_classes: int = 0, per_class: int = 100, seed: int = 0,
+             log: bool = False, bins: int = 40, save_coords: str | Path | None = None,
+             progress: Progress | None = None):
+        """A matplotlib Figure: ``tsne``, ``umap`` or ``pca`` maps, a channel ``profile``, or
+        ``distances`` histograms, with the queries highlighted; saved when ``output`` is given
+        (.png, .svg, .pdf)."""
+        from actdb.query.nearest import parse_classes
+        from actdb.viz.plot import PlotConfig, plot
+
+        _writable(output)
+        _writable(save_coords)
+        self._require_intact()
+        cfg = PlotConfig(parse_classes(classes), random_classes, per_class, seed, log, bins)
+        qs = self.resolve(queries) if as_list(queries) else []
+        return plot(self.store, kind, qs, cfg, output=output, save_coords=save_coords,
+                    progress=progress)
+
+    def report(self, output: str | Path, queries, *, k: int = 12, classes=None,
+               random_classes: int = 0, per_class: int = 100, seed: int = 0,
+               progress: Progress | None = None) -> Path:
+        """One self-contained HTML file: the queries, their neighbours, class vote, centroid
+        ranking, t-SNE and UMAP maps and distance histograms."""
+        from actdb.query.nearest import parse_classes
+        from actdb.viz.plot import PlotConfig
+        from actdb.viz.report import ReportConfig, build_report
+
+        _positive("k", k)
+        _writable(output)
+        qs = self.resolve(queries)
+        cfg = ReportConfig(k=k, plot=PlotConfig(parse_classes(classes), random_classes,
+                                                per_class, seed))
+        say = progress or (lambda _: None)
+        say("nearest neighbours")
+        near = self.nearest(qs, k=k)
+        cents = self.centroids(qs, k=10)
+        return build_report(self.store, qs, near, cents, output, cfg, progress)
+
+    # -- what the methods share --------------------------------------------------------------
+
+    @property
+    def embedder(self):
+        """The store's model, built on first use, its weights checked against the manifest."""
+        with self._lock:
+            if self._embedder is None:
+                from actdb.models.embed import store_embedder
+
+                emb = store_embedder(self.manifest)
+                if self.batch_uploads:
+                    from actdb.models.batching import BatchingEmbedder
+
+                    emb = BatchingEmbedder(emb)
+                self._embedder = emb
+            return self._embedder
+
+    def _require_intact(self) -> None:
+        """StoreDamaged when a shard the catalog lists is gone (checked once per handle)."""
+        if not self._intact:
+            with self.store.reader() as con:
+                reads.require_shards(con, self.path)
+            self._intact = True
+
+    def _query_cache(self):
+        from actdb.query.cache import QueryCache
+
+        with self._lock:
+            if self._cache is None:
+                self._cache = QueryCache(self.store, deferred=self.defer_cache_writes)
+            return self._cache
+
+    def _signature(self) -> tuple:
+        sig = []
+        for p in (files.index_path(self.path), files.index_info_path(self.path)):
+            try:
+                st = p.stat()
+                sig.append((st.st_mtime_ns, st.st_size))
+            except FileNotFoundError:
+                sig.append(None)
+        return tuple(sig)
+
+    def _loaded_index(self):
+        """(index, info), reloaded when another process rewrites the index."""
+        from actdb.index.faiss_index import load_index, load_info
+
+        sig = self._signature()
+        with self._lock:
+            if self._index is None or self._index[0] != sig:
+                self._index = (sig, load_index(self.path), load_info(self.path))
+            return self._index[1], self._index[2]
+
+    def _stored_vectors(self, ids: list[int]) -> np.ndarray:
+        """Stored vectors, straight from an L2 index (which holds them unchanged) when it can
+        say, else from the shards."""
+        try:
+            index, info = self._loaded_index()
+            if info["metric"] == "l2":
+                return np.stack([index.reconstruct(int(i)) for i in ids])
+        except (RuntimeError, StoreError):
+            pass
+        return self.store.vectors(ids)[1]
+
+    def _allowed(self, classes, split: str | None, where: str | None) -> np.ndarray | None:
+        from actdb.query.nearest import parse_classes
+
+        names = parse_classes(classes)
+        if not (names or split or where):
+            return None
+        with self.store.reader() as con:
+            if split is not None and split not in (have := reads.splits(con)):
+                raise UsageError(f"unknown split {split!r}; this store has: "
+                                 f"{', '.join(have) or 'none'}")
+            keys = reads.resolve_classes(con, names) if names else None
+            return reads.filtered_ids(con, keys, split, where)

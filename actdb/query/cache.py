@@ -1,0 +1,126 @@
+"""Query vectors cached by content, and the names that refer to them.
+
+An image query is embedded once per (sha256 of its bytes, model fingerprint); asking again
+skips the model. A name (file stem or ``names=``) denotes exactly one vector: binding a name
+to other content rebinds it, and the caller is told (``QueryVector.rebound``).
+
+Writes are immediate by default. A server defers them (``deferred=True``): a background thread
+writes everything pending once per ``interval_s`` in one transaction, pending vectors are
+served from memory meanwhile, and :meth:`close` stops the thread after a last flush.
+
+>>> cache = QueryCache(Store.open(store))
+>>> cache.get(["0" * 64])                             # never seen
+{}
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import weakref
+
+import numpy as np
+
+from actdb.errors import StoreError
+from actdb.store.catalog import reads, writes
+from actdb.store.store import Store
+
+MEMO_SIZE = 10_000
+
+
+class QueryCache:
+    """The store's cached query vectors, with an in-process memo."""
+
+    def __init__(self, store: Store, deferred: bool = False, interval_s: float = 1.0):
+        self.store = store
+        self.fingerprint = store.manifest.fingerprint
+        self._lock = threading.Lock()
+        self._memo: collections.OrderedDict[str, np.ndarray] = collections.OrderedDict()
+        self._pending: list[tuple[str, str, str, np.ndarray]] = []
+        self._pending_names: dict[str, str] = {}
+        self._stop = threading.Event()
+        self._thread = None
+        if deferred:
+            self._thread = threading.Thread(target=_loop, args=(weakref.ref(self), self._stop,
+                                                                interval_s),
+                                            name="actdb-query-cache", daemon=True)
+            self._thread.start()
+            # a caller who never calls close(): the thread still stops, at the latest at exit
+            weakref.finalize(self, self._stop.set)
+
+    def get(self, shas: list[str]) -> dict[str, np.ndarray]:
+        """Cached vectors of these content hashes (memo first, then the catalog)."""
+        with self._lock:
+            found = {s: self._memo[s] for s in shas if s in self._memo}
+        unknown = [s for s in dict.fromkeys(shas) if s not in found]
+        if unknown:
+            with self.store.reader() as con:
+                from_catalog = reads.cached_vectors(con, unknown, self.fingerprint)
+            self._remember(from_catalog)
+            found.update(from_catalog)
+        return found
+
+    def put(self, rows: list[tuple[str, str, str, np.ndarray]]) -> set[str]:
+        """Cache (sha256, name, source, vec) rows and bind the names; returns the names that
+        denoted other content before. Best effort: a read-only or busy store still answers."""
+        self._remember({sha: vec for sha, _, _, vec in rows})
+        names = [name for _, name, _, _ in rows]
+        with self._lock:
+            before = {n: self._pending_names[n] for n in names if n in self._pending_names}
+        try:
+            with self.store.reader() as con:
+                before = {**reads.name_bindings(con, [n for n in names if n not in before],
+                                                self.fingerprint), **before}
+        except StoreError:
+            pass
+        rebound = {name for sha, name, _, _ in rows if before.get(name, sha) != sha}
+        if self._thread is not None:
+            with self._lock:
+                self._pending.extend(rows)
+                self._pending_names.update({name: sha for sha, name, _, _ in rows})
+        else:
+            self._write(rows)
+        return rebound
+
+    def flush(self) -> None:
+        """Write what is pending now."""
+        with self._lock:
+            rows, self._pending = self._pending, []
+            self._pending_names = {}
+        if rows:
+            self._write(rows)
+
+    def close(self) -> None:
+        """Stop the background writer (after a last flush)."""
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join(timeout=30)
+            self._thread = None
+        self.flush()
+
+    def _remember(self, vecs: dict[str, np.ndarray]) -> None:
+        with self._lock:
+            for sha, vec in vecs.items():
+                self._memo[sha] = vec
+                self._memo.move_to_end(sha)
+            while len(self._memo) > MEMO_SIZE:
+                self._memo.popitem(last=False)
+
+    def _write(self, rows) -> None:
+        from actdb.store import catalog
+
+        try:
+            with catalog.writer(self.store.path, timeout=5) as con:
+                writes.put_queries(con, self.fingerprint, rows)
+        except (StoreError, OSError):
+            pass
+
+
+def _loop(cache_ref, stop: threading.Event, interval_s: float) -> None:
+    """The deferred writer: holds only a weak reference, so a forgotten cache can go."""
+    while not stop.wait(interval_s):
+        cache = cache_ref()
+        if cache is None:
+            return
+        cache.flush()
+        del cache

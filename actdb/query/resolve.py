@@ -1,0 +1,135 @@
+"""Turn query specs into vectors, exactly as the store's images were embedded.
+
+A query is an image file, ``id:<image_id>`` of a stored image, a ``.npy`` vector (or a stack of
+them) of the store's dim, a numpy array, or raw image bytes (:class:`Upload`). Image queries are
+embedded together in one batch by the store's own model and cached by content
+(:mod:`actdb.query.cache`).
+
+>>> parse_id("id:17")
+17
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from actdb.errors import QueryError
+
+
+@dataclass
+class QueryVector:
+    """One resolved query."""
+
+    name: str
+    source: str
+    vec: np.ndarray
+    image_id: int | None = None  # set for id: queries
+    cached: bool = False
+    rebound: bool = False  # the name denoted other content before this query
+
+
+@dataclass(frozen=True)
+class Upload:
+    """Image bytes from somewhere other than a file (an HTTP upload)."""
+
+    name: str
+    data: bytes
+
+
+def as_list(queries) -> list:
+    """One query or several -> a list."""
+    if isinstance(queries, str | Path | np.ndarray | Upload | QueryVector) or not hasattr(
+            queries, "__iter__"):
+        return [queries]
+    return list(queries)
+
+
+def parse_id(spec: str) -> int:
+    try:
+        return int(spec[3:])
+    except ValueError:
+        raise QueryError(f"bad query {spec!r}: use id:<integer image_id>") from None
+
+
+def check_vector(vec: np.ndarray, dim: int, what: str) -> np.ndarray:
+    if vec.ndim != 1 or vec.shape[0] != dim:
+        raise QueryError(f"{what} has shape {vec.shape}; this store's vectors have dim {dim}")
+    if not np.all(np.isfinite(vec)):
+        raise QueryError(f"{what} has NaN or infinite values")
+    return vec.astype(np.float32)
+
+
+def _from_array(arr, name: str, source: str, dim: int) -> list[QueryVector]:
+    arr = np.asarray(arr)
+    if arr.ndim == 2:
+        return [QueryVector(f"{name}[{i}]", source, check_vector(r, dim, f"{source} row {i}"))
+                for i, r in enumerate(arr)]
+    return [QueryVector(name, source, check_vector(arr, dim, source))]
+
+
+def _from_npy(path: Path, name: str, dim: int) -> list[QueryVector]:
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise QueryError(f"cannot read {path}: {exc}") from None
+    return _from_array(arr, name, str(path), dim)
+
+
+def resolve(specs: list, names: list[str] | None, dim: int,
+            stored_vectors: Callable[[list[int]], np.ndarray],
+            embed_images: Callable[[list[tuple[str, str, bytes]]], list[QueryVector]],
+            ) -> list[QueryVector]:
+    """Resolve every spec. ``stored_vectors(ids)`` reads stored vectors; ``embed_images``
+    turns (name, source, bytes) into query vectors (cached, or through the model)."""
+    out: list = []
+    images: list[tuple[int, str, str, bytes]] = []  # (slot, name, source, bytes)
+    ids: list[tuple[int, int, str]] = []  # (slot, image_id, name)
+    for n, spec in enumerate(specs):
+        name = names[n] if names and n < len(names) and names[n] else None
+        if isinstance(spec, QueryVector):
+            out.append(spec)
+        elif isinstance(spec, Upload):
+            images.append((len(out), name or spec.name, spec.name, spec.data))
+            out.append(None)
+        elif isinstance(spec, np.ndarray):
+            out.extend(_from_array(spec, name or f"vector{n}", "array", dim))
+        elif str(spec).startswith("id:"):
+            ids.append((len(out), parse_id(str(spec)), name or str(spec)))
+            out.append(None)
+        elif str(spec).lower().endswith(".npy"):
+            out.extend(_from_npy(Path(spec), name or Path(spec).stem, dim))
+        else:
+            p = Path(spec)
+            if not p.is_file():
+                raise QueryError(f"query {spec} is not a file, an id:<image_id> or a .npy")
+            images.append((len(out), name or p.stem, str(p), p.read_bytes()))
+            out.append(None)
+    if ids:
+        vecs = stored_vectors([i for _, i, _ in ids])
+        for (slot, image_id, name), vec in zip(ids, vecs, strict=True):
+            out[slot] = QueryVector(name, f"id:{image_id}", vec, image_id=image_id)
+    if images:
+        for (slot, *_), q in zip(images, embed_images([i[1:] for i in images]), strict=True):
+            out[slot] = q
+    return out
+
+
+def embed_cached(images: list[tuple[str, str, bytes]], cache, embed_bytes
+                 ) -> list[QueryVector]:
+    """Image queries through the cache: only content never seen before runs the model
+    (``embed_bytes(list of bytes) -> vectors``); names are bound to what they show now."""
+    shas = [hashlib.sha256(data).hexdigest() for _, _, data in images]
+    known = cache.get(shas)
+    todo = [i for i, s in enumerate(shas) if s not in known]
+    if todo:
+        for i, vec in zip(todo, embed_bytes([images[i][2] for i in todo]), strict=True):
+            known[shas[i]] = vec
+    rebound = cache.put([(s, name, source, known[s])
+                         for s, (name, source, _) in zip(shas, images, strict=True)])
+    return [QueryVector(name, source, known[s], cached=i not in todo, rebound=name in rebound)
+            for i, (s, (name, source, _)) in enumerate(zip(shas, images, strict=True))]

@@ -1,0 +1,132 @@
+r"""How the command line shows results: tables, JSON, CSV and files (no Typer here).
+
+On a terminal a table is drawn with rich; anywhere else (a pipe, a file) it is tab-separated
+with every value in full, so nothing is cut to the terminal's width. JSON keeps every float
+at full precision; CSV writes array values as JSON lists, which parse back.
+
+>>> tsv([{"a": 1, "b": [1.5, 2.0]}], ["a", "b"])
+'a\tb\n1\t[1.5, 2.0]\n'
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def plain(v):
+    """A value as plain JSON-ready Python (numpy scalars and arrays, NaN -> None)."""
+    if isinstance(v, np.ndarray):
+        return [plain(x) for x in v.tolist()]
+    if isinstance(v, list | tuple):
+        return [plain(x) for x in v]
+    if isinstance(v, dict):
+        return {k: plain(x) for k, x in v.items()}
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if v is not None and not isinstance(v, str | int | float | bool):
+        try:
+            import pandas as pd
+
+            if v is pd.NA or v is pd.NaT:
+                return None
+        except ImportError:
+            pass
+        return str(v)
+    return v
+
+
+def to_json(obj) -> str:
+    return json.dumps(plain(obj), indent=2)
+
+
+def _cell(v, floats: str = "{:.4g}") -> str:
+    v = plain(v)
+    if isinstance(v, float):
+        return floats.format(v)
+    if isinstance(v, list):
+        return json.dumps(v)
+    return "" if v is None else str(v)
+
+
+def tsv(rows: list[dict], columns: list[str]) -> str:
+    """Tab-separated text with a header; values in full (floats as repr)."""
+    lines = ["\t".join(columns)]
+    for r in rows:
+        lines.append("\t".join(_cell(r.get(c), "{!r}").replace("\t", " ").replace("\n", " ")
+                               for c in columns))
+    return "\n".join(lines) + "\n"
+
+
+def csv_text(rows: list[dict], columns: list[str]) -> str:
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(columns)
+    for r in rows:
+        w.writerow([_cell(r.get(c), "{!r}") for c in columns])
+    return buf.getvalue()
+
+
+def rich_table(rows: list[dict], columns: list[str], title: str | None = None,
+               width: int | None = None) -> str:
+    """A rich table as text (wrapped to ``width``, never cut)."""
+    import io
+
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+    numeric = {c: all(isinstance(plain(r.get(c)), int | float) for r in rows if
+                      r.get(c) is not None) and rows for c in columns}
+    for c in columns:
+        t.add_column(c, justify="right" if numeric[c] else "left", overflow="fold")
+    for r in rows:
+        t.add_row(*[_cell(r.get(c)) for c in columns])
+    buf = io.StringIO()
+    Console(file=buf, width=width, highlight=False, soft_wrap=False,
+            force_terminal=False).print(t)
+    return buf.getvalue()
+
+
+def table(rows: list[dict], columns: list[str], title: str | None = None) -> str:
+    """What a command prints: a rich table on a terminal, else TSV (title as a comment)."""
+    if sys.stdout.isatty():
+        import shutil
+
+        return rich_table(rows, columns, title, shutil.get_terminal_size().columns)
+    return (f"# {title}\n" if title else "") + tsv(rows, columns)
+
+
+def records(df) -> list[dict]:
+    """A DataFrame's rows as plain dicts."""
+    return [{k: plain(v) for k, v in r.items()} for r in df.to_dict("records")]
+
+
+def write_vectors(path: str | Path, names: list[str], vecs: np.ndarray) -> Path:
+    """``.npy`` (one row per image, or a single vector for one image) or ``.parquet``
+    (name, vec)."""
+    path = Path(path)
+    if path.suffix.lower() == ".npy":
+        np.save(path, vecs[0] if len(vecs) == 1 else vecs)
+    elif path.suffix.lower() == ".parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        col = pa.FixedSizeListArray.from_arrays(pa.array(vecs.astype(np.float32).ravel()),
+                                                vecs.shape[1])
+        pq.write_table(pa.table({"name": names, "vec": col}), path)
+    else:
+        from actdb.errors import UsageError
+
+        raise UsageError(f"cannot write {path.suffix or 'a file without extension'}: "
+                         "use -o FILE.npy or FILE.parquet")
+    return path

@@ -1,0 +1,230 @@
+"""Class and pair statistics, stored in the catalog (the original study's comparison).
+
+- ``centroids``: per class: n, centroid, mean/std/p50/p95 member-to-centroid L2 distance;
+- ``class_stats``: per class: mean same-class pair distance (``mean_dist``), mean distance to
+  images of other classes (``mean_other_dist``), the nearest other class by centroid distance;
+- ``pair_stats``: count, mean, std, quantiles of same-class, different-class and random pair
+  distances, and of stored images' nearest-neighbour distances;
+- ``nn_sample``: the nearest-neighbour distances behind that last row (for percentiles).
+
+Pairs are every pair where they fit the budget (``pairs_per_class`` per class for same- and
+different-class pairs, ``pair_sample`` for random pairs), else a seeded sample drawn without
+replacement; each ``pair_stats`` row says which (``sampled``). The settings are recorded in
+``stats_config`` and reused by later runs (after an ingest adds images) until changed. All
+distances are L2 (the original study's).
+
+>>> i, j = pairs_from_rank(np.arange(6), 4)     # the 6 pairs of 4 items, in order
+>>> list(zip(i.tolist(), j.tolist()))
+[(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)]
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
+
+from actdb.store.catalog import reads, writes
+from actdb.store.store import Store
+from actdb.store.writer import StoreWriter
+
+QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+
+
+@dataclass(frozen=True)
+class StatsConfig:
+    """Sample sizes and seed of the statistics."""
+
+    seed: int = 0
+    pairs_per_class: int = 500
+    pair_sample: int = 100_000
+    nn_sample: int = 1000
+
+
+def _dist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise L2 distances (float32 arithmetic: ~1e-6 relative, plenty for statistics)."""
+    d = a - b
+    return np.sqrt(np.einsum("ij,ij->i", d, d)).astype(np.float64)
+
+
+def pairs_from_rank(k: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The (i, j), i < j, numbered ``k`` in the row-major order of all pairs of ``n`` items."""
+    k = np.asarray(k, np.int64)
+    b = 2 * n - 1
+    i = np.floor((b - np.sqrt(np.maximum(b * b - 8.0 * k, 0))) / 2).astype(np.int64)
+
+    def before(r):  # pairs in the rows before row r
+        return r * (2 * n - r - 1) // 2
+
+    i = np.where(before(i + 1) <= k, i + 1, i)  # float rounding, either way
+    i = np.where(before(i) > k, i - 1, i)
+    return i, k - before(i) + i + 1
+
+
+def _pairs_within(n: int, budget: int, rng) -> tuple[np.ndarray, np.ndarray, bool]:
+    """All i<j pairs of n items when they fit ``budget``, else ``budget`` distinct ones."""
+    total = n * (n - 1) // 2
+    if total <= budget:
+        i, j = np.triu_indices(n, 1)
+        return i, j, False
+    return (*pairs_from_rank(np.sort(rng.choice(total, budget, replace=False)), n), True)
+
+
+def _pairs_across(start: int, count: int, n: int, budget: int, rng):
+    """(member, non-member) row pairs for the class in rows [start, start + count): all of them
+    when they fit ``budget``, else ``budget`` distinct ones."""
+    n_other = n - count
+    if n_other == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), False
+    total = count * n_other
+    sampled = total > budget
+    k = np.sort(rng.choice(total, budget, replace=False)) if sampled else np.arange(total)
+    member, other = np.divmod(k, n_other)
+    other = np.where(other < start, other, other + count)  # skip the class's own rows
+    return start + member, other, sampled
+
+
+def _centroid_distances(c: np.ndarray) -> np.ndarray:
+    """All pairwise L2 distances between centroids (k x k), without a k x k x dim temporary."""
+    sq = (c**2).sum(axis=1)
+    return np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2 * c @ c.T, 0))
+
+
+def _summary(kind: str, d: np.ndarray, sampled: bool, cfg: StatsConfig) -> dict:
+    q = np.quantile(d, QUANTILES) if len(d) else [np.nan] * len(QUANTILES)
+    return {"kind": kind, "count": int(len(d)), "mean": float(np.mean(d)) if len(d) else None,
+            "std": float(np.std(d)) if len(d) else None,
+            **{f"p{int(p * 100):02d}": float(v) for p, v in zip(QUANTILES, q, strict=True)},
+            "seed": cfg.seed, "sampled": bool(sampled),
+            "pairs_per_class": cfg.pairs_per_class, "pair_sample": cfg.pair_sample}
+
+
+def settings(store: Store, **changes) -> StatsConfig:
+    """The recorded settings (defaults for a store without statistics), with ``changes``
+    (None values ignored) applied."""
+    with store.reader() as con:
+        recorded = reads.stats_config(con)
+    cfg = StatsConfig(**recorded) if recorded else StatsConfig()
+    return replace(cfg, **{k: v for k, v in changes.items() if v is not None})
+
+
+def compute_stats(store: Store, cfg: StatsConfig | None = None) -> dict:
+    """Recompute every statistics table from the store's vectors; returns a summary.
+
+    ``cfg`` None: the settings the store's statistics were last computed with."""
+    import pandas as pd
+
+    cfg = cfg or settings(store)
+    t0 = time.perf_counter()
+    with store.reader() as con:
+        first = reads.classes(con)
+        rows = reads.labelled_images(con)
+    # rows grouped by class: class c is rows starts[c] : starts[c] + counts[c]
+    ids, vecs = store.vectors(rows["image_id"])
+    labels = np.asarray(rows["label"], np.int64)
+    keys = [r[0] for r in first]
+    rng = np.random.default_rng(cfg.seed)
+    k, n, dim = len(keys), len(ids), store.manifest.dim
+    starts = np.searchsorted(labels, np.arange(k))
+    counts = np.diff(np.append(starts, n))
+    centroids = np.zeros((k, dim))
+    for c in range(k):  # contiguous blocks; numpy's pairwise float32 sum is accurate here
+        centroids[c] = vecs[starts[c] : starts[c] + counts[c]].mean(axis=0)
+    dc = np.empty(n)
+    for lo in range(0, n, 65536):  # member-to-centroid distances, in chunks
+        hi = min(lo + 65536, n)
+        dc[lo:hi] = _dist(vecs[lo:hi], centroids[labels[lo:hi]].astype(np.float32))
+    cent_rows, class_rows, same_all, other_all = [], [], [], []
+    same_sampled = other_sampled = False
+    cdist = _centroid_distances(centroids)
+    for c in range(k):
+        lo, cnt = int(starts[c]), int(counts[c])
+        d = dc[lo : lo + cnt]
+        key, name, synset, index, _ = first[c]
+        cent_rows.append((key, synset, name, index, cnt, centroids[c].astype(np.float32),
+                          d.mean(), d.std(), np.quantile(d, 0.5), np.quantile(d, 0.95)))
+        i, j, s1 = _pairs_within(cnt, cfg.pairs_per_class, rng)
+        same = _dist(vecs[lo + i], vecs[lo + j])
+        a, b, s2 = _pairs_across(lo, cnt, n, cfg.pairs_per_class, rng)
+        other = _dist(vecs[a], vecs[b])
+        same_sampled, other_sampled = same_sampled or s1, other_sampled or s2
+        same_all.append(same)
+        other_all.append(other)
+        near_key = near_name = near_d = None
+        if k > 1:
+            row = cdist[c].copy()
+            row[c] = np.inf
+            near = int(np.argmin(row))
+            near_key, near_name, near_d = keys[near], first[near][1], float(row[near])
+        class_rows.append((key, name, cnt, float(same.mean()) if len(same) else None,
+                           len(same), float(other.mean()) if len(other) else None, len(other),
+                           near_name, near_key, near_d))
+    pairs = [_summary("same_class", np.concatenate(same_all) if same_all else np.zeros(0),
+                      same_sampled, cfg),
+             _summary("different_class",
+                      np.concatenate(other_all) if other_all else np.zeros(0), other_sampled,
+                      cfg)]
+    if n > 1:
+        i, j, sampled = _pairs_within(n, cfg.pair_sample, rng)
+        pairs.append(_summary("random", _dist(vecs[i], vecs[j]), sampled, cfg))
+    nn_ids, nn_d = _nn_sample(store, ids, vecs, cfg, rng)
+    pairs.append(_summary("nearest_neighbour", nn_d, len(nn_ids) < n, cfg))
+    seconds = round(time.perf_counter() - t0, 3)
+    cent = pd.DataFrame(cent_rows, columns=[
+        "class_key", "synset", "class_name", "class_index", "n", "centroid", "mean_dist",
+        "std_dist", "p50_dist", "p95_dist"])
+    cls = pd.DataFrame(class_rows, columns=[
+        "class_key", "class_name", "n", "mean_dist", "same_pairs", "mean_other_dist",
+        "other_pairs", "nearest_class", "nearest_class_key", "nearest_class_dist"])
+    with StoreWriter(store.path, store.manifest) as w, w.connect() as con:
+        writes.write_stats(con, {**asdict(cfg), "images": n, "classes": k, "seconds": seconds},
+                           cent, cls, pd.DataFrame(pairs),
+                           pd.DataFrame({"image_id": nn_ids, "dist": nn_d}))
+    return {"classes": k, "images": n, "seconds": seconds, "config": asdict(cfg),
+            "pair_stats": pairs}
+
+
+def _nn_sample(store: Store, ids, vecs, cfg: StatsConfig, rng):
+    """Distance from a sample of stored images to their nearest *other* stored image.
+
+    Exact (brute force) unless the store has an approximate index, which is then used: at
+    ImageNet scale exact search for the whole sample would dominate the statistics' time.
+    """
+    if len(ids) < 2:
+        return np.zeros(0, np.int64), np.zeros(0)
+    import faiss
+
+    pick = np.sort(rng.choice(len(ids), min(cfg.nn_sample, len(ids)), replace=False))
+    q = np.ascontiguousarray(vecs[pick], np.float32)
+    index = _approximate_l2_index(store)
+    if index is not None:
+        d2, nbr = index.search(q, 2)
+        self_hit = nbr[:, 0] == ids[pick]
+    else:
+        d2, nbr = faiss.knn(q, np.ascontiguousarray(vecs, np.float32), 2,
+                            metric=faiss.METRIC_L2)
+        self_hit = nbr[:, 0] == pick
+    # the first hit is the image itself (or an exact duplicate at distance 0)
+    other = np.where(self_hit, d2[:, 1], d2[:, 0])
+    return ids[pick], np.sqrt(np.maximum(other, 0))
+
+
+def _approximate_l2_index(store: Store):
+    from actdb.index.faiss_index import load_index
+
+    info = store.index_info()
+    if info is None or info.get("kind") == "flat" or info.get("metric") != "l2":
+        return None
+    return load_index(store.path)
+
+
+def refresh(store: Store, index: bool = True, stats: bool = True) -> tuple[dict | None,
+                                                                            dict | None]:
+    """What every writer of vectors does last (ingest, merge): bring the index up to date,
+    then recompute the statistics with their recorded settings. Returns (index info, stats
+    summary)."""
+    from actdb.index.store_index import update_index
+
+    return (update_index(store) if index else None,
+            compute_stats(store) if stats else None)

@@ -1,0 +1,15 @@
+"""The catalog: the only code that spells the store's file names, its schema and its SQL.
+
+- :mod:`.files`: file and folder names;
+- :mod:`.schema`: every table and view (DDL);
+- :mod:`.connection`: concurrent readers, a writer only around a commit;
+- :mod:`.reads` / :mod:`.writes`: named reads and writes.
+
+User SQL (``actdb sql``) runs over the views this package makes; nothing else in actdb writes
+SQL against the catalog's tables.
+"""
+
+from actdb.store.catalog import files, reads, schema, writes
+from actdb.store.catalog.connection import reader, writer
+
+__all__ = ["files", "reads", "schema", "writes", "reader", "writer"]

@@ -1,0 +1,51 @@
+"""The names of every file and folder in a store (nothing else in actdb spells them).
+
+>>> shard_path(Path("s"), "part-1.parquet").as_posix()
+'s/activations/part-1.parquet'
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+MANIFEST = "manifest.json"
+CATALOG = "catalog.duckdb"
+SHARD_DIR = "activations"
+SHARD_GLOB = "part-*.parquet"
+INDEX = "index.faiss"
+INDEX_INFO = "index.json"
+WRITER_LOCK = ".lock"
+ATLAS_DIR = "atlas"
+
+
+def shard_path(store: Path, name: str) -> Path:
+    return Path(store) / SHARD_DIR / name
+
+
+def catalog_path(store: Path) -> Path:
+    return Path(store) / CATALOG
+
+
+def index_path(store: Path) -> Path:
+    return Path(store) / INDEX
+
+
+def index_info_path(store: Path) -> Path:
+    return Path(store) / INDEX_INFO
+
+
+def manifest_path(store: Path) -> Path:
+    return Path(store) / MANIFEST
+
+
+def shard_files_on_disk(store: Path) -> list[str]:
+    """Names of complete shard files on disk (temporary files excluded)."""
+    d = Path(store) / SHARD_DIR
+    if not d.is_dir():
+        return []
+    return sorted(p.name for p in d.glob(SHARD_GLOB))
+
+
+def temp_files(store: Path) -> list[Path]:
+    """Hidden temporary files a crashed writer may have left (shards, index)."""
+    return [*(Path(store) / SHARD_DIR).glob(".*.tmp"), *Path(store).glob(".*.tmp")]

@@ -1,0 +1,399 @@
+"""Named reads of the catalog. Each takes a connection from :func:`reader` (or a writer's).
+
+Missing statistics raise :class:`StatsMissing`, shards the catalog lists but the disk lacks
+raise :class:`StoreDamaged`: callers never see a DuckDB error for a store's own state.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+
+import numpy as np
+
+from actdb.errors import QueryError, StatsMissing, StoreDamaged
+from actdb.store.catalog.files import shard_path
+
+
+def one(con, sql: str, params=None):
+    """The first row of a query, the result read to its end (DuckDB refuses other work on a
+    connection while a result is open), or None."""
+    rows = con.execute(sql, params or []).fetchall()
+    return rows[0] if rows else None
+
+
+def scalar(con, sql: str, params=None):
+    return one(con, sql, params)[0]
+
+
+# -- shards and views ------------------------------------------------------------------------
+
+
+def committed_shards(con) -> list[str]:
+    return [r[0] for r in con.execute("SELECT name FROM shards ORDER BY name").fetchall()]
+
+
+def shard_rows(con) -> dict[str, int]:
+    return dict(con.execute("SELECT name, rows FROM shards").fetchall())
+
+
+def shards_holding(con, ids: np.ndarray) -> list[str]:
+    """The shards that hold these image ids."""
+    import pyarrow as pa
+
+    con.register("wanted_ids", pa.table({"image_id": np.asarray(ids, np.int64)}))
+    try:
+        return [r[0] for r in con.execute(
+            "SELECT DISTINCT shard FROM images JOIN wanted_ids USING (image_id) ORDER BY 1"
+        ).fetchall()]
+    finally:
+        con.unregister("wanted_ids")
+
+
+def missing_shards(con, store: Path) -> list[str]:
+    """Shards the catalog lists whose files are gone."""
+    return [n for n in committed_shards(con) if not shard_path(store, n).is_file()]
+
+
+def require_shards(con, store: Path) -> list[str]:
+    """The committed shards; StoreDamaged when a file the catalog lists is gone."""
+    names = committed_shards(con)
+    lost = [n for n in names if not shard_path(store, n).is_file()]
+    if lost:
+        raise StoreDamaged(f"{len(lost)} shard file(s) listed in the catalog are missing "
+                           f"({lost[0]}{' ...' if len(lost) > 1 else ''})")
+    return names
+
+
+def _sql_paths(paths: list[Path]) -> str:
+    return ", ".join("'" + str(p.resolve()).replace("'", "''") + "'" for p in paths)
+
+
+def create_views(con, store: Path, dim: int, fingerprint: str) -> None:
+    """(Re)create this connection's ``activations`` and ``queries`` views."""
+    names = require_shards(con, store)
+    if names:
+        files = _sql_paths([shard_path(store, n) for n in names])
+        src = f"SELECT image_id, vec::FLOAT[{dim}] AS vec FROM read_parquet([{files}])"
+    else:
+        src = f"SELECT NULL::BIGINT AS image_id, NULL::FLOAT[{dim}] AS vec WHERE false"
+    con.execute(f"CREATE OR REPLACE TEMP VIEW activations AS {src}")
+    fp = fingerprint.replace("'", "''")
+    con.execute(
+        "CREATE OR REPLACE TEMP VIEW queries AS SELECT n.name, c.source, c.sha256, "
+        "n.bound_at AS created_at, c.vec FROM query_names n JOIN query_cache c "
+        f"USING (sha256, fingerprint) WHERE n.fingerprint = '{fp}'")
+
+
+# -- images ----------------------------------------------------------------------------------
+
+META_COLUMNS = ("image_id", "class_name", "synset", "split", "path", "root")
+
+
+def images(con, where: str | None = None):
+    """The images table as a DataFrame, optionally filtered by a SQL predicate."""
+    sql = "SELECT * FROM images" + (f" WHERE {where}" if where else "") + " ORDER BY image_id"
+    return con.execute(sql).df()
+
+
+def _unmasked(cols: dict) -> dict[str, np.ndarray]:
+    """fetchnumpy's masked arrays (NULLs) as plain arrays with None where NULL."""
+    return {k: (np.ma.filled(v.astype(object), None) if isinstance(v, np.ma.MaskedArray)
+                else v) for k, v in cols.items()}
+
+
+def image_meta(con, ids: np.ndarray | None = None, missing_ok: bool = False
+               ) -> dict[str, np.ndarray]:
+    """Columns of ``META_COLUMNS`` for these ids, in their order (all images sorted by id when
+    None). Unknown ids are an error, or rows of None with ``missing_ok``."""
+    cols = ", ".join(META_COLUMNS)
+    if ids is None:
+        return _unmasked(con.execute(f"SELECT {cols} FROM images ORDER BY image_id"
+                                     ).fetchnumpy())
+    ids = np.asarray(ids, np.int64)
+    got = _unmasked(con.execute(
+        f"SELECT {cols} FROM images WHERE image_id IN (SELECT unnest(?::BIGINT[])) "
+        "ORDER BY image_id", [ids.tolist()]).fetchnumpy())
+    pos = np.searchsorted(got["image_id"], ids)
+    found = pos < len(got["image_id"])
+    found[found] = got["image_id"][pos[found]] == ids[found]
+    if found.all():
+        return {k: v[pos] for k, v in got.items()}
+    if not missing_ok:
+        raise StoreDamaged(f"the index holds image ids the catalog does not list "
+                           f"({ids[~found][:3].tolist()})")
+    out = {k: np.full(len(ids), None, dtype=object) for k in got}
+    for k, v in got.items():
+        out[k][found] = v[pos[found]]
+    out["image_id"] = ids
+    return out
+
+
+def existing_paths(con, root: str) -> set[str]:
+    return {r[0] for r in con.execute("SELECT path FROM images WHERE root = ?",
+                                      [root]).fetchall()}
+
+
+def next_image_id(con) -> int:
+    return int(scalar(con, "SELECT coalesce(max(image_id) + 1, 0) FROM images"))
+
+
+def next_run_id(con) -> int:
+    return int(scalar(con, "SELECT coalesce(max(run_id) + 1, 1) FROM runs"))
+
+
+def image_ids(con) -> np.ndarray:
+    return np.asarray(con.execute("SELECT image_id FROM images ORDER BY 1").fetchnumpy()[
+        "image_id"], np.int64)
+
+
+def images_not_in(con, have: np.ndarray) -> tuple[list[tuple[int, str]], int]:
+    """(image_id, shard) of catalog images missing from ``have``, and how many of ``have``
+    the catalog no longer lists."""
+    import pyarrow as pa
+
+    con.register("have_ids", pa.table({"image_id": np.asarray(have, np.int64)}))
+    try:
+        rows = con.execute("SELECT image_id, shard FROM images ANTI JOIN have_ids "
+                           "USING (image_id) ORDER BY 1").fetchall()
+        stale = scalar(con, "SELECT count(*) FROM have_ids ANTI JOIN images USING (image_id)")
+    finally:
+        con.unregister("have_ids")
+    return rows, int(stale)
+
+
+def summary(con) -> dict:
+    """Counts for ``info``."""
+    per_split = dict(con.execute(
+        "SELECT coalesce(split, '?'), count(*) FROM images GROUP BY 1 ORDER BY 1").fetchall())
+    roots = dict(con.execute("SELECT root, count(*) FROM images GROUP BY 1 ORDER BY 1"
+                             ).fetchall())
+    counts = {k: scalar(con, f"SELECT count(*) FROM {k}")
+              for k in ("classes", "failures", "shards", "runs", "repairs")}
+    return {"images": sum(per_split.values()), "images_per_split": per_split, "roots": roots,
+            **counts}
+
+
+def merge_rows(con) -> tuple[list[tuple], list[tuple]]:
+    """A store's image rows (IMAGE_COLUMNS, by id) and failure rows (FAILURE_COLUMNS)."""
+    from actdb.store.catalog.schema import FAILURE_COLUMNS, IMAGE_COLUMNS
+
+    rows = con.execute(f"SELECT {', '.join(IMAGE_COLUMNS)} FROM images ORDER BY image_id"
+                       ).fetchall()
+    fails = con.execute(f"SELECT {', '.join(FAILURE_COLUMNS)} FROM failures").fetchall()
+    return rows, fails
+
+
+def root_paths(con) -> set[tuple[str, str]]:
+    return set(con.execute("SELECT root, path FROM images").fetchall())
+
+
+# -- classes and filters ---------------------------------------------------------------------
+
+
+def classes(con) -> list[tuple]:
+    """(class_key, class_name, synset, class_index, n_images), by class_key."""
+    return con.execute("SELECT class_key, class_name, synset, class_index, n_images "
+                       "FROM classes ORDER BY class_key").fetchall()
+
+
+def classes_df(con):
+    return con.execute("SELECT * FROM classes ORDER BY class_name, class_key").df()
+
+
+def labelled_images(con) -> dict[str, np.ndarray]:
+    """image_id and 0-based class label (by class_key order) of every labelled image, grouped
+    by class then id."""
+    return con.execute(
+        "SELECT image_id, dense_rank() OVER (ORDER BY coalesce(synset, class_name)) - 1 "
+        "AS label FROM images WHERE class_name IS NOT NULL ORDER BY label, image_id"
+    ).fetchnumpy()
+
+
+def resolve_classes(con, names) -> list[str]:
+    """Map class names or wnids to class keys, or raise with the closest names."""
+    rows = con.execute("SELECT class_key, synset, class_name FROM classes").fetchall()
+    lookup: dict[str, str] = {}
+    for key, synset, name in rows:
+        lookup.setdefault(str(name), key)
+        lookup.setdefault(str(name).lower(), key)
+        if synset:
+            lookup[str(synset)] = key
+    keys = []
+    for n in names:
+        key = lookup.get(n) or lookup.get(n.lower())
+        if key is None:
+            close = difflib.get_close_matches(n, [r[2] for r in rows if r[2]], n=3, cutoff=0.5)
+            hint = f"; did you mean {', '.join(close)}?" if close else \
+                "; `actdb sql \"SELECT class_name FROM classes\"` lists them"
+            raise QueryError(f"unknown class {n!r} in this store{hint}")
+        keys.append(key)
+    return keys
+
+
+def splits(con) -> list[str]:
+    return [r[0] for r in con.execute("SELECT DISTINCT split FROM images WHERE split IS NOT "
+                                      "NULL ORDER BY 1").fetchall()]
+
+
+def filtered_ids(con, class_keys: list[str] | None, split: str | None,
+                 where: str | None) -> np.ndarray:
+    """Image ids passing a class / split / SQL-predicate filter."""
+    clauses, params = [], []
+    if class_keys:
+        clauses.append(f"coalesce(synset, class_name) IN ({', '.join('?' * len(class_keys))})")
+        params.extend(class_keys)
+    if split:
+        clauses.append("split = ?")
+        params.append(split)
+    if where:
+        clauses.append(f"({where})")
+    sql = "SELECT image_id FROM images" + (" WHERE " + " AND ".join(clauses) if clauses else "")
+    try:
+        rows = con.execute(sql, params).fetchnumpy()["image_id"]
+    except Exception as exc:  # noqa: BLE001 - DuckDB's errors for a bad predicate
+        raise QueryError(f"bad where: {' '.join(str(exc).split())}") from None
+    return np.asarray(rows, np.int64)
+
+
+def class_members(con, keys: list[str]) -> dict[str, np.ndarray]:
+    """image_id, class key and class name of every image of these classes, by id."""
+    return con.execute(
+        "SELECT image_id, coalesce(synset, class_name) AS key, class_name FROM images "
+        f"WHERE coalesce(synset, class_name) IN ({', '.join('?' * len(keys))}) "
+        "ORDER BY image_id", keys).fetchnumpy()
+
+
+# -- statistics ------------------------------------------------------------------------------
+
+
+STATS_SETTINGS = ("seed", "pairs_per_class", "pair_sample", "nn_sample")
+
+
+def stats_record(con) -> dict | None:
+    """When and with which settings the statistics were last computed, over how many images
+    and classes (None: never)."""
+    cur = con.execute("SELECT * FROM stats_config")
+    rows = cur.fetchall()
+    return None if not rows else dict(zip([d[0] for d in cur.description], rows[0],
+                                          strict=True))
+
+
+def stats_config(con) -> dict | None:
+    """The settings the statistics were last computed with (None: never)."""
+    rec = stats_record(con)
+    return None if rec is None else {k: rec[k] for k in STATS_SETTINGS}
+
+
+def has_stats(con) -> bool:
+    return stats_config(con) is not None
+
+
+def _need_stats(con, what: str) -> None:
+    if not has_stats(con):
+        raise StatsMissing(what)
+
+
+def centroids(con):
+    """Per class: key, names, n, centroid (float32 arrays), spread. Raises StatsMissing."""
+    _need_stats(con, "class centroids")
+    return con.execute("SELECT class_key, synset, class_name, n, centroid, mean_dist, p95_dist "
+                       "FROM centroids ORDER BY class_key").df()
+
+
+def pair_stats(con):
+    _need_stats(con, "pair statistics")
+    return con.execute("SELECT * FROM pair_stats ORDER BY mean").df()
+
+
+def distance_reference(con) -> tuple[np.ndarray | None, float | None]:
+    """Sorted nearest-neighbour distances of stored images and the median random-pair
+    distance, for a query's context; (None, None) before statistics exist."""
+    if not has_stats(con):
+        return None, None
+    nn = con.execute("SELECT dist FROM nn_sample ORDER BY dist").fetchnumpy()["dist"]
+    med = one(con, "SELECT p50 FROM pair_stats WHERE kind = 'random'")
+    return np.asarray(nn, np.float64), (med[0] if med else None)
+
+
+# -- query cache -----------------------------------------------------------------------------
+
+
+def cached_vectors(con, shas: list[str], fingerprint: str) -> dict[str, np.ndarray]:
+    import pyarrow as pa
+
+    con.register("wanted_shas", pa.table({"sha256": shas}))
+    try:
+        rows = con.execute("SELECT sha256, vec FROM query_cache JOIN wanted_shas "
+                           "USING (sha256) WHERE fingerprint = ?", [fingerprint]).fetchall()
+    finally:
+        con.unregister("wanted_shas")
+    return {r[0]: np.asarray(r[1], np.float32) for r in rows}
+
+
+def name_bindings(con, names: list[str], fingerprint: str) -> dict[str, str]:
+    """name -> sha256 of the vector each of these names denotes now."""
+    if not names:
+        return {}
+    return dict(con.execute(
+        f"SELECT name, sha256 FROM query_names WHERE fingerprint = ? AND name IN "
+        f"({', '.join('?' * len(names))})", [fingerprint, *names]).fetchall())
+
+
+# -- channels --------------------------------------------------------------------------------
+
+
+def channel_examples(con, channel: int, k: int):
+    """Top-k images by one channel's pooled value, the channel's mean/max/count, and each
+    named query's value and percentile. Needs :func:`create_views`."""
+    c = channel + 1  # DuckDB arrays are 1-based
+    top = con.execute(
+        f"SELECT a.image_id, a.vec[{c}] AS value, i.class_name, i.synset, i.split, i.path "
+        "FROM activations a JOIN images i USING (image_id) "
+        "ORDER BY value DESC, a.image_id LIMIT ?", [k]).df()
+    mean, mx, n = one(con, f"SELECT avg(vec[{c}]), max(vec[{c}]), count(*) FROM activations")
+    queries = con.execute(
+        f"SELECT q.name, q.vec[{c}] AS value, "
+        f"(SELECT 100.0 * count(*) FROM activations a WHERE a.vec[{c}] <= q.vec[{c}]) "
+        f"/ {max(n, 1)} AS percentile FROM queries q ORDER BY q.name").df()
+    return top, float(mean or 0.0), float(mx or 0.0), queries
+
+
+# -- consistency (check) ---------------------------------------------------------------------
+
+CHECKS = {
+    "duplicate vector ids": "SELECT image_id FROM vecids GROUP BY 1 HAVING count(*) > 1",
+    "images without a vector": "SELECT image_id FROM images ANTI JOIN vecids USING (image_id)",
+    "orphan vectors (no image row)": "SELECT image_id FROM vecids "
+                                     "ANTI JOIN images USING (image_id)",
+    "images whose vector is in another shard than recorded":
+        "SELECT i.image_id FROM images i JOIN vecids v USING (image_id) WHERE i.shard <> v.shard",
+    "duplicate image paths": "SELECT root || '/' || path FROM images "
+                             "GROUP BY root, path HAVING count(*) > 1",
+    "duplicate image ids in the catalog": "SELECT image_id FROM images "
+                                          "GROUP BY 1 HAVING count(*) > 1",
+}
+
+
+def consistency(con, store: Path, present: list[str]) -> tuple[int, int, dict[str, list],
+                                                              list[tuple[str, int]]]:
+    """Read the ids inside the ``present`` shard files and compare them with the catalog.
+
+    Returns (images in the catalog, vectors in the files, {problem: sample rows},
+    [(shard, rows the catalog expects)] for shards whose files hold another number)."""
+    if present:
+        files = _sql_paths([shard_path(store, n) for n in present])
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE vecids AS SELECT image_id, "
+            f"parse_filename(filename) AS shard FROM read_parquet([{files}], filename=true)")
+    else:
+        con.execute("CREATE OR REPLACE TEMP TABLE vecids (image_id BIGINT, shard VARCHAR)")
+    n_images = scalar(con, "SELECT count(*) FROM images")
+    n_vectors = scalar(con, "SELECT count(*) FROM vecids")
+    found = {label: rows for label, sql in CHECKS.items()
+             if (rows := con.execute(sql).fetchall())}
+    wrong = con.execute(
+        "SELECT s.name, s.rows FROM shards s LEFT JOIN "
+        "(SELECT shard, count(*) AS c FROM vecids GROUP BY 1) v ON v.shard = s.name "
+        "WHERE coalesce(v.c, 0) <> s.rows").fetchall()
+    return n_images, n_vectors, found, wrong

@@ -1,0 +1,156 @@
+"""Every table and view of ``catalog.duckdb``.
+
+Tables are created together, empty, by the first writer, so a store made by ``ingest``,
+``merge`` or ``check --repair`` always has all of them; "not computed yet" is an empty table,
+never a missing one. Vector columns are ``FLOAT[dim]`` so ``array_distance`` works in SQL.
+The views ``activations`` (the committed shards) and ``queries`` (named query vectors) are
+made per connection, from the store's current location, so a moved store keeps working.
+"""
+
+from __future__ import annotations
+
+#: The user-facing views and tables of ``actdb sql`` (documented in the README).
+VIEWS = ("images", "activations", "classes", "centroids", "class_stats", "pair_stats",
+         "nn_sample", "queries", "failures", "runs", "repairs")
+
+
+def schema_sql(dim: int) -> str:
+    """DDL for a store whose vectors have ``dim`` components (idempotent)."""
+    return f"""
+CREATE TABLE IF NOT EXISTS images (
+    image_id BIGINT PRIMARY KEY,
+    root VARCHAR NOT NULL,         -- dataset root (absolute) the path is relative to
+    path VARCHAR NOT NULL,         -- relative to root, '/'-separated
+    split VARCHAR,
+    synset VARCHAR,                -- wnid, NULL for class folders that are not wnids
+    class_name VARCHAR,            -- Keras-style short name, or the folder name
+    class_index INTEGER,           -- Keras ImageNet-1k index, NULL when not ImageNet
+    width INTEGER,
+    height INTEGER,
+    bytes BIGINT,
+    shard VARCHAR NOT NULL,
+    run_id INTEGER
+);
+CREATE TABLE IF NOT EXISTS failures (
+    root VARCHAR NOT NULL,
+    path VARCHAR NOT NULL,
+    split VARCHAR,
+    synset VARCHAR,
+    class_name VARCHAR,
+    reason VARCHAR NOT NULL,
+    run_id INTEGER,
+    failed_at TIMESTAMP DEFAULT current_timestamp,
+    PRIMARY KEY (root, path)
+);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id INTEGER PRIMARY KEY,
+    started_at TIMESTAMP,
+    finished_at TIMESTAMP,
+    root VARCHAR,
+    layout VARCHAR,
+    options VARCHAR,               -- JSON of the run's options
+    ingested INTEGER DEFAULT 0,
+    skipped INTEGER DEFAULT 0,
+    failed INTEGER DEFAULT 0,
+    status VARCHAR                 -- running | done | interrupted | failed
+);
+CREATE TABLE IF NOT EXISTS shards (
+    name VARCHAR PRIMARY KEY,
+    rows INTEGER NOT NULL,
+    run_id INTEGER,
+    created_at TIMESTAMP DEFAULT current_timestamp
+);
+CREATE TABLE IF NOT EXISTS repairs (  -- images whose shard was lost; the next ingest redoes them
+    image_id BIGINT,
+    root VARCHAR,
+    path VARCHAR,
+    split VARCHAR,
+    synset VARCHAR,
+    class_name VARCHAR,
+    shard VARCHAR,
+    reason VARCHAR,
+    repaired_at TIMESTAMP DEFAULT current_timestamp
+);
+CREATE TABLE IF NOT EXISTS query_cache (
+    sha256 VARCHAR NOT NULL,       -- of the query file's bytes
+    fingerprint VARCHAR NOT NULL,  -- of the model recipe + weights that embedded it
+    source VARCHAR,
+    vec FLOAT[{dim}] NOT NULL,
+    created_at TIMESTAMP DEFAULT current_timestamp,
+    PRIMARY KEY (sha256, fingerprint)
+);
+CREATE TABLE IF NOT EXISTS query_names (  -- a name denotes exactly one cached vector
+    name VARCHAR NOT NULL,
+    fingerprint VARCHAR NOT NULL,
+    sha256 VARCHAR NOT NULL,
+    bound_at TIMESTAMP DEFAULT current_timestamp,
+    PRIMARY KEY (name, fingerprint)
+);
+CREATE TABLE IF NOT EXISTS stats_config (  -- one row: the settings the statistics were made with
+    seed INTEGER,
+    pairs_per_class INTEGER,
+    pair_sample INTEGER,
+    nn_sample INTEGER,
+    images BIGINT,
+    classes INTEGER,
+    seconds DOUBLE,
+    computed_at TIMESTAMP DEFAULT current_timestamp
+);
+CREATE TABLE IF NOT EXISTS centroids (
+    class_key VARCHAR PRIMARY KEY,
+    synset VARCHAR,
+    class_name VARCHAR,
+    class_index INTEGER,
+    n INTEGER,
+    centroid FLOAT[{dim}],
+    mean_dist DOUBLE,
+    std_dist DOUBLE,
+    p50_dist DOUBLE,
+    p95_dist DOUBLE
+);
+CREATE TABLE IF NOT EXISTS class_stats (
+    class_key VARCHAR PRIMARY KEY,
+    class_name VARCHAR,
+    n INTEGER,
+    mean_dist DOUBLE,              -- mean same-class pair distance
+    same_pairs BIGINT,
+    mean_other_dist DOUBLE,        -- mean distance to other classes' images
+    other_pairs BIGINT,
+    nearest_class VARCHAR,
+    nearest_class_key VARCHAR,
+    nearest_class_dist DOUBLE
+);
+CREATE TABLE IF NOT EXISTS pair_stats (
+    kind VARCHAR PRIMARY KEY,      -- same_class | different_class | random | nearest_neighbour
+    count BIGINT,
+    mean DOUBLE,
+    std DOUBLE,
+    p05 DOUBLE,
+    p25 DOUBLE,
+    p50 DOUBLE,
+    p75 DOUBLE,
+    p95 DOUBLE,
+    seed INTEGER,
+    sampled BOOLEAN,               -- false: every pair; true: a sample without replacement
+    pairs_per_class INTEGER,
+    pair_sample INTEGER
+);
+CREATE TABLE IF NOT EXISTS nn_sample (
+    image_id BIGINT,
+    dist DOUBLE                    -- L2 distance to the nearest other stored image
+);
+CREATE OR REPLACE VIEW classes AS
+    SELECT coalesce(synset, class_name) AS class_key, any_value(synset) AS synset,
+           any_value(class_name) AS class_name, any_value(class_index) AS class_index,
+           count(*) AS n_images
+    FROM images WHERE class_name IS NOT NULL GROUP BY 1;
+"""
+
+
+#: Tables the statistics fill (replaced together in one transaction).
+STATS_TABLES = ("stats_config", "centroids", "class_stats", "pair_stats", "nn_sample")
+
+#: Columns of the rows a writer commits (``shard`` and ``run_id`` are added by the commit).
+IMAGE_COLUMNS = ("image_id", "root", "path", "split", "synset", "class_name", "class_index",
+                 "width", "height", "bytes")
+FAILURE_COLUMNS = ("root", "path", "split", "synset", "class_name", "reason")

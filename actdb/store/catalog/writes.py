@@ -1,0 +1,127 @@
+"""Named writes of the catalog. Each takes a connection from :func:`writer` and is one
+transaction: a reader sees all of it or none of it."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from datetime import datetime, timezone
+
+import numpy as np
+
+from actdb.store.catalog.schema import FAILURE_COLUMNS, IMAGE_COLUMNS, STATS_TABLES, schema_sql
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+@contextlib.contextmanager
+def transaction(con):
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
+def ensure_schema(con, dim: int) -> None:
+    con.execute(schema_sql(dim))
+
+
+def start_run(con, run_id: int, root: str, layout: str, options: dict) -> None:
+    con.execute("INSERT INTO runs (run_id, started_at, root, layout, options, status) "
+                "VALUES (?, ?, ?, ?, ?, 'running')",
+                [run_id, _now(), root, layout, json.dumps(options, default=str)])
+
+
+def finish_run(con, run_id: int, status: str, ingested: int, skipped: int,
+               failed: int) -> None:
+    con.execute("UPDATE runs SET finished_at = ?, status = ?, ingested = ?, skipped = ?, "
+                "failed = ? WHERE run_id = ?",
+                [_now(), status, ingested, skipped, failed, run_id])
+
+
+def _images_table(rows: list[tuple], shard: str, run_id: int | None):
+    """Image rows (IMAGE_COLUMNS) as an Arrow table DuckDB inserts in one statement."""
+    import pyarrow as pa
+
+    cols = list(zip(*rows, strict=True)) if rows else [()] * len(IMAGE_COLUMNS)
+    types = [pa.int64(), pa.string(), pa.string(), pa.string(), pa.string(), pa.string(),
+             pa.int32(), pa.int32(), pa.int32(), pa.int64()]
+    arrays = [pa.array(list(c), type=t) for c, t in zip(cols, types, strict=True)]
+    n = len(rows)
+    arrays += [pa.array([shard] * n, pa.string()), pa.array([run_id] * n, pa.int32())]
+    return pa.table(arrays, names=[*IMAGE_COLUMNS, "shard", "run_id"])
+
+
+def commit_shard(con, shard: str | None, n_rows: int, images: list[tuple],
+                 failures: list[tuple], run_id: int | None) -> None:
+    """List a shard with its image rows, and record failures (FAILURE_COLUMNS rows)."""
+    with transaction(con):
+        if shard:
+            con.register("new_images", _images_table(images, shard, run_id))
+            cols = ", ".join([*IMAGE_COLUMNS, "shard", "run_id"])
+            con.execute(f"INSERT INTO images ({cols}) SELECT {cols} FROM new_images")
+            con.execute("INSERT INTO shards (name, rows, run_id) VALUES (?, ?, ?)",
+                        [shard, n_rows, run_id])
+            con.execute("DELETE FROM failures f USING new_images n "
+                        "WHERE f.root = n.root AND f.path = n.path")
+            con.execute("DELETE FROM repairs r USING new_images n "
+                        "WHERE r.root = n.root AND r.path = n.path")
+            con.unregister("new_images")
+        if failures:
+            con.executemany(
+                f"INSERT OR REPLACE INTO failures ({', '.join(FAILURE_COLUMNS)}, run_id) VALUES "
+                f"({', '.join('?' * (len(FAILURE_COLUMNS) + 1))})",
+                [(*f, run_id) for f in failures])
+
+
+def write_stats(con, config: dict, centroids, class_stats, pair_stats, nn_sample) -> None:
+    """Replace every statistics table at once (DataFrames in the tables' column order)."""
+    frames = {"centroids": centroids, "class_stats": class_stats, "pair_stats": pair_stats,
+              "nn_sample": nn_sample}
+    with transaction(con):
+        for name in STATS_TABLES:
+            con.execute(f"DELETE FROM {name}")
+        for name, df in frames.items():
+            con.register("stats_in", df)
+            con.execute(f"INSERT INTO {name} SELECT * FROM stats_in")
+            con.unregister("stats_in")
+        cols = ("seed", "pairs_per_class", "pair_sample", "nn_sample", "images", "classes",
+                "seconds")
+        con.execute(f"INSERT INTO stats_config ({', '.join(cols)}) VALUES "
+                    f"({', '.join('?' * len(cols))})", [config[c] for c in cols])
+
+
+def put_queries(con, fingerprint: str, rows: list[tuple[str, str, str, np.ndarray]]) -> None:
+    """Cache (sha256, name, source, vec) rows and bind each name to its sha256."""
+    with transaction(con):
+        con.executemany(
+            "INSERT OR IGNORE INTO query_cache (sha256, fingerprint, source, vec) "
+            "VALUES (?, ?, ?, ?)",
+            [(sha, fingerprint, source, np.asarray(vec, np.float32).tolist())
+             for sha, _, source, vec in rows])
+        con.executemany(
+            "INSERT OR REPLACE INTO query_names (name, fingerprint, sha256, bound_at) "
+            "VALUES (?, ?, ?, ?)", [(name, fingerprint, sha, _now()) for sha, name, _, _ in rows])
+
+
+def forget_shards(con, shards: list[str], reason: str) -> int:
+    """Move the images of lost shards into ``repairs`` and unlist the shards, so the next
+    ingest of their roots embeds them again. Returns how many images were moved."""
+    if not shards:
+        return 0
+    marks = ", ".join("?" * len(shards))
+    with transaction(con):
+        n = con.execute(f"SELECT count(*) FROM images WHERE shard IN ({marks})",
+                        shards).fetchall()[0][0]
+        con.execute(
+            "INSERT INTO repairs (image_id, root, path, split, synset, class_name, shard, reason)"
+            " SELECT image_id, root, path, split, synset, class_name, shard, ? FROM images "
+            f"WHERE shard IN ({marks})", [reason, *shards])
+        con.execute(f"DELETE FROM images WHERE shard IN ({marks})", shards)
+        con.execute(f"DELETE FROM shards WHERE name IN ({marks})", shards)
+    return int(n)

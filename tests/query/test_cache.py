@@ -1,0 +1,56 @@
+"""Query names denote exactly one vector; the cache by content keeps everything."""
+
+import shutil
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import actdb
+from actdb.cli import app
+from tests.helpers import class_image
+
+
+@pytest.fixture
+def store(built_store, tmp_path):
+    copy = tmp_path / "store"
+    shutil.copytree(built_store, copy)
+    return copy
+
+
+def test_reusing_a_name_for_other_content_rebinds_it(store, tmp_path):
+    db = actdb.open(store)
+    q = tmp_path / "node4.png"
+    class_image(0, 1).save(q)
+    first = db.nearest(str(q), k=1)
+    assert not first.answers[0].query.rebound
+    class_image(1, 2).save(q)  # another dream written to the same file name
+    second = db.nearest(str(q), k=1)
+    assert second.answers[0].query.rebound
+    rows = db.sql("SELECT name, vec FROM queries WHERE name = 'node4'").to_pylist()
+    assert len(rows) == 1  # one name, one vector: the newest
+    np.testing.assert_allclose(rows[0]["vec"], second.answers[0].query.vec, rtol=1e-6)
+    assert db.sql("SELECT count(*) AS n FROM query_cache").to_pylist() == [{"n": 2}]
+    again = db.nearest(str(q), k=1)  # the same content again: cached, not rebound
+    assert again.context.cached[0] and not again.answers[0].query.rebound
+
+
+def test_a_second_name_for_the_same_content_keeps_the_first(store, tmp_path):
+    db = actdb.open(store)
+    q = tmp_path / "a.png"
+    class_image(2, 3).save(q)
+    db.nearest(str(q), k=1)
+    db.nearest(str(q), k=1, names=["b"])
+    names = sorted(r["name"] for r in db.sql("SELECT name FROM queries").to_pylist())
+    assert names == ["a", "b"]
+
+
+def test_the_cli_says_when_a_name_is_rebound(store, tmp_path):
+    runner = CliRunner()
+    q = tmp_path / "node4.png"
+    class_image(0, 4).save(q)
+    res = runner.invoke(app, ["nearest", str(q), "--store", str(store)])
+    assert res.exit_code == 0 and "now refers to" not in res.stderr
+    class_image(1, 5).save(q)
+    res = runner.invoke(app, ["nearest", str(q), "--store", str(store)])
+    assert res.exit_code == 0 and "'node4' now refers to" in res.stderr

@@ -1,0 +1,72 @@
+"""The layering of ARCHITECTURE.md, checked on every import in the package (lazy ones inside
+functions included): nothing imports upward, and no two parts import each other."""
+
+import ast
+from pathlib import Path
+
+import actdb
+
+PACKAGE = Path(actdb.__file__).parent
+
+#: Bottom to top, as in ARCHITECTURE.md. A module may import its own layer or lower ones.
+LAYERS = [
+    ("errors", "heavy", "version"),
+    ("images",),
+    ("models",),
+    ("store",),
+    ("index",),
+    ("stats",),
+    ("query", "featvis", "viz"),
+    ("ingest", "check", "merging"),
+    ("database", "actdb"),  # the face: Database, and actdb.open/merge/dream/predict/embed
+    ("render",),
+    ("cli", "serve", "__main__"),
+]
+RANK = {part: i for i, names in enumerate(LAYERS) for part in names}
+FACE_NAMES = {"open", "merge", "dream", "predict", "embed"}
+
+
+def part_of(module: str) -> str:
+    """actdb.store.catalog.reads -> store; actdb -> actdb."""
+    bits = module.split(".")
+    return bits[1] if len(bits) > 1 else "actdb"
+
+
+def imports() -> list[tuple[str, str]]:
+    """(importing part, imported part) for every actdb import in the package."""
+    edges = []
+    for path in PACKAGE.rglob("*.py"):
+        rel = path.relative_to(PACKAGE.parent).with_suffix("")
+        module = ".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)
+        here = part_of(module)
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                if node.module == "actdb":
+                    targets = ["actdb" if a.name in FACE_NAMES else f"actdb.{a.name}"
+                               for a in node.names]
+                else:
+                    targets = [node.module]
+            else:
+                continue
+            edges += [(here, part_of(t)) for t in targets
+                      if t.split(".")[0] == "actdb" and part_of(t) != here]
+    return edges
+
+
+def test_every_part_has_a_layer():
+    parts = {p.stem if p.is_file() else p.name for p in PACKAGE.iterdir()
+             if (p.suffix == ".py" or (p.is_dir() and (p / "__init__.py").exists()))}
+    parts.discard("__init__")
+    assert parts <= set(RANK), parts - set(RANK)
+
+
+def test_no_import_runs_upward():
+    upward = sorted({(a, b) for a, b in imports() if RANK[b] > RANK[a]})
+    assert not upward, f"imports that run upward: {upward}"
+
+
+def test_no_two_parts_import_each_other():
+    edges = set(imports())
+    assert not {(a, b) for a, b in edges if (b, a) in edges}

@@ -1,0 +1,123 @@
+import shutil
+
+import numpy as np
+import pytest
+
+import actdb
+from actdb.check import check_store
+from actdb.store.shards import write_shard
+from actdb.store.store import Store
+
+
+def _copy(built_store, tmp_path):
+    dst = tmp_path / "copy"
+    shutil.copytree(built_store, dst)
+    return dst
+
+
+def check(path):
+    return check_store(Store.open(path))
+
+
+def test_consistent_store_passes(built_store):
+    rep = check(built_store)
+    assert rep.ok, rep.problems
+    assert rep.images == rep.vectors == rep.index_ids == 18
+
+
+def test_a_moved_store_still_works(built_store, tmp_path):
+    moved = _copy(built_store, tmp_path)
+    assert check(moved).ok
+    assert actdb.open(moved).sql("SELECT count(*) AS n FROM activations").to_pylist() == [
+        {"n": 18}]
+
+
+def test_missing_shard_and_orphan_shard_are_reported(built_store, tmp_path):
+    s = _copy(built_store, tmp_path)
+    shard = next((s / "activations").glob("part-*.parquet"))
+    shard.rename(s / "activations" / "part-zz-orphan.parquet")
+    rep = check(s)
+    text = " ".join(rep.problems)
+    assert not rep.ok
+    assert "missing on disk" in text and "not in the catalog" in text
+    assert "images without a vector" in text
+
+
+def test_wrong_dim_and_duplicate_ids_are_reported(built_store, tmp_path):
+    import duckdb
+
+    s = _copy(built_store, tmp_path)
+    write_shard(s, "part-bad.parquet", np.array([0, 1]), np.zeros((2, 7), np.float32))
+    con = duckdb.connect(str(s / "catalog.duckdb"))
+    con.execute("INSERT INTO shards VALUES ('part-bad.parquet', 2, 99, now())")
+    con.close()
+    text = " ".join(check(s).problems)
+    assert "dim 7" in text and "duplicate vector ids" in text
+
+
+def test_index_disagreeing_with_catalog_is_reported(built_store, tmp_path):
+    import duckdb
+
+    s = _copy(built_store, tmp_path)
+    con = duckdb.connect(str(s / "catalog.duckdb"))
+    con.execute("DELETE FROM images WHERE image_id = 3")
+    con.close()
+    text = " ".join(check(s).problems)
+    assert "orphan vectors" in text and "index ids differ" in text
+
+
+def test_a_lost_shard_is_named_by_every_command_and_repaired(built_store, tmp_path):
+    import shlex
+
+    from typer.testing import CliRunner
+
+    from actdb.cli import app
+    from tests.helpers import SIZE, WEIGHTS
+
+    s = _copy(built_store, tmp_path)
+    root = actdb.open(s).images().root.iloc[0]
+    lost = sorted((s / "activations").glob("part-*.parquet"))[0]
+    lost_ids = set(pq_ids(lost))
+    lost.unlink()
+    runner = CliRunner()
+    ingest = (f"ingest {root} --weights {WEIGHTS} --image-size {SIZE} --precision fp32 "
+              f"--store {s}")
+    for line in (f"info --store {s}", f"sql 'SELECT count(*) FROM activations' --store {s}",
+                 f"nearest id:{max(lost_ids) + 1} --store {s}", f"stats --store {s}", ingest):
+        res = runner.invoke(app, shlex.split(line))
+        assert res.exit_code == 1, (line, res.output)
+        assert "store damaged" in res.stderr and "actdb check --repair" in res.stderr, line
+        assert res.exception is None or isinstance(res.exception, SystemExit), line
+    res = runner.invoke(app, ["check", "--repair", "--store", str(s)])
+    assert res.exit_code == 0, res.output
+    assert "dropped 1 damaged shard" in res.stdout and "rebuilt the index" in res.stdout
+    db = actdb.open(s)
+    assert db.sql("SELECT count(*) AS n FROM repairs").to_pylist()[0]["n"] == len(lost_ids)
+    assert len(db.images()) == 18 - len(lost_ids)
+    res = runner.invoke(app, shlex.split(ingest + " --json"))  # the documented recovery
+    assert res.exit_code == 0, res.output
+    assert f'"ingested": {len(lost_ids)}' in res.stdout
+    again = actdb.open(s)
+    assert sorted(again.images().path) == sorted(actdb.open(built_store).images().path)
+    assert again.check().ok and again.sql("SELECT * FROM repairs").num_rows == 0
+
+
+def test_a_lost_index_is_reported_and_rebuilt(built_store, tmp_path):
+    s = _copy(built_store, tmp_path)
+    (s / "index.faiss").unlink()
+    rep = check(s)
+    assert not rep.ok and any("index.faiss is missing" in p for p in rep.problems)
+    db = actdb.open(s)
+    info = db.info()
+    assert info["index"] is None and "index.faiss missing" in info["damaged"]
+    with pytest.raises(actdb.errors.StoreDamaged, match="check --repair"):
+        db.nearest("id:0")
+    fixed = actdb.open(s).check(repair=True)
+    assert fixed.ok and "rebuilt the index" in fixed.repaired
+    assert len(actdb.open(s).nearest("id:0", k=3).neighbors) == 3
+
+
+def pq_ids(path):
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path, columns=["image_id"]).column("image_id").to_pylist()
