@@ -11,6 +11,14 @@ from pathlib import Path
 import numpy as np
 
 
+def parser(doc: str):
+    """An argument parser whose --help shows the script's whole docstring."""
+    import argparse
+
+    return argparse.ArgumentParser(description=doc,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
 def machine_line() -> str:
     """CPU model, cores, flags that matter, library versions: printed by every benchmark."""
     model, flags = platform.processor() or "?", set()

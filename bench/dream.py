@@ -7,7 +7,6 @@ fp32 and bf16 (VGG19 block5_conv4, random:0 weights; speed does not depend on th
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
@@ -16,13 +15,13 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine_line  # noqa: E402
+from common import machine_line, parser  # noqa: E402
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--size", type=int, default=224)
-    ap.add_argument("--steps", type=int, default=8)
+    ap = parser(__doc__)
+    ap.add_argument("--size", type=int, default=224, help="image size in pixels")
+    ap.add_argument("--steps", type=int, default=8, help="optimisation steps timed per run")
     args = ap.parse_args()
     from actdb.featvis.dream import DreamConfig, dream
 

@@ -10,7 +10,6 @@ the weights' values, fidelity figures are for random weights.
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import conv_flops, machine_line, make_jpeg_tree, peak_rss_mb, sgemm_gflops  # noqa: E402
+from common import conv_flops, machine_line, make_jpeg_tree, parser, peak_rss_mb, sgemm_gflops  # noqa: E402
 
 WEIGHTS = "random:0"
 
@@ -66,12 +65,13 @@ def rss_child(root: str, store: str, size: int, batch: int, limit: int) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--images", type=int, default=192)
-    ap.add_argument("--size", type=int, default=224)
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--rss-child", nargs=2, metavar=("ROOT", "STORE"))
-    ap.add_argument("--limit", type=int)
+    ap = parser(__doc__)
+    ap.add_argument("--images", type=int, default=192, help="ImageNet-sized JPEGs to make")
+    ap.add_argument("--size", type=int, default=224, help="input size in pixels")
+    ap.add_argument("--batch", type=int, default=32, help="images per forward pass")
+    ap.add_argument("--rss-child", nargs=2, metavar=("ROOT", "STORE"),
+                    help="internal: ingest ROOT into STORE and print the peak RSS")
+    ap.add_argument("--limit", type=int, help="internal: with --rss-child, images to ingest")
     args = ap.parse_args()
     if args.rss_child:
         rss_child(*args.rss_child, args.size, args.batch, args.limit)

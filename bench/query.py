@@ -13,7 +13,6 @@ kinds: p50 <= 10 ms at recall >= 0.95); the exact kind's latency over raw FAISS 
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
@@ -22,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine_line, peak_rss_mb, synthetic_activations  # noqa: E402
+from common import machine_line, parser, peak_rss_mb, synthetic_activations  # noqa: E402
 
 K = 50
 
@@ -88,14 +87,16 @@ def measure_kind(store: Path, ids, vecs, kind: str, queries, truth) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=1_281_167)
-    ap.add_argument("--dim", type=int, default=512)
-    ap.add_argument("--classes", type=int, default=1000)
-    ap.add_argument("--queries", type=int, default=200)
-    ap.add_argument("--exact-queries", type=int, default=30)
-    ap.add_argument("--kinds", default="flat,ivf,hnsw")
-    ap.add_argument("--store", type=Path)
+    ap = parser(__doc__)
+    ap.add_argument("--n", type=int, default=1_281_167, help="stored vectors")
+    ap.add_argument("--dim", type=int, default=512, help="vector dimension")
+    ap.add_argument("--classes", type=int, default=1000, help="classes of the synthetic data")
+    ap.add_argument("--queries", type=int, default=200,
+                    help="queries timed per approximate index kind")
+    ap.add_argument("--exact-queries", type=int, default=30,
+                    help="queries timed for exact search (each scans every vector)")
+    ap.add_argument("--kinds", default="flat,ivf,hnsw", help="index kinds to build and time")
+    ap.add_argument("--store", type=Path, help="where to write the store (default: a temp dir)")
     args = ap.parse_args()
 
     import faiss

@@ -9,7 +9,6 @@ loopback against `actdb serve` in its own process; then the upload latency while
 
 from __future__ import annotations
 
-import argparse
 import concurrent.futures
 import io
 import os
@@ -23,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine_line, make_jpeg_tree  # noqa: E402
+from common import machine_line, make_jpeg_tree, parser  # noqa: E402
 
 
 def wait_up(url: str, proc, timeout: float = 180) -> None:
@@ -110,7 +109,7 @@ def head_of_line(url: str, by_upload, n: int) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser(__doc__)
     ap.add_argument("--size", type=int, default=224, help="input size in pixels of the store")
     ap.add_argument("--images", type=int, default=128, help="images in the store")
     ap.add_argument("--requests", type=int, default=40,

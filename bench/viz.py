@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -15,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine_line, synthetic_activations  # noqa: E402
+from common import machine_line, parser, synthetic_activations  # noqa: E402
 
 
 def knn_agreement(a: np.ndarray, b: np.ndarray, k: int = 10) -> float:
@@ -28,8 +27,9 @@ def knn_agreement(a: np.ndarray, b: np.ndarray, k: int = 10) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", default="2000,20000")
+    ap = parser(__doc__)
+    ap.add_argument("--sizes", default="2000,20000",
+                    help="comma-separated numbers of points to project")
     args = ap.parse_args()
     from sklearn.decomposition import PCA
 

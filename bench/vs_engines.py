@@ -11,7 +11,6 @@ latency of k=50 from a query vector, recall@50 against exact search.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
@@ -20,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine_line, peak_rss_mb  # noqa: E402
+from common import machine_line, parser, peak_rss_mb  # noqa: E402
 from query import K, latency, measure_kind, write_store  # noqa: E402
 from query import recall_at_k as recall  # noqa: E402
 
@@ -31,13 +30,15 @@ def report(name: str, build_s: float, mem_mb: float, p50: float, p99: float, rec
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=1_281_167)
-    ap.add_argument("--classes", type=int, default=1000)
-    ap.add_argument("--queries", type=int, default=100)
-    ap.add_argument("--slow-queries", type=int, default=10, help="for exhaustive engines")
-    ap.add_argument("--kinds", default="flat,hnsw", help="actdb kinds (ivf: see query.py)")
-    ap.add_argument("--store", type=Path)
+    ap = parser(__doc__)
+    ap.add_argument("--n", type=int, default=1_281_167, help="stored vectors")
+    ap.add_argument("--classes", type=int, default=1000, help="classes of the synthetic data")
+    ap.add_argument("--queries", type=int, default=100, help="queries timed per actdb kind")
+    ap.add_argument("--slow-queries", type=int, default=10,
+                    help="queries timed for the exhaustive engines")
+    ap.add_argument("--kinds", default="flat,hnsw", help="actdb index kinds to compare")
+    ap.add_argument("--store", type=Path,
+                    help="reuse or write the store here (default: a temp dir)")
     args = ap.parse_args()
 
     import duckdb

@@ -12,7 +12,6 @@ fp32, more with bf16), and how far the vectors agree.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
@@ -21,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine_line, make_jpeg_tree  # noqa: E402
+from common import machine_line, make_jpeg_tree, parser  # noqa: E402
 
 
 def notebook_way(files: list[Path], size: int, batch: int, out: Path) -> tuple[float, dict]:
@@ -63,9 +62,9 @@ def actdb_way(root: Path, store: Path, size: int, precision: str) -> tuple[float
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--images", type=int, default=96)
-    ap.add_argument("--size", type=int, default=224)
+    ap = parser(__doc__)
+    ap.add_argument("--images", type=int, default=96, help="ImageNet-sized JPEGs to make")
+    ap.add_argument("--size", type=int, default=224, help="input size in pixels")
     args = ap.parse_args()
     print(machine_line())
     tmp = Path(tempfile.mkdtemp(prefix="actdb-bench-nb-"))

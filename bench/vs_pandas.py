@@ -12,7 +12,6 @@ different-class pairs per class (500) and 100,000 random pairs, with numpy.
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -23,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine_line, peak_rss_mb  # noqa: E402
+from common import machine_line, parser, peak_rss_mb  # noqa: E402
 from query import write_store  # noqa: E402
 
 
@@ -79,11 +78,13 @@ def run_pandas(store: Path) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=1_281_167)
-    ap.add_argument("--classes", type=int, default=1000)
-    ap.add_argument("--store", type=Path)
-    ap.add_argument("--child", choices=["actdb", "pandas"])
+    ap = parser(__doc__)
+    ap.add_argument("--n", type=int, default=1_281_167, help="stored vectors")
+    ap.add_argument("--classes", type=int, default=1000, help="classes of the synthetic data")
+    ap.add_argument("--store", type=Path,
+                    help="reuse or write the store here (default: a temp dir)")
+    ap.add_argument("--child", choices=["actdb", "pandas"],
+                    help="internal: run one side in this process and print JSON")
     args = ap.parse_args()
     if args.child:
         fn = run_actdb if args.child == "actdb" else run_pandas

@@ -36,3 +36,20 @@ def test_bench_script_runs_on_tiny_sizes(script):
                          capture_output=True, text=True, env=env, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.startswith("machine: "), out.stdout[:500]
+
+
+@pytest.mark.parametrize("script", sorted(TINY))
+def test_every_bench_option_is_described(script):
+    import re
+
+    out = subprocess.run([sys.executable, str(BENCH / script), "--help"], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    assert "python bench/" in text  # the whole docstring, not its first line
+    lines = text.split("options:")[1].splitlines()
+    for i, line in enumerate(lines):
+        if re.match(r"^  --?[a-z]", line):
+            described = re.search(r"\S\s{2,}\S", line.strip()) or (
+                i + 1 < len(lines) and lines[i + 1].startswith(" " * 20))
+            assert described, f"{script}: {line.strip()} has no description"

@@ -169,3 +169,12 @@ def test_predict_prints_a_table_or_json_and_no_tensorflow_noise(tmp_path):
     out = subprocess.run([*cmd, "--json"], capture_output=True, text=True, timeout=300)
     assert [t["class_name"] for t in json.loads(out.stdout)[0]["top"]] == \
         [ln.split("\t")[3] for ln in lines[1:]]
+
+
+@pytest.mark.slow
+def test_plots_print_no_third_party_noise(built_store, tmp_path):
+    out = subprocess.run([sys.executable, "-m", "actdb", "plot", "umap", "--store",
+                          str(built_store), "-o", str(tmp_path / "u.png")],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stderr == "", out.stderr[-2000:]
+    assert out.stdout.strip() == f"wrote {tmp_path / 'u.png'}"

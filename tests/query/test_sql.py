@@ -68,19 +68,3 @@ def test_nearest_cli_json_and_csv(built_store):
     res = runner.invoke(app, ["examples", "--channel", "4", "-k", "3", "--store",
                               str(built_store), "--json"])
     assert res.exit_code == 0 and len(json.loads(res.stdout)["top"]) == 3
-
-
-def test_readme_sql_examples_run(built_store, tmp_path):
-    import re
-    from pathlib import Path
-
-    from tests.helpers import class_image
-
-    readme = (Path(__file__).parents[2] / "README.md").read_text()
-    blocks = re.findall(r"```sql\n(.*?)```", readme, re.S)
-    assert len(blocks) >= 5
-    db = actdb.open(built_store)
-    class_image(0, 42).save(tmp_path / "node4.png")
-    db.nearest(str(tmp_path / "node4.png"), k=1)  # caches the query as "node4"
-    for sql in blocks:
-        assert db.sql(sql).num_rows > 0, sql

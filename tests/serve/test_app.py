@@ -139,3 +139,25 @@ def test_uploads_reach_the_query_cache_in_one_deferred_write(client, built_store
     client.app.state.db._query_cache().flush()
     names = actdb.open(built_store).sql("SELECT name FROM queries").to_pandas().name.tolist()
     assert "deferred" in names
+
+
+@pytest.mark.parametrize("method,path,kwargs,status", [
+    ("post", "/api/nearest?k=0", {"data": {"image_id": "1"}}, 422),   # FastAPI's validation
+    ("post", "/api/nearest?k=abc", {"data": {"image_id": "1"}}, 422),
+    ("post", "/api/nearest", {}, 400),                                 # our HTTPException
+    ("get", "/api/images/abc", {}, 422),
+    ("get", "/api/nosuch", {}, 404),                                   # Starlette's own
+    ("post", "/api/sql", {"json": {"sql": "DROP TABLE images"}}, 403),  # an ActdbError
+    ("post", "/api/centroids", {"data": {"image_id": "1"}, "params": {"classes": "nope"}}, 400),
+])
+def test_every_error_has_one_shape(client, method, path, kwargs, status):
+    r = getattr(client, method)(path, **kwargs)
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert set(body) == {"error", "type"} and body["error"] and "\n" not in body["error"]
+
+
+@pytest.mark.parametrize("kind", ["pca", "tsne", "distances"])
+def test_every_plot_kind_is_served(client, kind):
+    r = client.post(f"/api/plot/{kind}?classes=tench,groenendael", data={"image_id": "0"})
+    assert r.status_code == 200 and r.content[:8] == b"\x89PNG\r\n\x1a\n"

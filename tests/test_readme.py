@@ -1,0 +1,89 @@
+"""The README is a contract: every command it shows parses, every SQL block runs through the
+command line, every Python call names real methods and parameters."""
+
+import ast
+import inspect
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+import actdb
+from actdb.cli import app
+from actdb.database import Database
+
+README = (Path(__file__).parents[1] / "README.md").read_text()
+BASH = re.findall(r"```bash\n(.*?)```", README, re.S)
+SQL_BLOCKS = [b for b in BASH if b.startswith("actdb sql - <<'SQL'")]
+
+
+def command_lines() -> list[str]:
+    lines = []
+    for block in BASH:
+        if block in SQL_BLOCKS:
+            lines.append("actdb sql -")
+            continue
+        for line in block.splitlines():
+            line = line.split("  #")[0].strip()
+            for part in line.split("&&"):
+                part = part.strip()
+                if part.startswith("actdb "):
+                    lines.append(part)
+    return lines
+
+
+@pytest.mark.parametrize("line", command_lines())
+def test_every_readme_command_parses(line):
+    """The command exists and takes these options (parsing only: nothing runs)."""
+    cmd, name = typer.main.get_command(app), "actdb"
+    args = shlex.split(line)[1:]
+    while hasattr(cmd, "commands"):  # a group (Typer brings its own Click)
+        name, args = args[0], args[1:]
+        assert name in cmd.commands, f"no command {name!r}"
+        cmd = cmd.commands[name]
+    cmd.make_context(name, args)  # raises on an unknown option or a missing argument
+
+
+def test_the_readme_shows_sql_blocks():
+    assert len(SQL_BLOCKS) >= 6
+
+
+@pytest.mark.parametrize("block", SQL_BLOCKS, ids=lambda b: b.splitlines()[1][:40])
+def test_every_readme_sql_block_runs_through_the_cli(built_store, tmp_path, block):
+    import shutil
+
+    from tests.helpers import class_image
+
+    store = tmp_path / "store"
+    shutil.copytree(built_store, store)
+    class_image(0, 42).save(tmp_path / "node4.png")
+    actdb.open(store).nearest(str(tmp_path / "node4.png"), k=1)  # names the query "node4"
+    sql = block.split("<<'SQL'\n", 1)[1].rsplit("SQL\n", 1)[0]
+    res = CliRunner().invoke(app, ["sql", "-", "--store", str(store), "--format", "json"],
+                             input=sql)
+    assert res.exit_code == 0, res.output
+    assert res.stdout.strip() not in ("", "[]"), sql
+
+
+def test_every_readme_python_call_names_real_methods_and_parameters():
+    python = re.findall(r"```python\n(.*?)```", README, re.S)
+    assert python
+    calls = 0
+    for block in python:
+        for node in ast.walk(ast.parse(block)):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and isinstance(node.func.value, ast.Name)):
+                continue
+            owner = {"db": Database, "actdb": actdb}.get(node.func.value.id)
+            if owner is None:
+                continue
+            fn = getattr(owner, node.func.attr)  # AttributeError: the README names nothing
+            params = inspect.signature(fn).parameters
+            takes_any = any(p.kind == p.VAR_KEYWORD for p in params.values())
+            for kw in node.keywords:
+                assert takes_any or kw.arg in params, f"{node.func.attr}({kw.arg}=...)"
+            calls += 1
+    assert calls >= 15
