@@ -10,6 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
+from actdb import heavy
+
+heavy.quiet_imports(True)  # a benchmark owns its process: no TensorFlow notices in its output
+
 
 def parser(doc: str):
     """An argument parser whose --help shows the script's whole docstring."""
@@ -33,6 +37,7 @@ def machine_line() -> str:
     keep = [f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16",
                         "amx_tile") if f in flags]
     versions = []
+    heavy.keras()  # TensorFlow through actdb's quiet import
     for mod in ("numpy", "tensorflow", "keras", "faiss", "duckdb", "pyarrow"):
         try:
             m = __import__(mod)
