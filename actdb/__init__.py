@@ -16,9 +16,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from actdb.errors import ActdbError
-from actdb.version import __version__
 
 __all__ = ["__version__", "ActdbError", "open", "merge", "dream", "predict", "embed"]
+
+
+def __getattr__(name: str):
+    if name == "__version__":  # read from the package metadata when asked (40 ms)
+        from actdb.version import __version__
+
+        return __version__
+    raise AttributeError(f"module 'actdb' has no attribute {name!r}")
 
 
 def open(path: str | Path | None = None, **options):  # noqa: A001 - like sqlite3.connect

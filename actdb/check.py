@@ -121,7 +121,7 @@ def _check_index(store: Store, ids: set[int], rep: CheckReport) -> None:
     from actdb.index.faiss_index import index_ids, load_index
 
     try:
-        index = load_index(path)
+        index, _ = load_index(path)
     except StoreError as exc:
         rep.problems.append(str(exc))
         rep.index_bad = True

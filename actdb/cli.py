@@ -174,10 +174,24 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+BACKENDS = ("tensorflow", "jax", "torch")
+
+
 @app.callback()
 def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                       help="Show the version and exit.")):
+                                       help="Show the version and exit."),
+          backend: str = typer.Option(None, "--backend", help="Keras backend for the models: "
+                                      "tensorflow (default), jax or torch (sets KERAS_BACKEND; "
+                                      "vectors agree across backends).")):
     """actdb: an activation database for studying what CNNs have learned."""
+    import os
+
+    if backend is not None:
+        if backend not in BACKENDS:
+            _fail(f"--backend must be one of {', '.join(BACKENDS)}, not {backend!r}", 2)
+        if "keras" in sys.modules:
+            _fail("--backend must be chosen before Keras is imported", 2)
+        os.environ["KERAS_BACKEND"] = backend
 
 
 # -- building a store ------------------------------------------------------------------------
@@ -201,13 +215,17 @@ def ingest(
     limit: int = typer.Option(None, help="Seeded random sample of N images overall."),
     seed: int = typer.Option(0, help="Seed for --per-class and --limit."),
     split: str = typer.Option(None, help="Only this split: train or val (default both)."),
-    batch_size: int = typer.Option(32, help="Images per forward pass."),
+    batch_size: int = typer.Option(None, help="Images per forward pass (default: 32 on a CPU, "
+                                   "256 on a GPU)."),
     precision: str = typer.Option("auto", help="auto | fp32 | bf16 (auto: bf16 where the "
                                   "hardware has it; see README)."),
     strict: bool = typer.Option(False, help="Stop with an error at the first bad image."),
     shard: str = typer.Option(None, help="K/N: ingest only this 1/N slice (K = 1..N), for "
                               "several workers; combine with `actdb merge`."),
-    workers: int = typer.Option(4, help="Decoding threads."),
+    workers: int = typer.Option(None, help="Decoding workers (default: 4 threads on a CPU, "
+                                "cores - 1 processes when a GPU runs the model)."),
+    decoders: str = typer.Option("auto", help="threads | processes | auto (processes when a "
+                                 "GPU runs the model)."),
     rows_per_shard: int = typer.Option(1024, help="Images per committed Parquet shard (a "
                                        "killed run loses at most this much work)."),
     as_json: bool = JsonOpt,
@@ -220,7 +238,8 @@ def ingest(
     options = dict(model=model, layer=layer, pool=pool, weights=weights,
                    image_size=image_size, resize=resize, per_class=per_class, limit=limit,
                    seed=seed, split=split, batch_size=batch_size, precision=precision,
-                   strict=strict, shard=shard, workers=workers, rows_per_shard=rows_per_shard)
+                   strict=strict, shard=shard, workers=workers, decoders=decoders,
+                   rows_per_shard=rows_per_shard)
     with _bar(not as_json, "ingest") as bar:
         result = _db(store).ingest(root, progress=bar, **options)
     if as_json:
@@ -331,7 +350,8 @@ def merge(
 @command("index")
 def index_cmd(
     store: Path = StoreOpt,
-    kind: str = typer.Option("auto", help="auto | flat | ivf | hnsw."),
+    kind: str = typer.Option("auto", help="auto (exact up to ~100k images, else ivfpq) | flat "
+                             "| ivfpq | ivf | hnsw."),
     metric: str = typer.Option("l2", help="l2 (the original study's) or cosine."),
     target_recall: float = typer.Option(0.95, help="Recall@50 the approximate kinds must reach."),
     as_json: bool = JsonOpt,
@@ -399,6 +419,9 @@ def nearest(
     where: str = typer.Option(None, help="Only images matching this SQL predicate on `images`."),
     include_self: bool = typer.Option(False, "--include-self", help="Keep an id: query's own "
                                       "image among its neighbours (left out by default)."),
+    recall: float = typer.Option(None, help="With an approximate index: the recall@50 to "
+                                 "reach, e.g. 0.99 (the cheapest setting measured to reach "
+                                 "it; default: the index's target, 0.95)."),
     name: list[str] = typer.Option(None, help="Name to cache the query under (default: file "
                                    "stem); repeat for several queries."),
     store: Path = StoreOpt,
@@ -414,7 +437,7 @@ def nearest(
     if as_json and as_csv:
         raise UsageError("choose one of --json and --csv")
     res = _db(store).nearest(queries, k=k, classes=classes, split=split, where=where,
-                             names=name, include_self=include_self)
+                             names=name, include_self=include_self, recall=recall)
     _rebound(a.query for a in res.answers)
     d = res.to_dict()
     if as_json:
@@ -785,6 +808,8 @@ def main() -> None:
     from actdb import heavy
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")  # share a GPU politely
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # JAX: no 75% grab
     heavy.quiet_imports(True)
     warnings.filterwarnings("ignore", module=r"(umap|sklearn|numba|keras|PIL)(\.|$)")
     app()

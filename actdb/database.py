@@ -50,14 +50,18 @@ class Database:
     """A store, opened for everything. Thread-safe; ``close()`` stops its background work.
 
     ``sql_threads`` bounds DuckDB's threads for SQL (a server leaves cores to the model);
-    ``defer_cache_writes`` writes the query cache from a background thread; ``batch_uploads``
-    lets concurrent image queries share forward passes. The service sets all three.
+    ``linger`` keeps the catalog open that many seconds after a read (opening it costs
+    ~13 ms; a writer in this process or another still gets in at once); ``defer_cache_writes``
+    writes the query cache from a background thread; ``batch_uploads`` lets concurrent image
+    queries share forward passes. The service sets all of them.
     """
 
     def __init__(self, path: str | Path | None = None, *, sql_threads: int | None = None,
-                 defer_cache_writes: bool = False, batch_uploads: bool = False):
+                 linger: float = 1.0, defer_cache_writes: bool = False,
+                 batch_uploads: bool = False):
         self.path = resolve_store_path(path)
         self.sql_threads = sql_threads
+        self.linger = linger
         self.defer_cache_writes = defer_cache_writes
         self.batch_uploads = batch_uploads
         self._lock = threading.RLock()
@@ -65,6 +69,7 @@ class Database:
         self._index = None  # (file signature, index, info)
         self._embedder = None
         self._cache = None
+        self._ref = None
         self._intact = False
 
     def __repr__(self) -> str:
@@ -84,6 +89,10 @@ class Database:
             if hasattr(self._embedder, "close"):
                 self._embedder.close()
             self._cache = self._embedder = self._index = None
+        if self.linger:
+            from actdb.store import catalog
+
+            catalog.close_idle(self.path)
 
     # -- the store ---------------------------------------------------------------------------
 
@@ -92,7 +101,7 @@ class Database:
         """The opened store (StoreError when there is none yet)."""
         with self._lock:
             if self._store is None:
-                self._store = Store.open(self.path, self.sql_threads)
+                self._store = Store.open(self.path, self.sql_threads, self.linger)
             return self._store
 
     @property
@@ -206,20 +215,24 @@ class Database:
 
     def nearest(self, queries, k: int = 10, classes=None, split: str | None = None,
                 where: str | None = None, names: list[str] | None = None,
-                include_self: bool = False):
+                include_self: bool = False, recall: float | None = None):
         """The k nearest stored images of each query, their class vote and the distance in
         context (NearestResult: ``.neighbors``, ``.classes``, ``.context`` DataFrames).
-        ``id:N`` queries leave their own image out unless ``include_self``."""
+        ``id:N`` queries leave their own image out unless ``include_self``. ``recall`` asks an
+        approximate index for the cheapest setting measured to reach it (``index.json``)."""
         from actdb.query.nearest import nearest
 
         _positive("k", k)
+        if recall is not None and not 0 < recall <= 1:
+            raise UsageError(f"recall must be in (0, 1], not {recall}")
         self._require_intact()
         qs = self.resolve(queries, names)
-        index, info = self._loaded_index()
-        if index.ntotal == 0:
+        loaded = self._loaded_index()
+        if loaded.ntotal == 0:
             raise QueryError("the store has no images yet; ingest some first")
         allowed = self._allowed(classes, split, where)
-        return nearest(qs, k, index, info, self.store, allowed, include_self)
+        return nearest(qs, k, loaded, self.store, allowed, include_self, recall,
+                       self._reference())
 
     def centroids(self, queries, k: int = 10, classes=None):
         """Classes ranked by the distance from each query to their centroid, with each
@@ -331,9 +344,20 @@ class Database:
                 self._cache = QueryCache(self.store, deferred=self.defer_cache_writes)
             return self._cache
 
-    def _signature(self) -> tuple:
+    def _reference(self):
+        """The distance reference of query context, re-read when the catalog changes."""
+        sig = self._signature(files.catalog_path(self.path),
+                              files.catalog_path(self.path).with_suffix(".duckdb.wal"))
+        with self._lock:
+            if self._ref is None or self._ref[0] != sig:
+                with self.store.reader() as con:
+                    self._ref = (sig, reads.distance_reference(con))
+            return self._ref[1]
+
+    def _signature(self, *paths: Path) -> tuple:
+        """(mtime, size) of files (the index's by default): changes when a writer commits."""
         sig = []
-        for p in (files.index_path(self.path), files.index_info_path(self.path)):
+        for p in paths or (files.index_path(self.path), files.index_info_path(self.path)):
             try:
                 st = p.stat()
                 sig.append((st.st_mtime_ns, st.st_size))
@@ -342,25 +366,24 @@ class Database:
         return tuple(sig)
 
     def _loaded_index(self):
-        """(index, info), reloaded when another process rewrites the index."""
-        from actdb.index.faiss_index import load_index, load_info
+        """The store's LoadedIndex, reloaded when another process rewrites the index."""
+        from actdb.index.faiss_index import load_index
+        from actdb.index.loaded import LoadedIndex
 
         sig = self._signature()
         with self._lock:
             if self._index is None or self._index[0] != sig:
-                self._index = (sig, load_index(self.path), load_info(self.path))
-            return self._index[1], self._index[2]
+                self._index = (sig, LoadedIndex(*load_index(self.path)))
+            return self._index[1]
 
     def _stored_vectors(self, ids: list[int]) -> np.ndarray:
-        """Stored vectors, straight from an L2 index (which holds them unchanged) when it can
-        say, else from the shards."""
+        """Stored vectors: straight from the index when it holds them unchanged (memory-mapped
+        rows), else from the shards."""
         try:
-            index, info = self._loaded_index()
-            if info["metric"] == "l2":
-                return np.stack([index.reconstruct(int(i)) for i in ids])
-        except (RuntimeError, StoreError):
-            pass
-        return self.store.vectors(ids)[1]
+            vecs = self._loaded_index().vectors(ids)
+        except StoreError:
+            vecs = None
+        return self.store.vectors(ids)[1] if vecs is None else vecs
 
     def _allowed(self, classes, split: str | None, where: str | None) -> np.ndarray | None:
         from actdb.query.nearest import parse_classes

@@ -49,7 +49,15 @@ def keras():
     if "keras" in sys.modules:
         return sys.modules["keras"]
     with _lock, _silenced():
-        import keras
+        try:
+            import keras
+        except ImportError as exc:
+            from actdb.errors import UsageError
+
+            wanted = os.environ.get("KERAS_BACKEND", "tensorflow")
+            raise UsageError(f"Keras cannot load its {wanted} backend ({exc}); install it "
+                             f"(e.g. pip install {wanted}) or choose another backend"
+                             ) from None
 
         if keras.backend.backend() == "tensorflow":
             import tensorflow as tf

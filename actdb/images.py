@@ -112,3 +112,16 @@ def decode_image(
     if out.shape != (size, size, 3):
         raise ImageError(f"decoded to unexpected shape {out.shape}")
     return out, (w, h)
+
+
+def decode_files(paths: list[str], size: int, resize: str = "squash") -> list:
+    """Decode several files, for a worker: each item is ``(array, (width, height), bytes)``
+    or the :class:`ImageError` that file raised (a bad file never stops the others)."""
+    out = []
+    for p in paths:
+        try:
+            arr, wh = decode_image(p, size, resize)
+            out.append((arr, wh, Path(p).stat().st_size))
+        except ImageError as exc:
+            out.append(exc)
+    return out

@@ -72,8 +72,9 @@ def _pairs_within(n: int, budget: int, rng) -> tuple[np.ndarray, np.ndarray, boo
 
 
 def _pairs_across(start: int, count: int, n: int, budget: int, rng):
-    """(member, non-member) row pairs for the class in rows [start, start + count): all of them
-    when they fit ``budget``, else ``budget`` distinct ones."""
+    """(member, non-member) pairs for the class at ``order[start:start + count]``, as
+    (member offsets in the class, positions in ``order``): all of them when they fit
+    ``budget``, else ``budget`` distinct ones."""
     n_other = n - count
     if n_other == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), False
@@ -82,7 +83,7 @@ def _pairs_across(start: int, count: int, n: int, budget: int, rng):
     k = np.sort(rng.choice(total, budget, replace=False)) if sampled else np.arange(total)
     member, other = np.divmod(k, n_other)
     other = np.where(other < start, other, other + count)  # skip the class's own rows
-    return start + member, other, sampled
+    return member, other, sampled
 
 
 def _centroid_distances(c: np.ndarray) -> np.ndarray:
@@ -112,52 +113,54 @@ def settings(store: Store, **changes) -> StatsConfig:
 def compute_stats(store: Store, cfg: StatsConfig | None = None) -> dict:
     """Recompute every statistics table from the store's vectors; returns a summary.
 
-    ``cfg`` None: the settings the store's statistics were last computed with."""
+    ``cfg`` None: the settings the store's statistics were last computed with. The vectors are
+    read once, in id order; each class's rows are gathered once (its centroid, spread and
+    same-class pairs come from that block), other rows only as the pair samples need them.
+    """
     import pandas as pd
 
     cfg = cfg or settings(store)
     t0 = time.perf_counter()
     with store.reader() as con:
         first = reads.classes(con)
-        rows = reads.labelled_images(con)
-    # rows grouped by class: class c is rows starts[c] : starts[c] + counts[c]
-    ids, vecs = store.vectors(rows["image_id"])
+        rows = reads.labelled_images(con)  # grouped by class, then id
+    all_ids, vecs = store.vectors()
     labels = np.asarray(rows["label"], np.int64)
+    ids = np.asarray(rows["image_id"], np.int64)
+    order = np.searchsorted(all_ids, ids)  # class-grouped rows of ``vecs``
     keys = [r[0] for r in first]
     rng = np.random.default_rng(cfg.seed)
     k, n, dim = len(keys), len(ids), store.manifest.dim
     starts = np.searchsorted(labels, np.arange(k))
     counts = np.diff(np.append(starts, n))
     centroids = np.zeros((k, dim))
-    for c in range(k):  # contiguous blocks; numpy's pairwise float32 sum is accurate here
-        centroids[c] = vecs[starts[c] : starts[c] + counts[c]].mean(axis=0)
-    dc = np.empty(n)
-    for lo in range(0, n, 65536):  # member-to-centroid distances, in chunks
-        hi = min(lo + 65536, n)
-        dc[lo:hi] = _dist(vecs[lo:hi], centroids[labels[lo:hi]].astype(np.float32))
-    cent_rows, class_rows, same_all, other_all = [], [], [], []
+    spread, same_all, other_all = [], [], []
     same_sampled = other_sampled = False
-    cdist = _centroid_distances(centroids)
     for c in range(k):
         lo, cnt = int(starts[c]), int(counts[c])
-        d = dc[lo : lo + cnt]
-        key, name, synset, index, _ = first[c]
-        cent_rows.append((key, synset, name, index, cnt, centroids[c].astype(np.float32),
-                          d.mean(), d.std(), np.quantile(d, 0.5), np.quantile(d, 0.95)))
+        block = vecs[order[lo : lo + cnt]]
+        centroids[c] = block.mean(axis=0, dtype=np.float64)
+        spread.append(_dist(block, np.broadcast_to(centroids[c].astype(np.float32),
+                                                   block.shape)))
         i, j, s1 = _pairs_within(cnt, cfg.pairs_per_class, rng)
-        same = _dist(vecs[lo + i], vecs[lo + j])
+        same_all.append(_dist(block[i], block[j]))
         a, b, s2 = _pairs_across(lo, cnt, n, cfg.pairs_per_class, rng)
-        other = _dist(vecs[a], vecs[b])
+        other_all.append(_dist(block[a], vecs[order[b]]))
         same_sampled, other_sampled = same_sampled or s1, other_sampled or s2
-        same_all.append(same)
-        other_all.append(other)
+    cent_rows, class_rows = [], []
+    cdist = _centroid_distances(centroids)
+    for c in range(k):
+        d, same, other = spread[c], same_all[c], other_all[c]
+        key, name, synset, index, _ = first[c]
+        cent_rows.append((key, synset, name, index, len(d), centroids[c].astype(np.float32),
+                          d.mean(), d.std(), np.quantile(d, 0.5), np.quantile(d, 0.95)))
         near_key = near_name = near_d = None
         if k > 1:
             row = cdist[c].copy()
             row[c] = np.inf
             near = int(np.argmin(row))
             near_key, near_name, near_d = keys[near], first[near][1], float(row[near])
-        class_rows.append((key, name, cnt, float(same.mean()) if len(same) else None,
+        class_rows.append((key, name, len(d), float(same.mean()) if len(same) else None,
                            len(same), float(other.mean()) if len(other) else None, len(other),
                            near_name, near_key, near_d))
     pairs = [_summary("same_class", np.concatenate(same_all) if same_all else np.zeros(0),
@@ -167,8 +170,8 @@ def compute_stats(store: Store, cfg: StatsConfig | None = None) -> dict:
                       cfg)]
     if n > 1:
         i, j, sampled = _pairs_within(n, cfg.pair_sample, rng)
-        pairs.append(_summary("random", _dist(vecs[i], vecs[j]), sampled, cfg))
-    nn_ids, nn_d = _nn_sample(store, ids, vecs, cfg, rng)
+        pairs.append(_summary("random", _dist(vecs[order[i]], vecs[order[j]]), sampled, cfg))
+    nn_ids, nn_d = _nn_sample(store, all_ids, vecs, ids, cfg, rng)
     pairs.append(_summary("nearest_neighbour", nn_d, len(nn_ids) < n, cfg))
     seconds = round(time.perf_counter() - t0, 3)
     cent = pd.DataFrame(cent_rows, columns=[
@@ -185,38 +188,40 @@ def compute_stats(store: Store, cfg: StatsConfig | None = None) -> dict:
             "pair_stats": pairs}
 
 
-def _nn_sample(store: Store, ids, vecs, cfg: StatsConfig, rng):
-    """Distance from a sample of stored images to their nearest *other* stored image.
+def _nn_sample(store: Store, all_ids, vecs, labelled, cfg: StatsConfig, rng):
+    """Distance from a sample of labelled stored images to their nearest *other* stored
+    image (``all_ids``/``vecs``: every stored image, by id).
 
     Exact (brute force) unless the store has an approximate index, which is then used: at
     ImageNet scale exact search for the whole sample would dominate the statistics' time.
     """
-    if len(ids) < 2:
+    if len(labelled) < 2:
         return np.zeros(0, np.int64), np.zeros(0)
     import faiss
 
-    pick = np.sort(rng.choice(len(ids), min(cfg.nn_sample, len(ids)), replace=False))
-    q = np.ascontiguousarray(vecs[pick], np.float32)
+    pick = np.sort(rng.choice(labelled, min(cfg.nn_sample, len(labelled)), replace=False))
+    q = np.ascontiguousarray(vecs[np.searchsorted(all_ids, pick)], np.float32)
     index = _approximate_l2_index(store)
     if index is not None:
-        d2, nbr = index.search(q, 2)
-        self_hit = nbr[:, 0] == ids[pick]
+        d, nbr = index.search(q, 2)
+        nbr = np.where(nbr >= 0, nbr, -1)
     else:
-        d2, nbr = faiss.knn(q, np.ascontiguousarray(vecs, np.float32), 2,
+        d2, pos = faiss.knn(q, np.ascontiguousarray(vecs, np.float32), 2,
                             metric=faiss.METRIC_L2)
-        self_hit = nbr[:, 0] == pick
+        d, nbr = np.sqrt(np.maximum(d2, 0)), all_ids[pos]
     # the first hit is the image itself (or an exact duplicate at distance 0)
-    other = np.where(self_hit, d2[:, 1], d2[:, 0])
-    return ids[pick], np.sqrt(np.maximum(other, 0))
+    return pick, np.where(nbr[:, 0] == pick, d[:, 1], d[:, 0])
 
 
 def _approximate_l2_index(store: Store):
+    """The store's approximate L2 index, loaded for searching (None when exact or none)."""
     from actdb.index.faiss_index import load_index
+    from actdb.index.loaded import LoadedIndex
 
     info = store.index_info()
     if info is None or info.get("kind") == "flat" or info.get("metric") != "l2":
         return None
-    return load_index(store.path)
+    return LoadedIndex(*load_index(store.path))
 
 
 def refresh(store: Store, index: bool = True, stats: bool = True) -> tuple[dict | None,

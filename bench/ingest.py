@@ -2,6 +2,9 @@
 
     python bench/ingest.py                 # 192 ImageNet-sized JPEGs at 224 px (~6 min here)
     python bench/ingest.py --images 16 --size 64    # smoke size
+    python bench/ingest.py --decode-only   # the decode stage alone: img/s per core, 1 and 2
+                                           # workers; Pillow's draft mode on large JPEGs
+    python bench/ingest.py --backend jax   # the model on another Keras backend
 
 Everything is measured in this one run on the same images. Weights are random:0 (ImageNet
 weights cannot be downloaded on the machines this was written on); speed does not depend on
@@ -11,6 +14,7 @@ the weights' values, fidelity figures are for random weights.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -59,6 +63,54 @@ def topk_overlap(a: np.ndarray, b: np.ndarray, k: int) -> float:
     return float(np.mean([len(set(x) & set(y)) / k for x, y in zip(na, nb, strict=True)]))
 
 
+def decode_only(args) -> None:
+    """The pipeline's decode stage with the model replaced by nothing: images/s in 1 and 2
+    worker processes (and threads), per core; then full vs draft-mode decoding of large
+    JPEGs (Pillow's DCT-domain downscaling)."""
+    from actdb.images import decode_image
+    from actdb.ingest.layout import detect_layout
+    from actdb.ingest.pipeline import _decoded
+
+    print(machine_line())
+    tmp = Path(tempfile.mkdtemp(prefix="actdb-bench-dec-"))
+    root = make_jpeg_tree(tmp / "data", 8, max(1, args.images // 8))
+    entries = detect_layout(root).entries
+    print(f"decode only: {len(entries)} JPEGs of 500x375 at {args.size} px, no model")
+    rates = {}
+    for mode in ("threads", "processes"):
+        for workers in (1, 2):
+            list(_decoded(entries[:8], root, args.size, "squash", workers, mode == "processes"))
+            t = time.perf_counter()
+            got = sum(1 for _ in _decoded(entries, root, args.size, "squash", workers,
+                                          mode == "processes"))
+            rates[mode, workers] = got / (time.perf_counter() - t)
+            print(f"decode {mode}, {workers} worker(s): {rates[mode, workers]:.0f} img/s = "
+                  f"{rates[mode, workers] / workers:.0f} img/s per worker")
+    print(f"decode processes, 2 workers / 1 worker: "
+          f"{rates['processes', 2] / rates['processes', 1]:.2f} (target >= 1.8)")
+    big = make_jpeg_tree(tmp / "big", 1, 24, size=(1600, 1200))
+    files = sorted(big.rglob("*.JPEG"))
+    for name, draft in (("full", False), ("draft", True)):
+        def one(f, draft=draft):
+            from PIL import Image
+
+            with Image.open(f) as im:
+                if draft:
+                    im.draft("RGB", (args.size, args.size))
+                return np.asarray(im.convert("RGB").resize((args.size, args.size),
+                                                           Image.BILINEAR))
+        one(files[0])
+        t = time.perf_counter()
+        for f in files:
+            one(f)
+        print(f"1600x1200 JPEGs, {name} decode at {args.size} px: "
+              f"{len(files) / (time.perf_counter() - t):.0f} img/s on one core")
+    a = np.stack([decode_image(f, args.size)[0] for f in files]).astype(np.float64)
+    b = np.stack([one(f, True) for f in files]).astype(np.float64)
+    print(f"draft vs full decode of those: mean absolute pixel difference "
+          f"{np.abs(a - b).mean():.2f} (of 255)")
+
+
 def rss_child(root: str, store: str, size: int, batch: int, limit: int) -> None:
     pipeline(Path(root), Path(store), "auto", size, batch, limit)
     print(json.dumps({"peak_rss_mb": peak_rss_mb()}))
@@ -72,9 +124,18 @@ def main() -> None:
     ap.add_argument("--rss-child", nargs=2, metavar=("ROOT", "STORE"),
                     help="internal: ingest ROOT into STORE and print the peak RSS")
     ap.add_argument("--limit", type=int, help="internal: with --rss-child, images to ingest")
+    ap.add_argument("--decode-only", action="store_true",
+                    help="time the decode stage alone (no model), 1 and 2 workers")
+    ap.add_argument("--backend", choices=("tensorflow", "jax", "torch"),
+                    help="Keras backend for the model (default: KERAS_BACKEND, else tensorflow)")
     args = ap.parse_args()
+    if args.backend:
+        os.environ["KERAS_BACKEND"] = args.backend  # before Keras is imported
     if args.rss_child:
         rss_child(*args.rss_child, args.size, args.batch, args.limit)
+        return
+    if args.decode_only:
+        decode_only(args)
         return
 
     from actdb.images import decode_image

@@ -27,10 +27,12 @@ def notebook_way(files: list[Path], size: int, batch: int, out: Path) -> tuple[f
     """What a researcher writes in a notebook. Returns (images/s, path -> vector)."""
     import keras
 
+    from actdb.models.registry import seeded_weights
+
     t = time.perf_counter()  # from scratch to vectors on disk, like actdb's timing
-    keras.utils.set_random_seed(0)
     base = keras.applications.VGG19(include_top=False, weights=None,
                                      input_shape=(size, size, 3))
+    seeded_weights(base, 0)  # actdb's random:0 weights (a notebook would load ImageNet's)
     cut = keras.Model(base.input, base.get_layer("block5_conv4").output)
     vecs = []
     for i in range(0, len(files), batch):

@@ -61,3 +61,15 @@ def add_bad_files(folder: Path) -> dict[str, str]:
             "bomb.png": "decompression bomb"}
 
 
+
+
+def keras_reference(constructor: str, **kwargs):
+    """Keras' own application with actdb's ``random:0`` weights (Keras initialises per
+    backend; actdb draws the same Glorot-uniform kernels from a seeded NumPy generator)."""
+    import keras
+
+    from actdb.models.registry import seeded_weights
+
+    model = getattr(keras.applications, constructor)(weights=None, **kwargs)
+    seeded_weights(model, 0)
+    return model

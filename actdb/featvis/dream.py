@@ -8,7 +8,9 @@ Two recipes:
   subtraction, no scaling), the gradient divided by its standard deviation, a fixed step, a clip
   to [-1, 1] after every step, and the result written as ``uint8(255 * (x + 1) / 2)`` without
   converting BGR back to RGB. The optimisation therefore lives in a tiny range around the mean
-  pixel, and the saved PNG is a contrast-stretched, channel-swapped view of it.
+  pixel, and the saved PNG is a contrast-stretched, channel-swapped view of it. It runs
+  eagerly, as the original did: TensorFlow's graph mode rounds a little differently, and the
+  contrast stretch makes that visible.
 - ``improved`` (default) is what a careful practitioner uses today: the image is parameterised
   in a decorrelated colour space and a 1/f-scaled Fourier basis, squashed into the valid pixel
   range by a sigmoid, optimised with Adam under random jitter and scaling (transformation
@@ -137,13 +139,12 @@ def _run_seed(emb, cfg, objective, progress):
     import tensorflow as tf
 
     img = tf.convert_to_tensor(emb._preprocess(seed_start(cfg.size, cfg.seed).astype(np.float32)))
-    start = float(objective(emb.model(img[None], training=False)))
+    start = float(objective(emb.features(img[None], training=False)))
 
-    @tf.function
-    def step(img):
+    def step(img):  # eager, as the original ran: graph mode rounds differently
         with tf.GradientTape() as tape:
             tape.watch(img)
-            loss = objective(emb.model(tf.expand_dims(img, 0), training=False))
+            loss = objective(emb.features(tf.expand_dims(img, 0), training=False))
         g = tape.gradient(loss, img)
         g /= tf.math.reduce_std(g)
         return loss, tf.clip_by_value(img + g * cfg.step_size, -1, 1)
@@ -196,7 +197,7 @@ def _run_improved(emb, cfg, objective, progress):
         return tf.image.random_crop(x, [1, size, size, 3])
 
     def score(x01):
-        return objective(emb.model(emb_preprocess(x01 * 255.0), training=False))
+        return objective(emb.features(emb_preprocess(x01 * 255.0), training=False))
 
     def emb_preprocess(x):
         # keras' preprocess_input works on tensors too (RGB in, model's convention out)
@@ -232,6 +233,11 @@ def dream(cfg: DreamConfig, output: str | Path,
 
     cfg = _resolved(cfg)
     fmt = image_format(output)
+    from actdb.models.embed import backend
+
+    if backend() != "tensorflow":
+        raise UsageError(f"dream runs on Keras' TensorFlow backend; KERAS_BACKEND is "
+                         f"{backend()}: run it with KERAS_BACKEND=tensorflow")
     emb = Embedder(EmbedConfig(model=cfg.model, layer=cfg.layer, weights=cfg.weights,
                                image_size=cfg.size, precision=cfg.precision))
     objective = _objective_fn(cfg, emb.dim)
@@ -242,7 +248,7 @@ def dream(cfg: DreamConfig, output: str | Path,
     Image.fromarray(out, "RGB").save(output, format=fmt)
     # the saved file read back and embedded as any query image would be
     reread = np.asarray(Image.open(output).convert("RGB"), np.float32)[None]
-    final = float(objective(emb.model(emb._preprocess(reread.copy()), training=False)))
+    final = float(objective(emb.features(emb._preprocess(reread.copy()), training=False)))
     sidecar = output.with_suffix(".json")
     res = DreamResult(str(output), str(sidecar), asdict(cfg), emb.fingerprint, values,
                       start, final)

@@ -1,10 +1,23 @@
 """The FAISS index of a store: ids are image_ids; ``index.json`` says how it was built.
 
-Kinds: ``flat`` (exact), ``ivf`` (IVF-Flat, ``nprobe`` tuned), ``hnsw`` (HNSW-Flat, ``efSearch``
-tuned). ``auto`` is exact while a search over the whole store takes a few ms, approximate above,
-tuned so recall@50 against exact search is at least ``target_recall`` on a sample of the
-store's own vectors. Metrics: ``l2`` (the original study's; distances reported as L2, not
-squared) and ``cosine`` (vectors normalised, distance = 1 - cosine similarity).
+Kinds:
+
+- ``flat``: exact search.
+- ``ivfpq``: an inverted file (about sqrt(n) lists, a flat coarse quantizer) with 4-bit PQ
+  fast-scan codes (``IVF{nlist},PQ{d/8}x4fs``) whose candidates are re-ranked exactly against
+  the full vectors (``IndexRefineFlat``). The codes are small enough to hold in memory (d/16
+  bytes a vector: 32 for 512-d); the full vectors are memory-mapped when the index is loaded,
+  so they stay in the OS page cache and a query reads only the rows it re-ranks. (An HNSW
+  coarse quantizer was measured and lost a fifth of the recall at large nprobe.)
+- ``ivf`` (IVF-Flat) and ``hnsw`` (HNSW-Flat): kept for comparison.
+
+``auto`` is exact while a search over the whole store takes a few ms, ``ivfpq`` above. Tuning
+measures recall@50 against exact search (on a sample of the store's own vectors) and the
+latency of a grid of search settings, and records the cheapest setting that reaches each of
+several recall levels (``operating_points`` in ``index.json``): the default is the one for
+``target_recall``, and ``nearest(recall=0.99)`` picks another without rebuilding. Metrics:
+``l2`` (the original study's; distances reported as L2, not squared) and ``cosine`` (vectors
+normalised, distance = 1 - cosine similarity).
 
 >>> x = np.random.default_rng(0).random((200, 8), dtype=np.float32)
 >>> index, info = build(np.arange(200), x, IndexConfig(kind="flat"))
@@ -26,11 +39,13 @@ import numpy as np
 from actdb.errors import StoreDamaged, StoreError, UsageError
 from actdb.store.catalog.files import INDEX, INDEX_INFO, index_info_path, index_path
 
-KINDS = ("auto", "flat", "ivf", "hnsw")
+KINDS = ("auto", "flat", "ivfpq", "ivf", "hnsw")
 METRICS = ("l2", "cosine")
 #: auto picks exact search up to this many vector components (n * dim): ~100k x 512-d.
 AUTO_EXACT_MAX = 50_000_000
 RECALL_K = 50
+#: The recall levels whose cheapest setting tuning records (besides the target).
+LEVELS = (0.9, 0.95, 0.99)
 
 
 @dataclass(frozen=True)
@@ -40,9 +55,12 @@ class IndexConfig:
     kind: str = "auto"
     metric: str = "l2"
     target_recall: float = 0.95
-    recall_sample: int = 1000
+    recall_sample: int = 500
+    tune_seconds: float = 90.0  # the most time tuning spends measuring settings
     seed: int = 0
     hnsw_m: int = 32
+    nlist: int | None = None  # ivf, ivfpq: inverted lists (default from n)
+    pq_m: int | None = None  # ivfpq: PQ sub-quantizers, 4 bits each (default dim / 8)
 
 
 def _faiss():
@@ -52,7 +70,7 @@ def _faiss():
 
 
 def index_ids(index) -> np.ndarray:
-    """The ids held by an IndexIDMap2-wrapped index."""
+    """The ids an IndexIDMap-wrapped index holds, in its internal order."""
     return _faiss().vector_to_array(index.id_map).astype(np.int64)
 
 
@@ -72,89 +90,151 @@ def to_distance(raw: np.ndarray, metric: str) -> np.ndarray:
     return np.sqrt(np.maximum(raw, 0.0))
 
 
-def _make(kind: str, metric: str, dim: int, n: int, cfg: IndexConfig):
+def default_nlist(n: int) -> int:
+    """About sqrt(n) lists, a power of two, with at least ~39 points each to train.
+
+    >>> default_nlist(1_281_167), default_nlist(14_000_000), default_nlist(100_000_000)
+    (1024, 4096, 8192)
+    """
+    return max(1, min(2 ** round(math.log2(max(math.sqrt(n), 1))), n // 39))
+
+
+def _metric_type(metric: str):
     faiss = _faiss()
-    mt = faiss.METRIC_INNER_PRODUCT if metric == "cosine" else faiss.METRIC_L2
+    return faiss.METRIC_INNER_PRODUCT if metric == "cosine" else faiss.METRIC_L2
+
+
+def _make(kind: str, dim: int, n: int, cfg: IndexConfig):
+    faiss = _faiss()
+    mt = _metric_type(cfg.metric)
     if kind == "flat":
-        inner = faiss.IndexFlat(dim, mt)
-        params = {}
-    elif kind == "ivf":
-        nlist = int(max(1, min(4 * math.sqrt(n), n // 39)))
-        quant = faiss.IndexFlat(dim, mt)
-        inner = faiss.IndexIVFFlat(quant, dim, nlist, mt)
+        return faiss.IndexIDMap(faiss.IndexFlat(dim, mt)), {}
+    if kind == "ivfpq":
+        nlist = cfg.nlist or default_nlist(n)
+        m = cfg.pq_m or max(1, dim // 8)
+        if dim % m:
+            raise UsageError(f"pq_m {m} must divide the vector dimension {dim}")
+        base = faiss.index_factory(dim, f"IVF{nlist},PQ{m}x4fs", mt)
+        faiss.extract_index_ivf(base).cp.seed = cfg.seed
+        return faiss.IndexIDMap(faiss.IndexRefineFlat(base)), {"nlist": nlist, "pq_m": m}
+    if kind == "ivf":
+        nlist = cfg.nlist or default_nlist(n)
+        inner = faiss.IndexIVFFlat(faiss.IndexFlat(dim, mt), dim, nlist, mt)
         inner.cp.seed = cfg.seed
-        params = {"nlist": nlist}
-    elif kind == "hnsw":
+        return faiss.IndexIDMap(inner), {"nlist": nlist}
+    if kind == "hnsw":
         inner = faiss.IndexHNSWFlat(dim, cfg.hnsw_m, mt)
         inner.hnsw.efConstruction = 40
-        params = {"M": cfg.hnsw_m}
-    else:
-        raise UsageError(f"unknown index kind {kind!r}; use one of {', '.join(KINDS)}")
-    return faiss.IndexIDMap2(inner), params
+        return faiss.IndexIDMap(inner), {"M": cfg.hnsw_m}
+    raise UsageError(f"unknown index kind {kind!r}; use one of {', '.join(KINDS)}")
 
 
-def _inner(index):
-    return _faiss().downcast_index(index.index)
+def search_params(info: dict, setting: dict | None = None):
+    """FAISS per-call search parameters for a recorded setting (the default one when None);
+    None for exact search. Per call, so concurrent searches never share a knob."""
+    faiss = _faiss()
+    s = setting or info.get("search", {})
+    kind = info["kind"]
+    if kind == "ivfpq":
+        return faiss.IndexRefineSearchParameters(
+            k_factor=float(s["k_factor"]),
+            base_index_params=faiss.SearchParametersIVF(nprobe=int(s["nprobe"])))
+    if kind == "ivf":
+        return faiss.SearchParametersIVF(nprobe=int(s["nprobe"]))
+    if kind == "hnsw":
+        return faiss.SearchParametersHNSW(efSearch=int(s["efSearch"]))
+    return None
 
 
-def set_search_params(index, info: dict) -> None:
-    """Apply the tuned nprobe / efSearch recorded in index.json."""
-    inner = _inner(index)
-    if info["kind"] == "ivf":
-        inner.nprobe = int(info["nprobe"])
-    elif info["kind"] == "hnsw":
-        inner.hnsw.efSearch = int(info["efSearch"])
+def setting_for(info: dict, recall: float | None) -> dict | None:
+    """The cheapest recorded setting whose measured recall reaches ``recall`` (the default
+    setting when None; the most accurate one measured when none reaches it)."""
+    if recall is None or info["kind"] == "flat":
+        return None
+    points = sorted(info.get("operating_points", []), key=lambda p: p["p50_ms"])
+    if not points:
+        return None
+    reaching = [p for p in points if p["recall"] >= recall]
+    return reaching[0] if reaching else max(points, key=lambda p: p["recall"])
+
+
+def _others(rows: np.ndarray, own: np.ndarray, k: int) -> list[np.ndarray]:
+    """Each row's first k ids other than its own query's."""
+    return [r[r != o][:k] for r, o in zip(rows, own, strict=True)]
 
 
 class RecallProbe:
-    """Sampled queries and their exact top-k, computed once, to score an index repeatedly."""
+    """Stored vectors used as queries and their exact top-k neighbours (themselves left out,
+    as ``nearest id:N`` does), computed once, to score settings repeatedly."""
 
     def __init__(self, ids: np.ndarray, vecs: np.ndarray, metric: str, k: int = RECALL_K,
-                 sample: int = 1000, seed: int = 0):
+                 sample: int = 500, seed: int = 0):
         faiss = _faiss()
         x = prepare(vecs, metric)
-        self.k = min(k, len(x))
+        ids = np.asarray(ids, dtype=np.int64)
+        self.k = min(k, len(x) - 1)
         rng = np.random.default_rng(seed)
-        self.queries = x[rng.choice(len(x), min(sample, len(x)), replace=False)]
-        mt = faiss.METRIC_INNER_PRODUCT if metric == "cosine" else faiss.METRIC_L2
-        _, exact = faiss.knn(self.queries, x, self.k, metric=mt)
-        self.exact_ids = np.asarray(ids, dtype=np.int64)[exact]
+        pick = rng.choice(len(x), min(sample, len(x)), replace=False)
+        self.queries, self.own = x[pick], ids[pick]
+        _, exact = faiss.knn(self.queries, x, self.k + 1, metric=_metric_type(metric))
+        self.exact_ids = _others(ids[exact], self.own, self.k)
 
-    def recall(self, index) -> float:
-        """Mean recall@k of ``index`` against exact search."""
-        _, got = index.search(self.queries, self.k)
+    def measure(self, index, params=None) -> tuple[float, float]:
+        """(mean recall@k against exact search, p50 ms of one query at a time)."""
+        index.search(self.queries[:2], self.k + 1, params=params)  # warm-up
+        times, got = [], []
+        for q in self.queries:
+            t = time.perf_counter()
+            _, g = index.search(q[None], self.k + 1, params=params)
+            times.append(time.perf_counter() - t)
+            got.append(g[0])
+        got = _others(np.stack(got), self.own, self.k)
         hits = [len(np.intersect1d(g, e)) for g, e in zip(got, self.exact_ids, strict=True)]
-        return float(np.mean(hits) / self.k)
+        return float(np.mean(hits) / self.k), float(np.median(times) * 1e3)
 
 
-def measure_recall(index, ids: np.ndarray, vecs: np.ndarray, metric: str, k: int = RECALL_K,
-                   sample: int = 1000, seed: int = 0) -> float:
-    """Mean recall@k of ``index`` against exact search; queries are a sample of ``vecs``."""
-    return RecallProbe(ids, vecs, metric, k, sample, seed).recall(index)
+def measure_recall(index, ids: np.ndarray, vecs: np.ndarray, metric: str, info: dict,
+                   k: int = RECALL_K, sample: int = 500, seed: int = 0) -> float:
+    """Mean recall@k of ``index`` with its default setting, on a sample of ``vecs``."""
+    return RecallProbe(ids, vecs, metric, k, sample, seed).measure(index,
+                                                                   search_params(info))[0]
 
 
-def _tune(index, kind: str, ids: np.ndarray, vecs: np.ndarray,
-          cfg: IndexConfig) -> tuple[dict, float]:
-    inner = _inner(index)
-    if kind == "flat":
-        return {}, 1.0
+def _grid(kind: str, built: dict, n: int) -> list[dict]:
+    """Settings to measure, roughly from cheap to expensive."""
+    if kind == "ivfpq":
+        nlist = built["nlist"]
+        probes = sorted({p for p in (8, 16, 32, 64, 96, 128, 192, 256, 384, 512, 768, 1024,
+                                     2048, 4096) if p < nlist} | {nlist})
+        return [{"nprobe": p, "k_factor": f} for p in probes for f in (10, 20, 40)]
     if kind == "ivf":
-        name, values = "nprobe", [v for v in (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128,
-                                              192, 256, 384, 512) if v <= inner.nlist]
-        values.append(inner.nlist)
-    else:
-        name, values = "efSearch", [16, 32, 48, 64, 96, 128, 192, 256, 384, 512, 1024]
+        nlist = built["nlist"]
+        return [{"nprobe": p} for p in sorted({p for p in (1, 2, 4, 8, 16, 32, 64, 128, 256,
+                                                           512) if p < nlist} | {nlist})]
+    if kind == "hnsw":
+        return [{"efSearch": e} for e in (16, 32, 64, 128, 256, 384, 512, 1024) if e <= n]
+    return []
+
+
+def _tune(index, kind: str, built: dict, ids, vecs, cfg: IndexConfig) -> dict:
+    """Measure the grid until the highest recall level is reached, the grid ends or the time
+    budget is spent (the most accurate setting measured is then the best on record)."""
+    n = len(ids)
+    if kind == "flat" or n < 2:
+        return {"search": {}, "recall": 1.0, "operating_points": []}
     probe = RecallProbe(ids, vecs, cfg.metric, sample=cfg.recall_sample, seed=cfg.seed)
-    recall = 0.0
-    for v in values:
-        if kind == "ivf":
-            inner.nprobe = v
-        else:
-            inner.hnsw.efSearch = v
-        recall = probe.recall(index)
-        if recall >= cfg.target_recall:
+    info = {"kind": kind}
+    points = []
+    top = max(*LEVELS, cfg.target_recall)
+    deadline = time.monotonic() + cfg.tune_seconds
+    for setting in _grid(kind, built, n):
+        recall, p50 = probe.measure(index, search_params(info, setting))
+        points.append({**setting, "recall": round(recall, 4), "p50_ms": round(p50, 3)})
+        if recall >= top or time.monotonic() > deadline:
             break
-    return {name: v}, recall
+    chosen = setting_for({"kind": kind, "operating_points": points}, cfg.target_recall)
+    search = {k: v for k, v in chosen.items() if k not in ("recall", "p50_ms")}
+    return {"search": search, "recall": chosen["recall"], "operating_points": points}
 
 
 def choose_kind(kind: str, n: int, dim: int) -> str:
@@ -162,31 +242,38 @@ def choose_kind(kind: str, n: int, dim: int) -> str:
         raise UsageError(f"unknown index kind {kind!r}; use one of {', '.join(KINDS)}")
     if kind != "auto":
         return kind
-    return "flat" if n * dim <= AUTO_EXACT_MAX or n < 10_000 else "hnsw"
+    return "flat" if n * dim <= AUTO_EXACT_MAX or n < 10_000 else "ivfpq"
 
 
 def build(ids: np.ndarray, vecs: np.ndarray, cfg: IndexConfig):
     """Build and tune an index over (ids, vecs); returns (index, info dict)."""
     if cfg.metric not in METRICS:
         raise UsageError(f"unknown metric {cfg.metric!r}; use one of {', '.join(METRICS)}")
+    if not 0 < cfg.target_recall <= 1:
+        raise UsageError(f"target_recall must be in (0, 1], not {cfg.target_recall}")
     n, dim = vecs.shape
     kind = choose_kind(cfg.kind, n, dim)
+    if kind in ("ivf", "ivfpq") and n < 39:
+        kind = "flat"  # too few vectors to train lists
     t0 = time.perf_counter()
-    index, params = _make(kind, cfg.metric, dim, n, cfg)
+    index, built = _make(kind, dim, n, cfg)
     x = prepare(vecs, cfg.metric)
-    if kind == "ivf":  # 64 points per list train k-means well enough, and fast
-        nlist = params["nlist"]
+    if kind in ("ivf", "ivfpq"):  # 64 points per list train k-means well enough, and fast
         rng = np.random.default_rng(cfg.seed)
-        sample = x if n <= 64 * nlist else x[np.sort(rng.choice(n, 64 * nlist, replace=False))]
-        index.train(sample)
+        m = max(64 * built["nlist"], 100_000 if kind == "ivfpq" else 0)
+        index.train(x if n <= m else x[np.sort(rng.choice(n, m, replace=False))])
     if n:
         index.add_with_ids(x, np.asarray(ids, dtype=np.int64))
     build_s = time.perf_counter() - t0
-    tuned, recall = _tune(index, kind, ids, vecs, cfg) if n else ({}, 1.0)
+    tuned = _tune(index, kind, built, ids, vecs, cfg)
     info = {"kind": kind, "requested_kind": cfg.kind, "metric": cfg.metric, "dim": dim,
-            "ntotal": int(index.ntotal), **params, **tuned,
-            f"recall_at_{RECALL_K}": round(recall, 4), "target_recall": cfg.target_recall,
-            "build_seconds": round(build_s, 3), "config": asdict(cfg)}
+            "ntotal": int(index.ntotal), "trained_ntotal": int(index.ntotal), **built,
+            "search": tuned["search"],
+            f"recall_at_{RECALL_K}": round(tuned["recall"], 4),
+            "target_recall": cfg.target_recall, "operating_points": tuned["operating_points"],
+            "build_seconds": round(build_s, 3),
+            "tune_seconds": round(time.perf_counter() - t0 - build_s, 3),
+            "config": asdict(cfg)}
     return index, info
 
 
@@ -202,22 +289,22 @@ def save_index(store: Path, index, info: dict) -> None:
     os.replace(tmpj, index_info_path(store))
 
 
-def load_index(store: Path):
-    """Load the index with its tuned search parameters applied."""
+def load_index(store: Path, mmap: bool = True):
+    """Load the index. ``mmap`` (for searching) maps the full vectors instead of reading
+    them; such an index is read-only: load with ``mmap=False`` to add to it."""
     info = load_info(store)
     path = index_path(store)
     if not path.exists():
         raise StoreDamaged(f"{INDEX_INFO} describes an index but {INDEX} is missing")
     faiss = _faiss()
     try:
-        index = faiss.read_index(str(path))
+        index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC if mmap else 0)
     except RuntimeError as exc:
         raise StoreDamaged(f"{INDEX} cannot be read ({str(exc).splitlines()[0][:120]})"
                            ) from None
-    set_search_params(index, info)
-    if info["kind"] == "ivf":
-        faiss.extract_index_ivf(index).make_direct_map()  # lets reconstruct(id) work
-    return index
+    if not hasattr(index, "id_map"):
+        raise StoreDamaged(f"{INDEX} is not an index of image ids; run `actdb index`")
+    return index, info
 
 
 def load_info(store: Path) -> dict:
@@ -225,3 +312,12 @@ def load_info(store: Path) -> dict:
         return json.loads(index_info_path(store).read_text())
     except FileNotFoundError:
         raise StoreError(f"no index in {store}; run `actdb index` (or db.index())") from None
+
+
+def reconstruct(index, info: dict, positions: np.ndarray) -> np.ndarray | None:
+    """The vectors stored at these internal positions, or None when the index cannot give
+    them unchanged (cosine indexes hold normalised vectors; IVF/HNSW need a direct map)."""
+    if info["metric"] != "l2" or info["kind"] not in ("flat", "ivfpq"):
+        return None
+    inner = _faiss().downcast_index(index.index)
+    return np.stack([inner.reconstruct(int(p)) for p in positions])

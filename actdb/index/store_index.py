@@ -23,13 +23,16 @@ from actdb.store.catalog import files, reads
 from actdb.store.shards import read_shards
 from actdb.store.store import Store
 
+#: An approximate index is rebuilt (not appended to) once the store has grown this much since
+#: it was trained: its lists and codes were fitted to the vectors of that time.
+REBUILD_GROWTH = 2.0
+
 
 def index_store(store: Store, cfg: IndexConfig | None = None) -> dict:
     """(Re)build the store's index from scratch; returns what index.json records."""
-    s = store
-    ids, vecs = s.vectors()
+    ids, vecs = store.vectors()
     index, info = build(ids, vecs, cfg or IndexConfig())
-    save_index(s.path, index, info)
+    save_index(store.path, index, info)
     return info
 
 
@@ -37,19 +40,22 @@ def update_index(store: Store) -> dict:
     """Add vectors the index lacks (after an incremental ingest), rebuilding only when needed.
 
     A store without an index gets a new ``auto`` one; an ``auto`` index that outgrew exact
-    search is rebuilt approximate; an approximate one is re-tuned for its recall target.
+    search, or an approximate one whose store more than doubled since it was trained, is
+    rebuilt; an approximate one that took new vectors has its recall measured again.
     """
     s = store
     if not files.index_path(s.path).exists():
         return index_store(s)
     info = load_info(s.path)
     cfg = IndexConfig(**info.get("config", {}))
-    index = load_index(s.path)
+    index, info = load_index(s.path, mmap=False)  # a mapped index cannot be added to
     have = index_ids(index)
     with s.reader() as con:
         rows, stale = reads.images_not_in(con, have)
     n_total = len(have) + len(rows)
-    if stale or choose_kind(cfg.kind, n_total, s.manifest.dim) != info["kind"]:
+    trained = info.get("trained_ntotal", info["ntotal"])
+    if (stale or choose_kind(cfg.kind, n_total, s.manifest.dim) != info["kind"]
+            or (info["kind"] != "flat" and n_total > REBUILD_GROWTH * max(trained, 1))):
         return index_store(s, cfg)
     if not rows:
         return info
@@ -57,11 +63,14 @@ def update_index(store: Store) -> dict:
     sids, svecs = read_shards([files.shard_path(s.path, n) for n in shards], s.manifest.dim)
     missing = np.array(sorted(r[0] for r in rows), dtype=np.int64)
     keep = np.isin(sids, missing)
-    index.add_with_ids(prepare(svecs[keep], cfg.metric), sids[keep])
+    order = np.argsort(sids[keep])  # ids ascending keeps the id map sorted
+    index.add_with_ids(prepare(svecs[keep][order], cfg.metric), sids[keep][order])
     info["ntotal"] = int(index.ntotal)
+    info.setdefault("trained_ntotal", trained)
     if info["kind"] != "flat":
         all_ids, all_vecs = s.vectors()
-        info[f"recall_at_{50}"] = round(measure_recall(
-            index, all_ids, all_vecs, cfg.metric, sample=cfg.recall_sample, seed=cfg.seed), 4)
+        info["recall_at_50"] = round(measure_recall(
+            index, all_ids, all_vecs, cfg.metric, info, sample=cfg.recall_sample,
+            seed=cfg.seed), 4)
     save_index(s.path, index, info)
     return info

@@ -1,8 +1,10 @@
-"""``actdb ingest``: reader (layout + decode threads) -> mapper (model) -> writer (store).
+"""``actdb ingest``: reader (layout + decoders) -> mapper (model) -> writer (store).
 
-Decoding runs in a thread pool ahead of the model (TensorFlow releases the GIL), the model is
-built once per run, and shards are committed every ``rows_per_shard`` images so a killed run
-loses at most one shard of work and resumes where it stopped.
+Decoding runs ahead of the model in a pool of threads (TensorFlow and Pillow release the GIL;
+enough when the CPU also runs the model) or of worker processes (to feed a GPU: Pillow decodes
+a few hundred images a second per core). The model is built once per run, and shards are
+committed every ``rows_per_shard`` images, so a killed run loses at most one shard of work
+and resumes where it stopped.
 
 Most callers use ``actdb.open(store).ingest(root, ...)``; underneath, for example::
 
@@ -13,20 +15,27 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import os
 import time
 import zlib
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from actdb.errors import ImageError, IngestFailed, UsageError
-from actdb.images import decode_image
+from actdb.images import decode_files
 from actdb.ingest.layout import SPLITS, ImageEntry, detect_layout
 from actdb.models.classes import CLASS_INDEX_VERSION
-from actdb.models.embed import EmbedConfig, Embedder
+from actdb.models.embed import (
+    EmbedConfig,
+    Embedder,
+    backend,
+    default_batch_size,
+    gpu_capability,
+)
 from actdb.stats import refresh
 from actdb.store.catalog import reads
 from actdb.store.manifest import Manifest, mismatch, read_manifest
@@ -48,11 +57,12 @@ class IngestConfig:
     limit: int | None = None
     seed: int = 0
     split: str | None = None
-    batch_size: int = 32
+    batch_size: int | None = None  # None: 32 on a CPU, 256 on a GPU
     strict: bool = False
     shard: str | None = None  # "K/N", K in 1..N
     rows_per_shard: int = 1024
-    workers: int = 4
+    workers: int | None = None  # None: 4 threads, or cores - 1 processes
+    decoders: str = "auto"  # threads | processes | auto (processes when a GPU runs the model)
     build_index: bool = True
     compute_stats: bool = True
 
@@ -111,6 +121,8 @@ def validate(cfg: IngestConfig) -> None:
             raise UsageError(f"{name} must be at least 1, not {value}")
     if cfg.shard:
         parse_shard(cfg.shard)
+    if cfg.decoders not in DECODERS:
+        raise UsageError(f"decoders must be one of {', '.join(DECODERS)}, not {cfg.decoders!r}")
 
 
 def in_shard(path: str, k: int, n: int) -> bool:
@@ -140,30 +152,33 @@ def select_entries(entries: list[ImageEntry], cfg: IngestConfig) -> list[ImageEn
     return out
 
 
+DECODERS = ("auto", "threads", "processes")
+
+
 def _decoded(entries: list[ImageEntry], root: Path, size: int, resize: str, workers: int,
-             ahead: int) -> Iterator[tuple[ImageEntry, object]]:
-    """Yield (entry, (array, (w, h), bytes) | ImageError) in order, decoding ``ahead`` ahead."""
+             processes: bool, chunk: int = 16) -> Iterator[tuple[ImageEntry, object]]:
+    """Yield (entry, (array, (w, h), bytes) | ImageError) in listing order, decoding ahead in
+    ``workers`` threads or processes, ``chunk`` files a task (a few batches in flight)."""
+    if processes:
+        import multiprocessing
 
-    def work(e: ImageEntry):
-        p = root / e.path
-        try:
-            arr, wh = decode_image(p, size, resize)
-            return arr, wh, p.stat().st_size
-        except ImageError as exc:
-            return exc
-
+        pool = ProcessPoolExecutor(max_workers=workers,  # forkserver: never fork TensorFlow
+                                   mp_context=multiprocessing.get_context("forkserver"))
+    else:
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="actdb-decode")
     pending: collections.deque = collections.deque()
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="actdb-decode") as pool:
-        it = iter(entries)
+    chunks = (entries[i : i + chunk] for i in range(0, len(entries), chunk))
+    with pool:
         try:
-            for e in it:
-                pending.append((e, pool.submit(work, e)))
-                if len(pending) >= ahead:
-                    e0, f0 = pending.popleft()
-                    yield e0, f0.result()
+            for part in chunks:
+                pending.append((part, pool.submit(decode_files, [str(root / e.path)
+                                                                 for e in part], size, resize)))
+                if len(pending) >= 2 * workers:
+                    part0, f0 = pending.popleft()
+                    yield from zip(part0, f0.result(), strict=True)
             while pending:
-                e0, f0 = pending.popleft()
-                yield e0, f0.result()
+                part0, f0 = pending.popleft()
+                yield from zip(part0, f0.result(), strict=True)
         finally:
             for _, f in pending:
                 f.cancel()
@@ -258,9 +273,16 @@ def ingest(cfg: IngestConfig, progress: Progress | None = None) -> IngestResult:
     entries = select_entries(layout.entries, cfg)
     ec = _check_cheap(store, cfg.embed)
     emb = Embedder(ec)
+    if cfg.batch_size is None:
+        cfg = replace(cfg, batch_size=default_batch_size())
+    processes = cfg.decoders == "processes" or (
+        cfg.decoders == "auto" and gpu_capability() is not None)
+    if cfg.workers is None:
+        cfg = replace(cfg, workers=max(1, (os.cpu_count() or 2) - 1) if processes else 4)
     manifest = _manifest(emb, cfg.embed.weights)
     root = str(layout.root)
     options = {k: v for k, v in asdict(cfg).items() if k not in ("root", "store")}
+    options["backend"] = backend()  # in the run, not the manifest: vectors do not depend on it
     with StoreWriter(store, manifest) as w:
         present = w.existing_paths(root)
         todo = [e for e in entries if e.path not in present]
@@ -270,7 +292,7 @@ def ingest(cfg: IngestConfig, progress: Progress | None = None) -> IngestResult:
         done, status = 0, "interrupted"
         try:
             stream = _decoded(todo, layout.root, ec.image_size, ec.resize, cfg.workers,
-                              ahead=max(2 * cfg.batch_size, 8))
+                              processes)
             for e, res in stream:
                 done += 1
                 if isinstance(res, ImageError):

@@ -1,8 +1,11 @@
-"""Turn decoded images into pooled activation vectors.
+"""Turn decoded images into pooled activation vectors, on any Keras 3 backend.
 
-An :class:`Embedder` is built once per run from an :class:`EmbedConfig`: the truncated Keras
-model, its ``preprocess_input``, the pooling, and the compute precision. Ingest and every
-query go through :meth:`Embedder.embed`, so a query image is embedded exactly like the data.
+An :class:`Embedder` is built once per run from an :class:`EmbedConfig`: the Keras model up
+to the layer, pooled in float32 (``GlobalAveragePooling2D`` or ``GlobalMaxPooling2D``), its
+``preprocess_input``, and the compute precision. It runs through Keras' own compiled predict
+step, so TensorFlow, JAX and PyTorch (``KERAS_BACKEND``) give the same vectors to float
+rounding, and the model fingerprint does not depend on the backend. Ingest and every query go
+through :meth:`Embedder.embed`, so a query image is embedded exactly like the data.
 
 >>> emb = Embedder(EmbedConfig(weights="random:0", image_size=32, precision="fp32"))
 >>> emb.embed(np.zeros((1, 32, 32, 3), np.uint8)).shape
@@ -42,6 +45,11 @@ class EmbedConfig:
     precision: str = "auto"
 
 
+def backend() -> str:
+    """The Keras backend in use (``KERAS_BACKEND``: tensorflow, jax or torch)."""
+    return heavy.keras().backend.backend()
+
+
 def cpu_has_bf16() -> bool:
     """True when the CPU has native bf16 matrix instructions (AVX512-BF16 or AMX-BF16)."""
     try:
@@ -51,23 +59,45 @@ def cpu_has_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def gpu_available() -> bool:
-    heavy.keras()
-    import tensorflow as tf
+def gpu_capability() -> tuple[int, int] | None:
+    """The first GPU's CUDA compute capability under the current backend (None: no GPU)."""
+    name = backend()
+    if name == "tensorflow":
+        import tensorflow as tf
 
-    return bool(tf.config.list_physical_devices("GPU"))
+        gpus = tf.config.list_physical_devices("GPU")
+        cc = tf.config.experimental.get_device_details(gpus[0]).get("compute_capability") \
+            if gpus else None
+        return tuple(cc) if cc else None
+    if name == "jax":
+        import jax
+
+        gpus = [d for d in jax.devices() if d.platform == "gpu"]
+        cc = getattr(gpus[0], "compute_capability", None) if gpus else None
+        return tuple(int(x) for x in str(cc).split(".")[:2]) if cc else None
+    if name == "torch":
+        import torch
+
+        return torch.cuda.get_device_capability(0) if torch.cuda.is_available() else None
+    return None
 
 
 def resolve_precision(precision: str) -> str:
-    """``auto`` becomes ``bf16`` on a GPU or a bf16-capable CPU, else ``fp32``.
-
-    See the README (Precision) and bench/RESULTS.md for the measurements behind this.
-    """
+    """``auto`` becomes ``bf16`` on a GPU with native bf16 (compute capability 8.0 and up) or
+    a bf16-capable CPU, else ``fp32``. See the README (Precision) for the measurements."""
     if precision not in PRECISIONS:
         raise UsageError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
     if precision != "auto":
         return precision
-    return "bf16" if (gpu_available() or cpu_has_bf16()) else "fp32"
+    cc = gpu_capability()
+    if cc is not None:
+        return "bf16" if cc >= (8, 0) else "fp32"
+    return "bf16" if cpu_has_bf16() else "fp32"
+
+
+def default_batch_size() -> int:
+    """Images per forward pass: 256 on a GPU, 32 on a CPU."""
+    return 256 if gpu_capability() is not None else 32
 
 
 class Embedder:
@@ -75,8 +105,6 @@ class Embedder:
 
     def __init__(self, config: EmbedConfig):
         keras = heavy.keras()
-        import tensorflow as tf
-
         spec = get_spec(config.model)
         layer = config.layer or spec.default_layer
         if config.pool not in POOLS:
@@ -90,7 +118,7 @@ class Embedder:
         precision = resolve_precision(config.precision)
         self.config = replace(config, model=spec.name, layer=layer, precision=precision)
         self.spec = spec
-        with _BUILD_LOCK:
+        with _BUILD_LOCK:  # the dtype policy is Keras' global setting, restored after
             previous = keras.config.dtype_policy()
             keras.config.set_dtype_policy("mixed_bfloat16" if precision == "bf16" else "float32")
             try:
@@ -105,32 +133,38 @@ class Embedder:
             raise UsageError(
                 f"unknown layer {layer!r} for {spec.name}; valid layers: {', '.join(names[1:])}"
             )
-        self.model = keras.Model(base.input, base.get_layer(layer).output)
-        out_shape = self.model.output.shape
-        if len(out_shape) != 4:
+        #: the model up to the layer (its spatial activations: dream, heatmaps)
+        self.features = keras.Model(base.input, base.get_layer(layer).output)
+        if len(self.features.output.shape) != 4:
             raise UsageError(f"layer {layer!r} is not a spatial (4-D) layer")
-        self.dim = int(out_shape[-1])
-        self.weights_sha256 = weights_sha256(self.model)
+        pool = (keras.layers.GlobalAveragePooling2D if config.pool == "mean"
+                else keras.layers.GlobalMaxPooling2D)(dtype="float32")
+        #: the features pooled over positions, in float32
+        self.model = keras.Model(base.input, pool(self.features.output))
+        self.dim = int(self.features.output.shape[-1])
+        self.weights_sha256 = weights_sha256(self.features)
         self._preprocess = spec.preprocess_input()
-        size = config.image_size
-        reduce = tf.reduce_mean if config.pool == "mean" else tf.reduce_max
-
-        @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32)])
-        def forward(x):
-            act = tf.cast(self.model(x, training=False), tf.float32)
-            return reduce(act, axis=[1, 2])
-
-        self._forward = forward
+        self._jax = keras.backend.backend() == "jax"
+        self.embed(np.zeros((1, config.image_size, config.image_size, 3), np.uint8))  # compile
 
     @property
     def fingerprint(self) -> str:
         """A short hash of everything that decides the vectors (used to key cached queries)."""
         return model_fingerprint(self.config, self.weights_sha256)
 
+    def preprocess(self, images: np.ndarray) -> np.ndarray:
+        """The model's own ``preprocess_input`` of a uint8 RGB batch, as float32."""
+        return np.asarray(self._preprocess(np.asarray(images, dtype=np.float32).copy()),
+                          np.float32)
+
     def embed(self, images: np.ndarray) -> np.ndarray:
         """Pooled float32 vectors for a (n, size, size, 3) uint8 RGB batch."""
-        x = self._preprocess(np.asarray(images, dtype=np.float32).copy())
-        return np.asarray(self._forward(x), dtype=np.float32)
+        x = self.preprocess(images)
+        n = len(x)
+        if self._jax and n & (n - 1):  # JAX compiles per shape: pad to a power of two
+            x = np.concatenate([x, np.zeros((1 << n.bit_length(), *x.shape[1:]),
+                                            np.float32)[: (1 << n.bit_length()) - n]])
+        return np.asarray(self.model.predict_on_batch(x), dtype=np.float32)[:n]
 
     def embed_files(self, paths: list[str | Path | bytes], batch_size: int = 32) -> np.ndarray:
         """Decode and embed image files (or raw bytes) exactly as ingest does."""

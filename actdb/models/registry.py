@@ -1,8 +1,11 @@
 """Model registry: which Keras applications actdb can embed with, and how to load them.
 
 Weights are one of ``imagenet`` (Keras' own download and cache), a path to a Keras weights
-file, or ``random:SEED`` (deterministic random initialisation). Nothing ever falls back to
-random weights silently: a failure to load is a :class:`WeightsUnavailable` error.
+file, or ``random:SEED``: Keras' initialisation scheme (Glorot-uniform kernels; biases and
+batch-norm terms at their constant starts) drawn from a local NumPy generator, so the same
+seed gives the same weights on every Keras backend and no global random state is touched.
+Nothing ever falls back to random weights silently: a failure to load is a
+:class:`WeightsUnavailable` error.
 
 >>> spec = get_spec("vgg19")
 >>> spec.default_layer
@@ -120,8 +123,9 @@ def load_application(spec: ModelSpec, weights: str, include_top: bool, input_sha
                 f"{keras_cache_dir()} or pass --weights FILE (or random:SEED for an untrained net)"
             ) from exc
     if kind == "random":
-        with _seeded(keras, value):
-            return ctor(weights=None, **kwargs)
+        model = ctor(weights=None, **kwargs)
+        seeded_weights(model, value)
+        return model
     model = ctor(weights=None, **kwargs)
     try:
         model.load_weights(value)
@@ -135,22 +139,30 @@ def load_application(spec: ModelSpec, weights: str, include_top: bool, input_sha
     return model
 
 
-@contextlib.contextmanager
-def _seeded(keras, seed: int):
-    """Deterministic initialisation: ``keras.utils.set_random_seed`` (Keras offers no per-model
-    seed for its applications), with Python's and NumPy's global generators restored after, so
-    a caller's own random state is left as it was. The backend's global seed stays set."""
-    import random
+def seeded_weights(model, seed: int) -> None:
+    """Give every kernel Glorot-uniform values from ``np.random.default_rng([seed, i])``
+    (fans over the receptive field, as Keras counts them); other weights keep their constant
+    initial values. The same on every backend, and local: no global seed is set.
 
+    >>> from types import SimpleNamespace as NS
+    >>> import numpy as np
+    >>> k = NS(path="conv/kernel", shape=(3, 3, 3, 64), assigned=None)
+    >>> k.assign = lambda v: setattr(k, "assigned", v)
+    >>> seeded_weights(NS(weights=[k]), 0)
+    >>> bool(np.abs(k.assigned).max() <= np.sqrt(6 / (27 + 576)))
+    True
+    """
     import numpy as np
 
-    py, npy = random.getstate(), np.random.get_state()
-    try:
-        keras.utils.set_random_seed(seed)
-        yield
-    finally:
-        random.setstate(py)
-        np.random.set_state(npy)
+    for i, w in enumerate(model.weights):
+        if w.path.rsplit("/", 1)[-1] != "kernel":
+            continue
+        shape = tuple(int(d) for d in w.shape)
+        field = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
+        fan_in, fan_out = shape[-2] * field, shape[-1] * field
+        limit = np.sqrt(6.0 / (fan_in + fan_out))
+        rng = np.random.default_rng([seed, i])
+        w.assign(rng.uniform(-limit, limit, shape).astype(np.float32))
 
 
 def weights_sha256(model) -> str:

@@ -20,24 +20,10 @@ from functools import cached_property
 
 import numpy as np
 
-from actdb.index.faiss_index import prepare, to_distance
 from actdb.query.resolve import QueryVector
 from actdb.store.catalog import reads
 
 META = ("class_name", "synset", "split", "path", "root")
-
-
-@dataclass(frozen=True)
-class ImageFilter:
-    """Which stored images a query may return (classes are names or wnids)."""
-
-    classes: tuple[str, ...] | None = None
-    split: str | None = None
-    where: str | None = None
-
-    @property
-    def active(self) -> bool:
-        return bool(self.classes or self.split or self.where)
 
 
 def parse_classes(classes) -> tuple[str, ...] | None:
@@ -129,52 +115,15 @@ class NearestResult:
         return pd.DataFrame([{"query": a.query.name, **a.context} for a in self.answers])
 
 
-def _search_params(faiss, kind: str, index, sel, n_allowed: int, k: int):
-    """Selector search parameters, widened so a small filtered subset still yields k hits."""
-    inner = faiss.downcast_index(index.index)
-    frac = max(n_allowed / max(index.ntotal, 1), 1e-9)
-    if kind == "ivf":
-        nprobe = min(inner.nlist, max(inner.nprobe, int(np.ceil(4 * k * inner.nlist /
-                                                                  (index.ntotal * frac)))))
-        return faiss.SearchParametersIVF(sel=sel, nprobe=nprobe)
-    if kind == "hnsw":
-        ef = min(index.ntotal, max(inner.hnsw.efSearch, int(np.ceil(4 * k / frac))))
-        return faiss.SearchParametersHNSW(sel=sel, efSearch=ef)
-    return faiss.SearchParameters(sel=sel)
-
-
-def search(index, info: dict, q: np.ndarray, k: int, allowed: np.ndarray | None,
-           subset_vectors) -> tuple[np.ndarray, np.ndarray]:
-    """(distances, ids), shape (len(q), k') with k' = min(k, images allowed).
-    ``subset_vectors(ids)`` reads stored vectors for the exact fallback of a filtered search."""
-    import faiss
-
-    metric = info["metric"]
-    q = prepare(q, metric)
-    n_allowed = index.ntotal if allowed is None else len(allowed)
-    k = min(k, n_allowed)
-    if k == 0:
-        return np.zeros((len(q), 0)), np.zeros((len(q), 0), np.int64)
-    if allowed is None:
-        raw, ids = index.search(q, k)
-    else:
-        sel = faiss.IDSelectorBatch(allowed)
-        raw, ids = index.search(q, k, params=_search_params(faiss, info["kind"], index, sel,
-                                                            n_allowed, k))
-        if (ids < 0).any():  # approximate index missed some: exact search over the subset
-            sub_ids, sub = subset_vectors(allowed)
-            mt = faiss.METRIC_INNER_PRODUCT if metric == "cosine" else faiss.METRIC_L2
-            raw, pos = faiss.knn(q, prepare(sub, metric), k, metric=mt)
-            ids = sub_ids[pos]
-    return to_distance(raw, metric), ids
-
-
-def nearest(queries: list[QueryVector], k: int, index, info: dict, store,
-            allowed: np.ndarray | None, include_self: bool = False) -> NearestResult:
-    """k nearest stored images of each query, with class vote and distance context."""
+def nearest(queries: list[QueryVector], k: int, loaded, store, allowed: np.ndarray | None,
+            include_self: bool = False, recall: float | None = None,
+            reference=None) -> NearestResult:
+    """k nearest stored images of each query (``loaded``: the store's LoadedIndex), with
+    class vote and distance context (``reference``: the store's distance reference, read from
+    the catalog when None)."""
     excluding = not include_self and any(q.image_id is not None for q in queries)
-    dist, ids = search(index, info, np.stack([q.vec for q in queries]), k + int(excluding),
-                       allowed, store.vectors)
+    dist, ids = loaded.search(np.stack([q.vec for q in queries]), k + int(excluding),
+                              allowed, recall, store.vectors)
     rows = []
     for qi, q in enumerate(queries):
         keep = ids[qi] >= 0
@@ -184,14 +133,14 @@ def nearest(queries: list[QueryVector], k: int, index, info: dict, store,
     flat = np.concatenate([r[1] for r in rows]) if rows else np.zeros(0, np.int64)
     with store.reader() as con:
         meta = reads.image_meta(con, flat)
-        ref = reads.distance_reference(con)
+        ref = reads.distance_reference(con) if reference is None else reference
     answers, at = [], 0
     for q, (d, i) in zip(queries, rows, strict=True):
         m = {c: np.asarray(meta[c][at : at + len(i)], dtype=object) for c in META}
         answers.append(QueryAnswer(q, d.astype(np.float64), i, m,
-                                   _context(q, d, info["metric"], ref)))
+                                   _context(q, d, loaded.metric, ref)))
         at += len(i)
-    return NearestResult(answers, k, info["metric"], include_self)
+    return NearestResult(answers, k, loaded.metric, include_self)
 
 
 def _context(q: QueryVector, d: np.ndarray, metric: str, ref) -> dict:

@@ -69,10 +69,12 @@ async def nearest(request: Request, image: UploadFile | None = File(None),
                   image_id: int | None = Form(None), vector: str | None = Form(None),
                   k: int = Query(10, ge=1, le=1000), classes: str | None = Query(None),
                   split: str | None = Query(None), where: str | None = Query(None),
-                  include_self: bool = Query(False)):
+                  include_self: bool = Query(False),
+                  recall: float | None = Query(None, gt=0, le=1)):
     q = await _query(request, image, image_id, vector)
     res = await run_in_threadpool(request.app.state.db.nearest, q, k=k, classes=classes,
-                                  split=split, where=where, include_self=include_self)
+                                  split=split, where=where, include_self=include_self,
+                                  recall=recall)
     return render.plain(res.to_dict(root=False))
 
 

@@ -66,8 +66,8 @@ def create_app(cfg: ServeConfig):
     import actdb
     from actdb.serve import api, page
 
-    db = actdb.open(cfg.store, sql_threads=cfg.sql_threads, defer_cache_writes=True,
-                    batch_uploads=True)
+    db = actdb.open(cfg.store, sql_threads=cfg.sql_threads, linger=5.0,
+                    defer_cache_writes=True, batch_uploads=True)
     db.store  # noqa: B018 - a missing store is an error now, not at the first request
     startup_error: list[str] = []
     if cfg.warm_model:

@@ -36,14 +36,17 @@ def resolve_store_path(path: str | Path | None = None) -> Path:
 class Store:
     """A store directory opened for reading."""
 
-    def __init__(self, path: str | Path, sql_threads: int | None = None):
+    def __init__(self, path: str | Path, sql_threads: int | None = None, linger: float = 0.0):
         self.path = Path(path)
         self.sql_threads = sql_threads
+        self.linger = linger
 
     @classmethod
-    def open(cls, path: str | Path, sql_threads: int | None = None) -> Store:
-        """Open an existing store (raises StoreError when there is none)."""
-        store = cls(path, sql_threads)
+    def open(cls, path: str | Path, sql_threads: int | None = None,
+             linger: float = 0.0) -> Store:
+        """Open an existing store (raises StoreError when there is none). ``sql_threads`` and
+        ``linger``: see :func:`actdb.store.catalog.reader`."""
+        store = cls(path, sql_threads, linger)
         store.manifest  # noqa: B018 - fail early with a clear message
         return store
 
@@ -55,7 +58,7 @@ class Store:
         """A read-only catalog cursor (context manager); ``views`` adds ``activations`` and
         ``queries``."""
         if not views:
-            return catalog.reader(self.path, threads=self.sql_threads)
+            return catalog.reader(self.path, threads=self.sql_threads, linger=self.linger)
         return self._with_views()
 
     def _with_views(self):
@@ -63,7 +66,8 @@ class Store:
 
         @contextlib.contextmanager
         def cm():
-            with catalog.reader(self.path, threads=self.sql_threads) as con:
+            with catalog.reader(self.path, threads=self.sql_threads,
+                                linger=self.linger) as con:
                 m = self.manifest
                 reads.create_views(con, self.path, m.dim, m.fingerprint)
                 yield con

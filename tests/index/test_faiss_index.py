@@ -1,9 +1,16 @@
 import numpy as np
 import pytest
 
-from actdb.index.faiss_index import IndexConfig, build, index_ids, measure_recall
-from actdb.index.store_index import index_store, update_index
-from actdb.store.store import Store
+from actdb.index.faiss_index import (
+    IndexConfig,
+    build,
+    index_ids,
+    load_index,
+    measure_recall,
+    save_index,
+    search_params,
+)
+from actdb.index.loaded import LoadedIndex
 
 
 def overlapping_classes(n=6000, dim=48, classes=30, seed=0):
@@ -41,36 +48,61 @@ def test_flat_equals_numpy_brute_force(metric):
     assert info["recall_at_50"] == 1.0
 
 
-@pytest.mark.parametrize("kind", ["ivf", "hnsw"])
+@pytest.mark.parametrize("kind", ["ivfpq", "ivf", "hnsw"])
 def test_approximate_kinds_reach_and_record_their_recall(kind):
     ids, x = overlapping_classes()
-    index, info = build(ids, x, IndexConfig(kind=kind, target_recall=0.95, recall_sample=300))
+    index, info = build(ids, x, IndexConfig(kind=kind, target_recall=0.95, recall_sample=300,
+                                            pq_m=24))  # 2 dims a code: 48-d test vectors
     assert info["kind"] == kind and info["ntotal"] == len(ids)
     assert info["recall_at_50"] >= 0.95
     # an independent measurement on other queries agrees with the recorded figure
-    again = measure_recall(index, ids, x, "l2", sample=300, seed=7)
-    assert again >= 0.93
+    again = measure_recall(index, ids, x, "l2", info, sample=300, seed=7)
+    assert abs(again - info["recall_at_50"]) <= 0.03
     assert sorted(index_ids(index).tolist()) == ids.tolist()
+    points = info["operating_points"]
+    assert points and all({"recall", "p50_ms"} <= set(p) for p in points)
 
 
-def test_auto_is_exact_for_small_stores():
-    ids, x = overlapping_classes(n=500)
-    assert build(ids, x, IndexConfig())[1]["kind"] == "flat"
+def test_ivfpq_is_exact_when_every_list_is_probed_and_every_candidate_reranked():
+    ids, x = overlapping_classes(n=3000)
+    index, info = build(ids, x, IndexConfig(kind="ivfpq", nlist=16, recall_sample=50))
+    q = x[:25] * 0.97 + 0.05
+    every = {"nprobe": 16, "k_factor": len(ids) / 10}
+    raw, got = index.search(q, 10, params=search_params(info, every))
+    d_ref, pos = brute(q, x, 10)
+    np.testing.assert_array_equal(got, ids[pos])
+    np.testing.assert_allclose(np.sqrt(raw), d_ref, rtol=1e-4)
 
 
-def test_store_index_update_adds_new_ids_without_rebuilding(tmp_path):
-    import actdb
-    from tests.helpers import SIZE, WEIGHTS, make_tree
+@pytest.mark.parametrize("kind", ["flat", "ivfpq"])
+def test_a_memory_mapped_index_answers_like_one_read_whole(tmp_path, kind):
+    ids, x = overlapping_classes(n=3000)
+    index, info = build(ids, x, IndexConfig(kind=kind, nlist=16, recall_sample=50))
+    save_index(tmp_path, index, info)
+    mapped, whole = LoadedIndex(*load_index(tmp_path)), LoadedIndex(*load_index(tmp_path,
+                                                                                 mmap=False))
+    q = x[100:120] + 0.01
+    for a, b in zip(mapped.search(q, 20), whole.search(q, 20), strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(mapped.vectors(ids[[5, 7]]), x[[5, 7]])
 
-    root = make_tree(tmp_path / "d", classes=("n01440764",), per_class=3)
-    db = actdb.open(tmp_path / "s")
-    options = dict(weights=WEIGHTS, image_size=SIZE, precision="fp32")
-    db.ingest(root, **options)
-    info = index_store(db.store, IndexConfig(kind="hnsw"))
-    make_tree(root, classes=("n02105056",), per_class=3)
-    res = db.ingest(root, **options)
-    assert res.index["kind"] == "hnsw" and res.index["ntotal"] == 6
-    assert res.index["build_seconds"] == info["build_seconds"]  # updated, not rebuilt
-    assert update_index(db.store)["ntotal"] == 6
-    assert db.check().ok
-    assert len(Store.open(tmp_path / "s").images()) == 6
+
+@pytest.mark.parametrize("share", [0.02, 0.5])
+def test_filtered_ivfpq_search_keeps_to_the_subset(share):
+    """A small subset is searched exactly; a large one approximately, then filtered."""
+    ids, x = overlapping_classes(n=3000)
+    index, info = build(ids, x, IndexConfig(kind="ivfpq", nlist=8, pq_m=24, recall_sample=50))
+    loaded = LoadedIndex(index, info)
+    rng = np.random.default_rng(1)
+    allowed = np.sort(rng.choice(ids, int(share * len(ids)), replace=False))
+    q = x[:5] + 0.02
+    d, got = loaded.search(q, 10, allowed=allowed, recall=0.99)
+    sub = np.isin(ids, allowed)
+    d_ref, pos = brute(q, x[sub], 10)
+    assert got.shape == (5, 10) and np.isin(got, allowed).all()
+    if share < 0.1:
+        np.testing.assert_array_equal(got, ids[sub][pos])
+        np.testing.assert_allclose(d, d_ref, rtol=1e-4)
+    else:
+        assert np.mean([len(np.intersect1d(g, t)) for g, t in zip(got, ids[sub][pos],
+                                                                   strict=True)]) >= 9

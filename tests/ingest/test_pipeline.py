@@ -7,7 +7,7 @@ from actdb.ingest.layout import detect_layout
 from actdb.ingest.pipeline import IngestConfig, ingest, select_entries
 from actdb.models.embed import EmbedConfig
 from actdb.store.store import Store
-from tests.helpers import SIZE, WEIGHTS, add_bad_files, make_tree
+from tests.helpers import SIZE, WEIGHTS, add_bad_files, keras_reference, make_tree
 
 FP32 = EmbedConfig(weights=WEIGHTS, image_size=SIZE, precision="fp32")
 
@@ -35,9 +35,7 @@ def test_stored_vector_equals_keras_intermediate_output_pooled_by_numpy(built_st
     s = Store.open(built_store)
     row = s.images().iloc[0]
     _, vec = s.vectors([row.image_id])
-    keras.utils.set_random_seed(0)
-    full = keras.applications.VGG19(include_top=False, weights=None,
-                                    input_shape=(SIZE, SIZE, 3))
+    full = keras_reference("VGG19", include_top=False, input_shape=(SIZE, SIZE, 3))
     cut = keras.Model(full.input, full.get_layer("block5_conv4").output)
     img = Image.open(f"{row.root}/{row.path}").convert("RGB").resize((SIZE, SIZE),
                                                                        Image.BILINEAR)
@@ -110,11 +108,8 @@ def test_per_class_and_limit_are_seeded_samples(tmp_path):
 
 
 def test_weights_file_gives_the_same_vectors_as_its_source(tmp_path, built_store):
-    import keras
 
-    keras.utils.set_random_seed(0)
-    model = keras.applications.VGG19(include_top=False, weights=None,
-                                     input_shape=(SIZE, SIZE, 3))
+    model = keras_reference("VGG19", include_top=False, input_shape=(SIZE, SIZE, 3))
     path = tmp_path / "vgg19_random0.weights.h5"
     model.save_weights(path)
     root = make_tree(tmp_path / "data", per_class=1)
@@ -128,3 +123,22 @@ def test_weights_file_gives_the_same_vectors_as_its_source(tmp_path, built_store
         np.testing.assert_array_equal(va[k], vb[k])
     assert Store.open(tmp_path / "a").manifest.weights_sha256 == \
         Store.open(built_store).manifest.weights_sha256
+
+
+def test_decoding_in_processes_gives_the_same_store_as_threads(tmp_path):
+    root = make_tree(tmp_path / "data", per_class=3)
+    add_bad_files(root / "n01440764")
+    stores = {}
+    for decoders in ("threads", "processes"):
+        store = tmp_path / decoders
+        run(root, store, decoders=decoders, workers=2)
+        db = actdb.open(store)
+        imgs = db.images().set_index("path")
+        stores[decoders] = (imgs.image_id.to_dict(), db.vectors(), db.sql(
+            "SELECT path, reason FROM failures ORDER BY path").to_pylist())
+    (ids_t, (vi_t, vt), fail_t), (ids_p, (vi_p, vp), fail_p) = stores.values()
+    assert ids_t == ids_p and fail_t == fail_p and len(fail_t) == 4
+    np.testing.assert_array_equal(vi_t, vi_p)
+    np.testing.assert_array_equal(vt, vp)
+    with pytest.raises(UsageError, match="decoders must be one of"):
+        run(root, tmp_path / "x", decoders="fibers")

@@ -17,10 +17,10 @@ from tests.helpers import SIZE, WEIGHTS, make_tree
 pytestmark = pytest.mark.slow  # real ingest processes, killed and rerun
 
 
-def _cmd(root, store):
+def _cmd(root, store, decoders="threads"):
     return [sys.executable, "-m", "actdb", "ingest", str(root), "--store", str(store),
             "--weights", WEIGHTS, "--image-size", str(SIZE), "--precision", "fp32",
-            "--batch-size", "2", "--rows-per-shard", "4", "--json"]
+            "--batch-size", "2", "--rows-per-shard", "4", "--decoders", decoders, "--json"]
 
 
 def _committed_files(store):
@@ -35,15 +35,16 @@ def _kill_when(store, proc, shards: int, timeout: float = 120) -> bool:
         if proc.poll() is not None:
             return False
         if _committed_files(store) >= shards:
-            os.kill(proc.pid, signal.SIGKILL)
+            os.killpg(proc.pid, signal.SIGKILL)  # the ingest and its decoding processes
             proc.wait()
             return True
         time.sleep(0.002)
-    proc.kill()
+    os.killpg(proc.pid, signal.SIGKILL)
     raise AssertionError("ingest did not make progress")
 
 
-def test_killed_ingest_resumes_without_duplicates_or_gaps(tmp_path):
+@pytest.mark.parametrize("decoders", ["threads", "processes"])
+def test_killed_ingest_resumes_without_duplicates_or_gaps(tmp_path, decoders):
     root = make_tree(tmp_path / "data", per_class=30)
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
     ref = tmp_path / "ref"
@@ -52,11 +53,12 @@ def test_killed_ingest_resumes_without_duplicates_or_gaps(tmp_path):
     store = tmp_path / "killed"
     kills = 0
     for target in (2, 8):  # kill twice at different points, then let it finish
-        proc = subprocess.Popen(_cmd(root, store), env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(_cmd(root, store, decoders), env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
         kills += _kill_when(store, proc, target)
     assert kills >= 1, "the ingest finished before it could be killed"
-    out = subprocess.run(_cmd(root, store), check=True, env=env, capture_output=True, text=True)
+    out = subprocess.run(_cmd(root, store, decoders), check=True, env=env, capture_output=True,
+                         text=True)
     assert '"skipped": 0' not in out.stdout  # it resumed: earlier work was kept
 
     rep = actdb.open(store).check()

@@ -3,7 +3,7 @@ import pytest
 
 from actdb.errors import UsageError
 from actdb.models.embed import EmbedConfig, Embedder, model_fingerprint
-from tests.helpers import class_image
+from tests.helpers import class_image, keras_reference
 
 
 @pytest.mark.parametrize("model,layer,dim,module", [
@@ -18,9 +18,7 @@ def test_each_model_equals_keras_with_its_own_preprocessing(model, layer, dim, m
     emb = Embedder(EmbedConfig(model=model, layer=layer, weights="random:0", image_size=32,
                                precision="fp32", pool="max"))
     got = emb.embed(img)
-    keras.utils.set_random_seed(0)
-    app = getattr(keras.applications, emb.spec.constructor)(
-        include_top=False, weights=None, input_shape=(32, 32, 3))
+    app = keras_reference(emb.spec.constructor, include_top=False, input_shape=(32, 32, 3))
     cut = keras.Model(app.input, app.get_layer(layer).output)
     x = getattr(keras.applications, module).preprocess_input(img.astype(np.float32))
     ref = cut.predict(x, verbose=0).max(axis=(1, 2))

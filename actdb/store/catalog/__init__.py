@@ -10,6 +10,6 @@ SQL against the catalog's tables.
 """
 
 from actdb.store.catalog import files, reads, schema, writes
-from actdb.store.catalog.connection import reader, writer
+from actdb.store.catalog.connection import close_idle, reader, writer
 
-__all__ = ["files", "reads", "schema", "writes", "reader", "writer"]
+__all__ = ["files", "reads", "schema", "writes", "reader", "writer", "close_idle"]

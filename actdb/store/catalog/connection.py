@@ -5,10 +5,15 @@ it locks files with POSIX ``fcntl`` locks, which a process loses as soon as *any
 handles on the file closes. So within a process every reader shares one read-only DuckDB
 instance per store (each reader gets its own cursor, so readers never wait for each other,
 and one cursor's query can be interrupted alone), opened on first use and closed when the
-last reader leaves, so that other processes can write between reads. A writer waits until
-the process's readers are done, opens the file read-write for the moment of its commit, and
-retries while another process holds DuckDB's lock: an ingest in one process appends while
-readers in others query.
+last reader leaves, so that other processes can write between reads. A server passes
+``linger``: the instance then stays open that long after its last reader (opening the file
+costs ~13 ms), unless a writer wants in.
+
+A writer waits until the process's readers are done (and closes a lingering instance), opens
+the file read-write for the moment of its commit, and retries while another process holds
+DuckDB's lock, touching a marker file meanwhile; readers that see the marker close instead
+of lingering and wait a moment before opening the file again, so a busy server cannot starve
+an ingest in another process.
 
 The shared read-only instance has file access restricted to the store's shard folder and its
 configuration locked, so user SQL (``actdb sql``, ``POST /api/sql``) can read the store and
@@ -27,7 +32,12 @@ import time
 from pathlib import Path
 
 from actdb.errors import StoreError
-from actdb.store.catalog.files import SHARD_DIR, catalog_path
+from actdb.store.catalog.files import SHARD_DIR, catalog_path, writer_waiting_path
+
+#: A writer's marker older than this is a crashed writer's: readers ignore it.
+MARKER_FRESH_S = 10.0
+#: How long a reader holds off opening the file while a writer in another process waits.
+YIELD_S = 2.0
 
 _registry_lock = threading.Lock()
 _local = threading.local()
@@ -40,6 +50,7 @@ class _Shared:
         self.con = None
         self.readers = 0
         self.writing = False
+        self.closer: threading.Timer | None = None
         self.cond = threading.Condition()
 
 
@@ -57,25 +68,46 @@ def _is_lock_error(exc: Exception) -> bool:
     return "lock" in msg and ("conflict" in msg or "could not set" in msg)
 
 
-def _open(path: Path, read_only: bool, timeout: float, config: dict | None = None):
-    """``duckdb.connect`` that retries while another process holds the file's lock."""
+def _writer_waiting(store: Path) -> bool:
+    try:
+        return time.time() - writer_waiting_path(store).stat().st_mtime < MARKER_FRESH_S
+    except FileNotFoundError:
+        return False
+
+
+def _open(store: Path, read_only: bool, timeout: float, config: dict | None = None):
+    """``duckdb.connect`` that retries while another process holds the file's lock; a writer
+    marks that it is waiting, so that readers yield."""
     import duckdb
 
+    path = catalog_path(store)
     deadline = time.monotonic() + timeout
     delay = 0.01
-    while True:
-        try:
-            return duckdb.connect(str(path), read_only=read_only, config=config or {})
-        except duckdb.Error as exc:
-            if not _is_lock_error(exc) or time.monotonic() > deadline:
-                first = str(exc).splitlines()[0]
-                raise StoreError(f"cannot open {path}: {first}; if another actdb process is "
-                                 "writing to this store, try again when it is done") from None
-            time.sleep(delay)
-            delay = min(delay * 2, 0.25)
+    marker = writer_waiting_path(store)
+    try:
+        while True:
+            try:
+                return duckdb.connect(str(path), read_only=read_only, config=config or {})
+            except duckdb.Error as exc:
+                if not _is_lock_error(exc) or time.monotonic() > deadline:
+                    first = str(exc).splitlines()[0]
+                    raise StoreError(f"cannot open {path}: {first}; if another actdb process "
+                                     "is writing to this store, try again when it is done"
+                                     ) from None
+                if not read_only:
+                    marker.touch()
+                time.sleep(delay)
+                delay = min(delay * 2, 0.25)
+    finally:
+        if not read_only:
+            marker.unlink(missing_ok=True)
 
 
 def _restrict(con, store: Path) -> None:
+    """Limit file access to the shard folder and lock the configuration. DuckDB may hand back
+    an instance this module opened before and has not finished closing: already done."""
+    if con.execute("SELECT current_setting('lock_configuration')").fetchall()[0][0]:
+        return
     shard_dir = (str((Path(store) / SHARD_DIR).resolve()) + "/").replace("'", "''")
     con.execute(f"SET allowed_directories = ['{shard_dir}']")
     con.execute("SET enable_external_access = false")
@@ -88,12 +120,31 @@ def _holding() -> set:
     return _local.held
 
 
+def _close(sh: _Shared) -> None:
+    """Close the instance (holding ``sh.cond``)."""
+    if sh.closer is not None:
+        sh.closer.cancel()
+        sh.closer = None
+    if sh.con is not None:
+        sh.con.close()
+        sh.con = None
+    sh.cond.notify_all()
+
+
+def _close_if_idle(sh: _Shared) -> None:
+    with sh.cond:
+        if sh.readers == 0:
+            _close(sh)
+
+
 @contextlib.contextmanager
-def reader(store: Path, timeout: float = 60.0, threads: int | None = None):
+def reader(store: Path, timeout: float = 60.0, threads: int | None = None,
+           linger: float = 0.0):
     """A read-only cursor on the store's catalog (a context manager).
 
-    ``threads`` bounds DuckDB's worker threads; it applies when this call opens the process's
-    instance (the first concurrent reader decides).
+    ``threads`` bounds DuckDB's worker threads and applies when this call opens the process's
+    instance (the first concurrent reader decides); ``linger`` keeps it open that many seconds
+    after the last reader leaves.
     """
     path = catalog_path(store)
     if not path.exists():
@@ -102,8 +153,14 @@ def reader(store: Path, timeout: float = 60.0, threads: int | None = None):
     with sh.cond:
         while sh.writing:
             sh.cond.wait()
+        if sh.closer is not None:
+            sh.closer.cancel()
+            sh.closer = None
         if sh.con is None:
-            con = _open(path, True, timeout, {"threads": threads} if threads else None)
+            until = time.monotonic() + YIELD_S
+            while _writer_waiting(store) and time.monotonic() < until:
+                sh.cond.wait(0.05)  # let the other process's writer in first
+            con = _open(store, True, timeout, {"threads": threads} if threads else None)
             _restrict(con, store)
             sh.con = con
         sh.readers += 1
@@ -117,9 +174,17 @@ def reader(store: Path, timeout: float = 60.0, threads: int | None = None):
             cur.close()
             sh.readers -= 1
             if sh.readers == 0:
-                sh.con.close()
-                sh.con = None
-                sh.cond.notify_all()
+                if linger > 0 and not _writer_waiting(store):
+                    sh.closer = threading.Timer(linger, _close_if_idle, args=(sh,))
+                    sh.closer.daemon = True
+                    sh.closer.start()
+                else:
+                    _close(sh)
+
+
+def close_idle(store: Path) -> None:
+    """Close the store's read-only instance now if no reader is using it (a lingering one)."""
+    _close_if_idle(_shared(store))
 
 
 @contextlib.contextmanager
@@ -132,9 +197,10 @@ def writer(store: Path, timeout: float = 60.0):
         while sh.writing or sh.readers:
             sh.cond.wait()
         sh.writing = True
+        _close(sh)  # a lingering read-only instance
     try:
         Path(store).mkdir(parents=True, exist_ok=True)
-        con = _open(catalog_path(store), False, timeout)
+        con = _open(store, False, timeout)
         try:
             yield con
         finally:

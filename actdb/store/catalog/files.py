@@ -15,6 +15,8 @@ SHARD_GLOB = "part-*.parquet"
 INDEX = "index.faiss"
 INDEX_INFO = "index.json"
 WRITER_LOCK = ".lock"
+#: Touched by a writer while another process's readers hold the catalog: they yield to it.
+WRITER_WAITING = ".catalog-writer-waiting"
 ATLAS_DIR = "atlas"
 
 
@@ -32,6 +34,10 @@ def index_path(store: Path) -> Path:
 
 def index_info_path(store: Path) -> Path:
     return Path(store) / INDEX_INFO
+
+
+def writer_waiting_path(store: Path) -> Path:
+    return Path(store) / WRITER_WAITING
 
 
 def manifest_path(store: Path) -> Path:

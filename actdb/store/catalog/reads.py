@@ -320,14 +320,10 @@ def distance_reference(con) -> tuple[np.ndarray | None, float | None]:
 
 
 def cached_vectors(con, shas: list[str], fingerprint: str) -> dict[str, np.ndarray]:
-    import pyarrow as pa
-
-    con.register("wanted_shas", pa.table({"sha256": shas}))
-    try:
-        rows = con.execute("SELECT sha256, vec FROM query_cache JOIN wanted_shas "
-                           "USING (sha256) WHERE fingerprint = ?", [fingerprint]).fetchall()
-    finally:
-        con.unregister("wanted_shas")
+    """Cached query vectors by content hash (a list parameter: no Arrow or pandas import on
+    a command line's path)."""
+    rows = con.execute("SELECT sha256, vec FROM query_cache WHERE fingerprint = ? AND sha256 "
+                       "IN (SELECT unnest(?::VARCHAR[]))", [fingerprint, list(shas)]).fetchall()
     return {r[0]: np.asarray(r[1], np.float32) for r in rows}
 
 

@@ -1,0 +1,81 @@
+"""Catalog connections: readers never wait for one another; writers are never starved."""
+
+import contextlib
+import shutil
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from actdb.store import catalog
+
+
+@pytest.fixture
+def store(built_store, tmp_path):
+    copy = tmp_path / "store"
+    shutil.copytree(built_store, copy)
+    return copy
+
+
+def test_a_reader_does_not_wait_for_a_slow_reader(store):
+    started, done = threading.Event(), {}
+
+    def slow():
+        with catalog.reader(store) as con:
+            started.set()
+            t = threading.Timer(2.0, con.interrupt)
+            t.start()
+            with contextlib.suppress(Exception):  # interrupted, as intended
+                con.execute("SELECT count(*) FROM range(10000000000000) t(a) "
+                            "WHERE a % 7 = 3").fetchall()
+            t.cancel()
+            done["slow"] = time.monotonic()
+
+    th = threading.Thread(target=slow)
+    th.start()
+    started.wait(10)
+    t0 = time.monotonic()
+    with catalog.reader(store) as con:
+        assert con.execute("SELECT count(*) FROM images").fetchall() == [(18,)]
+    quick = time.monotonic() - t0
+    th.join(30)
+    assert quick < 0.5 and done["slow"] - t0 > 1.0
+
+
+def test_asking_for_a_writer_while_holding_a_reader_is_an_error_not_a_deadlock(store):
+    with catalog.reader(store), pytest.raises(RuntimeError, match="holds a reader"), \
+            catalog.writer(store):
+        pass
+
+
+@pytest.mark.slow
+def test_a_writer_in_another_process_gets_in_while_this_one_reads_on(store):
+    """Overlapping readers with linger keep the file open all the time; the other process's
+    writer marks that it waits, and the readers yield."""
+    stop = threading.Event()
+
+    def read_on():
+        while not stop.is_set():
+            with catalog.reader(store, linger=5.0) as con:
+                con.execute("SELECT count(*) FROM images").fetchall()
+                time.sleep(0.02)
+
+    threads = [threading.Thread(target=read_on) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(0.3)
+        code = ("import sys, time; from actdb.store import catalog; t = time.monotonic(); "
+                "ctx = catalog.writer(sys.argv[1], timeout=30); ctx.__enter__(); "
+                "print(time.monotonic() - t); ctx.__exit__(None, None, None)")
+        out = subprocess.run([sys.executable, "-c", code, str(store)], capture_output=True,
+                             text=True, timeout=60)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+        catalog.close_idle(store)
+    assert out.returncode == 0, out.stderr[-1000:]
+    assert float(out.stdout) < 10
