@@ -53,20 +53,25 @@ class Database:
     ``linger`` keeps the catalog open that many seconds after a read (opening it costs
     ~13 ms; a writer in this process or another still gets in at once); ``defer_cache_writes``
     writes the query cache from a background thread; ``batch_uploads`` lets concurrent image
-    queries share forward passes. The service sets all of them.
+    queries share forward passes; ``cache_metadata`` keeps the images' names and paths in
+    memory (~85 bytes an image) once the handle has answered a few queries (True: from the
+    first; False: never), instead of a catalog read per answer. The service sets all of them.
     """
 
     def __init__(self, path: str | Path | None = None, *, sql_threads: int | None = None,
                  linger: float = 1.0, defer_cache_writes: bool = False,
-                 batch_uploads: bool = False):
+                 batch_uploads: bool = False, cache_metadata: bool | None = None):
         self.path = resolve_store_path(path)
         self.sql_threads = sql_threads
         self.linger = linger
+        self.cache_metadata = cache_metadata
+        self._meta = None  # (catalog signature, Arrow table)
+        self._answered = 0
         self.defer_cache_writes = defer_cache_writes
         self.batch_uploads = batch_uploads
         self._lock = threading.RLock()
         self._store: Store | None = None
-        self._index = None  # (file signature, index, info)
+        self._index = None  # (file signature, LoadedIndex)
         self._embedder = None
         self._cache = None
         self._ref = None
@@ -232,7 +237,7 @@ class Database:
             raise QueryError("the store has no images yet; ingest some first")
         allowed = self._allowed(classes, split, where)
         return nearest(qs, k, loaded, self.store, allowed, include_self, recall,
-                       self._reference())
+                       self._reference(), self._meta_for())
 
     def centroids(self, queries, k: int = 10, classes=None):
         """Classes ranked by the distance from each query to their centroid, with each
@@ -344,22 +349,43 @@ class Database:
                 self._cache = QueryCache(self.store, deferred=self.defer_cache_writes)
             return self._cache
 
+    def _catalog_signature(self) -> tuple:
+        cat = str(files.catalog_path(self.path))
+        return self._signature(cat, cat + ".wal")
+
     def _reference(self):
         """The distance reference of query context, re-read when the catalog changes."""
-        sig = self._signature(files.catalog_path(self.path),
-                              files.catalog_path(self.path).with_suffix(".duckdb.wal"))
+        sig = self._catalog_signature()
         with self._lock:
             if self._ref is None or self._ref[0] != sig:
                 with self.store.reader() as con:
                     self._ref = (sig, reads.distance_reference(con))
             return self._ref[1]
 
-    def _signature(self, *paths: Path) -> tuple:
+    def _meta_for(self):
+        """``ids -> rows`` from an in-memory copy of the images' metadata, once this handle
+        has answered a few queries (see ``cache_metadata``); None: read per answer."""
+        with self._lock:
+            self._answered += 1
+            wanted = self.cache_metadata or (self.cache_metadata is None and self._answered > 2)
+            if not wanted:
+                return None
+            sig = self._catalog_signature()
+            if self._meta is None or self._meta[0] != sig:
+                with self.store.reader() as con:
+                    table = reads.image_meta_table(con)
+                self._meta = (sig, table, table.column("image_id").to_numpy())
+            _, table, have = self._meta
+        return lambda ids: reads.meta_rows(table, ids, have)
+
+    def _signature(self, *paths) -> tuple:
         """(mtime, size) of files (the index's by default): changes when a writer commits."""
+        import os
+
         sig = []
         for p in paths or (files.index_path(self.path), files.index_info_path(self.path)):
             try:
-                st = p.stat()
+                st = os.stat(p)
                 sig.append((st.st_mtime_ns, st.st_size))
             except FileNotFoundError:
                 sig.append(None)

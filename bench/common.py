@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import platform
 import resource
-import sys
 import time
 from pathlib import Path
 
@@ -38,9 +37,10 @@ def machine_line() -> str:
     keep = [f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16",
                         "amx_tile") if f in flags]
     keras = heavy.keras()  # its backend through actdb's quiet import
-    versions = [f"keras backend {keras.backend.backend()}"]
+    backend = keras.backend.backend()
+    versions = [f"keras backend {backend}"]
     for mod in ("numpy", "tensorflow", "jax", "torch", "keras", "faiss", "duckdb", "pyarrow"):
-        if mod in ("tensorflow", "jax", "torch") and mod not in sys.modules:
+        if mod in ("tensorflow", "jax", "torch") and mod != backend:
             continue  # only the backend in use
         try:
             m = __import__(mod)

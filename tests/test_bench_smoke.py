@@ -23,6 +23,8 @@ TINY = {
                       "2"],
     "vs_pandas.py": ["--n", "3000", "--classes", "20"],
     "machine.py": ["--size", "32", "--images", "8", "--batch", "4"],
+    "gpu.py": ["--images", "100", "--size", "32", "--batches", "4", "--backends", "tensorflow",
+               "--seconds", "0.5", "--workers", "1"],
 }
 
 

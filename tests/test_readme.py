@@ -40,8 +40,10 @@ def test_every_readme_command_parses(line):
     """The command exists and takes these options (parsing only: nothing runs)."""
     cmd, name = typer.main.get_command(app), "actdb"
     args = shlex.split(line)[1:]
-    while hasattr(cmd, "commands"):  # a group (Typer brings its own Click)
-        name, args = args[0], args[1:]
+    while hasattr(cmd, "commands"):  # a group (Typer brings its own Click): its own options
+        ctx = cmd.make_context(name, list(args), resilient_parsing=True)
+        rest = [*ctx._protected_args, *ctx.args]
+        name, args = rest[0], rest[1:]
         assert name in cmd.commands, f"no command {name!r}"
         cmd = cmd.commands[name]
     cmd.make_context(name, args)  # raises on an unknown option or a missing argument

@@ -3,7 +3,7 @@
 Kinds:
 
 - ``flat``: exact search.
-- ``ivfpq``: an inverted file (about sqrt(n) lists, a flat coarse quantizer) with 4-bit PQ
+- ``ivfpq``: an inverted file (about 2 sqrt(n) lists, a flat coarse quantizer) with 4-bit PQ
   fast-scan codes (``IVF{nlist},PQ{d/8}x4fs``) whose candidates are re-ranked exactly against
   the full vectors (``IndexRefineFlat``). The codes are small enough to hold in memory (d/16
   bytes a vector: 32 for 512-d); the full vectors are memory-mapped when the index is loaded,
@@ -91,12 +91,12 @@ def to_distance(raw: np.ndarray, metric: str) -> np.ndarray:
 
 
 def default_nlist(n: int) -> int:
-    """About sqrt(n) lists, a power of two, with at least ~39 points each to train.
+    """About 2 sqrt(n) lists, a power of two, with at least ~39 points each to train.
 
     >>> default_nlist(1_281_167), default_nlist(14_000_000), default_nlist(100_000_000)
-    (1024, 4096, 8192)
+    (2048, 8192, 16384)
     """
-    return max(1, min(2 ** round(math.log2(max(math.sqrt(n), 1))), n // 39))
+    return max(1, min(2 ** round(math.log2(max(2 * math.sqrt(n), 1))), n // 39))
 
 
 def _metric_type(metric: str):
@@ -206,7 +206,7 @@ def _grid(kind: str, built: dict, n: int) -> list[dict]:
         nlist = built["nlist"]
         probes = sorted({p for p in (8, 16, 32, 64, 96, 128, 192, 256, 384, 512, 768, 1024,
                                      2048, 4096) if p < nlist} | {nlist})
-        return [{"nprobe": p, "k_factor": f} for p in probes for f in (10, 20, 40)]
+        return [{"nprobe": p, "k_factor": f} for p in probes for f in (10, 15, 20, 40)]
     if kind == "ivf":
         nlist = built["nlist"]
         return [{"nprobe": p} for p in sorted({p for p in (1, 2, 4, 8, 16, 32, 64, 128, 256,
@@ -259,6 +259,8 @@ def build(ids: np.ndarray, vecs: np.ndarray, cfg: IndexConfig):
     index, built = _make(kind, dim, n, cfg)
     x = prepare(vecs, cfg.metric)
     if kind in ("ivf", "ivfpq"):  # 64 points per list train k-means well enough, and fast
+        faiss = _faiss()
+        faiss.extract_index_ivf(index).parallel_mode = 1  # as loaded for searching
         rng = np.random.default_rng(cfg.seed)
         m = max(64 * built["nlist"], 100_000 if kind == "ivfpq" else 0)
         index.train(x if n <= m else x[np.sort(rng.choice(n, m, replace=False))])
@@ -304,6 +306,8 @@ def load_index(store: Path, mmap: bool = True):
                            ) from None
     if not hasattr(index, "id_map"):
         raise StoreDamaged(f"{INDEX} is not an index of image ids; run `actdb index`")
+    if info["kind"] in ("ivf", "ivfpq"):  # one query searches its lists on every core
+        faiss.extract_index_ivf(index).parallel_mode = 1
     return index, info
 
 

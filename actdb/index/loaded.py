@@ -35,6 +35,13 @@ class LoadedIndex:
     index: object
     info: dict
 
+    def params(self, recall: float | None = None):
+        """FAISS search parameters for ``recall`` (cached: built once per level)."""
+        cache = self.__dict__.setdefault("_params", {})
+        if recall not in cache:
+            cache[recall] = search_params(self.info, setting_for(self.info, recall))
+        return cache[recall]
+
     @property
     def ntotal(self) -> int:
         return int(self.index.ntotal)
@@ -83,8 +90,7 @@ class LoadedIndex:
         k = min(k, n_allowed)
         if k == 0:
             return np.zeros((len(q), 0)), np.zeros((len(q), 0), np.int64)
-        setting = setting_for(self.info, recall)
-        params = search_params(self.info, setting)
+        params = self.params(recall)
         kind = self.info["kind"]
         if allowed is None:
             raw, ids = self.index.search(q, k, params=params)

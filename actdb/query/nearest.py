@@ -116,11 +116,11 @@ class NearestResult:
 
 
 def nearest(queries: list[QueryVector], k: int, loaded, store, allowed: np.ndarray | None,
-            include_self: bool = False, recall: float | None = None,
-            reference=None) -> NearestResult:
+            include_self: bool = False, recall: float | None = None, reference=None,
+            meta_for=None) -> NearestResult:
     """k nearest stored images of each query (``loaded``: the store's LoadedIndex), with
-    class vote and distance context (``reference``: the store's distance reference, read from
-    the catalog when None)."""
+    class vote and distance context. ``reference`` (the store's distance reference) and
+    ``meta_for(ids)`` (the neighbours' rows) are read from the catalog when None."""
     excluding = not include_self and any(q.image_id is not None for q in queries)
     dist, ids = loaded.search(np.stack([q.vec for q in queries]), k + int(excluding),
                               allowed, recall, store.vectors)
@@ -131,9 +131,12 @@ def nearest(queries: list[QueryVector], k: int, loaded, store, allowed: np.ndarr
             keep &= ids[qi] != q.image_id
         rows.append((dist[qi][keep][:k], ids[qi][keep][:k]))
     flat = np.concatenate([r[1] for r in rows]) if rows else np.zeros(0, np.int64)
-    with store.reader() as con:
-        meta = reads.image_meta(con, flat)
-        ref = reads.distance_reference(con) if reference is None else reference
+    if meta_for is not None and reference is not None:
+        meta, ref = meta_for(flat), reference
+    else:
+        with store.reader() as con:
+            meta = reads.image_meta(con, flat)
+            ref = reads.distance_reference(con) if reference is None else reference
     answers, at = [], 0
     for q, (d, i) in zip(queries, rows, strict=True):
         m = {c: np.asarray(meta[c][at : at + len(i)], dtype=object) for c in META}
@@ -151,7 +154,10 @@ def _context(q: QueryVector, d: np.ndarray, metric: str, ref) -> dict:
     pct = None
     if have_nn and nn_d is not None:
         pct = 100.0 * float(np.searchsorted(nn_sorted, nn_d, side="right")) / len(nn_sorted)
+    mid = len(nn_sorted) // 2 if have_nn else 0  # sorted: the median without sorting again
     return {"source": q.source, "cached": q.cached, "nn_distance": nn_d,
             "mean_distance_k": float(d.mean()) if len(d) else None, "nn_percentile": pct,
-            "store_median_nn_distance": float(np.median(nn_sorted)) if have_nn else None,
+            "store_median_nn_distance": float(nn_sorted[mid] if len(nn_sorted) % 2 else
+                                              (nn_sorted[mid - 1] + nn_sorted[mid]) / 2)
+            if have_nn else None,
             "store_median_random_pair": median_random if l2 else None}

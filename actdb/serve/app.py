@@ -67,7 +67,7 @@ def create_app(cfg: ServeConfig):
     from actdb.serve import api, page
 
     db = actdb.open(cfg.store, sql_threads=cfg.sql_threads, linger=5.0,
-                    defer_cache_writes=True, batch_uploads=True)
+                    defer_cache_writes=True, batch_uploads=True, cache_metadata=True)
     db.store  # noqa: B018 - a missing store is an error now, not at the first request
     startup_error: list[str] = []
     if cfg.warm_model:

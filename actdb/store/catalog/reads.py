@@ -129,6 +129,31 @@ def image_meta(con, ids: np.ndarray | None = None, missing_ok: bool = False
     return out
 
 
+def image_meta_table(con):
+    """``META_COLUMNS`` of every image as one contiguous Arrow table sorted by image_id (about
+    85 bytes an image), for a process that answers many queries."""
+    cols = ", ".join(META_COLUMNS)
+    return con.sql(f"SELECT {cols} FROM images ORDER BY image_id").to_arrow_table(
+        ).combine_chunks()
+
+
+def meta_rows(table, ids: np.ndarray, have: np.ndarray | None = None
+              ) -> dict[str, np.ndarray]:
+    """:func:`image_meta` answered from :func:`image_meta_table` (``have``: its image_id
+    column as numpy, when the caller keeps it)."""
+    import pyarrow as pa
+
+    ids = np.asarray(ids, np.int64)
+    have = table.column("image_id").to_numpy() if have is None else have
+    pos = np.clip(np.searchsorted(have, ids), 0, max(len(have) - 1, 0))
+    if len(ids) and (not len(have) or not np.array_equal(have[pos], ids)):
+        raise StoreDamaged(f"the index holds image ids the catalog does not list "
+                           f"({ids[have[pos] != ids][:3].tolist()})")
+    rows = table.take(pa.array(pos))
+    return {c: (ids if c == "image_id" else np.asarray(rows.column(c).to_pylist(),
+                                                      dtype=object)) for c in META_COLUMNS}
+
+
 def existing_paths(con, root: str) -> set[str]:
     return {r[0] for r in con.execute("SELECT path FROM images WHERE root = ?",
                                       [root]).fetchall()}
