@@ -200,7 +200,8 @@ def _main(version: bool = typer.Option(False, "--version", callback=_version, is
 @command()
 def ingest(
     root: Path = typer.Argument(..., help="Dataset root (ImageNet train/val, Kaggle CLS-LOC, "
-                                "flat val, or any class-per-folder tree)."),
+                                "flat val, or any class-per-folder tree), or imagenette, "
+                                "imagenette-160, imagenette-320 (downloaded, verified)."),
     store: Path = StoreOpt,
     model: str = typer.Option("vgg19", help="vgg19, vgg16 or resnet50."),
     layer: str = typer.Option(None, help="Layer to read (default: vgg19 block5_conv4, vgg16 "

@@ -27,6 +27,7 @@ import numpy as np
 
 from actdb.errors import ImageError, IngestFailed, UsageError
 from actdb.images import decode_files
+from actdb.ingest.datasets import DATASETS, fetch
 from actdb.ingest.layout import SPLITS, ImageEntry, detect_layout
 from actdb.models.classes import CLASS_INDEX_VERSION
 from actdb.models.embed import (
@@ -269,7 +270,10 @@ def ingest(cfg: IngestConfig, progress: Progress | None = None) -> IngestResult:
     t0 = time.perf_counter()
     store = Path(cfg.store)
     validate(cfg)
-    layout = detect_layout(cfg.root)
+    root = cfg.root
+    if str(root) in DATASETS and not Path(root).exists():
+        root = fetch(str(root))  # e.g. imagenette: downloaded, verified, extracted
+    layout = detect_layout(root)
     entries = select_entries(layout.entries, cfg)
     ec = _check_cheap(store, cfg.embed)
     emb = Embedder(ec)
