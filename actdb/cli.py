@@ -779,6 +779,77 @@ def report(
     typer.echo(f"wrote {path}")
 
 
+@command("map")
+def map_cmd(
+    method: str = typer.Option("umap", help="umap, tsne (openTSNE) or pca."),
+    per_class: int = typer.Option(None, help="Images per class (seeded sample; default: every "
+                                  "class, at most 50,000 points)."),
+    classes: str = typer.Option(None, help="Only these classes (comma-separated)."),
+    random_classes: int = RandomOpt,
+    seed: int = SeedOpt,
+    list_maps: bool = typer.Option(False, "--list", help="List the stored maps instead."),
+    store: Path = StoreOpt,
+    as_json: bool = JsonOpt,
+):
+    """Make a 2-D map of the store once and keep it: the page, plots, reports and exports
+    reuse it, and new queries are placed into it in milliseconds. An up-to-date map of the
+    same settings is reused; one made before the store changed is made again.
+
+    Example: actdb map --method umap --per-class 50
+    """
+    from actdb import render
+
+    db = _db(store)
+    if list_maps:
+        df = db.maps().drop(columns=["settings"])
+        rows = render.records(df)
+        return _echo_json(rows) if as_json else _echo_table(rows, list(df.columns), "maps")
+    with _stages() as stage:
+        m = db.map(method, per_class=per_class, classes=classes,
+                   random_classes=random_classes, seed=seed, progress=stage)
+    if as_json:
+        return _echo_json(render.plain(m.describe()))
+    how = f"made in {m.seconds:.1f} s" if m.made else f"up to date, made {m.created_at}"
+    typer.echo(f"map {m.map_id}: {len(m.points)} points by {m.method}, {how}")
+
+
+@command("export")
+def export_cmd(
+    output: Path = typer.Argument(..., help="A folder (projector) or a .parquet file (atlas, "
+                                  "parquet)."),
+    to: str = typer.Option(..., "--to", help="projector (TensorBoard Projector), atlas (Apple's "
+                           "Embedding Atlas) or parquet (vectors and metadata joined)."),
+    classes: str = typer.Option(None, help="Only these classes (comma-separated)."),
+    per_class: int = typer.Option(None, help="At most N images a class (seeded sample)."),
+    where: str = typer.Option(None, help="SQL predicate over images, e.g. \"split = 'val'\" or "
+                              "a map selection's image_id IN (...)."),
+    seed: int = SeedOpt,
+    query: list[str] = typer.Option(None, "--query", help="atlas: a query image/id:/npy to add "
+                                    "as a row placed in the map; repeatable."),
+    method: str = typer.Option("umap", help="atlas: the map's projection (umap, tsne, pca)."),
+    store: Path = StoreOpt,
+):
+    """Write the store for the tools people already use: TensorBoard Projector (a stratified
+    sample of at most 100,000 points with a sprite of thumbnails), Apple's Embedding Atlas
+    (map coordinates, class, path and thumbnails in one Parquet), or a plain Parquet of
+    vectors and metadata.
+
+    Example: actdb export --to atlas atlas.parquet --query node4.png, then
+    embedding-atlas atlas.parquet --x x --y y --image thumbnail
+    """
+    with _stages() as stage:
+        r = _db(store).export(to, output, classes=classes, per_class=per_class, where=where,
+                              seed=seed, queries=query or [], method=method, progress=stage)
+    typer.echo(f"wrote {r.rows} rows to {r.path} ({', '.join(r.files)})")
+    if r.note:
+        _note(r.note)
+    if to == "atlas":
+        typer.echo(f"open it with: embedding-atlas {r.path} --x x --y y --image thumbnail")
+    elif to == "projector":
+        typer.echo("open it in https://projector.tensorflow.org (Load: tensors.tsv, "
+                   "metadata.tsv) or with TensorBoard's projector plugin")
+
+
 @command("serve")
 def serve_cmd(
     store: Path = StoreOpt,
@@ -787,6 +858,9 @@ def serve_cmd(
     token: str = typer.Option(None, envvar="ACTDB_TOKEN", help="Require this token on every "
                               "API call (Authorization: Bearer TOKEN); the page asks for it."),
     max_upload_mb: float = typer.Option(8.0, help="Largest accepted upload, in MB."),
+    map_method: str = typer.Option("umap", "--map", help="The page's map: umap, tsne or pca, "
+                                   "made in the background when missing or stale; none: no "
+                                   "map."),
 ):
     """HTTP API and web page over a store, with the model kept warm.
 
@@ -797,8 +871,11 @@ def serve_cmd(
     if host not in ("127.0.0.1", "localhost", "::1") and not token:
         _note(f"binding {host} without --token: anyone who can reach this port can query "
               "the store")
-    serve(ServeConfig(store=store, token=token,
-                      max_upload_bytes=int(max_upload_mb * 1024 * 1024)), host, port)
+    if map_method not in ("umap", "tsne", "pca", "none"):
+        raise UsageError(f"--map {map_method}: use umap, tsne, pca or none")
+    serve(ServeConfig(store=store, token=token, map_method=None if map_method == "none"
+                      else map_method, max_upload_bytes=int(max_upload_mb * 1024 * 1024)),
+          host, port)
 
 
 def main() -> None:

@@ -76,6 +76,7 @@ class Database:
         self._cache = None
         self._ref = None
         self._intact = False
+        self._maps = {}  # map_id -> StoredMap, its projection loaded once
 
     def __repr__(self) -> str:
         return f"Database({str(self.path)!r})"
@@ -94,6 +95,7 @@ class Database:
             if hasattr(self._embedder, "close"):
                 self._embedder.close()
             self._cache = self._embedder = self._index = None
+            self._maps = {}
         if self.linger:
             from actdb.store import catalog
 
@@ -296,6 +298,127 @@ class Database:
         qs = self.resolve(queries) if as_list(queries) else []
         return plot(self.store, kind, qs, cfg, output=output, save_coords=save_coords,
                     progress=progress)
+
+    def map(self, method: str = "umap", *, per_class: int | None = None, classes=None,
+            random_classes: int = 0, seed: int = 0, build: bool = True,
+            progress: Progress | None = None):
+        """The stored 2-D map (StoredMap) of a sample and a projection (``umap``, ``tsne``,
+        ``pca``), made and stored when missing or stale. ``per_class=None`` with no classes
+        is the default map: every class, at most 50,000 points."""
+        from actdb.query.nearest import parse_classes
+        from actdb.viz.maps import MapSpec, get_map
+
+        names = parse_classes(classes)
+        if per_class is None and not names and not random_classes:
+            spec = MapSpec.default(len(self.classes()), method, seed)
+        else:
+            if per_class is not None:
+                _positive("per_class", per_class)
+            spec = MapSpec.of(method, per_class or 100, names, random_classes, seed)
+        self._require_intact()
+        m = get_map(self.store, spec, progress, build=build)
+        with self._lock:
+            self._maps[m.map_id] = m
+        return m
+
+    def maps(self):
+        """Every stored map (DataFrame), newest first; ``current`` is False for a map made
+        before the store last changed."""
+        from actdb.viz.maps import list_maps
+
+        return list_maps(self.store)
+
+    def place(self, queries, map_id: str | None = None, names: list[str] | None = None,
+              distances: bool = False):
+        """Queries placed into a stored map, the map itself unchanged (Placement:
+        ``.coords`` DataFrame name, x, y; with ``distances``, ``.distances`` from each query
+        to every map point). ``map_id`` None is the default UMAP map."""
+        from actdb.viz.maps import Placement
+
+        m = self.stored_map(map_id)
+        qs = self.resolve(queries, names)
+        return Placement.of(m, qs, distances)
+
+    def stored_map(self, map_id: str | None = None):
+        """A stored map by id (the default UMAP map when None), kept loaded by this handle
+        while it stays current; QueryError when there is none."""
+        from actdb.viz.maps import MapSpec, find_map, map_state
+
+        if map_id is None:
+            map_id = MapSpec.default(len(self.classes())).map_id
+        state = map_state(self.store, map_id)
+        with self._lock:
+            m = self._maps.get(map_id)
+            if m is not None and (not m.stored or state == (str(m.created_at), True)):
+                return m
+        m = find_map(self.store, map_id)
+        if m is None:
+            raise QueryError(f"no map {map_id} in the store; make one with actdb map")
+        with self._lock:
+            self._maps[map_id] = m
+        return m
+
+    def export(self, to: str, path: str | Path, *, classes=None, per_class: int | None = None,
+               where: str | None = None, seed: int = 0, queries=(), method: str = "umap",
+               progress: Progress | None = None):
+        """Write the store (or a selection) for another tool (ExportResult): ``projector``
+        (TensorBoard Projector's files in the folder ``path``, at most 100,000 points),
+        ``atlas`` (a Parquet for Apple's Embedding Atlas: map coordinates, class, path,
+        thumbnail; ``queries`` are placed as extra rows) or ``parquet`` (vectors and
+        metadata joined). Selection as ``plot``: ``classes``, ``per_class`` (a seeded
+        per-class sample), ``where`` (a SQL predicate over images)."""
+        from actdb.viz import export as ex
+
+        if to not in ex.TARGETS:
+            raise UsageError(f"unknown export target {to!r}; use one of "
+                             f"{', '.join(ex.TARGETS)}")
+        if per_class is not None:
+            _positive("per_class", per_class)
+        _writable(path)
+        self._require_intact()
+        if to == "atlas":
+            return self._export_atlas(path, classes, per_class, where, seed, queries, method,
+                                      progress)
+        ids = self._allowed(classes, None, where)
+        if ids is None:
+            with self.store.reader() as con:
+                ids = reads.image_ids(con)
+        cap = ex.PROJECTOR_MAX_POINTS if to == "projector" else None
+        ids, note = ex.stratified(self.store, ids, per_class, cap, seed)
+        if to == "projector":
+            return ex.export_projector(self.store, ids, path, note, stage=progress)
+        return ex.export_parquet(self.store, ids, path, note, stage=progress)
+
+    def _export_atlas(self, path, classes, per_class, where, seed, queries, method,
+                      progress):
+        import pandas as pd
+
+        from actdb.viz import export as ex
+        from actdb.viz.maps import DEFAULT_POINTS
+        from actdb.viz.projection import ProjectionConfig, Projector
+
+        qs = self.resolve(queries) if as_list(queries) else []
+        note = None
+        if where is None:  # the stored map of this sample (made once, reused)
+            m = self.map(method, per_class=per_class, classes=classes, seed=seed,
+                         progress=progress)
+            points = m.points[["image_id", "x", "y"]]
+            placed = m.place(np.stack([q.vec for q in qs])) if qs else np.zeros((0, 2))
+        else:  # a selection no stored map describes: fitted for this export
+            ids, note = ex.stratified(self.store, self._allowed(classes, None, where),
+                                      per_class, DEFAULT_POINTS, seed)
+            _, vecs = self.store.vectors(ids)
+            proj = Projector(ProjectionConfig(method, seed=seed))
+            xy = proj.fit(vecs, progress)
+            points = pd.DataFrame({"image_id": ids, "x": xy[:, 0], "y": xy[:, 1]})
+            placed = proj.transform(np.stack([q.vec for q in qs])) if qs else np.zeros((0, 2))
+        with self.store.reader() as con:
+            meta = pd.DataFrame(reads.image_meta(con, points.image_id.to_numpy()))
+        points = points.merge(meta, on="image_id")
+        qdf = pd.DataFrame({"name": [q.name for q in qs], "x": placed[:, 0],
+                            "y": placed[:, 1], "source": [str(q.source) for q in qs]})
+        first = (self.nearest(qs[:1], k=50).classes.class_name.tolist() if qs else None)
+        return ex.export_atlas(points, path, qdf, note, first, stage=progress)
 
     def report(self, output: str | Path, queries, *, k: int = 12, classes=None,
                random_classes: int = 0, per_class: int = 100, seed: int = 0,

@@ -1,7 +1,8 @@
 """Service benchmark: requests/s and p50/p99 latency of /api/nearest by image_id and by
 image upload (each upload a new image, so the model runs), 1 and 8 concurrent clients, on
 loopback against `actdb serve` in its own process; then the upload latency while one slow
-/api/sql query runs into its time limit, against idle (target: within 2x).
+/api/sql query runs into its time limit, against idle (target: within 2x); and the model's own
+batch-1 forward time, against which an upload's p50 is measured (target: within 1.3x).
 
     python bench/serve.py                      # 224 px store of 128 images (~4 min here)
     python bench/serve.py --size 64 --requests 8
@@ -108,6 +109,22 @@ def head_of_line(url: str, by_upload, n: int) -> None:
           f"{busy / idle:.2f}x (target <= 2)")
 
 
+def batch1_forward_ms(store: Path, size: int, runs: int = 15) -> float:
+    """p50 of the store's model on one preprocessed image: what an upload cannot beat."""
+    import actdb
+    from actdb.models.embed import store_embedder
+
+    emb = store_embedder(actdb.open(store).manifest)
+    x = np.random.default_rng(0).integers(0, 256, (1, size, size, 3), dtype=np.uint8)
+    emb.embed(x)  # warm
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        emb.embed(x)
+        times.append((time.perf_counter() - t) * 1000)
+    return float(np.median(times))
+
+
 def main() -> None:
     ap = parser(__doc__)
     ap.add_argument("--size", type=int, default=224, help="input size in pixels of the store")
@@ -128,8 +145,8 @@ def main() -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen([sys.executable, "-m", "actdb", "serve", "--store", str(store),
-                             "--port", str(port)], stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen([sys.executable, "-m", "actdb", "serve", "--map", "none",
+                             "--store", str(store), "--port", str(port)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, env={**os.environ})
     try:
         wait_up(url, proc)
@@ -143,12 +160,19 @@ def main() -> None:
                           files={"image": (f"u{i}.jpg", jpeg(10_000 + i), "image/jpeg")})
 
         print(f"store: {n} images at {args.size}px (random:0 weights), server pid {proc.pid}")
+        upload_p50 = None
         for name, fn, per in (("image_id", by_id, args.requests),
                               ("upload", by_upload, args.uploads)):
             for clients in (1, 8):
                 rps, p50, p99 = measure(url, clients, per, fn)
                 print(f"/api/nearest by {name}, {clients} client(s): {rps:.1f} req/s, "
                       f"p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+                if name == "upload" and clients == 1:
+                    upload_p50 = p50
+        forward = batch1_forward_ms(store, args.size)
+        print(f"model batch-1 forward (one decoded image, in this process, server idle): p50 "
+              f"{forward:.1f} ms; upload p50 / forward = {upload_p50 / forward:.2f} "
+              "(target <= 1.3)")
         head_of_line(url, by_upload, args.uploads)
     finally:
         proc.terminate()

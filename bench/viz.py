@@ -1,61 +1,87 @@
-"""Projection benchmark: t-SNE (scikit-learn, and openTSNE for comparison) and UMAP on
-2,000 and 20,000 synthetic 512-d activation vectors, PCA to 50 dims first as actdb does.
+"""Map benchmark: computing a map with UMAP and t-SNE (openTSNE, what actdb uses; scikit-learn's
+t-SNE once, at the first size, for comparison) at 20,000 and 50,000 realistic 512-d
+activation vectors (PCA to 50 dims first, as actdb does), how well each keeps the 10 nearest
+neighbours, the size of the saved projection, and placing one new query into the finished
+map (target: <= 300 ms once its vector is known).
 
-    python bench/viz.py                  # ~10 min here
-    python bench/viz.py --sizes 500
+    python bench/viz.py                  # ~15 min here
+    python bench/viz.py --sizes 2000
 """
 
 from __future__ import annotations
 
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine_line, parser, synthetic_activations  # noqa: E402
+from common import machine_line, parser, realistic_activations  # noqa: E402
 
 
-def knn_agreement(a: np.ndarray, b: np.ndarray, k: int = 10) -> float:
-    """How far a 2-D map keeps each point's k nearest neighbours of the 50-d input."""
+def knn_agreement(a: np.ndarray, b: np.ndarray, k: int = 10, sample: int = 5000) -> float:
+    """How far a 2-D map keeps each point's k nearest neighbours of the 50-d input (on a
+    sample of points)."""
     from sklearn.neighbors import NearestNeighbors
 
-    na = NearestNeighbors(n_neighbors=k + 1).fit(a).kneighbors(a, return_distance=False)[:, 1:]
-    nb = NearestNeighbors(n_neighbors=k + 1).fit(b).kneighbors(b, return_distance=False)[:, 1:]
-    return float(np.mean([len(set(x) & set(y)) / k for x, y in zip(na, nb, strict=True)]))
+    idx = np.random.default_rng(0).choice(len(a), min(sample, len(a)), replace=False)
+    na = NearestNeighbors(n_neighbors=k + 1).fit(a).kneighbors(a[idx], return_distance=False)
+    nb = NearestNeighbors(n_neighbors=k + 1).fit(b).kneighbors(b[idx], return_distance=False)
+    return float(np.mean([len(set(x[1:]) & set(y[1:])) / k for x, y in zip(na, nb,
+                                                                            strict=True)]))
+
+
+def placement_ms(proj, queries: np.ndarray) -> tuple[float, float]:
+    """(first, p50 of the rest) milliseconds to place one query at a time."""
+    times = []
+    for q in queries:
+        t = time.perf_counter()
+        proj.transform(q[None])
+        times.append((time.perf_counter() - t) * 1000)
+    return times[0], float(np.median(times[1:]))
 
 
 def main() -> None:
     ap = parser(__doc__)
-    ap.add_argument("--sizes", default="2000,20000",
-                    help="comma-separated numbers of points to project")
+    ap.add_argument("--sizes", default="20000,50000",
+                    help="comma-separated numbers of points to map")
     args = ap.parse_args()
     from sklearn.decomposition import PCA
 
-    from actdb.viz.data import ProjectionConfig, project
+    from actdb.viz.projection import ProjectionConfig, Projector
 
     print(machine_line())
-    for n in (int(s) for s in args.sizes.split(",")):
-        _, x = next(synthetic_activations(n, 512, 20, seed=0, chunk=n))
+    tmp = Path(tempfile.mkdtemp(prefix="actdb-bench-viz-"))
+    for i, n in enumerate(int(s) for s in args.sizes.split(",")):
+        _, x = next(realistic_activations(n + 11, 512, max(10, n // 50), seed=0,
+                                          chunk=n + 11))
+        x, queries = x[:n], x[n:]  # 11 vectors the maps never saw
         x50 = PCA(50, random_state=0).fit_transform(x)
-        q = x[:1]
-        for method in ("tsne", "umap"):
+        for method, label in (("tsne", "openTSNE"), ("umap", "umap-learn")):
+            proj = Projector(ProjectionConfig(method))
             t = time.perf_counter()
-            xc, _ = project(x, q, ProjectionConfig(method))
-            s = time.perf_counter() - t
-            print(f"{method} ({'scikit-learn' if method == 'tsne' else 'umap-learn'}) "
-                  f"{n} points: {s:.1f}s, 10-NN preserved {knn_agreement(x50, xc):.3f}")
-        try:
-            from openTSNE import TSNE as OpenTSNE
-        except ImportError:
-            print("openTSNE not installed: pip install openTSNE to compare")
-            continue
-        t = time.perf_counter()
-        emb = OpenTSNE(n_components=2, perplexity=30, random_state=0, n_jobs=-1).fit(x50)
-        s = time.perf_counter() - t
-        print(f"tsne (openTSNE) {n} points: {s:.1f}s, 10-NN preserved "
-              f"{knn_agreement(x50, np.asarray(emb)):.3f}")
+            xy = proj.fit(x)
+            fit = time.perf_counter() - t
+            path = tmp / f"{method}-{n}.pkl"
+            proj.save(path)
+            t = time.perf_counter()
+            loaded = Projector.load(path)
+            load = time.perf_counter() - t
+            first, p50 = placement_ms(loaded, queries)
+            print(f"map {method} ({label}) {n} points: {fit:.1f} s, 10-NN preserved "
+                  f"{knn_agreement(x50, xy):.3f}; saved {path.stat().st_size / 1e6:.0f} MB, "
+                  f"loaded in {load:.2f} s; placing a query: first {first:.0f} ms, then p50 "
+                  f"{p50:.0f} ms (target <= 300)")
+        if i == 0:
+            from sklearn.manifold import TSNE
+
+            t = time.perf_counter()
+            sk = TSNE(2, perplexity=30, init="pca", random_state=0).fit_transform(x50)
+            print(f"map tsne (scikit-learn, for comparison; cannot place queries) {n} points: "
+                  f"{time.perf_counter() - t:.1f} s, 10-NN preserved "
+                  f"{knn_agreement(x50, sk):.3f}")
 
 
 if __name__ == "__main__":

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -73,3 +76,53 @@ def keras_reference(constructor: str, **kwargs):
     model = getattr(keras.applications, constructor)(weights=None, **kwargs)
     seeded_weights(model, 0)
     return model
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not "
+                                    "installed (.ci/run installs it)")
+
+
+@contextlib.contextmanager
+def browser_page():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        try:
+            yield browser.new_page()
+        finally:
+            browser.close()
+
+
+#: Where tests leave pictures for review (screenshots): ignored by git.
+ARTIFACTS = Path(__file__).resolve().parent.parent / ".test-artifacts"
+
+
+def synthetic_store(path: Path, n: int, dim: int = 16, classes: int = 1000,
+                    seed: int = 0) -> Path:
+    """A store of ``n`` random vectors in ``classes`` ImageNet classes, without images or a
+    model (for tests that need many points quickly)."""
+    from actdb.models.classes import class_index
+    from actdb.store.manifest import Manifest
+    from actdb.store.writer import StoreWriter
+
+    idx = class_index()
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % classes
+    centres = rng.normal(size=(classes, dim)).astype(np.float32)
+    vecs = centres[labels] + 0.3 * rng.normal(size=(n, dim)).astype(np.float32)
+    m = Manifest(model="synthetic", layer="none", pool="mean", dim=dim, image_size=0,
+                 resize="none", precision="fp32", weights=f"synthetic:{seed}",
+                 weights_sha256=f"synthetic-{seed}", fingerprint=f"synthetic-{seed}")
+    rows = []
+    for i, c in enumerate(labels):
+        cls = idx.classes[int(c)]
+        rows.append((i, "/synthetic", f"{cls.wnid}/{i}.JPEG", "train", cls.wnid, cls.name,
+                     cls.index, 500, 375, 0))
+    with StoreWriter(path, m) as w:
+        w.start_run("/synthetic", "synthetic", {"n": n, "seed": seed})
+        w.commit(np.arange(n), vecs, rows, [])
+        w.finish_run("done", n, 0, 0)
+    return path

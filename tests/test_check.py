@@ -66,6 +66,7 @@ def test_index_disagreeing_with_catalog_is_reported(built_store, tmp_path):
     assert "orphan vectors" in text and "index ids differ" in text
 
 
+@pytest.mark.slow
 def test_a_lost_shard_is_named_by_every_command_and_repaired(built_store, tmp_path):
     import shlex
 

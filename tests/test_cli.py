@@ -178,3 +178,27 @@ def test_plots_print_no_third_party_noise(built_store, tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and out.stderr == "", out.stderr[-2000:]
     assert out.stdout.strip() == f"wrote {tmp_path / 'u.png'}"
+
+
+def test_map_is_made_once_listed_and_exports_are_written(built_store, tmp_path):
+    import shutil
+
+    store = tmp_path / "store"
+    shutil.copytree(built_store, store)
+    args = ["map", "--method", "pca", "--per-class", "3", "--seed", "7", "--store", str(store)]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0 and "9 points by pca, made in" in first.output
+    assert "up to date" in runner.invoke(app, args).output
+    map_id = first.output.split()[1].rstrip(":")
+    listed = json.loads(runner.invoke(app, ["map", "--list", "--json", "--store",
+                                            str(store)]).output)
+    assert {(m["map_id"], m["points"], m["current"]) for m in listed} >= {(map_id, 9, True)}
+    res = runner.invoke(app, ["export", str(tmp_path / "p"), "--to", "projector",
+                              "--per-class", "2", "--store", str(store)])
+    assert res.exit_code == 0 and "wrote 6 rows" in res.output
+    assert "at most 2 a class" in res.output  # the sampling is said
+    bad = runner.invoke(app, ["export", str(tmp_path / "x"), "--to", "csv", "--store",
+                              str(store)])
+    assert bad.exit_code != 0 and "unknown export target 'csv'" in bad.output
+    bad = runner.invoke(app, ["serve", "--map", "mds", "--store", str(store)])
+    assert bad.exit_code != 0 and "--map mds: use umap, tsne, pca or none" in bad.output

@@ -43,6 +43,7 @@ def test_merge_refuses_different_manifests(tmp_path, built_store):
         actdb.merge(tmp_path / "m", [built_store, tmp_path / "other"])
 
 
+@pytest.mark.slow
 def test_failures_are_counted_as_recorded_and_info_names_the_roots(tmp_path):
     root = make_tree(tmp_path / "data", per_class=1)
     (root / "n01440764" / "broken.JPEG").write_bytes(b"not an image")

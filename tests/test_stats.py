@@ -102,6 +102,7 @@ def test_sampled_pairs_are_distinct_and_cover_all_ranks():
     assert (i < j).all()
 
 
+@pytest.mark.slow
 def test_recorded_settings_are_reused_after_an_ingest(tmp_path):
     from tests.helpers import SIZE, WEIGHTS, make_tree
 

@@ -18,7 +18,7 @@ from actdb.viz.plot import KINDS
 router = APIRouter(prefix="/api")
 
 
-async def _query(request: Request, image: UploadFile | None, image_id: int | None,
+async def query_of(request: Request, image: UploadFile | None, image_id: int | None,
                  vector: str | None):
     """Exactly one of an uploaded image, a stored image's id, or a JSON vector."""
     given = [x is not None for x in (image, image_id, vector)]
@@ -71,7 +71,7 @@ async def nearest(request: Request, image: UploadFile | None = File(None),
                   split: str | None = Query(None), where: str | None = Query(None),
                   include_self: bool = Query(False),
                   recall: float | None = Query(None, gt=0, le=1)):
-    q = await _query(request, image, image_id, vector)
+    q = await query_of(request, image, image_id, vector)
     res = await run_in_threadpool(request.app.state.db.nearest, q, k=k, classes=classes,
                                   split=split, where=where, include_self=include_self,
                                   recall=recall)
@@ -82,7 +82,7 @@ async def nearest(request: Request, image: UploadFile | None = File(None),
 async def centroids(request: Request, image: UploadFile | None = File(None),
                     image_id: int | None = Form(None), vector: str | None = Form(None),
                     k: int = Query(10, ge=1, le=1000), classes: str | None = Query(None)):
-    q = await _query(request, image, image_id, vector)
+    q = await query_of(request, image, image_id, vector)
     df = await run_in_threadpool(request.app.state.db.centroids, q, k=k, classes=classes)
     return render.records(df)
 
@@ -139,7 +139,7 @@ async def plot(request: Request, kind: str, image: UploadFile | None = File(None
 
     if kind not in KINDS:
         raise HTTPException(404, f"unknown plot {kind!r}; one of {', '.join(KINDS)}")
-    q = await _query(request, image, image_id, vector)
+    q = await query_of(request, image, image_id, vector)
     fig = await run_in_threadpool(request.app.state.db.plot, kind, [q], classes=classes,
                                   random_classes=random_classes, per_class=per_class, log=log)
     return Response(png_bytes(fig), media_type="image/png")

@@ -42,6 +42,8 @@ class ServeConfig:
     sql_timeout_s: float = 10.0
     sql_threads: int = max(1, (os.cpu_count() or 2) // 2)
     warm_model: bool = True
+    #: The map made in the background at start-up when missing or stale (None: none).
+    map_method: str | None = "umap"
 
 
 STATUS = ((SqlTimeout, 504), (SqlRefused, 403), (WeightsUnavailable, 503), (StatsMissing, 409),
@@ -64,7 +66,7 @@ def create_app(cfg: ServeConfig):
     from starlette.exceptions import HTTPException
 
     import actdb
-    from actdb.serve import api, page
+    from actdb.serve import api, maps, page
 
     db = actdb.open(cfg.store, sql_threads=cfg.sql_threads, linger=5.0,
                     defer_cache_writes=True, batch_uploads=True, cache_metadata=True)
@@ -76,14 +78,19 @@ def create_app(cfg: ServeConfig):
         except ActdbError as exc:
             startup_error.append(str(exc))
 
+    default_map = maps.DefaultMap(db, cfg.map_method)
+
     @contextlib.asynccontextmanager
     async def lifespan(app):
+        default_map.start()
         yield
+        default_map.stop()
         db.close()
 
     app = FastAPI(title="actdb", version=actdb.__version__, lifespan=lifespan,
                   description="Activation database queries over one store.")
     app.state.db, app.state.cfg, app.state.startup_error = db, cfg, startup_error
+    app.state.default_map = default_map
 
     @app.exception_handler(ActdbError)
     async def actdb_error(request, exc: ActdbError):
@@ -115,6 +122,7 @@ def create_app(cfg: ServeConfig):
 
     app.include_router(page.router)
     app.include_router(api.router)
+    app.include_router(maps.router)
     return app
 
 

@@ -1,27 +1,22 @@
-"""The data behind every plot: samples of stored vectors, 2-D projections, profiles and
-distance histograms. Plots (``figures``) only draw what these functions return, and tests
-check these numbers.
+"""The data behind the plots: samples of stored vectors, channel profiles and distance
+histograms (maps: :mod:`actdb.viz.maps`). Plots (``figures``) only draw what these functions
+return, and tests check these numbers.
 
 >>> from actdb.store.store import Store
->>> m = map_data(Store.open(store), [], SampleConfig(classes=("tench",)), ProjectionConfig("pca"))
->>> m.coords[["kind", "class_name"]].value_counts().to_dict()
-{('image', 'tench'): 6}
+>>> s = sample_vectors(Store.open(store), SampleConfig(classes=("tench",), per_class=4))
+>>> s.vecs.shape, set(s.labels)
+((4, 512), {'tench'})
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from actdb import heavy
 from actdb.errors import UsageError
 from actdb.store.catalog import reads
-
-METHODS = ("tsne", "umap", "pca")
-Stage = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -32,18 +27,6 @@ class SampleConfig:
     random_classes: int = 0
     per_class: int | None = 100
     seed: int = 0
-
-
-@dataclass(frozen=True)
-class ProjectionConfig:
-    """How 512-d vectors become 2-D coordinates."""
-
-    method: str = "tsne"
-    seed: int = 0
-    pca_dims: int = 50
-    perplexity: float = 30.0
-    n_neighbors: int = 15
-    min_dist: float = 0.1
 
 
 @dataclass
@@ -93,86 +76,6 @@ def sample_vectors(store, cfg: SampleConfig) -> Sample:
     groups = np.array([group_name if k in rand_set else names[k]
                        for k in np.asarray(rows["key"], dtype=object)[sel]], dtype=object)
     return Sample(ids, vecs, labels, groups, [names[k] for k in named], [names[k] for k in rand])
-
-
-def project(x: np.ndarray, q: np.ndarray, cfg: ProjectionConfig,
-            stage: Stage | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """2-D coordinates of the sample ``x`` and the queries ``q``.
-
-    PCA to ``pca_dims`` first (when the data has more), which speeds t-SNE and UMAP without
-    changing the picture. UMAP and PCA fit on the sample and place queries with ``transform``;
-    t-SNE has no transform, so queries are embedded jointly with the sample.
-    """
-    from sklearn.decomposition import PCA
-
-    if cfg.method not in METHODS:
-        raise UsageError(f"unknown projection {cfg.method!r}; use one of {', '.join(METHODS)}")
-    say = stage or (lambda _: None)
-    x = np.asarray(x, np.float64)
-    q = np.asarray(q, np.float64).reshape(-1, x.shape[1])
-    if cfg.method == "pca":
-        pca = PCA(2, random_state=cfg.seed).fit(x)
-        return pca.transform(x), pca.transform(q) if len(q) else np.zeros((0, 2))
-    dims = min(cfg.pca_dims, x.shape[1], len(x))
-    if dims < x.shape[1]:
-        say(f"PCA {x.shape[1]} -> {dims} dims")
-        pca = PCA(dims, random_state=cfg.seed).fit(x)
-        x, q = pca.transform(x), (pca.transform(q) if len(q) else q[:, :dims])
-    if cfg.method == "umap":
-        say(f"UMAP on {len(x)} points")
-        reducer = heavy.umap().UMAP(n_components=2, n_neighbors=min(cfg.n_neighbors, len(x) - 1),
-                            min_dist=cfg.min_dist, random_state=cfg.seed)
-        xc = reducer.fit_transform(x)
-        return xc, reducer.transform(q) if len(q) else np.zeros((0, 2))
-    say(f"t-SNE on {len(x) + len(q)} points")
-    from sklearn.manifold import TSNE
-
-    both = np.vstack([x, q]) if len(q) else x
-    perplexity = min(cfg.perplexity, max(1.0, (len(both) - 1) / 3))
-    yc = TSNE(2, perplexity=perplexity, init="pca", random_state=cfg.seed).fit_transform(both)
-    return yc[: len(x)], yc[len(x):]
-
-
-@dataclass
-class MapData:
-    """Coordinates of sampled images and queries, and how they were made."""
-
-    coords: pd.DataFrame  # kind (image|query), image_id, name, class_name, group, x, y
-    method: str
-    params: dict
-
-    def save(self, path) -> None:
-        """Parquet with the parameters in the schema metadata (to reproduce or re-style)."""
-        import json
-
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        t = pa.Table.from_pandas(self.coords, preserve_index=False)
-        meta = {**(t.schema.metadata or {}), b"actdb": json.dumps(
-            {"method": self.method, **self.params}, default=str).encode()}
-        pq.write_table(t.replace_schema_metadata(meta), path)
-
-
-def map_data(store, qs: list, sample: SampleConfig, proj: ProjectionConfig,
-             stage: Stage | None = None) -> MapData:
-    """Sample, project, and return the coordinates of images and (resolved) queries."""
-    say = stage or (lambda _: None)
-    say("sampling stored vectors")
-    s = sample_vectors(store, sample)
-    qv = np.stack([q.vec for q in qs]) if qs else np.zeros((0, s.vecs.shape[1]))
-    xc, qc = project(s.vecs, qv, proj, say)
-    img = pd.DataFrame({"kind": "image", "image_id": s.ids, "name": None,
-                        "class_name": s.labels, "group": s.groups,
-                        "x": xc[:, 0], "y": xc[:, 1]})
-    qdf = pd.DataFrame({"kind": "query", "image_id": None, "name": [q.name for q in qs],
-                        "class_name": None, "group": "query",
-                        "x": qc[:, 0] if len(qs) else [], "y": qc[:, 1] if len(qs) else []})
-    coords = pd.concat([img, qdf], ignore_index=True) if len(qs) else img
-    m = store.manifest
-    params = {**asdict(proj), "sample": asdict(sample), "model": m.model, "layer": m.layer,
-              "pool": m.pool, "named_classes": s.named, "random_classes": s.random}
-    return MapData(coords, proj.method, params)
 
 
 def profile_data(store, qs: list, classes) -> pd.DataFrame:

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from actdb.errors import UsageError
-from actdb.viz.data import DistanceData, MapData
+from actdb.viz.data import DistanceData
+from actdb.viz.maps import MapData
 
 OKABE_ITO = ["#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7",
              "#999999"]

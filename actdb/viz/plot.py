@@ -1,4 +1,6 @@
 """One entry point for every plot (``db.plot``, ``actdb plot KIND``, ``POST /api/plot/KIND``).
+Maps (``tsne``, ``umap``, ``pca``) reuse the stored map of the same sample and projection
+(made and stored on first use) and place the queries into it.
 
 >>> from actdb.store.store import Store
 >>> fig = plot(Store.open(store), "pca", [], PlotConfig(classes=("tench",)))
@@ -14,14 +16,9 @@ from pathlib import Path
 
 from actdb.errors import UsageError
 from actdb.viz import figures
-from actdb.viz.data import (
-    METHODS,
-    ProjectionConfig,
-    SampleConfig,
-    distance_data,
-    map_data,
-    profile_data,
-)
+from actdb.viz.data import SampleConfig, distance_data, profile_data
+from actdb.viz.maps import MapSpec, map_data
+from actdb.viz.projection import METHODS
 
 KINDS = (*METHODS, "profile", "distances")
 
@@ -50,9 +47,8 @@ def plot(store, kind: str, queries: list, cfg: PlotConfig | None = None,
         figures.check_format(output)  # before minutes of t-SNE, not after
     m = store.manifest
     if kind in METHODS:
-        sample = SampleConfig(cfg.classes, cfg.random_classes, cfg.per_class, cfg.seed)
-        data = map_data(store, queries, sample, ProjectionConfig(kind, seed=cfg.seed),
-                        progress)
+        spec = MapSpec.of(kind, cfg.per_class, cfg.classes, cfg.random_classes, cfg.seed)
+        data = map_data(store, queries, spec, progress)  # a stored map when one matches
         fig = figures.draw_map(data, m)
         if save_coords:
             data.save(save_coords)

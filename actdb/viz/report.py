@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import functools
 import io
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -20,7 +21,7 @@ from actdb.viz import figures
 from actdb.viz.plot import PlotConfig, plot
 
 #: The report's sections, by their anchor (``report.html#umap``).
-SECTIONS = ("queries", "neighbours", "votes", "centroids", "tsne", "umap", "distances")
+SECTIONS = ("queries", "neighbours", "votes", "centroids", "map", "tsne", "umap", "distances")
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,26 @@ def templates():
     return env
 
 
+def interactive_map(store, queries: list, answers: list, cents, pcfg: PlotConfig) -> dict:
+    """The report's interactive map: the stored UMAP map of the report's sample with the
+    queries placed, plotly.js and map.js inlined (the file stays self-contained)."""
+    from actdb.viz.interactive import embedded_points, map_js, plotly_js
+    from actdb.viz.maps import MapSpec, Placement, get_map
+
+    m = get_map(store, MapSpec.of("umap", pcfg.per_class, pcfg.classes, pcfg.random_classes,
+                                  pcfg.seed))
+    placed = Placement.of(m, queries, distances=True)
+    top = [c["class_name"] for c in answers[0]["classes"]] + [
+        c for c in cents[cents["query"] == answers[0]["query"]].class_name]
+    payload = json.loads(embedded_points(m.points, top))
+    payload.update(method=m.method, map_id=m.map_id, queries=placed.coords.to_dict("records"),
+                   top=top,
+                   distances=base64.b64encode(placed.distances[0].astype("float32")).decode())
+    return {"plotly": plotly_js().read_text(encoding="utf-8"),
+            "script": map_js().read_text(encoding="utf-8"),
+            "data": json.dumps(payload).replace("</", "<\\/")}
+
+
 def build_report(store, queries: list, near, cents, output: str | Path,
                  cfg: ReportConfig | None = None,
                  progress: Callable[[str], None] | None = None) -> Path:
@@ -89,8 +110,10 @@ def build_report(store, queries: list, near, cents, output: str | Path,
         fig = plot(store, kind, queries, pcfg, progress=say)
         plots.append({"id": kind, "title": title,
                       "src": data_uri(figures.png_bytes(fig), "image/png")})
+    say("interactive map")
     page = templates().get_template("report.html.j2").render(
         names=", ".join(q.name for q in queries), m=store.manifest, store=store.path,
-        queries=qs, answers=answers, centroids=cents.to_dict("records"), plots=plots)
+        queries=qs, answers=answers, centroids=cents.to_dict("records"), plots=plots,
+        interactive=interactive_map(store, queries, answers, cents, cfg.plot))
     output.write_text(page, encoding="utf-8")
     return output

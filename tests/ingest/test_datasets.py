@@ -53,6 +53,7 @@ def keras_home(tmp_path, monkeypatch):
     return tmp_path / "keras"
 
 
+@pytest.mark.slow
 def test_imagenette_is_downloaded_verified_extracted_and_ingested(tmp_path, keras_home,
                                                                   monkeypatch):
     (tmp_path / "www").mkdir()

@@ -66,6 +66,7 @@ def test_strict_makes_a_failure_fatal(tmp_path):
     assert check_store(tmp_path / "s").ok  # what was committed before the failure is sound
 
 
+@pytest.mark.slow
 def test_incremental_ingest_adds_only_new_images(tmp_path):
     root = make_tree(tmp_path / "data", classes=("n01440764", "n02105056"), per_class=3)
     first = run(root, tmp_path / "s")
@@ -107,6 +108,7 @@ def test_per_class_and_limit_are_seeded_samples(tmp_path):
     assert len(lim) == 4 and lim == again
 
 
+@pytest.mark.slow
 def test_weights_file_gives_the_same_vectors_as_its_source(tmp_path, built_store):
 
     model = keras_reference("VGG19", include_top=False, input_shape=(SIZE, SIZE, 3))
@@ -125,6 +127,7 @@ def test_weights_file_gives_the_same_vectors_as_its_source(tmp_path, built_store
         Store.open(built_store).manifest.weights_sha256
 
 
+@pytest.mark.slow
 def test_decoding_in_processes_gives_the_same_store_as_threads(tmp_path):
     root = make_tree(tmp_path / "data", per_class=3)
     add_bad_files(root / "n01440764")

@@ -16,7 +16,8 @@ from tests.helpers import class_image
 @pytest.fixture(scope="module")
 def client(built_store):
     with TestClient(create_app(ServeConfig(store=built_store, max_upload_bytes=200_000,
-                                           sql_max_rows=100, sql_timeout_s=1.0))) as c:
+                                           sql_max_rows=100, sql_timeout_s=1.0,
+                                           map_method="pca"))) as c:
         yield c
 
 
@@ -101,7 +102,7 @@ def test_nothing_outside_the_dataset_root_is_served(built_store, tmp_path):
     con = duckdb.connect(str(copy / "catalog.duckdb"))
     con.execute("UPDATE images SET path = '../../../../../../etc/passwd' WHERE image_id = 0")
     con.close()
-    with TestClient(create_app(ServeConfig(store=copy, warm_model=False))) as c:
+    with TestClient(create_app(ServeConfig(store=copy, warm_model=False, map_method=None))) as c:
         r = c.get("/api/images/0")
     assert r.status_code == 403 and "root:" not in r.text
 
@@ -113,7 +114,7 @@ def test_plot_endpoint_returns_png(client):
 
 
 def test_token_is_checked_on_every_api_call(built_store):
-    with TestClient(create_app(ServeConfig(store=built_store, token="s3cret",
+    with TestClient(create_app(ServeConfig(store=built_store, token="s3cret", map_method=None,
                                            warm_model=False))) as c:
         assert c.get("/api/health").status_code == 401
         assert c.get("/api/health", headers={"Authorization": "Bearer s3cret"}

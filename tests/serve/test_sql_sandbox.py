@@ -8,7 +8,7 @@ from actdb.serve.app import ServeConfig, create_app
 
 @pytest.fixture(scope="module")
 def client(built_store):
-    with TestClient(create_app(ServeConfig(store=built_store, sql_max_rows=100,
+    with TestClient(create_app(ServeConfig(store=built_store, sql_max_rows=100, map_method=None,
                                            sql_timeout_s=1.0, warm_model=False))) as c:
         yield c
 

@@ -19,6 +19,7 @@ def store(built_store, tmp_path):
     return copy
 
 
+@pytest.mark.slow
 def test_a_reader_does_not_wait_for_a_slow_reader(store):
     started, done = threading.Event(), {}
 
@@ -48,6 +49,37 @@ def test_asking_for_a_writer_while_holding_a_reader_is_an_error_not_a_deadlock(s
     with catalog.reader(store), pytest.raises(RuntimeError, match="holds a reader"), \
             catalog.writer(store):
         pass
+
+
+def test_a_writer_in_this_process_gets_in_while_lingering_readers_come_and_go(store):
+    """A server's readers (linger) overlap all the time; a writer in one of its threads (a
+    map being stored) must still get in, and a nested reader must not wait for it."""
+    stop, wrote = threading.Event(), threading.Event()
+
+    def read_on():
+        while not stop.is_set():
+            with catalog.reader(store, linger=5.0) as con:
+                con.execute("SELECT count(*) FROM images").fetchall()
+                with catalog.reader(store, linger=5.0) as inner:  # nested: never blocks
+                    inner.execute("SELECT 1").fetchall()
+
+    readers = [threading.Thread(target=read_on) for _ in range(3)]
+    for t in readers:
+        t.start()
+    try:
+        def write():
+            with catalog.writer(store) as con:
+                con.execute("CREATE TABLE IF NOT EXISTS t (a INTEGER)")
+            wrote.set()
+
+        w = threading.Thread(target=write)
+        w.start()
+        assert wrote.wait(20), "the writer was starved by lingering readers"
+    finally:
+        stop.set()
+        for t in readers:
+            t.join(10)
+        catalog.close_idle(store)
 
 
 @pytest.mark.slow

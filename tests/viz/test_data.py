@@ -5,14 +5,8 @@ from PIL import Image, ImageOps
 
 import actdb
 from actdb.errors import QueryError
-from actdb.viz.data import (
-    ProjectionConfig,
-    SampleConfig,
-    distance_data,
-    map_data,
-    profile_data,
-    sample_vectors,
-)
+from actdb.viz.data import SampleConfig, distance_data, profile_data, sample_vectors
+from actdb.viz.maps import MapSpec, map_data
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +32,7 @@ def _mean_dist(coords, point, group):
 @pytest.mark.parametrize("method", [pytest.param("umap", marks=pytest.mark.slow), "tsne",
                                     "pca"])
 def test_query_from_a_member_lands_nearest_its_class(db, member_query, method):
-    m = map_data(db.store, db.resolve(member_query), SampleConfig(),
-                 ProjectionConfig(method, seed=0))
+    m = map_data(db.store, db.resolve(member_query), MapSpec.of(method, seed=0))
     q = m.coords[m.coords.kind == "query"][["x", "y"]].to_numpy()[0]
     d = {g: _mean_dist(m.coords, q, g) for g in ("groenendael", "sea_cucumber", "tench")}
     assert min(d, key=d.get) == "groenendael", d
@@ -58,7 +51,7 @@ def test_sample_is_seeded_and_capped(db):
 
 
 def test_coordinates_are_saved_with_parameters(db, tmp_path):
-    m = map_data(db.store, db.resolve("id:0"), SampleConfig(per_class=3), ProjectionConfig("pca"))
+    m = map_data(db.store, db.resolve("id:0"), MapSpec.of("pca", per_class=3))
     m.save(tmp_path / "c.parquet")
     t = pq.read_table(tmp_path / "c.parquet")
     assert t.num_rows == 10 and b"actdb" in t.schema.metadata

@@ -26,6 +26,7 @@ nothing else on the machine.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import threading
 import time
@@ -50,6 +51,7 @@ class _Shared:
         self.con = None
         self.readers = 0
         self.writing = False
+        self.writers_waiting = 0  # writers of this process waiting for the readers to leave
         self.closer: threading.Timer | None = None
         self.cond = threading.Condition()
 
@@ -114,9 +116,10 @@ def _restrict(con, store: Path) -> None:
     con.execute("SET lock_configuration = true")
 
 
-def _holding() -> set:
+def _holding() -> dict:
+    """How many readers of each shared instance this thread holds (readers may nest)."""
     if not hasattr(_local, "held"):
-        _local.held = set()
+        _local.held = {}
     return _local.held
 
 
@@ -150,9 +153,10 @@ def reader(store: Path, timeout: float = 60.0, threads: int | None = None,
     if not path.exists():
         raise StoreError(f"no catalog at {path}; run `actdb ingest` into this store first")
     sh = _shared(store)
+    nested = id(sh) in _holding()  # this thread reads already: never wait on a writer
     with sh.cond:
-        while sh.writing:
-            sh.cond.wait()
+        while sh.writing or (sh.writers_waiting and not nested):
+            sh.cond.wait()  # a waiting writer goes first, so steady reads cannot starve it
         if sh.closer is not None:
             sh.closer.cancel()
             sh.closer = None
@@ -165,21 +169,35 @@ def reader(store: Path, timeout: float = 60.0, threads: int | None = None,
             sh.con = con
         sh.readers += 1
         cur = sh.con.cursor()
-    _holding().add(id(sh))
+    held = _holding()
+    held[id(sh)] = held.get(id(sh), 0) + 1
     try:
         yield cur
     finally:
-        _holding().discard(id(sh))
+        held[id(sh)] -= 1
+        if not held[id(sh)]:
+            del held[id(sh)]
         with sh.cond:
             cur.close()
             sh.readers -= 1
             if sh.readers == 0:
-                if linger > 0 and not _writer_waiting(store):
+                sh.cond.notify_all()  # a writer of this process may be waiting for this
+                if linger > 0 and not sh.writers_waiting and not _writer_waiting(store):
                     sh.closer = threading.Timer(linger, _close_if_idle, args=(sh,))
                     sh.closer.daemon = True
                     sh.closer.start()
                 else:
                     _close(sh)
+
+
+@atexit.register
+def _close_all_idle() -> None:
+    """At exit, close lingering instances here rather than let a daemon closer thread run
+    DuckDB's C++ close while the interpreter finalizes (which aborts the process)."""
+    with _registry_lock:
+        shared = list(_SHARED.values())
+    for sh in shared:
+        _close_if_idle(sh)
 
 
 def close_idle(store: Path) -> None:
@@ -194,8 +212,12 @@ def writer(store: Path, timeout: float = 60.0):
     if id(sh) in _holding():
         raise RuntimeError("a catalog writer was asked for while this thread holds a reader")
     with sh.cond:
-        while sh.writing or sh.readers:
-            sh.cond.wait()
+        sh.writers_waiting += 1
+        try:
+            while sh.writing or sh.readers:
+                sh.cond.wait()
+        finally:
+            sh.writers_waiting -= 1
         sh.writing = True
         _close(sh)  # a lingering read-only instance
     try:

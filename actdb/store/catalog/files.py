@@ -18,6 +18,7 @@ WRITER_LOCK = ".lock"
 #: Touched by a writer while another process's readers hold the catalog: they yield to it.
 WRITER_WAITING = ".catalog-writer-waiting"
 ATLAS_DIR = "atlas"
+MAP_DIR = "maps"
 
 
 def shard_path(store: Path, name: str) -> Path:
@@ -38,6 +39,11 @@ def index_info_path(store: Path) -> Path:
 
 def writer_waiting_path(store: Path) -> Path:
     return Path(store) / WRITER_WAITING
+
+
+def map_model_path(store: Path, map_id: str) -> Path:
+    """The fitted projection of a map (what places new queries into it)."""
+    return Path(store) / MAP_DIR / f"{map_id}.pkl"
 
 
 def manifest_path(store: Path) -> Path:

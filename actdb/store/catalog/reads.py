@@ -96,6 +96,12 @@ def images(con, where: str | None = None):
     return con.execute(sql).df()
 
 
+def images_by_id(con, ids: np.ndarray):
+    """Every column of these images (DataFrame, sorted by id)."""
+    return con.execute("SELECT * FROM images WHERE image_id IN (SELECT unnest(?::BIGINT[])) "
+                       "ORDER BY image_id", [np.asarray(ids, np.int64).tolist()]).df()
+
+
 def _unmasked(cols: dict) -> dict[str, np.ndarray]:
     """fetchnumpy's masked arrays (NULLs) as plain arrays with None where NULL."""
     return {k: (np.ma.filled(v.astype(object), None) if isinstance(v, np.ma.MaskedArray)
@@ -359,6 +365,53 @@ def name_bindings(con, names: list[str], fingerprint: str) -> dict[str, str]:
     return dict(con.execute(
         f"SELECT name, sha256 FROM query_names WHERE fingerprint = ? AND name IN "
         f"({', '.join('?' * len(names))})", [fingerprint, *names]).fetchall())
+
+
+# -- maps ------------------------------------------------------------------------------------
+
+
+def store_state(con) -> str:
+    """What a map was made from: the image count and a hash of the shard names (a map is stale
+    once either changes)."""
+    import hashlib
+
+    names = "\n".join(committed_shards(con))
+    n = scalar(con, "SELECT count(*) FROM images")
+    return f"{n} images, shards {hashlib.sha1(names.encode()).hexdigest()[:12]}"
+
+
+def _has_table(con, name: str) -> bool:  # stores made before a table existed lack it
+    return bool(scalar(con, "SELECT count(*) FROM duckdb_tables() WHERE table_name = ? "
+                       "AND database_name = current_database()", [name]))
+
+
+def maps(con):
+    """Every stored map (DataFrame: map_id, method, settings, store_state, points, seconds,
+    created_at), newest first."""
+    if not _has_table(con, "maps"):
+        import pandas as pd
+
+        return pd.DataFrame(columns=["map_id", "method", "settings", "store_state", "points",
+                                     "seconds", "created_at"])
+    return con.execute("SELECT * FROM maps ORDER BY created_at DESC").df()
+
+
+def map_record(con, map_id: str) -> dict | None:
+    if not _has_table(con, "maps"):
+        return None
+    cur = con.execute("SELECT * FROM maps WHERE map_id = ?", [map_id])
+    cols = [d[0] for d in cur.description]
+    row = cur.fetchall()
+    return dict(zip(cols, row[0], strict=True)) if row else None
+
+
+def map_points(con, map_id: str):
+    """A map's points with their class (DataFrame: image_id, x, y, class_name, class_key, path),
+    in image id order."""
+    return con.execute(
+        "SELECT p.image_id, p.x, p.y, i.class_name, coalesce(i.synset, i.class_name) AS "
+        "class_key, i.path FROM map_points p JOIN images i USING (image_id) "
+        "WHERE p.map_id = ? ORDER BY p.image_id", [map_id]).df()
 
 
 # -- channels --------------------------------------------------------------------------------

@@ -139,6 +139,22 @@ CREATE TABLE IF NOT EXISTS nn_sample (
     image_id BIGINT,
     dist DOUBLE                    -- L2 distance to the nearest other stored image
 );
+CREATE TABLE IF NOT EXISTS maps (  -- 2-D maps of a sample of the store, made once, reused
+    map_id VARCHAR PRIMARY KEY,    -- method and a hash of the settings: one map per setting
+    method VARCHAR,                -- umap | tsne | pca
+    settings JSON,                 -- sample and projection settings
+    store_state VARCHAR,           -- images and shards it was made from: stale when they change
+    points INTEGER,
+    seconds DOUBLE,
+    created_at TIMESTAMP DEFAULT current_timestamp
+);
+CREATE TABLE IF NOT EXISTS map_points (
+    map_id VARCHAR,
+    image_id BIGINT,
+    x FLOAT,
+    y FLOAT,
+    PRIMARY KEY (map_id, image_id)
+);
 CREATE OR REPLACE VIEW classes AS
     SELECT coalesce(synset, class_name) AS class_key, any_value(synset) AS synset,
            any_value(class_name) AS class_name, any_value(class_index) AS class_index,

@@ -109,6 +109,21 @@ def put_queries(con, fingerprint: str, rows: list[tuple[str, str, str, np.ndarra
             "VALUES (?, ?, ?, ?)", [(name, fingerprint, sha, _now()) for sha, name, _, _ in rows])
 
 
+def put_map(con, record: dict, points) -> None:
+    """Store a map (replacing an older one with the same id): its record and its points
+    (a DataFrame: image_id, x, y)."""
+    cols = ("map_id", "method", "settings", "store_state", "points", "seconds")
+    with transaction(con):
+        con.execute("DELETE FROM map_points WHERE map_id = ?", [record["map_id"]])
+        con.execute("DELETE FROM maps WHERE map_id = ?", [record["map_id"]])
+        con.execute(f"INSERT INTO maps ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                    [record[c] for c in cols])
+        con.register("points_in", points[["image_id", "x", "y"]])
+        con.execute("INSERT INTO map_points SELECT ?, image_id, x, y FROM points_in",
+                    [record["map_id"]])
+        con.unregister("points_in")
+
+
 def forget_shards(con, shards: list[str], reason: str) -> int:
     """Move the images of lost shards into ``repairs`` and unlist the shards, so the next
     ingest of their roots embeds them again. Returns how many images were moved."""

@@ -1,0 +1,129 @@
+"""The map endpoints, and the default map made in the background at start-up.
+
+Points travel as one binary payload (``GET /api/maps/{id}/points``: image ids as float64,
+then x, y as float32, then class codes as int32; offsets in ``GET /api/maps/{id}``), about
+20 bytes a point; thumbnails are fetched by reference on hover (``/api/images/{id}/thumb``).
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+
+import numpy as np
+from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from actdb import render
+from actdb.errors import ActdbError
+from actdb.serve.api import query_of
+from actdb.viz.interactive import encode_points
+
+router = APIRouter(prefix="/api/maps")
+
+
+class _Stopped(Exception):
+    pass
+
+
+class DefaultMap:
+    """Makes the store's default map in a background thread when it is missing or stale
+    (the page shows "building" meanwhile), then places one vector so that the first query's
+    placement is warm. ``stop()`` makes it give up at its next stage (before storing)."""
+
+    def __init__(self, db, method: str | None):
+        self.db, self.method = db, method
+        self.state = "off" if method is None else "not started"
+        self.map_id: str | None = None
+        self.error: str | None = None
+        self._stop = threading.Event()
+        self._thread = None
+
+    def start(self) -> None:
+        """Begin in a background thread (when the server starts)."""
+        if self.method is not None and self._thread is None:
+            self.state = "building"
+            self._thread = threading.Thread(target=self._run, name="actdb-default-map",
+                                            daemon=True)
+            self._thread.start()
+
+    def _stage(self, _: str) -> None:
+        if self._stop.is_set():
+            raise _Stopped
+
+    def _run(self) -> None:
+        try:
+            m = self.db.map(self.method, progress=self._stage)
+            self._stage("warm")
+            if len(m.points):
+                m.place(self.db.vectors(m.points.image_id.to_numpy()[:1])[1])
+            self.map_id, self.state = m.map_id, "ready"
+        except _Stopped:
+            self.state = "stopped"
+        except ActdbError as exc:
+            self.error, self.state = str(exc), "failed"
+
+    def stop(self, timeout: float = 2.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def status(self) -> dict:
+        return {"state": self.state, "method": self.method, "map_id": self.map_id,
+                "error": self.error}
+
+
+def points_payload(m) -> tuple[bytes, dict]:
+    """The binary points of a map and the JSON that describes them."""
+    data, meta = encode_points(m.points)
+    return data, {**render.plain(m.describe()), **meta}
+
+
+def _map(request: Request, map_id: str):
+    db = request.app.state.db
+    if map_id == "default":
+        job = request.app.state.default_map
+        if job.map_id is None:
+            raise HTTPException(404, f"the default map is {job.state}"
+                                + (f": {job.error}" if job.error else ""))
+        map_id = job.map_id
+    return db.stored_map(map_id)
+
+
+@router.get("")
+def maps(request: Request):
+    """The stored maps and the default map's state."""
+    df = request.app.state.db.maps().drop(columns=["settings"])
+    return {"default": request.app.state.default_map.status(),
+            "maps": render.records(df)}
+
+
+@router.get("/{map_id}")
+def map_meta(request: Request, map_id: str):
+    if map_id == "default" and request.app.state.default_map.map_id is None:
+        return {"default": request.app.state.default_map.status()}
+    _, meta = points_payload(_map(request, map_id))
+    return meta
+
+
+@router.get("/{map_id}/points")
+def map_points(request: Request, map_id: str):
+    data, _ = points_payload(_map(request, map_id))
+    return Response(data, media_type="application/octet-stream")
+
+
+@router.post("/{map_id}/place")
+async def place(request: Request, map_id: str, image: UploadFile | None = File(None),
+                image_id: int | None = Form(None), vector: str | None = Form(None),
+                distances: bool = Query(False)):
+    """The query placed into the map; with ``distances``, base64 float32 L2 distances from it
+    to every point of the map (in the points' order)."""
+    q = await query_of(request, image, image_id, vector)
+    m = await run_in_threadpool(_map, request, map_id)
+    res = await run_in_threadpool(request.app.state.db.place, q, m.map_id,
+                                  distances=distances)
+    out = {"map_id": m.map_id, "queries": render.records(res.coords)}
+    if distances:
+        out["distances"] = base64.b64encode(res.distances[0].astype(np.float32)).decode()
+    return out

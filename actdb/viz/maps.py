@@ -1,0 +1,269 @@
+"""Maps: a 2-D layout of a sample of the store, computed once per (sample, projection) and kept
+in the catalog (``maps``, ``map_points``) with its fitted projection (``maps/<map_id>.pkl``),
+so that the page, plots, reports and exports reuse it and new queries are placed into it
+without recomputing it. A map records the store state it was made from and is *stale* once
+images are added or removed; :func:`get_map` then makes it again.
+
+>>> from actdb.store.store import Store
+>>> s = Store.open(store)
+>>> m = get_map(s, MapSpec.of("pca", per_class=4))
+>>> len(m.points), m.current, m.map_id == MapSpec.of("pca", per_class=4).map_id
+(12, True, True)
+>>> m.place(s.vectors([0])[1]).shape
+(1, 2)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from actdb.errors import QueryError, StoreError
+from actdb.store.catalog import files, reads, writes
+from actdb.store.writer import StoreWriter
+from actdb.viz.data import SampleConfig, sample_vectors
+from actdb.viz.projection import ProjectionConfig, Projector
+
+Stage = Callable[[str], None]
+#: The default map's size: enough to see every class's shape, small enough for a browser.
+DEFAULT_POINTS = 50_000
+
+
+@dataclass(frozen=True)
+class MapSpec:
+    """What a map is made of: which images (a seeded per-class sample) and which projection.
+    Equal specs have equal ``map_id``s."""
+
+    sample: SampleConfig = field(default_factory=SampleConfig)
+    projection: ProjectionConfig = field(default_factory=lambda: ProjectionConfig("umap"))
+
+    @classmethod
+    def of(cls, method: str = "umap", per_class: int | None = 100,
+           classes: tuple[str, ...] | None = None, random_classes: int = 0,
+           seed: int = 0) -> MapSpec:
+        return cls(SampleConfig(tuple(classes) if classes else None, random_classes, per_class,
+                                seed), ProjectionConfig(method, seed=seed))
+
+    @classmethod
+    def default(cls, n_classes: int, method: str = "umap", seed: int = 0) -> MapSpec:
+        """Every class, at most ``DEFAULT_POINTS`` points (50 a class for ImageNet's 1,000)."""
+        per_class = max(1, min(100, DEFAULT_POINTS // max(n_classes, 1)))
+        return cls.of(method, per_class=per_class, seed=seed)
+
+    @property
+    def settings(self) -> dict:
+        return {"sample": asdict(self.sample), "projection": asdict(self.projection)}
+
+    @property
+    def map_id(self) -> str:
+        digest = hashlib.sha1(json.dumps(self.settings, sort_keys=True).encode()).hexdigest()
+        return f"{self.projection.method}-{digest[:10]}"
+
+
+@dataclass
+class StoredMap:
+    """A map read from the store: its points (DataFrame: image_id, x, y, class_name,
+    class_key, path, group) and what places new vectors into it."""
+
+    map_id: str
+    method: str
+    settings: dict
+    store_state: str
+    current: bool
+    points: pd.DataFrame
+    seconds: float
+    created_at: object
+    store: object = field(repr=False, default=None)
+    stored: bool = True  # False: the store was busy or read-only, the map lives in memory
+    made: bool = False  # made by this call (not read from the store)
+    _projector: Projector | None = field(default=None, repr=False)
+    _vectors: np.ndarray | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def projector(self) -> Projector:
+        with self._lock:
+            if self._projector is None:
+                self._projector = Projector.load(files.map_model_path(self.store.path,
+                                                                      self.map_id))
+            return self._projector
+
+    def place(self, vecs: np.ndarray) -> np.ndarray:
+        """Coordinates (m, 2) of new vectors in this map (the map itself is not changed)."""
+        return self.projector.transform(vecs)
+
+    def distances(self, vec: np.ndarray) -> np.ndarray:
+        """L2 distance from ``vec`` to every point of the map, in the points' order."""
+        with self._lock:
+            if self._vectors is None:
+                _, self._vectors = self.store.vectors(self.points.image_id.to_numpy())
+        diff = self._vectors - np.asarray(vec, np.float32).reshape(1, -1)
+        return np.sqrt(np.einsum("ij,ij->i", diff, diff))
+
+    def describe(self) -> dict:
+        return {"map_id": self.map_id, "method": self.method, "points": len(self.points),
+                "current": self.current, "seconds": self.seconds,
+                "created_at": str(self.created_at), **self.settings}
+
+
+@dataclass
+class Placement:
+    """Queries placed into a map: ``coords`` (name, x, y) and, when asked, ``distances``
+    (queries x map points, L2)."""
+
+    map_id: str
+    coords: pd.DataFrame
+    distances: np.ndarray | None = None
+
+    @classmethod
+    def of(cls, m: StoredMap, qs: list, distances: bool = False) -> Placement:
+        vecs = np.stack([q.vec for q in qs])
+        xy = m.place(vecs)
+        coords = pd.DataFrame({"name": [q.name for q in qs], "x": xy[:, 0], "y": xy[:, 1]})
+        d = np.stack([m.distances(v) for v in vecs]) if distances else None
+        return cls(m.map_id, coords, d)
+
+
+def _groups(points: pd.DataFrame, settings: dict) -> np.ndarray:
+    """The plot group of each point: its class when named, else "N random classes"."""
+    rand = settings.get("random_names") or []
+    if not rand:
+        return points.class_name.to_numpy(object)
+    label = f"{len(rand)} random class" + ("" if len(rand) == 1 else "es")
+    return np.where(points.class_name.isin(rand), label, points.class_name).astype(object)
+
+
+def find_map(store, map_id: str) -> StoredMap | None:
+    """The stored map of this id (current or stale), or None."""
+    with store.reader() as con:
+        rec = reads.map_record(con, map_id)
+        if rec is None:
+            return None
+        state = reads.store_state(con)
+        points = reads.map_points(con, map_id)
+    if not files.map_model_path(store.path, map_id).is_file():
+        return None  # its projection file is gone: make it again
+    settings = json.loads(rec["settings"])
+    points["group"] = _groups(points, settings)
+    return StoredMap(map_id, rec["method"], settings, rec["store_state"],
+                     rec["store_state"] == state, points,
+                     rec["seconds"], rec["created_at"], store)
+
+
+def map_state(store, map_id: str) -> tuple[str, bool] | None:
+    """(created_at, current) of a stored map, or None: a cheap check of a loaded map."""
+    with store.reader() as con:
+        rec = reads.map_record(con, map_id)
+        return None if rec is None else (str(rec["created_at"]),
+                                         rec["store_state"] == reads.store_state(con))
+
+
+def list_maps(store) -> pd.DataFrame:
+    """Every stored map, newest first, with ``current`` (False: made before the store last
+    changed)."""
+    with store.reader() as con:
+        df = reads.maps(con)
+        state = reads.store_state(con)
+    df["current"] = df.store_state == state
+    return df
+
+
+def make_map(store, spec: MapSpec, stage: Stage | None = None) -> StoredMap:
+    """Sample, fit, and store a map (replacing a stale one of the same spec)."""
+    say = stage or (lambda _: None)
+    t0 = time.perf_counter()
+    say("sampling stored vectors")
+    with store.reader() as con:
+        state = reads.store_state(con)
+    s = sample_vectors(store, spec.sample)
+    proj = Projector(spec.projection)
+    xy = proj.fit(s.vecs, say)
+    seconds = round(time.perf_counter() - t0, 3)
+    points = pd.DataFrame({"image_id": s.ids, "x": xy[:, 0].astype(np.float32),
+                           "y": xy[:, 1].astype(np.float32)})
+    settings = {**spec.settings, "named_names": s.named, "random_names": s.random}
+    say("storing the map")
+    record = {"map_id": spec.map_id, "method": spec.projection.method,
+              "settings": json.dumps(settings), "store_state": state, "points": len(points),
+              "seconds": seconds}
+    try:
+        with StoreWriter(store.path, store.manifest) as w:
+            proj.save(files.map_model_path(store.path, spec.map_id))
+            with w.connect() as con:
+                writes.put_map(con, record, points)
+    except (StoreError, PermissionError):  # busy or read-only: use it, unstored, this once
+        m = None
+    else:
+        m = find_map(store, spec.map_id)
+    if m is None:
+        with store.reader() as con:
+            meta = reads.image_meta(con, s.ids)
+        points = points.assign(class_name=s.labels, class_key=[
+            syn or name for syn, name in zip(meta["synset"], s.labels, strict=True)],
+            path=meta["path"]).sort_values("image_id", ignore_index=True)
+        points["group"] = _groups(points, settings)
+        m = StoredMap(spec.map_id, spec.projection.method, settings, state, True, points,
+                      seconds, None, store, stored=False)
+    m._projector, m.made = proj, True
+    return m
+
+
+def get_map(store, spec: MapSpec, stage: Stage | None = None, build: bool = True
+            ) -> StoredMap:
+    """The current map of ``spec``: the stored one, else made now (``build=False``: a
+    QueryError saying how to make it)."""
+    m = find_map(store, spec.map_id)
+    if m is not None and m.current:
+        return m
+    if not build:
+        what = "is stale (the store changed since)" if m is not None else "does not exist"
+        raise QueryError(f"the map {spec.map_id} {what}; make it with actdb map --method "
+                         f"{spec.projection.method}")
+    return make_map(store, spec, stage)
+
+
+@dataclass
+class MapData:
+    """Coordinates of a map's images and of queries placed into it, and how they were made."""
+
+    coords: pd.DataFrame  # kind (image|query), image_id, name, class_name, group, x, y
+    method: str
+    params: dict
+
+    def save(self, path) -> None:
+        """Parquet with the parameters in the schema metadata (to reproduce or re-style)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        t = pa.Table.from_pandas(self.coords, preserve_index=False)
+        meta = {**(t.schema.metadata or {}), b"actdb": json.dumps(
+            {"method": self.method, **self.params}, default=str).encode()}
+        pq.write_table(t.replace_schema_metadata(meta), path)
+
+
+def map_data(store, qs: list, spec: MapSpec, stage: Stage | None = None) -> MapData:
+    """The stored map of ``spec`` (made when missing or stale) with the (resolved) queries
+    placed into it."""
+    m = get_map(store, spec, stage)
+    p = m.points
+    img = pd.DataFrame({"kind": "image", "image_id": p.image_id, "name": None,
+                        "class_name": p.class_name, "group": p.group,
+                        "x": p.x.astype(np.float64), "y": p.y.astype(np.float64)})
+    coords = img
+    if qs:
+        qc = m.place(np.stack([q.vec for q in qs]))
+        qdf = pd.DataFrame({"kind": "query", "image_id": None, "name": [q.name for q in qs],
+                            "class_name": None, "group": "query", "x": qc[:, 0],
+                            "y": qc[:, 1]})
+        coords = pd.concat([img, qdf], ignore_index=True)
+    man = store.manifest
+    params = {**m.settings, "map_id": m.map_id, "model": man.model, "layer": man.layer,
+              "pool": man.pool}
+    return MapData(coords, m.method, params)
