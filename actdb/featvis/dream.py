@@ -114,20 +114,24 @@ def image_format(output: str | Path) -> str:
     return fmt
 
 
-def _objective_fn(cfg: DreamConfig, dim: int):
+def _objectives(cfg: DreamConfig, channels: list[int], dim: int):
+    """The objective of each image of a batch, each for its own channel: (B, h, w, C) -> (B,).
+    Written per image, as a single ``dream`` computes it, so that a batch gives each channel
+    what a run of its own gives."""
     import tensorflow as tf
 
-    if not 0 <= cfg.channel < dim:
-        raise UsageError(f"channel {cfg.channel} out of range; {cfg.layer} has {dim} channels")
-    ch = cfg.channel
+    for ch in channels:
+        if not 0 <= ch < dim:
+            raise UsageError(f"channel {ch} out of range; {cfg.layer} has {dim} channels")
 
-    def objective(act):
+    def objectives(act):
+        act = tf.cast(act, tf.float32)  # bf16 features: reduce in float32
         if cfg.objective == "neuron":
             h, w = act.shape[1] // 2, act.shape[2] // 2
-            return tf.reduce_mean(act[:, h, w, ch])
-        return tf.reduce_mean(act[:, :, :, ch])
+            return tf.stack([tf.reduce_mean(act[i, h, w, ch]) for i, ch in enumerate(channels)])
+        return tf.stack([tf.reduce_mean(act[i, :, :, ch]) for i, ch in enumerate(channels)])
 
-    return objective
+    return objectives
 
 
 def seed_start(size: int, seed: int) -> np.ndarray:
@@ -135,29 +139,32 @@ def seed_start(size: int, seed: int) -> np.ndarray:
     return np.random.RandomState(seed).randint(0, 255, size=(size, size, 3), dtype=np.uint8)
 
 
-def _run_seed(emb, cfg, objective, progress):
+def _run_seed(emb, cfg, objectives, n: int, progress):
     import tensorflow as tf
 
-    img = tf.convert_to_tensor(emb._preprocess(seed_start(cfg.size, cfg.seed).astype(np.float32)))
-    start = float(objective(emb.features(img[None], training=False)))
+    one = emb._preprocess(seed_start(cfg.size, cfg.seed).astype(np.float32))
+    imgs = [tf.convert_to_tensor(one) for _ in range(n)]  # every channel from the same start
+    start = objectives(emb.features(tf.stack(imgs), training=False)).numpy()
 
-    def step(img):  # eager, as the original ran: graph mode rounds differently
+    def step(imgs):  # eager, as the original ran: graph mode rounds differently
         with tf.GradientTape() as tape:
-            tape.watch(img)
-            loss = objective(emb.features(tf.expand_dims(img, 0), training=False))
-        g = tape.gradient(loss, img)
-        g /= tf.math.reduce_std(g)
-        return loss, tf.clip_by_value(img + g * cfg.step_size, -1, 1)
+            for img in imgs:
+                tape.watch(img)
+            values = objectives(emb.features(tf.stack(imgs), training=False))
+            loss = tf.reduce_sum(values)
+        grads = tape.gradient(loss, imgs)
+        return values, [tf.clip_by_value(img + g / tf.math.reduce_std(g) * cfg.step_size, -1, 1)
+                        for img, g in zip(imgs, grads, strict=True)]
 
     values = []
     for i in range(cfg.steps):
-        loss, img = step(img)
-        values.append(float(loss))
+        v, imgs = step(imgs)
+        values.append(v.numpy())
         if progress:
-            progress(i + 1, cfg.steps, values[-1])
+            progress(i + 1, cfg.steps, float(v.numpy().mean()))
     # the original maps back with a contrast stretch and keeps BGR order
-    out = tf.cast(255 * (img + 1.0) / 2.0, tf.uint8).numpy()
-    return out, values, start
+    out = [tf.cast(255 * (img + 1.0) / 2.0, tf.uint8).numpy() for img in imgs]
+    return out, np.asarray(values).T, start
 
 
 def _fourier_scale(size: int) -> np.ndarray:
@@ -168,93 +175,127 @@ def _fourier_scale(size: int) -> np.ndarray:
     return (size / np.maximum(freqs, 1.0 / size)).astype(np.float32)
 
 
-def _run_improved(emb, cfg, objective, progress):
+def _run_improved(emb, cfg, objectives, n: int, progress):
     import tensorflow as tf
 
     size = cfg.size
     rng = np.random.default_rng(cfg.seed)
     shape = (3, size, size // 2 + 1)
-    spec_re = tf.Variable(rng.normal(0, 0.01, shape).astype(np.float32))
-    spec_im = tf.Variable(rng.normal(0, 0.01, shape).astype(np.float32))
+    re, im = rng.normal(0, 0.01, shape), rng.normal(0, 0.01, shape)
+    # every channel starts from the seed's spectrum and sees the seed's jitter: a channel in a
+    # batch gets what a run of its own gets
+    spec_re = tf.Variable(np.broadcast_to(re, (n, *shape)).astype(np.float32))
+    spec_im = tf.Variable(np.broadcast_to(im, (n, *shape)).astype(np.float32))
     scale = tf.constant(_fourier_scale(size))
     corr = tf.constant(_COLOR_CORR.T)
     tf_rng = tf.random.Generator.from_seed(cfg.seed)
 
     def to_rgb():
         spec = tf.complex(spec_re * scale, spec_im * scale)
-        x = tf.signal.irfft2d(spec, fft_length=[size, size])  # (3, size, size)
-        x = tf.transpose(x, [1, 2, 0]) / 4.0  # Lucid's constant: keeps the start near grey
+        x = tf.signal.irfft2d(spec, fft_length=[size, size])  # (n, 3, size, size)
+        x = tf.transpose(x, [0, 2, 3, 1]) / 4.0  # Lucid's constant: keeps the start near grey
         x = tf.tensordot(x, corr, 1)
         return tf.sigmoid(x)  # valid pixels, [0, 1]
 
+    def crop(x, side):  # a seeded random crop, the same for every image of the batch
+        room = tf.shape(x)[1] - side + 1
+        oy, ox = tf_rng.uniform([], 0, room, tf.int32), tf_rng.uniform([], 0, room, tf.int32)
+        return x[:, oy:oy + side, ox:ox + side, :]
+
     def robust(x):  # transformation robustness: pad, jitter, scale, jitter
-        x = tf.pad(x[None], [[0, 0], [12, 12], [12, 12], [0, 0]], mode="REFLECT")
-        x = tf.image.random_crop(x, [1, size + 16, size + 16, 3], seed=None)
+        x = tf.pad(x, [[0, 0], [12, 12], [12, 12], [0, 0]], mode="REFLECT")
+        x = crop(x, size + 16)
         s = tf_rng.uniform([], 0.9, 1.1)
         new = tf.cast(tf.round(s * (size + 16)), tf.int32)
         x = tf.image.resize(x, [new, new])
         x = tf.image.resize_with_crop_or_pad(x, size + 8, size + 8)
-        return tf.image.random_crop(x, [1, size, size, 3])
+        return crop(x, size)
 
     def score(x01):
-        return objective(emb.features(emb_preprocess(x01 * 255.0), training=False))
-
-    def emb_preprocess(x):
         # keras' preprocess_input works on tensors too (RGB in, model's convention out)
-        return emb._preprocess(x)
+        return objectives(emb.features(emb._preprocess(x01 * 255.0), training=False))
 
     opt = tf.keras.optimizers.Adam(cfg.step_size)
-    start = float(score(to_rgb()[None]))
+    start = score(to_rgb()).numpy()
 
     @tf.function
     def step():
         with tf.GradientTape() as tape:
-            loss = -score(robust(to_rgb()))
+            values = score(robust(to_rgb()))
+            loss = -tf.reduce_sum(values)
         grads = tape.gradient(loss, [spec_re, spec_im])
         opt.apply_gradients(zip(grads, [spec_re, spec_im], strict=True))
-        return -loss
+        return values
 
     values = []
     for i in range(cfg.steps):
-        values.append(float(step()))
+        v = step().numpy()
+        values.append(v)
         if progress:
-            progress(i + 1, cfg.steps, values[-1])
+            progress(i + 1, cfg.steps, float(v.mean()))
     out = np.clip(np.round(to_rgb().numpy() * 255.0), 0, 255).astype(np.uint8)
-    return out, values, start
+    return list(out), np.asarray(values).T, start
+
+
+def dream_embedder(cfg: DreamConfig):
+    """The model a dream optimises against (TensorFlow only)."""
+    from actdb.models.embed import EmbedConfig, Embedder, backend
+
+    cfg = _resolved(cfg)
+    if backend() != "tensorflow":
+        raise UsageError(f"dream runs on Keras' TensorFlow backend; KERAS_BACKEND is "
+                         f"{backend()}: run it with KERAS_BACKEND=tensorflow")
+    return Embedder(EmbedConfig(model=cfg.model, layer=cfg.layer, weights=cfg.weights,
+                                image_size=cfg.size, precision=cfg.precision))
+
+
+def dream_batch(cfg: DreamConfig, channels: list[int], outputs: list[str | Path],
+                progress: Callable[[int, int, float], None] | None = None, emb=None
+                ) -> list[DreamResult]:
+    """Optimise one image per channel, all as one batch (each image its own channel's
+    objective, so the cost per channel falls with the batch); each channel gets what
+    :func:`dream` with the same settings gives it. Writes each image and its JSON sidecar.
+    ``emb`` reuses a :func:`dream_embedder` across batches."""
+    from dataclasses import replace
+
+    from PIL import Image
+
+    cfg = _resolved(cfg)
+    if len(channels) != len(outputs) or not channels:
+        raise UsageError("give one output per channel, and at least one channel")
+    fmts = [image_format(o) for o in outputs]
+    emb = emb or dream_embedder(cfg)
+    objectives = _objectives(cfg, channels, emb.dim)
+    run = _run_seed if cfg.recipe == "seed" else _run_improved
+    images, values, start = run(emb, cfg, objectives, len(channels), progress)
+    reread = []
+    for img, output, fmt in zip(images, outputs, fmts, strict=True):
+        output = Path(output)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img, "RGB").save(output, format=fmt)
+        # the saved file read back and embedded as any query image would be
+        reread.append(np.asarray(Image.open(output).convert("RGB"), np.float32))
+    final = objectives(emb.features(emb._preprocess(np.stack(reread)), training=False)).numpy()
+    results = []
+    for i, (ch, output) in enumerate(zip(channels, outputs, strict=True)):
+        output = Path(output)
+        c = replace(cfg, channel=int(ch))
+        sidecar = output.with_suffix(".json")
+        per_step = [float(v) for v in values[i]]
+        res = DreamResult(str(output), str(sidecar), asdict(c), emb.fingerprint, per_step,
+                          float(start[i]), float(final[i]))
+        sidecar.write_text(json.dumps({
+            "image": output.name, "config": res.config,
+            "model_fingerprint": res.model_fingerprint, "weights_sha256": emb.weights_sha256,
+            "objective_per_step": per_step, "start_activation": res.start_activation,
+            "final_activation_of_saved_image": res.final_activation,
+        }, indent=2) + "\n")
+        results.append(res)
+    return results
 
 
 def dream(cfg: DreamConfig, output: str | Path,
           progress: Callable[[int, int, float], None] | None = None) -> DreamResult:
     """Optimise an image for ``cfg.channel`` of ``cfg.layer``; write it (in the format its
     name asks for) and a JSON sidecar."""
-    from PIL import Image
-
-    from actdb.models.embed import EmbedConfig, Embedder
-
-    cfg = _resolved(cfg)
-    fmt = image_format(output)
-    from actdb.models.embed import backend
-
-    if backend() != "tensorflow":
-        raise UsageError(f"dream runs on Keras' TensorFlow backend; KERAS_BACKEND is "
-                         f"{backend()}: run it with KERAS_BACKEND=tensorflow")
-    emb = Embedder(EmbedConfig(model=cfg.model, layer=cfg.layer, weights=cfg.weights,
-                               image_size=cfg.size, precision=cfg.precision))
-    objective = _objective_fn(cfg, emb.dim)
-    run = _run_seed if cfg.recipe == "seed" else _run_improved
-    out, values, start = run(emb, cfg, objective, progress)
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(out, "RGB").save(output, format=fmt)
-    # the saved file read back and embedded as any query image would be
-    reread = np.asarray(Image.open(output).convert("RGB"), np.float32)[None]
-    final = float(objective(emb.features(emb._preprocess(reread.copy()), training=False)))
-    sidecar = output.with_suffix(".json")
-    res = DreamResult(str(output), str(sidecar), asdict(cfg), emb.fingerprint, values,
-                      start, final)
-    sidecar.write_text(json.dumps({
-        "image": output.name, "config": res.config, "model_fingerprint": res.model_fingerprint,
-        "weights_sha256": emb.weights_sha256, "objective_per_step": values,
-        "start_activation": start, "final_activation_of_saved_image": final,
-    }, indent=2) + "\n")
-    return res
+    return dream_batch(cfg, [cfg.channel], [output], progress)[0]

@@ -80,8 +80,10 @@ def predict(images: list, cfg: PredictConfig | None = None) -> list[dict]:
         spec = get_spec(name)
         model = load_application(spec, cfg.weights.get(spec.name, cfg.default_weights),
                                  include_top=True)
-        probs = np.asarray(model(spec.preprocess_input()(batch.copy()), training=False),
-                           dtype=np.float64)
+        pre = spec.preprocess_input()
+        probs = np.concatenate([  # in batches: activations of many images at once are large
+            np.asarray(model(pre(batch[i:i + 32].copy()), training=False), np.float64)
+            for i in range(0, len(batch), 32)])
         for img, p in zip(images, probs, strict=True):
             top = np.argsort(-p, kind="stable")[: cfg.top]
             out.append({

@@ -97,9 +97,7 @@ class Projector:
         if self.pca is not None:
             q = self.pca.transform(q)
         if self.cfg.method == "tsne":
-            # a placed point moves only against the fixed map: 100 steps settle it (~1/3 of
-            # openTSNE's default 250, measured in bench/viz.py)
-            return np.asarray(self.model.transform(q, n_iter=100), np.float64)
+            return place_tsne(self.model, q)
         return np.asarray(self.model.transform(q), np.float64)
 
     def save(self, path: str | Path) -> None:
@@ -120,3 +118,42 @@ class Projector:
             if pickle.load(f) == "umap":
                 heavy.umap()  # quietly, when the application asked for quiet imports
             return pickle.load(f)
+
+
+def place_tsne(emb, q: np.ndarray, steps: int = 100, learning_rate: float = 2.0,
+               exaggeration: float = 1.5) -> np.ndarray:
+    """New points placed into a finished openTSNE embedding, each against the fixed map.
+
+    openTSNE's own ``transform`` optimises with a general gradient that rebuilds a tree of the
+    whole map every step (1.2 s a query on a 20,000-point map here). With the map fixed, one
+    point's exact t-SNE gradient is a sum over the map's points, cheap in numpy: the same
+    affinities (``to_new``), start (the median of the 25 nearest points), exaggeration (1.5),
+    momentum (0.8) and gradient clipping (0.25) as openTSNE's ``transform``; 100 steps land
+    within 1% of the map's scale of where openTSNE's 250 put the point, at ~60 ms (bench/viz.py).
+    """
+    import inspect
+
+    y_map = np.asarray(emb, np.float64)
+    kw = {"perplexity": 5} if "perplexity" in inspect.signature(
+        emb.affinities.to_new).parameters else {}
+    p, neighbours, _ = emb.affinities.to_new(q, return_distances=True, **kw)
+    p = p.tocsr()
+    out = np.empty((len(q), 2))
+    for r in range(len(q)):
+        lo, hi = p.indptr[r], p.indptr[r + 1]
+        idx, pr = p.indices[lo:hi], p.data[lo:hi] / max(p.data[lo:hi].sum(), 1e-12)
+        y = np.median(y_map[neighbours[r, :25]], axis=0)
+        update = np.zeros(2)
+        for _ in range(steps):
+            d = y - y_map
+            w = 1.0 / (1.0 + np.einsum("ij,ij->i", d, d))  # Student-t similarities
+            coef = -(w / w.sum()) * w  # repulsion: q_j w_j
+            coef[idx] += exaggeration * pr * w[idx]  # attraction: p_j w_j
+            grad = 4.0 * (coef[:, None] * d).sum(axis=0)
+            norm = np.linalg.norm(grad)
+            if norm > 0.25:
+                grad *= 0.25 / norm
+            update = 0.8 * update - learning_rate * grad
+            y = y + update
+        out[r] = y
+    return out

@@ -58,3 +58,21 @@ def test_neuron_objective(tmp_path):
     res = dream(DreamConfig(weights="random:0", size=S, steps=5, objective="neuron",
                             recipe="seed"), tmp_path / "c.png")
     assert len(res.objective_per_step) == 5 and Image.open(res.image).size == (S, S)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe", ["improved", "seed"])
+def test_a_batch_gives_each_channel_what_its_own_run_gives(tmp_path, recipe):
+    from actdb.featvis.dream import dream_batch
+
+    cfg = DreamConfig(weights="random:0", size=S, steps=6, seed=2, recipe=recipe)
+    channels = [4, 17, 100, 311]
+    batch = dream_batch(cfg, channels, [tmp_path / f"b{c}.png" for c in channels])
+    for ch, got in zip(channels, batch, strict=True):
+        own = dream(DreamConfig(**{**cfg.__dict__, "channel": ch}), tmp_path / f"s{ch}.png")
+        a = np.asarray(Image.open(got.image), np.float64)
+        b = np.asarray(Image.open(own.image), np.float64)
+        assert np.abs(a - b).max() <= 2, (ch, np.abs(a - b).max())  # float tolerance
+        np.testing.assert_allclose(got.objective_per_step, own.objective_per_step, rtol=1e-3,
+                                   atol=1e-6)
+        assert got.config["channel"] == ch

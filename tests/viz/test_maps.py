@@ -93,3 +93,20 @@ def test_database_places_queries_and_measures_distances_to_every_point(db):
     np.testing.assert_allclose(res.distances[0], np.linalg.norm(x - q, axis=1), rtol=1e-5)
     with pytest.raises(actdb.ActdbError, match="no map nope"):
         db.place("id:0", "nope")
+
+
+@pytest.mark.slow
+def test_tsne_placement_agrees_with_opentsnes_own_transform():
+    from openTSNE import TSNE
+
+    from actdb.viz.projection import place_tsne
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 4, (6, 10))
+    x = centres[np.arange(900) % 6] + rng.normal(size=(900, 10))
+    q = centres[:3] + rng.normal(size=(3, 10))
+    emb = TSNE(random_state=0, n_jobs=1).fit(x)
+    want = np.asarray(emb.transform(q, n_iter=250))
+    got = place_tsne(emb, q)
+    scale = np.ptp(np.asarray(emb), axis=0).max()
+    assert np.linalg.norm(got - want, axis=1).max() < 0.03 * scale
