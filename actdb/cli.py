@@ -813,6 +813,63 @@ def map_cmd(
     typer.echo(f"map {m.map_id}: {len(m.points)} points by {m.method}, {how}")
 
 
+@command("atlas")
+def atlas_cmd(
+    channels: str = typer.Option(None, help="Channels: 0-511, 4,17,30-40 (default: all)."),
+    recipe: str = typer.Option("improved", help="improved or seed (as actdb dream)."),
+    steps: int = typer.Option(None, help="Optimisation steps (default: the recipe's)."),
+    size: int = typer.Option(224, help="Picture size in pixels."),
+    batch: int = typer.Option(8, help="Channels optimised at once, as one batch."),
+    models: str = typer.Option("vgg19,vgg16,resnet50", help="Classifiers asked what each "
+                               "picture is (comma-separated)."),
+    k: int = typer.Option(12, "-k", "--k", help="Nearest stored images per picture."),
+    examples: int = typer.Option(12, help="Top and bottom stored images per channel."),
+    seed: int = typer.Option(0, help="Seed of the pictures."),
+    variants: bool = typer.Option(False, "--variants", help="Also a picture with the neuron "
+                                  "objective and one from the next seed (stability)."),
+    precision: str = typer.Option("auto", help="fp32, bf16 or auto (bf16 where the CPU or "
+                                  "GPU has it)."),
+    heatmaps: bool = typer.Option(True, "--heatmaps/--no-heatmaps", help="Where in the top "
+                                  "images each channel fires (runs the model on them)."),
+    output: Path = typer.Option(None, "-o", "--output", help="Folder for the static site "
+                                "(default: the store's atlas/site, what actdb serve shows)."),
+    store: Path = StoreOpt,
+    as_json: bool = JsonOpt,
+):
+    """The study's question asked of every channel of the store's layer: each channel's
+    feature visualisation, what the networks call it, where it lands among the stored images,
+    what excites it in the data, and whether these agree; in the channels table (SQL) and a
+    static site. A stopped run continues where it stopped.
+
+    Example: actdb atlas --channels 4 --models vgg19,vgg16,resnet50 (the study's channel),
+    then: actdb sql "SELECT channel, predicted_vgg19, nearest_centroid_class FROM channels
+    WHERE agree_all"
+    """
+    from actdb import render
+
+    names = tuple(m.strip() for m in models.split(",") if m.strip())
+    with _bar(True, "channels", "ch/s") as update:
+        last = {"done": 0, "total": None}
+
+        def progress(done, total):
+            last.update(done=done, total=total)
+            if update:
+                update(done, total)
+
+        def stage(text):
+            if update:
+                update(last["done"], last["total"], text)
+
+        r = _db(store).atlas(channels, recipe=recipe, steps=steps, size=size, batch=batch,
+                             models=names, k=k, examples=examples, seed=seed,
+                             variants=variants, precision=precision, heatmaps=heatmaps,
+                             output=output, progress=progress, stage=stage)
+    if as_json:
+        return _echo_json(render.plain(r.to_dict()))
+    typer.echo(f"atlas: {r.made} pictures made, {r.skipped} already there, "
+               f"{len(r.channels)} channels in {r.seconds:.0f} s; site {r.site}")
+
+
 @command("export")
 def export_cmd(
     output: Path = typer.Argument(..., help="A folder (projector) or a .parquet file (atlas, "

@@ -420,6 +420,33 @@ class Database:
         first = (self.nearest(qs[:1], k=50).classes.class_name.tolist() if qs else None)
         return ex.export_atlas(points, path, qdf, note, first, stage=progress)
 
+    def atlas(self, channels=None, *, recipe: str = "improved", steps: int | None = None,
+              size: int = 224, batch: int = 8, models=("vgg19", "vgg16", "resnet50"),
+              k: int = 12, examples: int = 12, seed: int = 0, variants: bool = False,
+              precision: str = "auto", heatmaps: bool = True,
+              output: str | Path | None = None, progress=None, stage: Progress | None = None):
+        """The channel atlas of the store's layer (AtlasResult): each channel's feature
+        visualisation (``batch`` channels optimised at once), what ``models`` predict for it,
+        where it lands (``k`` nearest images, class vote, centroids), its top, bottom and
+        quantile ``examples`` and the agreement of these, in the ``channels`` table, then a
+        static site (``output``, else the store's ``atlas/site``). ``channels``: "0-511",
+        "4,17" or a list; None: all. Rerunning continues where a run stopped."""
+        from actdb.atlas.run import AtlasConfig, parse_channels, run_atlas
+
+        chans = (tuple(parse_channels(channels, self.manifest.dim))
+                 if isinstance(channels, str) else tuple(channels) if channels else None)
+        if output is not None:
+            _writable(Path(output) / "index.html")
+        self._require_intact()
+        cfg = AtlasConfig(chans, recipe, steps, size, batch, tuple(models), k, examples, seed,
+                          variants, precision, heatmaps, output)
+        return run_atlas(self, cfg, progress, stage)
+
+    def channels(self):
+        """The atlas's channels table (DataFrame; empty before ``atlas`` runs)."""
+        with self.store.reader() as con:
+            return reads.channels(con)
+
     def report(self, output: str | Path, queries, *, k: int = 12, classes=None,
                random_classes: int = 0, per_class: int = 100, seed: int = 0,
                progress: Progress | None = None) -> Path:

@@ -17,7 +17,7 @@ LAYERS = [
     ("index",),
     ("stats",),
     ("query", "featvis", "viz"),
-    ("ingest", "check", "merging"),
+    ("ingest", "check", "merging", "atlas"),
     ("database", "actdb"),  # the face: Database, and actdb.open/merge/dream/predict/embed
     ("render",),
     ("cli", "serve", "__main__"),

@@ -16,6 +16,8 @@ TINY = {
     "query.py": ["--n", "3000", "--classes", "20", "--queries", "10", "--exact-queries", "3",
                  "--image-size", "32"],
     "dream.py": ["--size", "32", "--steps", "3"],
+    "atlas.py": ["--size", "32", "--batches", "1,2", "--steps", "1,2", "--precisions", "fp32",
+                 "--atlas-channels", "2"],
     "serve.py": ["--size", "32", "--images", "16", "--requests", "2", "--uploads", "1"],
     "viz.py": ["--sizes", "200"],
     "vs_notebook.py": ["--images", "8", "--size", "32"],

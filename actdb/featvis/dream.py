@@ -80,7 +80,8 @@ class DreamResult:
         return asdict(self)
 
 
-def _resolved(cfg: DreamConfig) -> DreamConfig:
+def resolved(cfg: DreamConfig) -> DreamConfig:
+    """The config with its defaults filled in (model name, layer, steps, step size)."""
     from dataclasses import replace
 
     from actdb.models.registry import get_spec
@@ -200,7 +201,7 @@ def _run_improved(emb, cfg, objectives, n: int, progress):
     def crop(x, side):  # a seeded random crop, the same for every image of the batch
         room = tf.shape(x)[1] - side + 1
         oy, ox = tf_rng.uniform([], 0, room, tf.int32), tf_rng.uniform([], 0, room, tf.int32)
-        return x[:, oy:oy + side, ox:ox + side, :]
+        return tf.reshape(x[:, oy:oy + side, ox:ox + side, :], [n, side, side, 3])
 
     def robust(x):  # transformation robustness: pad, jitter, scale, jitter
         x = tf.pad(x, [[0, 0], [12, 12], [12, 12], [0, 0]], mode="REFLECT")
@@ -241,7 +242,7 @@ def dream_embedder(cfg: DreamConfig):
     """The model a dream optimises against (TensorFlow only)."""
     from actdb.models.embed import EmbedConfig, Embedder, backend
 
-    cfg = _resolved(cfg)
+    cfg = resolved(cfg)
     if backend() != "tensorflow":
         raise UsageError(f"dream runs on Keras' TensorFlow backend; KERAS_BACKEND is "
                          f"{backend()}: run it with KERAS_BACKEND=tensorflow")
@@ -260,7 +261,7 @@ def dream_batch(cfg: DreamConfig, channels: list[int], outputs: list[str | Path]
 
     from PIL import Image
 
-    cfg = _resolved(cfg)
+    cfg = resolved(cfg)
     if len(channels) != len(outputs) or not channels:
         raise UsageError("give one output per channel, and at least one channel")
     fmts = [image_format(o) for o in outputs]

@@ -53,44 +53,66 @@ def parse_weights_options(values: list[str] | None) -> tuple[str, dict[str, str]
     return default, per_model
 
 
+class Predictor:
+    """Full classifiers, each built once on first use, for many calls (an atlas asks of
+    hundreds of pictures). ``predict`` is one call of a fresh Predictor."""
+
+    def __init__(self, cfg: PredictConfig | None = None):
+        from actdb.models.registry import get_spec
+
+        cfg = cfg or PredictConfig()
+        if not 1 <= cfg.top <= 1000:
+            raise UsageError(f"top must be between 1 and 1000, not {cfg.top}")
+        if not cfg.models:
+            raise UsageError("name at least one model")
+        names = [get_spec(m).name for m in cfg.models]
+        stray = sorted(set(cfg.weights) - set(names))
+        if stray:
+            raise UsageError(f"weights are given for {', '.join(stray)}, which is not among "
+                             f"the models to run ({', '.join(names)})")
+        self.cfg = cfg
+        self._models: dict[str, object] = {}
+
+    def _model(self, spec):
+        from actdb.models.registry import load_application
+
+        if spec.name not in self._models:
+            self._models[spec.name] = load_application(
+                spec, self.cfg.weights.get(spec.name, self.cfg.default_weights),
+                include_top=True)
+        return self._models[spec.name]
+
+    def __call__(self, images: list) -> list[dict]:
+        """Top-K (wnid, name, probability) per image per model, as a list of records."""
+        from actdb.images import decode_image
+        from actdb.models.classes import class_index
+        from actdb.models.registry import get_spec
+
+        cfg = self.cfg
+        for p in images:
+            if not isinstance(p, bytes) and not Path(p).is_file():
+                raise UsageError(f"image {p} is not a file")
+        idx = class_index()
+        batch = np.stack([decode_image(p, TOP_SIZE)[0] for p in images]).astype(np.float32)
+        out = []
+        for name in cfg.models:
+            spec = get_spec(name)
+            model, pre = self._model(spec), spec.preprocess_input()
+            probs = np.concatenate([  # in batches: many images' activations at once are large
+                np.asarray(model(pre(batch[i:i + 32].copy()), training=False), np.float64)
+                for i in range(0, len(batch), 32)])
+            for img, p in zip(images, probs, strict=True):
+                top = np.argsort(-p, kind="stable")[: cfg.top]
+                out.append({
+                    "image": str(getattr(img, "name", img)), "model": spec.name,
+                    "weights": cfg.weights.get(spec.name, cfg.default_weights),
+                    "sum": float(p.sum()),
+                    "top": [{"wnid": idx.classes[i].wnid, "class_name": idx.classes[i].name,
+                             "probability": float(p[i])} for i in top],
+                })
+        return out
+
+
 def predict(images: list, cfg: PredictConfig | None = None) -> list[dict]:
     """Top-K (wnid, name, probability) per image per model, as a list of records."""
-    from actdb.images import decode_image
-    from actdb.models.classes import class_index
-    from actdb.models.registry import get_spec, load_application
-
-    cfg = cfg or PredictConfig()
-    if not 1 <= cfg.top <= 1000:
-        raise UsageError(f"top must be between 1 and 1000, not {cfg.top}")
-    if not cfg.models:
-        raise UsageError("name at least one model")
-    names = [get_spec(m).name for m in cfg.models]
-    stray = sorted(set(cfg.weights) - set(names))
-    if stray:
-        raise UsageError(f"weights are given for {', '.join(stray)}, which is not among the "
-                         f"models to run ({', '.join(names)})")
-    for p in images:
-        if not isinstance(p, bytes) and not Path(p).is_file():
-            raise UsageError(f"image {p} is not a file")
-    idx = class_index()
-    arrays = [decode_image(p, TOP_SIZE)[0] for p in images]
-    batch = np.stack(arrays).astype(np.float32)
-    out = []
-    for name in cfg.models:
-        spec = get_spec(name)
-        model = load_application(spec, cfg.weights.get(spec.name, cfg.default_weights),
-                                 include_top=True)
-        pre = spec.preprocess_input()
-        probs = np.concatenate([  # in batches: activations of many images at once are large
-            np.asarray(model(pre(batch[i:i + 32].copy()), training=False), np.float64)
-            for i in range(0, len(batch), 32)])
-        for img, p in zip(images, probs, strict=True):
-            top = np.argsort(-p, kind="stable")[: cfg.top]
-            out.append({
-                "image": str(getattr(img, "name", img)), "model": spec.name,
-                "weights": cfg.weights.get(spec.name, cfg.default_weights),
-                "sum": float(p.sum()),
-                "top": [{"wnid": idx.classes[i].wnid, "class_name": idx.classes[i].name,
-                         "probability": float(p[i])} for i in top],
-            })
-    return out
+    return Predictor(cfg)(images)

@@ -59,6 +59,12 @@ def info(request: Request):
     return render.plain(d)
 
 
+@router.get("/channels")
+def channels(request: Request):
+    """The atlas's channels table (``actdb atlas``); empty before it runs."""
+    return render.records(request.app.state.db.channels())
+
+
 @router.get("/classes")
 def classes(request: Request):
     return render.records(request.app.state.db.classes())

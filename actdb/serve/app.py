@@ -110,7 +110,7 @@ def create_app(cfg: ServeConfig):
 
     @app.middleware("http")
     async def guard(request: Request, call_next):
-        if request.url.path.startswith("/api/"):
+        if request.url.path.startswith(("/api/", "/atlas")):
             if cfg.token and _token(request) != cfg.token:
                 return JSONResponse(error_body("missing or wrong token", "Unauthorized"),
                                     status_code=401)

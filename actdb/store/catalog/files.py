@@ -41,6 +41,18 @@ def writer_waiting_path(store: Path) -> Path:
     return Path(store) / WRITER_WAITING
 
 
+def atlas_picture(store: Path, model: str, layer: str, recipe: str, objective: str, seed: int,
+                  channel: int) -> Path:
+    """A channel's picture (its JSON sidecar beside it)."""
+    return (Path(store) / ATLAS_DIR / model / layer / f"{recipe}-{objective}-seed{seed}"
+            / f"{channel}.png")
+
+
+def atlas_site(store: Path) -> Path:
+    """The atlas's static site kept in the store (what ``actdb serve`` shows at /atlas)."""
+    return Path(store) / ATLAS_DIR / "site"
+
+
 def map_model_path(store: Path, map_id: str) -> Path:
     """The fitted projection of a map (what places new queries into it)."""
     return Path(store) / MAP_DIR / f"{map_id}.pkl"

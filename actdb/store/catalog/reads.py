@@ -414,6 +414,28 @@ def map_points(con, map_id: str):
         "WHERE p.map_id = ? ORDER BY p.image_id", [map_id]).df()
 
 
+# -- atlas -----------------------------------------------------------------------------------
+
+
+def channels(con, where: str = "", params=None):
+    """The atlas's channels table (DataFrame), ordered by layer, channel, variant."""
+    if not _has_table(con, "channels"):
+        return con.execute("SELECT NULL AS channel WHERE false").df()
+    return con.execute(f"SELECT * FROM channels {where} ORDER BY model, layer, channel, "
+                       "variant, objective, seed", params or []).df()
+
+
+def channels_done(con, model: str, layer: str, recipe: str, objective: str, seed: int,
+                  steps: int, size: int) -> set[int]:
+    """Channels already in the atlas with exactly these settings."""
+    if not _has_table(con, "channels"):
+        return set()
+    return {r[0] for r in con.execute(
+        "SELECT channel FROM channels WHERE model = ? AND layer = ? AND recipe = ? AND "
+        "objective = ? AND seed = ? AND steps = ? AND size = ?",
+        [model, layer, recipe, objective, seed, steps, size]).fetchall()}
+
+
 # -- channels --------------------------------------------------------------------------------
 
 

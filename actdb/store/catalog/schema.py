@@ -155,6 +155,43 @@ CREATE TABLE IF NOT EXISTS map_points (
     y FLOAT,
     PRIMARY KEY (map_id, image_id)
 );
+CREATE TABLE IF NOT EXISTS channels (  -- the atlas: a channel's picture, what it is, where it lands
+    model VARCHAR,
+    layer VARCHAR,
+    channel INTEGER,
+    recipe VARCHAR,                -- improved | seed
+    objective VARCHAR,             -- channel | neuron
+    seed INTEGER,
+    steps INTEGER,
+    size INTEGER,
+    variant BOOLEAN,               -- a stability check (--variants), not the main picture
+    start_activation DOUBLE,
+    objective_value DOUBLE,        -- the objective on the saved picture
+    picture VARCHAR,               -- under the store's atlas/ folder, with a .json sidecar
+    predicted_vgg19 VARCHAR, prob_vgg19 DOUBLE,
+    predicted_vgg16 VARCHAR, prob_vgg16 DOUBLE,
+    predicted_resnet50 VARCHAR, prob_resnet50 DOUBLE,
+    predicted_class VARCHAR,       -- the store's model's top-1 (else the first model's)
+    predicted_key VARCHAR,
+    predictions JSON,              -- top-3 of every model
+    vote_class VARCHAR,            -- the class vote of the picture's nearest stored images
+    vote_share DOUBLE,
+    nearest_centroid_class VARCHAR,
+    nearest_centroid_key VARCHAR,
+    centroid_distance DOUBLE,
+    inside_p95 BOOLEAN,            -- within that class's p95 distance to its centroid
+    nn_distance DOUBLE,
+    nn_percentile DOUBLE,
+    top_activation_class VARCHAR,  -- the class with the highest mean of this channel
+    top_activation_key VARCHAR,
+    agree_predicted_centroid BOOLEAN,
+    agree_centroid_activation BOOLEAN,
+    agree_all BOOLEAN,             -- predicted = nearest centroid = top activation class
+    neighbours JSON,               -- image_id, distance, class_name of each, nearest first
+    examples JSON,                 -- top, bottom, quantiles: stored images by this channel
+    created_at TIMESTAMP DEFAULT current_timestamp,
+    PRIMARY KEY (model, layer, channel, recipe, objective, seed)
+);
 CREATE OR REPLACE VIEW classes AS
     SELECT coalesce(synset, class_name) AS class_key, any_value(synset) AS synset,
            any_value(class_name) AS class_name, any_value(class_index) AS class_index,

@@ -124,6 +124,19 @@ def put_map(con, record: dict, points) -> None:
         con.unregister("points_in")
 
 
+def put_channels(con, rows) -> None:
+    """Atlas rows (a DataFrame in the channels table's column names), replacing any with the
+    same key, in one transaction: a batch of channels is in the atlas whole or not at all."""
+    with transaction(con):
+        con.register("channels_in", rows)
+        cols = ", ".join(rows.columns)
+        con.execute("DELETE FROM channels c USING channels_in n WHERE c.model = n.model AND "
+                    "c.layer = n.layer AND c.channel = n.channel AND c.recipe = n.recipe AND "
+                    "c.objective = n.objective AND c.seed = n.seed")
+        con.execute(f"INSERT INTO channels ({cols}) SELECT {cols} FROM channels_in")
+        con.unregister("channels_in")
+
+
 def forget_shards(con, shards: list[str], reason: str) -> int:
     """Move the images of lost shards into ``repairs`` and unlist the shards, so the next
     ingest of their roots embeds them again. Returns how many images were moved."""
