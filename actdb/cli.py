@@ -229,6 +229,14 @@ def ingest(
                                  "GPU runs the model)."),
     rows_per_shard: int = typer.Option(1024, help="Images per committed Parquet shard (a "
                                        "killed run loses at most this much work)."),
+    engine: str = typer.Option("local", help="local, or ray (Ray Data: decode tasks on every "
+                               "core, model actors on GPUs or CPUs, across a cluster)."),
+    ray_address: str = typer.Option(None, envvar="RAY_ADDRESS", help="ray: the cluster to "
+                                    "join (default: start a local Ray)."),
+    actors: int = typer.Option(None, help="ray: model actors (default: one per GPU, else one)."),
+    actor_cpus: float = typer.Option(None, help="ray: CPUs per model actor."),
+    actor_gpus: float = typer.Option(None, help="ray: GPUs per model actor (default: 1 when "
+                                     "the cluster has GPUs)."),
     as_json: bool = JsonOpt,
 ):
     """Embed the images under ROOT into the store (resumes and skips what is there), then
@@ -240,7 +248,11 @@ def ingest(
                    image_size=image_size, resize=resize, per_class=per_class, limit=limit,
                    seed=seed, split=split, batch_size=batch_size, precision=precision,
                    strict=strict, shard=shard, workers=workers, decoders=decoders,
-                   rows_per_shard=rows_per_shard)
+                   rows_per_shard=rows_per_shard, engine=engine)
+    if engine == "ray":
+        options.update(ray_address=ray_address, actors=actors, actor_cpus=actor_cpus,
+                       actor_gpus=actor_gpus)
+        _quiet_ray()
     with _bar(not as_json, "ingest") as bar:
         result = _db(store).ingest(root, progress=bar, **options)
     if as_json:
@@ -258,6 +270,17 @@ def ingest(
     if result.index:
         typer.echo(f"index: {result.index['kind']} ({result.index['metric']}), "
                    f"{result.index['ntotal']} vectors")
+
+
+def _quiet_ray() -> None:
+    """Ray Data logs each run at INFO on stderr; the command shows its own progress."""
+    import logging
+
+    with contextlib.suppress(ImportError):
+        import ray.data  # noqa: F401 - configures Ray's loggers, which are then quieted
+
+        for name in ("ray", "ray.data"):
+            logging.getLogger(name).setLevel(logging.ERROR)
 
 
 @command()
@@ -946,7 +969,8 @@ def main() -> None:
     os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")  # share a GPU politely
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # JAX: no 75% grab
     heavy.quiet_imports(True)
-    warnings.filterwarnings("ignore", module=r"(umap|sklearn|numba|keras|PIL)(\.|$)")
+    warnings.filterwarnings("ignore", module=r"(umap|sklearn|numba|keras|PIL|ray)(\.|$)")
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")  # Ray's C++ notices on stderr
     code = 0
     try:
         app()

@@ -5,11 +5,10 @@ for all 512 channels (target: <= 8 hours on a 2-core CPU machine); and the rest 
 per channel (three classifiers, nearest images, centroids, examples, heatmaps, the site),
 measured end to end on a small store.
 
-A step's time is the difference between runs of two lengths (model build and tracing
-cancel out).
+A step's time is the median of a run's steps, the first two (tracing, warm-up) left out.
 
     python bench/atlas.py                        # ~10 min here
-    python bench/atlas.py --size 64 --batches 1,2 --steps 1,2
+    python bench/atlas.py --size 64 --batches 1,2 --steps 4
 """
 
 from __future__ import annotations
@@ -20,32 +19,32 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import numpy as np  # noqa: E402
 from common import machine_line, make_jpeg_tree, parser  # noqa: E402
 
 CHANNELS = 512
 
 
-def per_step(emb, cfg, batch: int, short: int, long: int, out: Path) -> float:
+def per_step(emb, cfg, batch: int, steps: int, out: Path) -> float:
+    """Median seconds of one optimisation step of a batch (the first two steps, which trace
+    and warm up, left out)."""
     from dataclasses import replace
 
     from actdb.featvis.dream import dream_batch
 
-    times = []
-    for steps in (short, short, long):  # the first run warms up (kernels, allocator)
-        chans = list(range(batch))
-        t = time.perf_counter()
-        dream_batch(replace(cfg, steps=steps), chans,
-                    [out / f"{steps}-{c}.png" for c in chans], emb=emb)
-        times.append(time.perf_counter() - t)
-    return (times[2] - times[1]) / (long - short)
+    stamps = []
+    chans = list(range(batch))
+    dream_batch(replace(cfg, steps=steps), chans, [out / f"{c}.png" for c in chans],
+                progress=lambda i, n, v: stamps.append(time.perf_counter()), emb=emb)
+    return float(np.median(np.diff(stamps)[1:]))
 
 
 def main() -> None:
     ap = parser(__doc__)
     ap.add_argument("--size", type=int, default=224, help="picture size in pixels")
     ap.add_argument("--batches", default="1,8,32", help="channels per batch to time")
-    ap.add_argument("--steps", default="2,5", help="the two run lengths whose difference "
-                    "times a step")
+    ap.add_argument("--steps", type=int, default=6, help="steps run per setting (the median "
+                    "of all but the first two is the step time)")
     ap.add_argument("--precisions", default="fp32,bf16", help="compute precisions to time")
     ap.add_argument("--atlas-channels", type=int, default=8,
                     help="channels of the end-to-end atlas run (0: skip it)")
@@ -55,14 +54,13 @@ def main() -> None:
 
     print(machine_line())
     tmp = Path(tempfile.mkdtemp(prefix="actdb-bench-atlas-"))
-    short, long = (int(s) for s in args.steps.split(","))
     default_steps = resolved(DreamConfig()).steps
     best = None
     for precision in args.precisions.split(","):
         cfg = resolved(DreamConfig(weights="random:0", size=args.size, precision=precision))
         emb = dream_embedder(cfg)
         for batch in (int(b) for b in args.batches.split(",")):
-            step = per_step(emb, cfg, batch, short, long, tmp)
+            step = per_step(emb, cfg, batch, args.steps, tmp)
             per_channel = step * default_steps / batch
             hours = per_channel * CHANNELS / 3600
             print(f"dream {precision} B={batch}: {step:.2f} s/step, {per_channel:.1f} s per "

@@ -5,6 +5,7 @@
     python bench/ingest.py --decode-only   # the decode stage alone: img/s per core, 1 and 2
                                            # workers; Pillow's draft mode on large JPEGs
     python bench/ingest.py --backend jax   # the model on another Keras backend
+    python bench/ingest.py --engine ray --images 600   # Ray engine vs local engine
 
 Everything is measured in this one run on the same images. Weights are random:0 (ImageNet
 weights cannot be downloaded on the machines this was written on); speed does not depend on
@@ -38,18 +39,76 @@ def model_only(emb, images: np.ndarray, batch: int) -> tuple[float, np.ndarray]:
 
 
 def pipeline(root: Path, store: Path, precision: str, size: int, batch: int,
-             limit: int | None = None) -> float:
-    """images/s of the full ingest, from the end of its first batch to the end of its last."""
+             limit: int | None = None, **options) -> float:
+    """images/s of the full ingest, from its first progress report to its last."""
+    return timed_ingest(root, store, precision, size, batch, limit, **options)[0]
+
+
+def timed_ingest(root: Path, store: Path, precision: str, size: int, batch: int,
+                 limit: int | None = None, **options) -> tuple[float, float]:
+    """(images/s from the first progress report to the last, seconds to the first)."""
     from actdb.ingest.pipeline import IngestConfig, ingest
     from actdb.models.embed import EmbedConfig
 
     marks: list[tuple[float, int]] = []
     cfg = IngestConfig(root=root, store=store, batch_size=batch, limit=limit,
-                       build_index=False,
-                       embed=EmbedConfig(weights=WEIGHTS, image_size=size, precision=precision))
+                       build_index=False, compute_stats=False,
+                       embed=EmbedConfig(weights=WEIGHTS, image_size=size, precision=precision),
+                       **options)
+    start = time.perf_counter()
     ingest(cfg, progress=lambda done, total: marks.append((time.perf_counter(), done)))
     (t0, d0), (t1, d1) = marks[0], marks[-1]
-    return (d1 - d0) / (t1 - t0)
+    return (d1 - d0) / (t1 - t0), t0 - start
+
+
+def ray_engine(args) -> None:
+    """The Ray engine against the local one on the same JPEGs, start-up apart; and the Ray
+    decode stage alone."""
+    import logging
+
+    import pyarrow as pa
+    import ray
+    import ray.data
+
+    from actdb.ingest.ray_engine import _decode
+
+    for name in ("ray", "ray.data"):  # Ray Data logs every run at INFO
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+    print(machine_line())
+    tmp = Path(tempfile.mkdtemp(prefix="actdb-bench-ray-"))
+    root = make_jpeg_tree(tmp / "data", 8, max(1, args.images // 8))
+    n = len(list(root.rglob("*.JPEG")))
+    print(f"images: {n} JPEGs of 500x375 at --image-size {args.size}, batch {args.batch}, "
+          f"ray {ray.__version__}")
+    local, _ = timed_ingest(root, tmp / "local", "auto", args.size, args.batch,
+                            rows_per_shard=args.batch)
+    print(f"local engine: {local:.2f} img/s")
+    t = time.perf_counter()
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
+             logging_level="ERROR")
+    started = time.perf_counter() - t
+    try:
+        rate, first = timed_ingest(root, tmp / "ray", "auto", args.size, args.batch,
+                                   engine="ray", rows_per_shard=args.batch)
+        print(f"ray engine once running: {rate:.2f} img/s = {rate / local:.3f} of the local "
+              f"engine (target >= 0.85); fixed start-up: ray.init {started:.1f} s, then "
+              f"{first:.1f} s to the first commit (actors build the model)")
+        files = [p.relative_to(root).as_posix() for p in sorted(root.rglob("*.JPEG"))]
+        rows = pa.table({"seq": np.arange(len(files)), "path": files})
+        ds = ray.data.from_arrow([rows.slice(i, 64) for i in range(0, len(files), 64)])
+        ds = ds.map_batches(_decode, fn_kwargs={"size": args.size, "resize": "squash",
+                                                "root": str(root)},
+                            batch_size=None, batch_format="numpy", num_cpus=1)
+        t = time.perf_counter()
+        count = sum(len(b["seq"]) for b in ds.iter_batches(batch_size=256,
+                                                            batch_format="numpy"))
+        dt = time.perf_counter() - t
+        cpus = os.cpu_count()
+        print(f"ray decode stage alone: {count / dt:.1f} img/s on {cpus} CPUs = "
+              f"{count / dt / cpus:.1f} img/s per CPU")
+    finally:
+        ray.shutdown()
 
 
 def topk_overlap(a: np.ndarray, b: np.ndarray, k: int) -> float:
@@ -126,6 +185,8 @@ def main() -> None:
     ap.add_argument("--limit", type=int, help="internal: with --rss-child, images to ingest")
     ap.add_argument("--decode-only", action="store_true",
                     help="time the decode stage alone (no model), 1 and 2 workers")
+    ap.add_argument("--engine", choices=("local", "ray"), default="local",
+                    help="ray: compare the Ray engine with the local one")
     ap.add_argument("--backend", choices=("tensorflow", "jax", "torch"),
                     help="Keras backend for the model (default: KERAS_BACKEND, else tensorflow)")
     args = ap.parse_args()
@@ -136,6 +197,9 @@ def main() -> None:
         return
     if args.decode_only:
         decode_only(args)
+        return
+    if args.engine == "ray":
+        ray_engine(args)
         return
 
     from actdb.images import decode_image

@@ -16,7 +16,7 @@ TINY = {
     "query.py": ["--n", "3000", "--classes", "20", "--queries", "10", "--exact-queries", "3",
                  "--image-size", "32"],
     "dream.py": ["--size", "32", "--steps", "3"],
-    "atlas.py": ["--size", "32", "--batches", "1,2", "--steps", "1,2", "--precisions", "fp32",
+    "atlas.py": ["--size", "32", "--batches", "1,2", "--steps", "4", "--precisions", "fp32",
                  "--atlas-channels", "2"],
     "serve.py": ["--size", "32", "--images", "16", "--requests", "2", "--uploads", "1"],
     "viz.py": ["--sizes", "200"],
@@ -28,6 +28,15 @@ TINY = {
     "gpu.py": ["--images", "100", "--size", "32", "--batches", "4", "--backends", "tensorflow",
                "--seconds", "0.5", "--workers", "1"],
 }
+
+
+def test_the_ray_engine_benchmark_runs_on_tiny_sizes():
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    out = subprocess.run([sys.executable, str(BENCH / "ingest.py"), "--engine", "ray",
+                          "--images", "16", "--size", "32", "--batch", "8"],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "of the local engine" in out.stdout
 
 
 def test_every_script_is_covered():

@@ -66,6 +66,11 @@ class IngestConfig:
     decoders: str = "auto"  # threads | processes | auto (processes when a GPU runs the model)
     build_index: bool = True
     compute_stats: bool = True
+    engine: str = "local"  # local | ray
+    ray_address: str | None = None  # ray: a cluster's address (None: $RAY_ADDRESS, or local)
+    actors: int | None = None  # ray: model actors (None: one per GPU, or one on CPUs)
+    actor_cpus: float | None = None
+    actor_gpus: float | None = None
 
 
 @dataclass
@@ -124,6 +129,11 @@ def validate(cfg: IngestConfig) -> None:
         parse_shard(cfg.shard)
     if cfg.decoders not in DECODERS:
         raise UsageError(f"decoders must be one of {', '.join(DECODERS)}, not {cfg.decoders!r}")
+    if cfg.engine not in ENGINES:
+        raise UsageError(f"engine must be one of {', '.join(ENGINES)}, not {cfg.engine!r}")
+    if cfg.engine == "local" and (cfg.ray_address or cfg.actors or cfg.actor_cpus
+                                  or cfg.actor_gpus):
+        raise UsageError("ray_address, actors, actor_cpus and actor_gpus need engine ray")
 
 
 def in_shard(path: str, k: int, n: int) -> bool:
@@ -154,6 +164,7 @@ def select_entries(entries: list[ImageEntry], cfg: IngestConfig) -> list[ImageEn
 
 
 DECODERS = ("auto", "threads", "processes")
+ENGINES = ("local", "ray")
 
 
 def _decoded(entries: list[ImageEntry], root: Path, size: int, resize: str, workers: int,
@@ -265,16 +276,27 @@ def _check_cheap(store: Path, ec: EmbedConfig) -> EmbedConfig:
     return ec
 
 
-def ingest(cfg: IngestConfig, progress: Progress | None = None) -> IngestResult:
-    """Embed the images under ``cfg.root`` into the store; resume/skip what is there."""
-    t0 = time.perf_counter()
-    store = Path(cfg.store)
+def prepare(cfg: IngestConfig):
+    """What every engine does first: check the options, fetch a named dataset, find the
+    layout and select the images. Returns (layout, entries)."""
     validate(cfg)
     root = cfg.root
     if str(root) in DATASETS and not Path(root).exists():
         root = fetch(str(root))  # e.g. imagenette: downloaded, verified, extracted
     layout = detect_layout(root)
-    entries = select_entries(layout.entries, cfg)
+    return layout, select_entries(layout.entries, cfg)
+
+
+def ingest(cfg: IngestConfig, progress: Progress | None = None) -> IngestResult:
+    """Embed the images under ``cfg.root`` into the store; resume/skip what is there."""
+    if cfg.engine == "ray":
+        from actdb.ingest.ray_engine import RayConfig, ingest_ray
+
+        return ingest_ray(cfg, RayConfig(cfg.ray_address, cfg.actors, cfg.actor_cpus,
+                                         cfg.actor_gpus), progress)
+    t0 = time.perf_counter()
+    store = Path(cfg.store)
+    layout, entries = prepare(cfg)
     ec = _check_cheap(store, cfg.embed)
     emb = Embedder(ec)
     if cfg.batch_size is None:

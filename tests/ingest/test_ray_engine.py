@@ -1,0 +1,140 @@
+"""The Ray engine against the local engine: one local Ray shared by these tests (started here,
+shut down at the end), each test with a timeout; a driver killed with SIGKILL runs in its own
+process group, which the test kills afterwards."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+import actdb
+from actdb.errors import StoreMismatch
+from tests.helpers import SIZE, add_bad_files, make_tree
+
+ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.slow  # a Ray cluster and model actors
+KW = dict(weights="random:0", image_size=SIZE, precision="fp32", batch_size=8,
+          rows_per_shard=8)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             logging_level="ERROR")
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()
+
+
+def same_store(a, b) -> None:
+    da, db = actdb.open(a), actdb.open(b)
+    ia, va = da.vectors()
+    ib, vb = db.vectors()
+    np.testing.assert_array_equal(ia, ib)
+    np.testing.assert_allclose(va, vb, rtol=1e-5, atol=1e-7)
+    cols = ["image_id", "path", "split", "synset", "class_name", "width", "height", "bytes"]
+    assert da.images()[cols].equals(db.images()[cols])
+    q = "SELECT path, reason FROM failures ORDER BY path"
+    assert da.sql(q).to_pylist() == db.sql(q).to_pylist()
+
+
+@pytest.mark.timeout(600)
+def test_ray_store_equals_the_local_one_bad_files_included(cluster, tmp_path):
+    root = make_tree(tmp_path / "data", per_class=5)
+    bad = add_bad_files(root / "n01440764")
+    local = actdb.open(tmp_path / "local").ingest(root, **KW)
+    res = actdb.open(tmp_path / "ray").ingest(root, engine="ray", **KW)
+    assert (res.ingested, res.failed) == (local.ingested, local.failed)
+    assert res.failed == len(bad)
+    same_store(tmp_path / "local", tmp_path / "ray")
+    run = actdb.open(tmp_path / "ray").sql("SELECT options FROM runs").to_pylist()[0]
+    assert '"engine": "ray"' in run["options"]
+
+
+@pytest.mark.timeout(600)
+def test_a_model_actor_that_dies_is_replaced_and_nothing_is_lost_or_doubled(
+        cluster, tmp_path, monkeypatch):
+    root = make_tree(tmp_path / "data", per_class=8)
+    marker = tmp_path / "crashed"
+    monkeypatch.setenv("ACTDB_TEST_ACTOR_CRASH_ONCE", str(marker))
+    res = actdb.open(tmp_path / "ray").ingest(root, engine="ray", **KW)
+    assert marker.exists()  # the actor did die (on its second batch)
+    assert res.ingested == 24
+    actdb.open(tmp_path / "local").ingest(root, **KW)
+    same_store(tmp_path / "local", tmp_path / "ray")
+
+
+@pytest.mark.timeout(600)
+def test_engines_append_to_each_others_stores_and_mismatches_are_refused(cluster,
+                                                                         tmp_path):
+    root = make_tree(tmp_path / "data", per_class=3)
+    more = make_tree(tmp_path / "data", classes=("n01443537",), per_class=3)
+    assert more == root
+    first = tmp_path / "data1"
+    make_tree(first, per_class=3)
+    actdb.open(tmp_path / "a").ingest(first, **KW)  # local, then ray
+    actdb.open(tmp_path / "a").ingest(root, engine="ray", **KW)
+    actdb.open(tmp_path / "b").ingest(first, engine="ray", **KW)  # ray, then local
+    actdb.open(tmp_path / "b").ingest(root, **KW)
+    same_store(tmp_path / "a", tmp_path / "b")
+    with pytest.raises(StoreMismatch):
+        actdb.open(tmp_path / "a").ingest(root, engine="ray",
+                                          **{**KW, "image_size": SIZE * 2})
+
+
+DRIVER = textwrap.dedent("""
+    import sys
+    import actdb
+    actdb.open(sys.argv[2]).ingest(sys.argv[1], engine="ray", ray_address=sys.argv[3],
+                                   weights="random:0", image_size={size}, precision="fp32",
+                                   batch_size=8, rows_per_shard=8)
+""")
+
+
+@pytest.mark.timeout(900)
+def test_a_killed_driver_then_a_rerun_gives_every_image_exactly_once(cluster, tmp_path):
+    root = make_tree(tmp_path / "data", per_class=30)
+    store = tmp_path / "ray"
+    script = tmp_path / "driver.py"
+    script.write_text(DRIVER.format(size=SIZE))
+    proc = subprocess.Popen([sys.executable, str(script), str(root), str(store), cluster],
+                            start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None:
+            shards = list((store / "activations").glob("part-*.parquet"))
+            if len(shards) >= 2:  # some commits are in
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, "the driver finished before it could be killed"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver's whole process group
+        proc.wait(timeout=30)
+    partial = actdb.open(store).count()
+    assert 0 < partial < 90
+    res = actdb.open(store).ingest(root, engine="ray", ray_address=cluster, **KW)
+    assert res.skipped == partial and res.ingested == 90 - partial
+    actdb.open(tmp_path / "local").ingest(root, **KW)
+    same_store(tmp_path / "local", store)
+
+
+def test_the_ray_options_need_the_ray_engine(tmp_path):
+    with pytest.raises(actdb.ActdbError, match="need engine ray"):
+        actdb.open(tmp_path / "s").ingest(tmp_path, actors=2, **KW)
+    with pytest.raises(actdb.ActdbError, match="engine must be one of local, ray"):
+        actdb.open(tmp_path / "s").ingest(tmp_path, engine="spark", **KW)
+
+
+def test_without_ray_the_engine_says_how_to_install_it(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray now fails
+    root = make_tree(tmp_path / "data", per_class=1)
+    with pytest.raises(actdb.ActdbError, match=r"pip install 'actdb\[ray\]'"):
+        actdb.open(tmp_path / "s").ingest(root, engine="ray", **KW)
+    assert not (tmp_path / "s").exists() or not list((tmp_path / "s").iterdir())
