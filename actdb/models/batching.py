@@ -2,8 +2,8 @@
 
 Eight clients uploading at once would otherwise run eight batch-of-one forward passes that
 fight over the same cores. A single worker thread takes whatever requests are waiting (up to
-``max_batch`` images, waiting at most ``wait_s`` for more once one has arrived) and embeds them
-together; vectors equal embedding each request alone, to float rounding (checked in the
+``max_batch`` images, waiting at most ``wait_s`` for more once one has arrived, and only while
+other callers are inside :meth:`embed`: a lone request never waits) and embeds them together; vectors equal embedding each request alone, to float rounding (checked in the
 tests). :meth:`close` stops the worker.
 
 For example::
@@ -35,8 +35,9 @@ class BatchingEmbedder:
         self.max_batch = max_batch
         self.wait_s = wait_s
         self._queue: queue.Queue = queue.Queue()
+        self._callers = _Callers()
         self._thread = threading.Thread(target=_work, args=(self.inner, self._queue,
-                                                             max_batch, wait_s),
+                                                             max_batch, wait_s, self._callers),
                                         name="actdb-embed", daemon=True)
         self._thread.start()
         # a caller who never calls close(): the worker still stops, at the latest at exit
@@ -49,8 +50,9 @@ class BatchingEmbedder:
         if self._thread is None:
             raise RuntimeError("this BatchingEmbedder is closed")
         fut: Future = Future()
-        self._queue.put((np.asarray(images), fut))
-        return fut.result()
+        with self._callers:
+            self._queue.put((np.asarray(images), fut))
+            return fut.result()
 
     def embed_files(self, paths, batch_size: int = 32) -> np.ndarray:
         """The same decoding as :class:`Embedder`, then the batching :meth:`embed`."""
@@ -66,7 +68,24 @@ class BatchingEmbedder:
             self._thread = None
 
 
-def _work(inner, jobs_queue: queue.Queue, max_batch: int, wait_s: float) -> None:
+class _Callers:
+    """How many callers are inside ``embed`` (a context manager counts one)."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self._lock = threading.Lock()
+
+    def __enter__(self):
+        with self._lock:
+            self.n += 1
+
+    def __exit__(self, *exc):
+        with self._lock:
+            self.n -= 1
+
+
+def _work(inner, jobs_queue: queue.Queue, max_batch: int, wait_s: float,
+          callers: _Callers) -> None:
     """The worker: embeds whatever is queued, batched; ends at the stop mark."""
     while True:
         first = jobs_queue.get()
@@ -74,6 +93,8 @@ def _work(inner, jobs_queue: queue.Queue, max_batch: int, wait_s: float) -> None
             return
         jobs, n, stop = [first], len(first[0]), False
         while n < max_batch:
+            if callers.n <= len(jobs) and jobs_queue.empty():
+                break  # nobody else is waiting: do not hold this request up
             try:
                 job = jobs_queue.get(timeout=wait_s)
             except queue.Empty:

@@ -22,7 +22,7 @@ def _png(i: int) -> bytes:
 
 @pytest.mark.slow
 def test_a_new_upload_is_not_held_up_by_a_slow_sql_query(built_store):
-    cfg = ServeConfig(store=built_store, sql_timeout_s=4.0, map_method=None)
+    cfg = ServeConfig(store=built_store, sql_timeout_s=10.0, map_method=None)  # margin: slow CI
     with TestClient(create_app(cfg)) as client:
         def upload(i: int) -> float:  # a new image each time: the model runs
             t = time.perf_counter()
