@@ -58,7 +58,7 @@ def timed_ingest(root: Path, store: Path, precision: str, size: int, batch: int,
     start = time.perf_counter()
     ingest(cfg, progress=lambda done, total: marks.append((time.perf_counter(), done)))
     (t0, d0), (t1, d1) = marks[0], marks[-1]
-    return (d1 - d0) / (t1 - t0), t0 - start
+    return ((d1 - d0) / (t1 - t0) if t1 > t0 else float("nan")), t0 - start
 
 
 def ray_engine(args) -> None:

@@ -3,7 +3,8 @@
 Eight clients uploading at once would otherwise run eight batch-of-one forward passes that
 fight over the same cores. A single worker thread takes whatever requests are waiting (up to
 ``max_batch`` images, waiting at most ``wait_s`` for more once one has arrived, and only while
-other callers are inside :meth:`embed`: a lone request never waits) and embeds them together; vectors equal embedding each request alone, to float rounding (checked in the
+other callers are inside :meth:`embed`: a lone request never waits) and embeds them
+together; vectors equal embedding each request alone, to float rounding (checked in the
 tests). :meth:`close` stops the worker.
 
 For example::
