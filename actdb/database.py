@@ -39,6 +39,10 @@ def _positive(name: str, value: int) -> None:
         raise UsageError(f"{name} must be at least 1, not {value}")
 
 
+#: How often a server writes the query vectors it computed (``sql`` writes them first).
+CACHE_FLUSH_S = 10.0
+
+
 def _writable(output: str | Path | None) -> None:
     """Refuse an output whose folder does not exist before the work, not after it."""
     if output is not None and not Path(output).parent.is_dir():
@@ -52,7 +56,10 @@ class Database:
     ``sql_threads`` bounds DuckDB's threads for SQL (a server leaves cores to the model);
     ``linger`` keeps the catalog open that many seconds after a read (opening it costs
     ~13 ms; a writer in this process or another still gets in at once); ``defer_cache_writes``
-    writes the query cache from a background thread; ``batch_uploads`` lets concurrent image
+    writes the query cache from a background thread every ``CACHE_FLUSH_S`` seconds (each
+    write closes the shared catalog instance and refreshes what is cached from the catalog:
+    1.3 M images' metadata take ~0.3 s to read again), and keeps its keys in memory;
+    ``batch_uploads`` lets concurrent image
     queries share forward passes; ``cache_metadata`` keeps the images' names and paths in
     memory (~85 bytes an image) once the handle has answered a few queries (True: from the
     first; False: never), instead of a catalog read per answer. The service sets all of them.
@@ -269,6 +276,8 @@ class Database:
 
         if max_rows is not None:
             _positive("max_rows", max_rows)
+        if self._cache is not None:
+            self._cache.flush()  # the ``queries`` view shows every query asked so far
         return run_sql(self.store, query, max_rows, timeout)
 
     def embed(self, images) -> np.ndarray:
@@ -496,7 +505,10 @@ class Database:
 
         with self._lock:
             if self._cache is None:
-                self._cache = QueryCache(self.store, deferred=self.defer_cache_writes)
+                self._cache = QueryCache(self.store, deferred=self.defer_cache_writes,
+                                         interval_s=CACHE_FLUSH_S,
+                                         signature=(self._catalog_signature
+                                                    if self.defer_cache_writes else None))
             return self._cache
 
     def _catalog_signature(self) -> tuple:

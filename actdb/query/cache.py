@@ -6,7 +6,9 @@ to other content rebinds it, and the caller is told (``QueryVector.rebound``).
 
 Writes are immediate by default. A server defers them (``deferred=True``): a background thread
 writes everything pending once per ``interval_s`` in one transaction, pending vectors are
-served from memory meanwhile, and :meth:`close` stops the thread after a last flush.
+served from memory meanwhile, and :meth:`close` stops the thread after a last flush. A server
+also keeps the cache's keys (hashes and name bindings) in memory, re-read only when
+``signature()`` (the catalog file's) changes, so a new upload reads nothing from the catalog.
 
 >>> cache = QueryCache(Store.open(store))
 >>> cache.get(["0" * 64])                             # never seen
@@ -18,6 +20,7 @@ from __future__ import annotations
 import collections
 import threading
 import weakref
+from collections.abc import Callable
 
 import numpy as np
 
@@ -31,9 +34,12 @@ MEMO_SIZE = 10_000
 class QueryCache:
     """The store's cached query vectors, with an in-process memo."""
 
-    def __init__(self, store: Store, deferred: bool = False, interval_s: float = 1.0):
+    def __init__(self, store: Store, deferred: bool = False, interval_s: float = 1.0,
+                 signature: Callable[[], object] | None = None):
         self.store = store
         self.fingerprint = store.manifest.fingerprint
+        self._signature = signature
+        self._keys: tuple[object, set[str], dict[str, str]] | None = None  # (sig, shas, names)
         self._lock = threading.Lock()
         self._memo: collections.OrderedDict[str, np.ndarray] = collections.OrderedDict()
         self._pending: list[tuple[str, str, str, np.ndarray]] = []
@@ -53,6 +59,9 @@ class QueryCache:
         with self._lock:
             found = {s: self._memo[s] for s in shas if s in self._memo}
         unknown = [s for s in dict.fromkeys(shas) if s not in found]
+        if unknown and self._signature is not None:
+            have = self._catalog_keys()[0]
+            unknown = [s for s in unknown if s in have]
         if unknown:
             with self.store.reader() as con:
                 from_catalog = reads.cached_vectors(con, unknown, self.fingerprint)
@@ -68,9 +77,12 @@ class QueryCache:
         with self._lock:
             before = {n: self._pending_names[n] for n in names if n in self._pending_names}
         try:
-            with self.store.reader() as con:
-                before = {**reads.name_bindings(con, [n for n in names if n not in before],
-                                                self.fingerprint), **before}
+            if self._signature is not None:
+                before = {**self._catalog_keys()[1], **before}
+            else:
+                with self.store.reader() as con:
+                    before = {**reads.name_bindings(con, [n for n in names if n not in before],
+                                                    self.fingerprint), **before}
         except StoreError:
             pass
         rebound = {name for sha, name, _, _ in rows if before.get(name, sha) != sha}
@@ -97,6 +109,16 @@ class QueryCache:
             self._thread.join(timeout=30)
             self._thread = None
         self.flush()
+
+    def _catalog_keys(self) -> tuple[set[str], dict[str, str]]:
+        """The catalog's cached hashes and name bindings, as of its current signature."""
+        sig = self._signature()
+        keys = self._keys
+        if keys is None or keys[0] != sig:
+            with self.store.reader() as con:
+                keys = (sig, *reads.query_cache_keys(con, self.fingerprint))
+            self._keys = keys
+        return keys[1], keys[2]
 
     def _remember(self, vecs: dict[str, np.ndarray]) -> None:
         with self._lock:

@@ -56,3 +56,28 @@ def test_the_cli_says_when_a_name_is_rebound(store, tmp_path):
     class_image(1, 5).save(q)
     res = runner.invoke(app, ["nearest", str(q), "--store", str(store)])
     assert res.exit_code == 0 and "'node4' now refers to" in res.stderr
+
+
+def test_a_server_handle_keeps_the_keys_in_memory_and_sees_other_writers(store, tmp_path):
+    """A server's handle (writes deferred, keys in memory) binds names exactly like a plain one,
+    and sees what another handle wrote meanwhile (the keys are re-read when the catalog
+    changes); user SQL sees its pending writes."""
+    server = actdb.open(store, defer_cache_writes=True)
+    other = actdb.open(store)
+    q = tmp_path / "node4.png"
+    class_image(0, 6).save(q)
+    first = server.nearest(str(q), k=1)
+    assert not first.context.cached[0] and not first.answers[0].query.rebound
+    assert server.sql("SELECT count(*) AS n FROM queries WHERE name = 'node4'"
+                      ).to_pylist() == [{"n": 1}]  # pending, written before the SQL ran
+    class_image(1, 7).save(q)
+    by_other = other.nearest(str(q), k=1)  # another process's CLI call rebinds the name
+    assert by_other.answers[0].query.rebound
+    again = server.nearest(str(q), k=1)  # the server sees that content as cached, not rebound
+    assert again.context.cached[0] and not again.answers[0].query.rebound
+    class_image(2, 8).save(q)
+    third = server.nearest(str(q), k=1)
+    assert third.answers[0].query.rebound and not third.context.cached[0]
+    server.close()
+    rows = other.sql("SELECT vec FROM queries WHERE name = 'node4'").to_pylist()
+    np.testing.assert_allclose(rows[0]["vec"], third.answers[0].query.vec, rtol=1e-6)

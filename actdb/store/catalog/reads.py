@@ -367,6 +367,15 @@ def name_bindings(con, names: list[str], fingerprint: str) -> dict[str, str]:
         f"({', '.join('?' * len(names))})", [fingerprint, *names]).fetchall())
 
 
+def query_cache_keys(con, fingerprint: str) -> tuple[set[str], dict[str, str]]:
+    """Every cached hash of this model, and what each name denotes now."""
+    shas = con.execute("SELECT sha256 FROM query_cache WHERE fingerprint = ?",
+                       [fingerprint]).fetchall()
+    names = con.execute("SELECT name, sha256 FROM query_names WHERE fingerprint = ?",
+                        [fingerprint]).fetchall()
+    return {r[0] for r in shas}, dict(names)
+
+
 # -- maps ------------------------------------------------------------------------------------
 
 
