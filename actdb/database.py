@@ -59,10 +59,10 @@ class Database:
     writes the query cache from a background thread every ``CACHE_FLUSH_S`` seconds (each
     write closes the shared catalog instance and refreshes what is cached from the catalog:
     1.3 M images' metadata take ~0.3 s to read again), and keeps its keys in memory;
-    ``batch_uploads`` lets concurrent image
-    queries share forward passes; ``cache_metadata`` keeps the images' names and paths in
-    memory (~85 bytes an image) once the handle has answered a few queries (True: from the
-    first; False: never), instead of a catalog read per answer. The service sets all of them.
+    ``batch_uploads`` lets concurrent image queries share forward passes; ``cache_metadata``
+    keeps the images' names and paths in memory (~85 bytes an image) once the handle has
+    answered a few queries (True: from the first; False: never), instead of a catalog read
+    per answer. The service sets all of them.
     """
 
     def __init__(self, path: str | Path | None = None, *, sql_threads: int | None = None,
