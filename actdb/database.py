@@ -43,6 +43,11 @@ def _positive(name: str, value: int) -> None:
 CACHE_FLUSH_S = 10.0
 
 
+def _meta_with_ids(con):
+    table = reads.image_meta_table(con)
+    return table, table.column("image_id").to_numpy()
+
+
 def _writable(output: str | Path | None) -> None:
     """Refuse an output whose folder does not exist before the work, not after it."""
     if output is not None and not Path(output).parent.is_dir():
@@ -72,7 +77,7 @@ class Database:
         self.sql_threads = sql_threads
         self.linger = linger
         self.cache_metadata = cache_metadata
-        self._meta = None  # (catalog signature, Arrow table)
+        self._meta = None  # (catalog signature, data version, Arrow table)
         self._answered = 0
         self.defer_cache_writes = defer_cache_writes
         self.batch_uploads = batch_uploads
@@ -515,14 +520,23 @@ class Database:
         cat = str(files.catalog_path(self.path))
         return self._signature(cat, cat + ".wal")
 
-    def _reference(self):
-        """The distance reference of query context, re-read when the catalog changes."""
+    def _from_catalog(self, slot: str, read: Callable):
+        """``read(con)``, kept in ``self.<slot>`` until the images or their statistics change.
+        A change of the catalog file (a query-cache write, say) costs one cheap check."""
         sig = self._catalog_signature()
         with self._lock:
-            if self._ref is None or self._ref[0] != sig:
+            held = getattr(self, slot)  # (file signature, data version, value)
+            if held is None or held[0] != sig:
                 with self.store.reader() as con:
-                    self._ref = (sig, reads.distance_reference(con))
-            return self._ref[1]
+                    version = reads.data_version(con)
+                    value = held[2] if held and held[1] == version else read(con)
+                held = (sig, version, value)
+                setattr(self, slot, held)
+            return held[2]
+
+    def _reference(self):
+        """The distance reference of query context."""
+        return self._from_catalog("_ref", reads.distance_reference)
 
     def _meta_for(self):
         """``ids -> rows`` from an in-memory copy of the images' metadata, once this handle
@@ -532,12 +546,7 @@ class Database:
             wanted = self.cache_metadata or (self.cache_metadata is None and self._answered > 2)
             if not wanted:
                 return None
-            sig = self._catalog_signature()
-            if self._meta is None or self._meta[0] != sig:
-                with self.store.reader() as con:
-                    table = reads.image_meta_table(con)
-                self._meta = (sig, table, table.column("image_id").to_numpy())
-            _, table, have = self._meta
+        table, have = self._from_catalog("_meta", _meta_with_ids)
         return lambda ids: reads.meta_rows(table, ids, have)
 
     def _signature(self, *paths) -> tuple:

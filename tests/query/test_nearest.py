@@ -120,3 +120,32 @@ def test_examples_match_numpy(db):
     assert res.classes["count"].sum() == 5
     with pytest.raises(UsageError, match="out of range"):
         db.examples(channel=512)
+
+
+@pytest.mark.slow
+def test_a_serving_handle_follows_ingests_but_not_query_cache_writes(built_store, tmp_path,
+                                                                    monkeypatch):
+    """The metadata a server keeps in memory is read again when images are added (a new
+    neighbour is named), and not when another process only wrote the query cache."""
+    from actdb.store.catalog import reads
+    from tests.helpers import SIZE, WEIGHTS, class_image, make_tree
+
+    store = shutil.copytree(built_store, tmp_path / "store")
+    server, other = actdb.open(store, cache_metadata=True), actdb.open(store)
+    reads_of_meta = []
+    real = reads.image_meta_table
+    monkeypatch.setattr(reads, "image_meta_table",
+                        lambda con: reads_of_meta.append(1) or real(con))
+    server.nearest("id:0", k=3)
+    q = tmp_path / "q.png"
+    class_image(0, 50).save(q)
+    other.nearest(str(q), k=1)  # the catalog file changes: a query-cache write
+    server.nearest("id:0", k=3)
+    assert len(reads_of_meta) == 1
+    more = make_tree(tmp_path / "more", per_class=1, seed=7)
+    other.ingest(more, weights=WEIGHTS, image_size=SIZE, precision="fp32")
+    new = other.images(where=f"root = '{more}'")
+    res = server.nearest(str(more / new.path.iloc[0]), k=1)
+    top = res.neighbors.iloc[0]
+    assert len(reads_of_meta) == 2
+    assert top.image_id == new.image_id.iloc[0] and top.path == new.path.iloc[0]

@@ -389,6 +389,12 @@ def store_state(con) -> str:
     return f"{n} images, shards {hashlib.sha1(names.encode()).hexdigest()[:12]}"
 
 
+def data_version(con) -> tuple:
+    """What the images and their statistics are now: changes with every ingest, repair and
+    statistics run, not with query-cache, map or atlas writes."""
+    return store_state(con), stats_record(con)
+
+
 def _has_table(con, name: str) -> bool:  # stores made before a table existed lack it
     return bool(scalar(con, "SELECT count(*) FROM duckdb_tables() WHERE table_name = ? "
                        "AND database_name = current_database()", [name]))
