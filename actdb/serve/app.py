@@ -112,6 +112,9 @@ def create_app(cfg: ServeConfig):
     async def guard(request: Request, call_next):
         if request.url.path.startswith(("/api/", "/atlas")):
             if cfg.token and _token(request) != cfg.token:
+                if request.url.path.startswith("/atlas") and \
+                        "text/html" in request.headers.get("accept", ""):
+                    return page.ask_for_token()  # a browser following a link
                 return JSONResponse(error_body("missing or wrong token", "Unauthorized"),
                                     status_code=401)
             length = request.headers.get("content-length")
@@ -127,9 +130,16 @@ def create_app(cfg: ServeConfig):
 
 
 def _token(request) -> str:
+    """The token a request carries: a header, or for reading the atlas's pages (which a
+    browser fetches by following links, without headers) the page's cookie."""
     auth = request.headers.get("authorization", "")
-    return auth[7:] if auth.lower().startswith("bearer ") else \
-        request.headers.get("x-actdb-token", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:]
+    if "x-actdb-token" in request.headers:
+        return request.headers["x-actdb-token"]
+    if request.method == "GET" and request.url.path.startswith("/atlas"):
+        return request.cookies.get("actdb-token", "")
+    return ""
 
 
 def serve(cfg: ServeConfig, host: str = "127.0.0.1", port: int = 8000) -> None:

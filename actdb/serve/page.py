@@ -21,6 +21,11 @@ def page():
     return HTMLResponse((STATIC / "index.html").read_text(encoding="utf-8"))
 
 
+def ask_for_token() -> HTMLResponse:
+    """401 for a browser: a page that asks for the token and keeps it as a cookie."""
+    return HTMLResponse((STATIC / "token.html").read_text(encoding="utf-8"), status_code=401)
+
+
 @router.get("/static/map.js", include_in_schema=False)
 def map_script():
     return FileResponse(map_js(), media_type="text/javascript")

@@ -138,6 +138,42 @@ def test_the_browser_opens_the_atlas_and_a_channel_page(atlas_db):
         page.screenshot(path=str(_shot()), full_page=True)
 
 
+def test_with_a_token_the_atlas_pages_take_it_as_a_cookie_and_the_api_does_not(atlas_db):
+    with TestClient(create_app(ServeConfig(store=atlas_db.path, warm_model=False,
+                                           map_method=None, token="s3cret"))) as c:
+        asked = c.get("/atlas/", headers={"accept": "text/html"})
+        assert asked.status_code == 401 and "needs its token" in asked.text
+        assert c.get("/atlas/").json()["error"] == "missing or wrong token"  # not a browser
+        c.cookies.set("actdb-token", "wrong")
+        assert c.get("/atlas/").status_code == 401
+        c.cookies.set("actdb-token", "s3cret")
+        assert "Channel atlas" in c.get("/atlas/").text
+        assert c.get("/api/channels").status_code == 401  # the cookie opens pages only
+        assert c.get("/api/channels", headers={"authorization": "Bearer s3cret"}).json()
+
+
+@needs_chromium
+def test_with_a_token_the_browser_asks_once_and_follows_links_into_the_atlas(atlas_db):
+    from tests.serve.test_live import running_server
+
+    with running_server(atlas_db.path, warm_model=False, map_method=None,
+                        token="s3cret") as url:
+        for start in ("/", "/atlas/"):  # from the page's link, or straight to the atlas
+            asked = []
+            with browser_page() as page:
+                page.on("dialog", lambda d, asked=asked: (asked.append(d.message),
+                                                          d.accept("s3cret")))
+                page.goto(url + start)
+                if start == "/":
+                    page.wait_for_function("document.getElementById('info').textContent"
+                                           ".includes('block5_conv4')")
+                    page.click("text=channel atlas")
+                page.wait_for_selector("#grid .tile")
+                page.click("#grid .tile a >> nth=1")
+                page.wait_for_selector("text=channel 4")
+                assert len(asked) == 1, (start, asked)
+
+
 def _shot() -> Path:
     from tests.helpers import ARTIFACTS
 
