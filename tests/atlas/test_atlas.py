@@ -1,8 +1,13 @@
 """The channel atlas: its table against the single commands, resumption, the site, serving."""
 
 import json
+import os
 import re
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -74,6 +79,29 @@ def test_a_stopped_atlas_continues_and_makes_each_channel_once(built_store, tmp_
     assert sorted(rows.channel) == [0, 1, 2, 3, 4]  # each exactly once
     again = db.atlas("0-4", heatmaps=False, **SETTINGS)
     assert (again.made, again.skipped) == (0, 5)
+
+
+def test_a_killed_atlas_run_continues_and_makes_each_channel_once(built_store, tmp_path):
+    """SIGKILL the command line's atlas while it commits its batches; the rerun finishes
+    every channel once, whatever the kill interrupted."""
+    store = shutil.copytree(built_store, tmp_path / "store")
+    cmd = [sys.executable, "-m", "actdb", "atlas", "--store", str(store), "--channels", "0-7",
+           "--size", "32", "--steps", "3", "--batch", "2", "-k", "4", "--examples", "3",
+           "--models", "vgg19", "--no-heatmaps"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while len(list((store / "atlas").rglob("*.json"))) < 3:  # into its second batch
+            assert proc.poll() is None and time.monotonic() < deadline, "atlas did not start"
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    db = actdb.open(store)
+    res = db.atlas("0-7", heatmaps=False, **SETTINGS)
+    assert res.made + res.skipped == 8 and res.made > 0
+    assert sorted(db.channels().channel) == list(range(8))  # each exactly once
 
 
 class Links(HTMLParser):
