@@ -43,11 +43,6 @@ def _positive(name: str, value: int) -> None:
 CACHE_FLUSH_S = 10.0
 
 
-def _meta_with_ids(con):
-    table = reads.image_meta_table(con)
-    return table, table.column("image_id").to_numpy()
-
-
 def _writable(output: str | Path | None) -> None:
     """Refuse an output whose folder does not exist before the work, not after it."""
     if output is not None and not Path(output).parent.is_dir():
@@ -77,7 +72,7 @@ class Database:
         self.sql_threads = sql_threads
         self.linger = linger
         self.cache_metadata = cache_metadata
-        self._meta = None  # (catalog signature, data version, Arrow table)
+        self._meta = None  # (catalog signature, data version, reads.ImageMeta)
         self._answered = 0
         self.defer_cache_writes = defer_cache_writes
         self.batch_uploads = batch_uploads
@@ -546,8 +541,7 @@ class Database:
             wanted = self.cache_metadata or (self.cache_metadata is None and self._answered > 2)
             if not wanted:
                 return None
-        table, have = self._from_catalog("_meta", _meta_with_ids)
-        return lambda ids: reads.meta_rows(table, ids, have)
+        return self._from_catalog("_meta", reads.ImageMeta.read).rows
 
     def _signature(self, *paths) -> tuple:
         """(mtime, size) of files (the index's by default): changes when a writer commits."""

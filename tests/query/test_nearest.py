@@ -133,8 +133,8 @@ def test_a_serving_handle_follows_ingests_but_not_query_cache_writes(built_store
     store = shutil.copytree(built_store, tmp_path / "store")
     server, other = actdb.open(store, cache_metadata=True), actdb.open(store)
     reads_of_meta = []
-    real = reads.image_meta_table
-    monkeypatch.setattr(reads, "image_meta_table",
+    real = reads.ImageMeta.read
+    monkeypatch.setattr(reads.ImageMeta, "read",
                         lambda con: reads_of_meta.append(1) or real(con))
     server.nearest("id:0", k=3)
     q = tmp_path / "q.png"

@@ -1,0 +1,37 @@
+"""Named reads of the catalog against DuckDB's own answers."""
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from actdb.errors import StoreDamaged
+from actdb.store.catalog import reads
+
+
+def test_image_meta_in_memory_equals_the_catalogs_rows(built_store):
+    from actdb.store.catalog.connection import reader
+
+    with reader(built_store) as con:
+        meta = reads.ImageMeta.read(con)
+        ids = np.random.default_rng(0).permutation(meta.ids)[:7]
+        want = reads.image_meta(con, ids)
+    got = meta.rows(ids)
+    assert list(got) == list(reads.META_COLUMNS)
+    for c in reads.META_COLUMNS:
+        assert got[c].tolist() == want[c].tolist(), c
+    with pytest.raises(StoreDamaged):
+        meta.rows(np.array([ids[0], 10_000]))
+
+
+def test_image_meta_keeps_nulls_and_answers_no_ids():
+    con = duckdb.connect()
+    table = pa.table({"image_id": [5, 7, 9], "class_name": ["a", None, "a"],
+                      "synset": ["n1", None, "n1"], "split": ["train"] * 3,
+                      "path": ["x.png", "y.png", "z.png"], "root": ["/r"] * 3})
+    con.register("images", table)
+    meta = reads.ImageMeta.read(con)
+    rows = meta.rows(np.array([9, 7]))
+    assert rows["class_name"].tolist() == ["a", None] and rows["path"].tolist() == ["z.png",
+                                                                                     "y.png"]
+    assert all(len(v) == 0 for v in meta.rows(np.array([], np.int64)).values())
