@@ -862,7 +862,8 @@ def atlas_cmd(
     """The study's question asked of every channel of the store's layer: each channel's
     feature visualisation, what the networks call it, where it lands among the stored images,
     what excites it in the data, and whether these agree; in the channels table (SQL) and a
-    static site. A stopped run continues where it stopped.
+    static site. A stopped run continues where it stopped. Runs on the TensorFlow backend of
+    Keras (the pictures are made as actdb dream makes them).
 
     Example: actdb atlas --channels 4 --models vgg19,vgg16,resnet50 (the study's channel),
     then: actdb sql "SELECT channel, predicted_vgg19, nearest_centroid_class FROM channels
