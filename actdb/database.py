@@ -240,13 +240,14 @@ class Database:
         if recall is not None and not 0 < recall <= 1:
             raise UsageError(f"recall must be in (0, 1], not {recall}")
         self._require_intact()
-        qs = self.resolve(queries, names)
-        loaded = self._loaded_index()
-        if loaded.ntotal == 0:
-            raise QueryError("the store has no images yet; ingest some first")
-        allowed = self._allowed(classes, split, where)
-        return nearest(qs, k, loaded, self.store, allowed, include_self, recall,
-                       self._reference(), self._meta_for())
+        with self._query_cache().holding():  # cache new queries after the reads below
+            qs = self.resolve(queries, names)
+            loaded = self._loaded_index()
+            if loaded.ntotal == 0:
+                raise QueryError("the store has no images yet; ingest some first")
+            allowed = self._allowed(classes, split, where)
+            return nearest(qs, k, loaded, self.store, allowed, include_self, recall,
+                           self._reference(), self._meta_for())
 
     def centroids(self, queries, k: int = 10, classes=None):
         """Classes ranked by the distance from each query to their centroid, with each

@@ -4,11 +4,12 @@ An image query is embedded once per (sha256 of its bytes, model fingerprint); as
 skips the model. A name (file stem or ``names=``) denotes exactly one vector: binding a name
 to other content rebinds it, and the caller is told (``QueryVector.rebound``).
 
-Writes are immediate by default. A server defers them (``deferred=True``): a background thread
-writes everything pending once per ``interval_s`` in one transaction, pending vectors are
-served from memory meanwhile, and :meth:`close` stops the thread after a last flush. A server
-also keeps the cache's keys (hashes and name bindings) in memory, re-read only when
-``signature()`` (the catalog file's) changes, so a new upload reads nothing from the catalog.
+Writes are immediate by default, or wait for the end of a :meth:`holding` block. A server
+defers them (``deferred=True``): a background thread writes everything pending once per
+``interval_s`` in one transaction, pending vectors are served from memory meanwhile, and
+:meth:`close` stops the thread after a last flush. A server also keeps the cache's keys
+(hashes and name bindings) in memory, re-read only when ``signature()`` (the catalog
+file's) changes, so a new upload reads nothing from the catalog.
 
 >>> cache = QueryCache(Store.open(store))
 >>> cache.get(["0" * 64])                             # never seen
@@ -18,6 +19,7 @@ also keeps the cache's keys (hashes and name bindings) in memory, re-read only w
 from __future__ import annotations
 
 import collections
+import contextlib
 import threading
 import weakref
 from collections.abc import Callable
@@ -44,6 +46,7 @@ class QueryCache:
         self._memo: collections.OrderedDict[str, np.ndarray] = collections.OrderedDict()
         self._pending: list[tuple[str, str, str, np.ndarray]] = []
         self._pending_names: dict[str, str] = {}
+        self._held = 0  # open holding() blocks
         self._stop = threading.Event()
         self._thread = None
         if deferred:
@@ -86,13 +89,29 @@ class QueryCache:
         except StoreError:
             pass
         rebound = {name for sha, name, _, _ in rows if before.get(name, sha) != sha}
-        if self._thread is not None:
-            with self._lock:
+        with self._lock:
+            later = self._thread is not None or self._held
+            if later:
                 self._pending.extend(rows)
                 self._pending_names.update({name: sha for sha, name, _, _ in rows})
-        else:
+        if not later:
             self._write(rows)
         return rebound
+
+    @contextlib.contextmanager
+    def holding(self):
+        """Writes inside the block wait for its end, so a caller that reads the catalog
+        after caching (``nearest``: the neighbours' rows) opens it once, then writes once."""
+        with self._lock:
+            self._held += 1
+        try:
+            yield self
+        finally:
+            with self._lock:
+                self._held -= 1
+                last = not self._held
+            if last and self._thread is None:
+                self.flush()
 
     def flush(self) -> None:
         """Write what is pending now."""

@@ -81,3 +81,19 @@ def test_a_server_handle_keeps_the_keys_in_memory_and_sees_other_writers(store, 
     server.close()
     rows = other.sql("SELECT vec FROM queries WHERE name = 'node4'").to_pylist()
     np.testing.assert_allclose(rows[0]["vec"], third.answers[0].query.vec, rtol=1e-6)
+
+
+def test_writes_inside_a_holding_block_wait_for_its_end(store, tmp_path):
+    db, other = actdb.open(store), actdb.open(store)
+    q = tmp_path / "held.png"
+    class_image(2, 9).save(q)
+
+    def written() -> int:
+        return other.sql("SELECT count(*) AS n FROM queries WHERE name = 'held'"
+                         ).to_pylist()[0]["n"]
+
+    with db._query_cache().holding():
+        first = db.resolve(str(q))[0]
+        assert written() == 0 and db.resolve(str(q))[0].cached  # served from memory
+    assert written() == 1
+    assert not first.cached and not first.rebound
