@@ -60,7 +60,7 @@ class Database:
     write closes the shared catalog instance and refreshes what is cached from the catalog:
     1.3 M images' metadata take ~0.3 s to read again), and keeps its keys in memory;
     ``batch_uploads`` lets concurrent image queries share forward passes; ``cache_metadata``
-    keeps the images' names and paths in memory (~85 bytes an image) once the handle has
+    keeps the images' names and paths in memory (~70 bytes an image) once the handle has
     answered a few queries (True: from the first; False: never), instead of a catalog read
     per answer. The service sets all of them.
     """

@@ -138,7 +138,7 @@ def image_meta(con, ids: np.ndarray | None = None, missing_ok: bool = False
 class ImageMeta:
     """Every image's ``META_COLUMNS`` in memory, for a process that answers many queries:
     the labels as one row of small codes an image (a neighbour's row is one cache line, not
-    five scattered strings) and the paths as one Arrow string array; ~60 bytes an image.
+    five scattered strings) and the paths as one Arrow string array; ~70 bytes an image.
     """
 
     LABELS = tuple(c for c in META_COLUMNS if c not in ("image_id", "path"))
