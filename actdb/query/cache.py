@@ -72,9 +72,12 @@ class QueryCache:
             found.update(from_catalog)
         return found
 
-    def put(self, rows: list[tuple[str, str, str, np.ndarray]]) -> set[str]:
+    def put(self, rows: list[tuple[str, str, str, np.ndarray]],
+            computed: set[str] | None = None) -> set[str]:
         """Cache (sha256, name, source, vec) rows and bind the names; returns the names that
-        denoted other content before. Best effort: a read-only or busy store still answers."""
+        denoted other content before. Only rows whose vector was ``computed`` now (all when
+        None) or whose name changes content are written: asking the same question again
+        writes nothing. Best effort: a read-only or busy store still answers."""
         self._remember({sha: vec for sha, _, _, vec in rows})
         names = [name for _, name, _, _ in rows]
         with self._lock:
@@ -89,6 +92,9 @@ class QueryCache:
         except StoreError:
             pass
         rebound = {name for sha, name, _, _ in rows if before.get(name, sha) != sha}
+        rows = [r for r in rows if computed is None or r[0] in computed or before.get(r[1]) != r[0]]
+        if not rows:
+            return rebound
         with self._lock:
             later = self._thread is not None or self._held
             if later:

@@ -130,6 +130,7 @@ def embed_cached(images: list[tuple[str, str, bytes]], cache, embed_bytes
         for i, vec in zip(todo, embed_bytes([images[i][2] for i in todo]), strict=True):
             known[shas[i]] = vec
     rebound = cache.put([(s, name, source, known[s])
-                         for s, (name, source, _) in zip(shas, images, strict=True)])
+                         for s, (name, source, _) in zip(shas, images, strict=True)],
+                        computed={shas[i] for i in todo})
     return [QueryVector(name, source, known[s], cached=i not in todo, rebound=name in rebound)
             for i, (s, (name, source, _)) in enumerate(zip(shas, images, strict=True))]

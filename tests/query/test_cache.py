@@ -97,3 +97,20 @@ def test_writes_inside_a_holding_block_wait_for_its_end(store, tmp_path):
         assert written() == 0 and db.resolve(str(q))[0].cached  # served from memory
     assert written() == 1
     assert not first.cached and not first.rebound
+
+
+def test_asking_the_same_question_again_writes_nothing(store, tmp_path, monkeypatch):
+    from actdb.store import catalog
+
+    q = tmp_path / "again.png"
+    class_image(1, 11).save(q)
+    actdb.open(store).nearest(str(q), k=1)
+    writes = []
+    real = catalog.writer
+    monkeypatch.setattr(catalog, "writer", lambda *a, **k: writes.append(1) or real(*a, **k))
+    db = actdb.open(store)
+    assert db.nearest(str(q), k=1).context.cached[0] and not writes  # same name, same content
+    db.nearest(str(q), k=1, names=["other"])  # a new name for it is written
+    assert len(writes) == 1
+    assert db.sql("SELECT count(*) AS n FROM queries WHERE name IN ('again', 'other')"
+                  ).to_pylist() == [{"n": 2}]
