@@ -137,11 +137,15 @@ def test_browser_map_hover_query_click_and_selection(server, tmp_path):
         # click: that stored image becomes the query
         wanted = int(page.evaluate("map.pts.ids[0]"))
         x, y = page.evaluate(POINT_XY, 0)
+        page.evaluate("window.actdbPlaced = null")
         page.mouse.click(x, y)
         page.wait_for_function(f"document.getElementById('query').textContent.includes("
                                f"'stored image #{wanted}')", timeout=60_000)
-        # a box selection becomes a WHERE clause the SQL box runs
+        # a box selection becomes a WHERE clause the SQL box runs; the drag mode chosen
+        # survives the redraw that places the clicked query
         page.evaluate("Plotly.relayout(document.getElementById('map'), {dragmode: 'select'})")
+        page.wait_for_function("window.actdbPlaced", timeout=60_000)
+        assert page.evaluate("document.getElementById('map').layout.dragmode") == "select"
         page.locator("#map").scroll_into_view_if_needed()
         box = page.locator("#map .nsewdrag").first.bounding_box()
         page.mouse.move(box["x"] + 2, box["y"] + 2)

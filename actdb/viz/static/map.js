@@ -83,7 +83,9 @@
 
     async draw() {
       const layout = {
-        margin: {l: 40, r: 10, t: 30, b: 30}, dragmode: "zoom", hovermode: "closest",
+        margin: {l: 40, r: 10, t: 30, b: 30}, hovermode: "closest",
+        // a redraw (new colours, a placed query) keeps the drag mode the user chose
+        dragmode: (this.el.layout && this.el.layout.dragmode) || "zoom",
         uirevision: this.pts.mapId,  // keep the zoom when the colours or the query change
         title: {text: `${this.pts.method.toUpperCase()} map of ${this.pts.n} stored images`,
                 font: {size: 13}},
