@@ -162,6 +162,20 @@ def measure_kind(store: Path, kind: str, name: str, queries, truth, tmp: Path) -
         print(f"  {info['kind']} --recall 0.99 ({name}): setting {setting_for(info, 0.99)}, "
               f"recall@50 {recall_at_k(got, truth):.3f}, p50 {h50:.2f} ms, p99 {h99:.2f} ms",
               flush=True)
+        import faiss
+
+        ivf = faiss.downcast_index(faiss.extract_index_ivf(loaded.index))
+        ivf.implem = 0  # FAISS's default: one query's lists on one core
+        one50, _ = latency(lambda q: loaded.search(q[None], K), queries)
+        one = [loaded.search(q[None], K)[1][0] for q in queries]
+        ivf.implem = 15  # as actdb loads it
+        both50, _ = latency(lambda q: loaded.search(q[None], K), queries)
+        both = [loaded.search(q[None], K)[1][0] for q in queries]
+        same = np.mean([np.array_equal(a, b) for a, b in zip(one, both, strict=True)])
+        print(f"  {info['kind']} search alone, a query's lists on one core / on every core "
+              f"({name}): p50 {one50:.2f} / {both50:.2f} ms = {one50 / both50:.2f}x; "
+              f"recall@50 {recall_at_k(one, truth):.3f} / {recall_at_k(both, truth):.3f}, "
+              f"identical answers {same:.2f}", flush=True)
     return p50
 
 

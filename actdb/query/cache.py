@@ -84,7 +84,8 @@ class QueryCache:
             before = {n: self._pending_names[n] for n in names if n in self._pending_names}
         try:
             if self._signature is not None:
-                before = {**self._catalog_keys()[1], **before}
+                bound = self._catalog_keys()[1]
+                before = {**{n: bound[n] for n in names if n in bound}, **before}
             else:
                 with self.store.reader() as con:
                     before = {**reads.name_bindings(con, [n for n in names if n not in before],
