@@ -312,14 +312,10 @@ def load_index(store: Path, mmap: bool = True):
 
 def _search_on_every_core(index) -> None:
     """One query searches its lists on every core (FAISS splits over queries by default).
-    Fast-scan lists have their own switch: implementation 15 splits queries x lists; measured
-    by bench/query.py: 1.33x faster a query on 2 cores at the same recall (98% of answers
-    identical; the rest differ where 4-bit distances tie)."""
-    faiss = _faiss()
-    ivf = faiss.downcast_index(faiss.extract_index_ivf(index))
-    ivf.parallel_mode = 1
-    if hasattr(ivf, "implem"):
-        ivf.implem = 15
+    Fast-scan (ivfpq) lists keep FAISS's default, one core a query: its implementations
+    14/15 split lists over cores, 1.33x faster, but thread timing then picks among tied
+    4-bit distances, so the same query got different neighbours from run to run."""
+    _faiss().extract_index_ivf(index).parallel_mode = 1
 
 
 def load_info(store: Path) -> dict:

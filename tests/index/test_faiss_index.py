@@ -87,6 +87,20 @@ def test_a_memory_mapped_index_answers_like_one_read_whole(tmp_path, kind):
     np.testing.assert_array_equal(mapped.vectors(ids[[5, 7]]), x[[5, 7]])
 
 
+@pytest.mark.parametrize("kind", ["ivfpq", "ivf"])
+def test_the_same_query_gets_the_same_answer_every_time(kind):
+    """Lists searched on several cores must not let thread timing pick among tied
+    candidates (FAISS's fast-scan implementation 15 did: 4-bit distances tie often)."""
+    ids, x = overlapping_classes(n=3000)
+    index, info = build(ids, x, IndexConfig(kind=kind, nlist=16, recall_sample=50))
+    loaded = LoadedIndex(index, info)
+    q = x[100:120] + 0.01
+    first = loaded.search(q, 20)
+    for _ in range(30):
+        for a, b in zip(loaded.search(q, 20), first, strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.parametrize("share", [0.02, 0.5])
 def test_filtered_ivfpq_search_keeps_to_the_subset(share):
     """A small subset is searched exactly; a large one approximately, then filtered."""
