@@ -20,18 +20,22 @@ def test_image_meta_in_memory_equals_the_catalogs_rows(built_store):
     assert list(got) == list(reads.META_COLUMNS)
     for c in reads.META_COLUMNS:
         assert got[c].tolist() == want[c].tolist(), c
-    with pytest.raises(StoreDamaged):
-        meta.rows(np.array([ids[0], 10_000]))
+    assert meta.first is not None  # ingested ids are dense: positions without a search
+    for bad in (10_000, -1):
+        with pytest.raises(StoreDamaged):
+            meta.rows(np.array([ids[0], bad]))
 
 
 def test_image_meta_keeps_nulls_and_answers_no_ids():
     con = duckdb.connect()
     table = pa.table({"image_id": [5, 7, 9], "class_name": ["a", None, "a"],
                       "synset": ["n1", None, "n1"], "split": ["train"] * 3,
-                      "path": ["x.png", "y.png", "z.png"], "root": ["/r"] * 3})
+                      "path": ["x.png", "y.png", "zü.png"], "root": ["/r"] * 3})
     con.register("images", table)
     meta = reads.ImageMeta.read(con)
     rows = meta.rows(np.array([9, 7]))
-    assert rows["class_name"].tolist() == ["a", None] and rows["path"].tolist() == ["z.png",
+    assert rows["class_name"].tolist() == ["a", None] and rows["path"].tolist() == ["zü.png",
                                                                                      "y.png"]
+    with pytest.raises(StoreDamaged):
+        meta.rows(np.array([8]))
     assert all(len(v) == 0 for v in meta.rows(np.array([], np.int64)).values())

@@ -138,12 +138,14 @@ def image_meta(con, ids: np.ndarray | None = None, missing_ok: bool = False
 class ImageMeta:
     """Every image's ``META_COLUMNS`` in memory, for a process that answers many queries:
     the labels as one row of small codes an image (a neighbour's row is one cache line, not
-    five scattered strings) and the paths as one Arrow string array; ~70 bytes an image.
+    five scattered strings) and the paths as one UTF-8 text with offsets; ~70 bytes an image.
     """
 
     LABELS = tuple(c for c in META_COLUMNS if c not in ("image_id", "path"))
 
     def __init__(self, table) -> None:
+        import pyarrow as pa
+
         self.ids = table.column("image_id").to_numpy()
         self.codes = np.empty((len(self.ids), len(self.LABELS)), np.int32)
         self.categories = {}
@@ -152,7 +154,14 @@ class ImageMeta:
             self.codes[:, j] = enc.indices.fill_null(-1).to_numpy()
             # code -1 (null) picks the None appended last
             self.categories[c] = np.asarray([*enc.dictionary.to_pylist(), None], dtype=object)
-        self.paths = table.column("path").combine_chunks()
+        # dense ids (an ingest numbers images 0, 1, 2...): a position is the id less the first
+        n = len(self.ids)
+        self.first = int(self.ids[0]) if n and self.ids[-1] - self.ids[0] == n - 1 else None
+        # 50 paths sliced from the text take ~15 us; an Arrow take took ~0.1 ms after a search
+        paths = table.column("path").combine_chunks().cast(pa.large_string())
+        self.offsets = np.frombuffer(paths.buffers()[1], np.int64)[
+            paths.offset : paths.offset + n + 1]
+        self.text = memoryview(paths.buffers()[2] or b"")
 
     @classmethod
     def read(cls, con) -> ImageMeta:
@@ -161,16 +170,21 @@ class ImageMeta:
 
     def rows(self, ids: np.ndarray) -> dict[str, np.ndarray]:
         """:func:`image_meta` of these ids, answered from memory."""
-        import pyarrow as pa
-
         ids = np.asarray(ids, np.int64)
-        pos = np.clip(np.searchsorted(self.ids, ids), 0, max(len(self.ids) - 1, 0))
-        if len(ids) and (not len(self.ids) or not np.array_equal(self.ids[pos], ids)):
+        n = len(self.ids)
+        if self.first is not None:
+            pos = ids - self.first
+            bad = (pos < 0) | (pos >= n)
+        else:
+            pos = np.clip(np.searchsorted(self.ids, ids), 0, max(n - 1, 0))
+            bad = self.ids[pos] != ids if n else np.ones(len(ids), bool)
+        if bad.any():
             raise StoreDamaged(f"the index holds image ids the catalog does not list "
-                               f"({ids[self.ids[pos] != ids][:3].tolist()})")
+                               f"({ids[bad][:3].tolist()})")
         codes = self.codes[pos]
         out = {c: self.categories[c][codes[:, j]] for j, c in enumerate(self.LABELS)}
-        out["path"] = np.asarray(self.paths.take(pa.array(pos)).to_pylist(), dtype=object)
+        spans = zip(self.offsets[pos].tolist(), self.offsets[pos + 1].tolist(), strict=True)
+        out["path"] = np.array([str(self.text[a:b], "utf-8") for a, b in spans], dtype=object)
         out["image_id"] = ids
         return {c: out[c] for c in META_COLUMNS}
 
