@@ -161,8 +161,12 @@ def test_the_browser_opens_the_atlas_and_a_channel_page(atlas_db):
         page.click("#grid .tile a >> nth=1")
         page.wait_for_selector("text=channel 4")
         assert page.locator("#neighbours img").count() == 4
-        ok = page.evaluate("[...document.images].every((i) => i.complete && i.naturalWidth > 0)")
-        assert ok
+        # wait for every image to finish loading (CI once checked before they had), then
+        # require that none is broken
+        page.wait_for_function("[...document.images].every((i) => i.complete)")
+        broken = page.evaluate("[...document.images].filter((i) => !i.naturalWidth)"
+                               ".map((i) => i.src)")
+        assert broken == []
         page.screenshot(path=str(_shot()), full_page=True)
 
 
