@@ -57,8 +57,8 @@ class Database:
     ``linger`` keeps the catalog open that many seconds after a read (opening it costs
     ~13 ms; a writer in this process or another still gets in at once); ``defer_cache_writes``
     writes the query cache from a background thread every ``CACHE_FLUSH_S`` seconds (each
-    write closes the shared catalog instance and refreshes what is cached from the catalog:
-    1.3 M images' metadata take ~0.3 s to read again), and keeps its keys in memory;
+    write closes the shared catalog instance, and what is held from the catalog is checked
+    against its data version), and keeps the cache's keys in memory;
     ``batch_uploads`` lets concurrent image queries share forward passes; ``cache_metadata``
     keeps the images' names and paths in memory (~70 bytes an image) once the handle has
     answered a few queries (True: from the first; False: never), instead of a catalog read

@@ -311,10 +311,10 @@ def load_index(store: Path, mmap: bool = True):
 
 
 def _search_on_every_core(index) -> None:
-    """One query searches its lists on every core (FAISS splits over queries by default).
-    Fast-scan (ivfpq) lists keep FAISS's default, one core a query: its implementations
-    14/15 split lists over cores, 1.2-1.3x faster, but thread timing then picks among tied
-    4-bit distances, so the same query got different neighbours from run to run."""
+    """IVF-flat: one query searches its lists on every core (FAISS splits over queries by
+    default). Fast-scan (ivfpq) ignores this switch and keeps one core a query, on purpose:
+    its implementations 14/15 split lists over cores, 1.2-1.3x faster, but thread timing then
+    picks among tied 4-bit distances, so the same query got different neighbours."""
     _faiss().extract_index_ivf(index).parallel_mode = 1
 
 
