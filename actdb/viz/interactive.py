@@ -47,8 +47,8 @@ def encode_points(points, classes_first: list[str] | None = None) -> tuple[bytes
     counts = points.class_name.value_counts()
     order = sorted(counts.index, key=lambda c: (-counts[c], c))
     if classes_first:  # e.g. the queries' classes, so that they get the first colours
-        order = [c for c in classes_first if c in counts] + [
-            c for c in order if c not in classes_first]
+        first = [c for c in dict.fromkeys(classes_first) if c in counts]  # each class once
+        order = first + [c for c in order if c not in first]
     code = {c: i for i, c in enumerate(order)}
     parts = [points.image_id.to_numpy(np.float64), points.x.to_numpy(np.float32),
              points.y.to_numpy(np.float32),

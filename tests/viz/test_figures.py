@@ -1,5 +1,7 @@
 from html.parser import HTMLParser
 
+import numpy as np
+
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
@@ -75,6 +77,35 @@ def test_report_is_self_contained_and_has_every_section(built_store, tmp_path):
     assert p.srcs and all(s.startswith("data:image/") for s in p.srcs)  # no network, no files
     text = out.read_text()
     assert "node4" in text and "id:3" in text
+    _check_map_colours(text, built_store)
+
+
+def _check_map_colours(html: str, store) -> None:
+    """The embedded map payload colours what map.js will colour: the query's top classes
+    (vote first), each point by its own class."""
+    import base64
+    import json
+    import re
+
+    import numpy as np
+
+    d = json.loads(re.search(r'<script type="application/json" id="map-data">(.*?)</script>',
+                             html, re.S).group(1).replace("<\\/", "</"))
+    assert len(d["classes"]) == len(set(d["classes"]))
+    raw = base64.b64decode(d["data"])
+    col = {f["name"]: np.frombuffer(raw, f["dtype"], d["n"], f["offset"]) for f in d["layout"]}
+    codes = []  # map.js's highlighted(): the top classes' codes, top-N of them
+    for name in d["top"]:
+        if name in d["classes"] and d["classes"].index(name) not in codes:
+            codes.append(d["classes"].index(name))
+    codes = codes[:10]
+    meta = actdb.open(store).images().set_index("image_id").class_name
+    names = meta.loc[col["image_id"].astype(np.int64)].to_numpy()
+    for c in codes:  # every highlighted point has its own class's colour
+        assert (names[col["class"] == c] == d["classes"][c]).all()
+    first = d["top"][0]  # the class with the vote is drawn in colour, every point of it
+    assert d["classes"].index(first) in codes
+    assert (col["class"][names == first] == d["classes"].index(first)).all()
 
 
 @needs_chromium
@@ -89,3 +120,17 @@ def test_the_report_map_draws_offline_with_the_query_placed(built_store, tmp_pat
         page.wait_for_selector("#actdb-map .main-svg")
         names = page.evaluate("document.getElementById('actdb-map').data.map((t) => t.name)")
         assert names[-1] == "query" and len(names) >= 2
+
+
+def test_points_payload_names_each_class_once_whatever_comes_first():
+    import pandas as pd
+
+    from actdb.viz.interactive import encode_points
+
+    pts = pd.DataFrame({"image_id": [0, 1, 2, 3, 4], "x": [0.0] * 5, "y": [0.0] * 5,
+                        "class_name": ["a", "b", "b", "c", None]})
+    data, meta = encode_points(pts, ["c", "a", "c", "zzz", "a"])  # vote + centroids overlap
+    assert meta["classes"] == ["c", "a", "b"]
+    off = {f["name"]: f["offset"] for f in meta["layout"]}
+    codes = np.frombuffer(data, np.int32, 5, off["class"])
+    assert [meta["classes"][c] if c >= 0 else None for c in codes] == ["a", "b", "b", "c", None]
