@@ -221,8 +221,8 @@ class Database:
         specs = as_list(queries)
         if not specs:
             raise UsageError("give at least one query")
-        def embed_bytes(data: list[bytes]) -> np.ndarray:  # the model only for new content
-            return self.embedder.embed_bytes(data)
+        def embed_bytes(data: list[bytes], sources: list[str]) -> np.ndarray:  # new content
+            return self.embedder.embed_bytes(data, names=sources)
 
         return resolve(specs, names, self.manifest.dim, self._stored_vectors,
                        lambda images: embed_cached(images, self._query_cache(), embed_bytes))

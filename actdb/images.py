@@ -38,7 +38,6 @@ MAX_PIXELS = 89_478_485
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".jfif"}
 
 
-
 def is_image_name(path: str | Path) -> bool:
     """True when the file name has an image extension (case-insensitive)."""
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
@@ -112,6 +111,22 @@ def decode_image(
     if out.shape != (size, size, 3):
         raise ImageError(f"decoded to unexpected shape {out.shape}")
     return out, (w, h)
+
+
+def decode_named(source: str | Path | bytes, size: int, resize: str = "squash",
+                 name: str | None = None) -> np.ndarray:
+    """:func:`decode_image`'s array, its error naming the image (``name``, else the path) for
+    a user who sent several.
+
+    >>> decode_named(b"", 16, name="upload.png")
+    Traceback (most recent call last):
+    actdb.errors.ImageError: upload.png: empty file
+    """
+    try:
+        return decode_image(source, size, resize)[0]
+    except ImageError as exc:
+        what = name or (source if not isinstance(source, bytes | bytearray) else "image")
+        raise ImageError(f"{what}: {exc}") from None
 
 
 def decode_files(paths: list[str], size: int, resize: str = "squash") -> list:

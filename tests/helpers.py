@@ -83,17 +83,51 @@ needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium 
                                     "installed (.ci/run installs it)")
 
 
+#: Where a page of actdb's may fetch from besides its own server: nothing leaves the machine.
+LOCAL_SCHEMES = ("data:", "blob:", "file:", "about:")
+
+
 @contextlib.contextmanager
-def browser_page():
+def browser_page(origin: str | None = None):
+    """A headless Chromium page that refuses, and fails the test for, every request that
+    leaves ``origin`` (the server's ``http://127.0.0.1:PORT``; None: local files only)."""
     sync_api = pytest.importorskip("playwright.sync_api")
+    offsite: list[str] = []
+
+    def guard(route):
+        url = route.request.url
+        if url.startswith(LOCAL_SCHEMES) or (origin and url.startswith(origin.rstrip("/") + "/")):
+            route.continue_()
+        else:
+            offsite.append(url)
+            route.abort()
+
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=[
             "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
             "--disable-background-networking", "--disable-component-update", "--disable-sync"])
         try:
-            yield browser.new_page()
+            page = browser.new_page()
+            page.route("**/*", guard)
+            yield page
         finally:
             browser.close()
+    assert not offsite, f"the page sent requests beyond {origin or 'its files'}: {offsite}"
+
+
+#: plotly.js's controls that send a chart to a cloud service (its modebar's "Share chart...",
+#: "Edit in Chart Studio").
+CLOUD_CONTROLS = """() => {
+  const titles = [...document.querySelectorAll('.modebar-btn')].map((b) => b.dataset.title || '');
+  return {buttons: titles.length,
+          cloud: titles.filter((t) => /share|cloud|chart studio/i.test(t))};
+}"""
+
+
+def assert_no_cloud_controls(page) -> None:
+    """The page draws a plotly modebar, and nothing in it talks to a network."""
+    found = page.evaluate(CLOUD_CONTROLS)
+    assert found["buttons"] > 0 and found["cloud"] == [], found
 
 
 #: Where tests leave pictures for review (screenshots): ignored by git.

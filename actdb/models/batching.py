@@ -55,9 +55,10 @@ class BatchingEmbedder:
             self._queue.put((np.asarray(images), fut))
             return fut.result()
 
-    def embed_files(self, paths, batch_size: int = 32) -> np.ndarray:
+    def embed_files(self, paths, batch_size: int = 32, names: list[str] | None = None
+                    ) -> np.ndarray:
         """The same decoding as :class:`Embedder`, then the batching :meth:`embed`."""
-        return embed_decoded(self, paths, batch_size)
+        return embed_decoded(self, paths, batch_size, names)
 
     embed_bytes = embed_files
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from actdb import heavy
 from actdb.errors import StoreMismatch, UsageError
-from actdb.images import RESIZE_METHODS, decode_image
+from actdb.images import RESIZE_METHODS, decode_named
 from actdb.models.registry import get_spec, load_application, weights_sha256
 
 POOLS = ("mean", "max")
@@ -166,17 +166,22 @@ class Embedder:
                                             np.float32)[: (1 << n.bit_length()) - n]])
         return np.asarray(self.model.predict_on_batch(x), dtype=np.float32)[:n]
 
-    def embed_files(self, paths: list[str | Path | bytes], batch_size: int = 32) -> np.ndarray:
-        """Decode and embed image files (or raw bytes) exactly as ingest does."""
-        return embed_decoded(self, paths, batch_size)
+    def embed_files(self, paths: list[str | Path | bytes], batch_size: int = 32,
+                    names: list[str] | None = None) -> np.ndarray:
+        """Decode and embed image files (or raw bytes) exactly as ingest does; a bad image's
+        error names it (``names``, else its path)."""
+        return embed_decoded(self, paths, batch_size, names)
 
     embed_bytes = embed_files
 
 
-def embed_decoded(emb, paths: list[str | Path | bytes], batch_size: int = 32) -> np.ndarray:
+def embed_decoded(emb, paths: list[str | Path | bytes], batch_size: int = 32,
+                  names: list[str] | None = None) -> np.ndarray:
     """Decode images with ``emb``'s size and resize method, then ``emb.embed`` them in
     batches."""
-    arrays = [decode_image(p, emb.config.image_size, emb.config.resize)[0] for p in paths]
+    c = emb.config
+    arrays = [decode_named(p, c.image_size, c.resize, names[i] if names else None)
+              for i, p in enumerate(paths)]
     out = [emb.embed(np.stack(arrays[i : i + batch_size]))
            for i in range(0, len(arrays), batch_size)]
     return np.concatenate(out) if out else np.zeros((0, emb.dim), np.float32)

@@ -84,7 +84,7 @@ class Predictor:
 
     def __call__(self, images: list) -> list[dict]:
         """Top-K (wnid, name, probability) per image per model, as a list of records."""
-        from actdb.images import decode_image
+        from actdb.images import decode_named
         from actdb.models.classes import class_index
         from actdb.models.registry import get_spec
 
@@ -93,7 +93,8 @@ class Predictor:
             if not isinstance(p, bytes) and not Path(p).is_file():
                 raise UsageError(f"image {p} is not a file")
         idx = class_index()
-        batch = np.stack([decode_image(p, TOP_SIZE)[0] for p in images]).astype(np.float32)
+        batch = np.stack([decode_named(p, TOP_SIZE, name=getattr(p, "name", None))
+                          for p in images]).astype(np.float32)
         out = []
         for name in cfg.models:
             spec = get_spec(name)

@@ -35,10 +35,12 @@ class QueryVector:
 
 @dataclass(frozen=True)
 class Upload:
-    """Image bytes from somewhere other than a file (an HTTP upload)."""
+    """Image bytes from somewhere other than a file (an HTTP upload): ``name`` is the query's
+    name, ``source`` where the bytes came from (the uploaded file's name)."""
 
     name: str
     data: bytes
+    source: str = ""
 
 
 def as_list(queries) -> list:
@@ -94,7 +96,7 @@ def resolve(specs: list, names: list[str] | None, dim: int,
         if isinstance(spec, QueryVector):
             out.append(spec)
         elif isinstance(spec, Upload):
-            images.append((len(out), name or spec.name, spec.name, spec.data))
+            images.append((len(out), name or spec.name, spec.source or spec.name, spec.data))
             out.append(None)
         elif isinstance(spec, np.ndarray):
             out.extend(_from_array(spec, name or f"vector{n}", "array", dim))
@@ -122,12 +124,14 @@ def resolve(specs: list, names: list[str] | None, dim: int,
 def embed_cached(images: list[tuple[str, str, bytes]], cache, embed_bytes
                  ) -> list[QueryVector]:
     """Image queries through the cache: only content never seen before runs the model
-    (``embed_bytes(list of bytes) -> vectors``); names are bound to what they show now."""
+    (``embed_bytes(list of bytes, their sources) -> vectors``); names are bound to what
+    they show now."""
     shas = [hashlib.sha256(data).hexdigest() for _, _, data in images]
     known = cache.get(shas)
     todo = [i for i, s in enumerate(shas) if s not in known]
     if todo:
-        for i, vec in zip(todo, embed_bytes([images[i][2] for i in todo]), strict=True):
+        vecs = embed_bytes([images[i][2] for i in todo], [images[i][1] for i in todo])
+        for i, vec in zip(todo, vecs, strict=True):
             known[shas[i]] = vec
     rebound = cache.put([(s, name, source, known[s])
                          for s, (name, source, _) in zip(shas, images, strict=True)],

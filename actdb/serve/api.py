@@ -33,7 +33,8 @@ async def query_of(request: Request, image: UploadFile | None, image_id: int | N
             raise HTTPException(400, "empty upload")
         if request.app.state.startup_error:
             raise WeightsUnavailable(request.app.state.startup_error[0])
-        return Upload(Path(image.filename or "upload").stem or "upload", data)
+        return Upload(Path(image.filename or "upload").stem or "upload", data,
+                      image.filename or "upload")
     if image_id is not None:
         return f"id:{image_id}"
     try:

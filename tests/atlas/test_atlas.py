@@ -151,7 +151,7 @@ def test_the_browser_opens_the_atlas_and_a_channel_page(atlas_db):
     from tests.serve.test_live import running_server
 
     with running_server(atlas_db.path, warm_model=False, map_method=None) as url, \
-            browser_page() as page:
+            browser_page(url) as page:
         page.goto(url + "/atlas/")
         page.wait_for_selector("#grid .tile")
         assert page.locator("#grid .tile").count() == 3
@@ -192,7 +192,7 @@ def test_with_a_token_the_browser_asks_once_and_follows_links_into_the_atlas(atl
                         token="s3cret") as url:
         for start in ("/", "/atlas/"):  # from the page's link, or straight to the atlas
             asked = []
-            with browser_page() as page:
+            with browser_page(url) as page:
                 page.on("dialog", lambda d, asked=asked: (asked.append(d.message),
                                                           d.accept("s3cret")))
                 page.goto(url + start)

@@ -12,7 +12,14 @@ import pytest
 
 import actdb
 from actdb.serve.app import ServeConfig, create_app
-from tests.helpers import ARTIFACTS, browser_page, class_image, needs_chromium, synthetic_store
+from tests.helpers import (
+    ARTIFACTS,
+    assert_no_cloud_controls,
+    browser_page,
+    class_image,
+    needs_chromium,
+    synthetic_store,
+)
 
 pytestmark = pytest.mark.slow  # a live server, 8 clients and a browser
 
@@ -85,7 +92,7 @@ def test_the_page_asks_for_the_token_once_and_sends_it(built_store, tmp_path):
     class_image(2, 78).save(img)
     asked = []
     with running_server(built_store, token="s3cret", warm_model=False) as url, \
-            browser_page() as page:
+            browser_page(url) as page:
         page.on("dialog", lambda d: (asked.append(d.message), d.accept("s3cret")))
         page.goto(url + "/")
         page.wait_for_function("document.getElementById('info').textContent.includes("
@@ -109,9 +116,10 @@ POINT_XY = """(i) => {
 def test_browser_map_hover_query_click_and_selection(server, tmp_path):
     img = tmp_path / "drop.png"
     class_image(1, 77).save(img)
-    with browser_page() as page:
+    with browser_page(server) as page:
         page.goto(server + "/")
         page.wait_for_function("window.actdbMapTiming", timeout=60_000)
+        assert_no_cloud_controls(page)
         page.evaluate("window.actdbTestMap = map")
         assert page.evaluate("map.pts.n") == 18
         # hover: the thumbnail and the class of the point under the mouse
@@ -171,7 +179,7 @@ def test_browser_loads_and_draws_50k_points(tmp_path):
     """The page's map at ImageNet's default size (50 points in each of 1,000 classes); the
     time from the request to the drawn map is written for RESULTS.md."""
     store = synthetic_store(tmp_path / "store", 50_000)
-    with running_server(store, warm_model=False) as url, browser_page() as page:
+    with running_server(store, warm_model=False) as url, browser_page(url) as page:
         page.goto(url + "/")
         page.wait_for_function("window.actdbMapTiming", timeout=120_000)
         timing = page.evaluate("window.actdbMapTiming")
@@ -181,3 +189,32 @@ def test_browser_loads_and_draws_50k_points(tmp_path):
             "navigation (target <= 2 s)")
     _artifact("map-50k.txt").write_text(line + "\n")
     print(line)
+
+
+@needs_chromium
+def test_a_failed_query_clears_the_previous_answer_and_the_page_shows_why(server, tmp_path):
+    good, bad = tmp_path / "good.png", tmp_path / "notes.png"
+    class_image(1, 79).save(good)
+    bad.write_bytes(b"this is not an image\n" * 10)
+    answer = ("#context", "#neighbours", "#votes", "#centroids")
+    with browser_page(server) as page:
+        page.goto(server + "/")
+        page.wait_for_function("window.actdbMapTiming", timeout=60_000)
+        page.set_input_files("#file", str(good))
+        page.wait_for_function("window.actdbPlaced", timeout=60_000)
+        assert all(page.inner_text(s).strip() for s in answer)
+        page.set_input_files("#file", str(bad))
+        page.wait_for_function("document.getElementById('error').textContent", timeout=60_000)
+        assert "not an image" in page.inner_text("#error")
+        assert "notes.png" in page.inner_text("#error")
+        assert [page.inner_text(s).strip() for s in answer] == ["", "", "", ""]
+        assert page.locator("#query img").count() == 0
+        names = page.evaluate("document.getElementById('map').data.map((t) => t.name)")
+        assert "query" not in names
+        # k as typed: the server's answer to k=0 is shown, not a quiet k=1
+        page.fill("#k", "0")
+        page.set_input_files("#file", [])
+        page.set_input_files("#file", str(good))
+        page.wait_for_function("document.getElementById('error').textContent", timeout=60_000)
+        assert "k" in page.inner_text("#error")
+        assert page.locator(".neighbour").count() == 0

@@ -1,14 +1,13 @@
 from html.parser import HTMLParser
 
 import numpy as np
-
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
 import actdb
 from actdb.cli import app
-from tests.helpers import browser_page, needs_chromium
+from tests.helpers import assert_no_cloud_controls, browser_page, needs_chromium
 
 runner = CliRunner()
 
@@ -113,11 +112,10 @@ def _check_map_colours(html: str, store) -> None:
 def test_the_report_map_draws_offline_with_the_query_placed(built_store, tmp_path):
     out = tmp_path / "r.html"
     actdb.open(built_store).report(out, ["id:3"], k=4)
-    with browser_page() as page:
-        page.route("**/*", lambda route: route.abort() if not route.request.url.startswith(
-            "file:") else route.continue_())  # no network at all
+    with browser_page() as page:  # no network at all: every request but file: fails it
         page.goto(out.as_uri())
         page.wait_for_selector("#actdb-map .main-svg")
+        assert_no_cloud_controls(page)
         names = page.evaluate("document.getElementById('actdb-map').data.map((t) => t.name)")
         assert names[-1] == "query" and len(names) >= 2
 

@@ -8,6 +8,11 @@
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
     "#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31"];
   const TYPES = {float64: Float64Array, float32: Float32Array, int32: Int32Array};
+  // Nothing that talks to a network: plotly.js would otherwise offer to send the chart (and
+  // its data) to Plotly's cloud ("Share chart", "Edit in Chart Studio").
+  const CONFIG = {scrollZoom: true, displaylogo: false, responsive: true,
+                  showSendToCloud: false, showEditInChartStudio: false, showLink: false,
+                  plotlyServerURL: ""};
 
   // The binary payload of GET /api/maps/{id}/points, described by GET /api/maps/{id}.
   function decodePoints(buffer, meta) {
@@ -93,8 +98,7 @@
         xaxis: {zeroline: false, showticklabels: false},
         yaxis: {zeroline: false, showticklabels: false},
       };
-      await global.Plotly.react(this.el, this.traces(), layout,
-        {scrollZoom: true, displaylogo: false, responsive: true});
+      await global.Plotly.react(this.el, this.traces(), layout, CONFIG);
       if (!this.bound) this.bind();
     }
 
@@ -161,5 +165,5 @@
     }
   }
 
-  global.actdbMap = {ActdbMap, decodePoints, base64Floats, PALETTE};
+  global.actdbMap = {ActdbMap, decodePoints, base64Floats, PALETTE, CONFIG};
 })(window);
