@@ -426,9 +426,15 @@ def _context_line(c: dict) -> str:
     if c["nn_distance"] is None:
         return "no neighbours"
     line = f"nearest-neighbour distance {c['nn_distance']:.4g}"
+    if c.get("filtered"):
+        line += " among all stored images"
     if c.get("nn_percentile") is not None:
         line += (f", farther than {c['nn_percentile']:.1f}% of stored images' nearest "
                  f"neighbours (their median {c['store_median_nn_distance']:.4g})")
+    if c.get("filtered"):
+        nearest_kept = c["filtered_nn_distance"]
+        line += ("; nearest of the filtered images "
+                 + ("none" if nearest_kept is None else f"{nearest_kept:.4g}"))
     if c.get("store_median_random_pair") is not None:
         line += f"; median random-pair distance {c['store_median_random_pair']:.4g}"
     return line

@@ -202,3 +202,13 @@ def test_map_is_made_once_listed_and_exports_are_written(built_store, tmp_path):
     assert bad.exit_code != 0 and "unknown export target 'csv'" in bad.output
     bad = runner.invoke(app, ["serve", "--map", "mds", "--store", str(store)])
     assert bad.exit_code != 0 and "--map mds: use umap, tsne, pca or none" in bad.output
+
+
+def test_a_filtered_context_line_says_what_it_compares(built_store):
+    res = runner.invoke(app, ["nearest", "id:0", "-k", "2", "--classes", "sea_cucumber",
+                              "--store", str(built_store)])
+    assert res.exit_code == 0, res.output
+    line = res.stdout.strip().splitlines()[-1]
+    assert "among all stored images" in line and "nearest of the filtered images" in line
+    plain = runner.invoke(app, ["nearest", "id:0", "-k", "2", "--store", str(built_store)])
+    assert "filtered" not in plain.stdout

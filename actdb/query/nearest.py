@@ -122,14 +122,22 @@ def nearest(queries: list[QueryVector], k: int, loaded, store, allowed: np.ndarr
     class vote and distance context. ``reference`` (the store's distance reference) and
     ``meta_for(ids)`` (the neighbours' rows) are read from the catalog when None."""
     excluding = not include_self and any(q.image_id is not None for q in queries)
-    dist, ids = loaded.search(np.stack([q.vec for q in queries]), k + int(excluding),
-                              allowed, recall, store.vectors)
-    rows = []
-    for qi, q in enumerate(queries):
-        keep = ids[qi] >= 0
-        if excluding and q.image_id is not None:
-            keep &= ids[qi] != q.image_id
-        rows.append((dist[qi][keep][:k], ids[qi][keep][:k]))
+    x = np.stack([q.vec for q in queries])
+
+    def search(n: int, among) -> list[tuple[np.ndarray, np.ndarray]]:
+        dist, ids = loaded.search(x, n + int(excluding), among, recall, store.vectors)
+        out = []
+        for qi, q in enumerate(queries):
+            keep = ids[qi] >= 0
+            if excluding and q.image_id is not None:
+                keep &= ids[qi] != q.image_id
+            out.append((dist[qi][keep][:n], ids[qi][keep][:n]))
+        return out
+
+    rows = search(k, allowed)
+    # the context compares like with like: the nearest of all stored images against all
+    # stored images' nearest neighbours, whatever the filter kept
+    nn_all = [d for d, _ in search(1, None)] if allowed is not None else None
     flat = np.concatenate([r[1] for r in rows]) if rows else np.zeros(0, np.int64)
     if meta_for is not None and reference is not None:
         meta, ref = meta_for(flat), reference
@@ -138,25 +146,34 @@ def nearest(queries: list[QueryVector], k: int, loaded, store, allowed: np.ndarr
             meta = reads.image_meta(con, flat)
             ref = reads.distance_reference(con) if reference is None else reference
     answers, at = [], 0
-    for q, (d, i) in zip(queries, rows, strict=True):
+    for qi, (q, (d, i)) in enumerate(zip(queries, rows, strict=True)):
         m = {c: np.asarray(meta[c][at : at + len(i)], dtype=object) for c in META}
-        answers.append(QueryAnswer(q, d.astype(np.float64), i, m,
-                                   _context(q, d, loaded.metric, ref)))
+        ctx = _context(q, d, loaded.metric, ref, None if nn_all is None else nn_all[qi])
+        answers.append(QueryAnswer(q, d.astype(np.float64), i, m, ctx))
         at += len(i)
     return NearestResult(answers, k, loaded.metric, include_self)
 
 
-def _context(q: QueryVector, d: np.ndarray, metric: str, ref) -> dict:
+def _context(q: QueryVector, d: np.ndarray, metric: str, ref,
+             d_all: np.ndarray | None = None) -> dict:
+    """The distance context of one answer (``d``); under a filter, ``d_all`` is the nearest
+    of all stored images, which the percentile and ``nn_distance`` describe, and
+    ``filtered_nn_distance`` is the nearest that the filter kept."""
     nn_sorted, median_random = ref
     l2 = metric == "l2"
     have_nn = l2 and nn_sorted is not None and len(nn_sorted) > 0
+    filtered_nn = float(d[0]) if len(d) else None
+    mean_k = float(d.mean()) if len(d) else None  # of the k answers, as filtered
+    if d_all is not None:
+        d = d_all
     nn_d = float(d[0]) if len(d) else None
     pct = None
     if have_nn and nn_d is not None:
         pct = 100.0 * float(np.searchsorted(nn_sorted, nn_d, side="right")) / len(nn_sorted)
     mid = len(nn_sorted) // 2 if have_nn else 0  # sorted: the median without sorting again
     return {"source": q.source, "cached": q.cached, "nn_distance": nn_d,
-            "mean_distance_k": float(d.mean()) if len(d) else None, "nn_percentile": pct,
+            "filtered": d_all is not None, "filtered_nn_distance": filtered_nn,
+            "mean_distance_k": mean_k, "nn_percentile": pct,
             "store_median_nn_distance": float(nn_sorted[mid] if len(nn_sorted) % 2 else
                                               (nn_sorted[mid - 1] + nn_sorted[mid]) / 2)
             if have_nn else None,

@@ -37,6 +37,22 @@ def test_an_id_query_leaves_its_own_image_out_everywhere(db):
     assert with_self.neighbors.image_id.iloc[0] == 4 and with_self.context.nn_distance[0] < 1e-3
 
 
+def test_a_filtered_answer_puts_the_nearest_of_all_images_in_context(db):
+    ids, vecs = db.vectors()
+    imgs = db.images().set_index("image_id").loc[ids]
+    q = int(ids[imgs.class_name.to_numpy() == "tench"][0])
+    d = np.sqrt(((vecs.astype(np.float64) - vecs[ids == q][0]) ** 2).sum(1))
+    d[ids == q] = np.inf
+    other = imgs.class_name.to_numpy() != "tench"
+    res = db.nearest(f"id:{q}", k=3, classes="sea_cucumber,groenendael")
+    ctx = res.context.iloc[0]
+    assert ctx.filtered and ctx.nn_distance == pytest.approx(d.min(), rel=1e-4)
+    assert ctx.filtered_nn_distance == pytest.approx(d[other].min(), rel=1e-4)
+    plain = db.nearest(f"id:{q}", k=3).context.iloc[0]  # the same context as unfiltered
+    assert ctx.nn_percentile == plain.nn_percentile and not plain.filtered
+    assert ctx.mean_distance_k == pytest.approx(np.sort(d[other])[:3].mean(), rel=1e-4)
+
+
 def test_results_equal_numpy_brute_force(db):
     ids, vecs = db.vectors()
     q = vecs[5] * 1.1 + 0.01
