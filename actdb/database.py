@@ -216,7 +216,7 @@ class Database:
     def resolve(self, queries, names: list[str] | None = None) -> list[QueryVector]:
         """Image files, ``id:N``, ``.npy`` files, arrays or uploads -> query vectors, embedded
         exactly as the stored images were (and cached by content)."""
-        from actdb.query.resolve import embed_cached, resolve
+        from actdb.query.resolve import bind_cached, embed_cached, resolve
 
         specs = as_list(queries)
         if not specs:
@@ -225,7 +225,8 @@ class Database:
             return self.embedder.embed_bytes(data, names=sources)
 
         return resolve(specs, names, self.manifest.dim, self._stored_vectors,
-                       lambda images: embed_cached(images, self._query_cache(), embed_bytes))
+                       lambda images: embed_cached(images, self._query_cache(), embed_bytes),
+                       lambda vectors: bind_cached(vectors, self._query_cache()))
 
     def nearest(self, queries, k: int = 10, classes=None, split: str | None = None,
                 where: str | None = None, names: list[str] | None = None,

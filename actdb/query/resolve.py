@@ -85,14 +85,19 @@ def _from_npy(path: Path, name: str, dim: int) -> list[QueryVector]:
 def resolve(specs: list, names: list[str] | None, dim: int,
             stored_vectors: Callable[[list[int]], np.ndarray],
             embed_images: Callable[[list[tuple[str, str, bytes]]], list[QueryVector]],
+            bind_vectors: Callable[[list[QueryVector]], None] | None = None,
             ) -> list[QueryVector]:
     """Resolve every spec. ``stored_vectors(ids)`` reads stored vectors; ``embed_images``
-    turns (name, source, bytes) into query vectors (cached, or through the model)."""
+    turns (name, source, bytes) into query vectors (cached, or through the model);
+    ``bind_vectors`` gives vectors (``.npy``, ``id:``, arrays) that were named explicitly
+    their names, as image queries get theirs."""
     out: list = []
     images: list[tuple[int, str, str, bytes]] = []  # (slot, name, source, bytes)
     ids: list[tuple[int, int, str]] = []  # (slot, image_id, name)
+    named: list[int] = []  # slots of explicitly named vectors
     for n, spec in enumerate(specs):
         name = names[n] if names and n < len(names) and names[n] else None
+        at = len(out)
         if isinstance(spec, QueryVector):
             out.append(spec)
         elif isinstance(spec, Upload):
@@ -111,6 +116,9 @@ def resolve(specs: list, names: list[str] | None, dim: int,
                 raise QueryError(f"query {spec} is not a file, an id:<image_id> or a .npy")
             images.append((len(out), name or p.stem, str(p), p.read_bytes()))
             out.append(None)
+            continue
+        if name and not isinstance(spec, QueryVector | Upload):
+            named.extend(range(at, len(out)))
     if ids:
         vecs = stored_vectors([i for _, i, _ in ids])
         for (slot, image_id, name), vec in zip(ids, vecs, strict=True):
@@ -118,7 +126,25 @@ def resolve(specs: list, names: list[str] | None, dim: int,
     if images:
         for (slot, *_), q in zip(images, embed_images([i[1:] for i in images]), strict=True):
             out[slot] = q
+    if named and bind_vectors is not None:
+        bind_vectors([out[i] for i in named])
     return out
+
+
+def vector_key(vec: np.ndarray) -> str:
+    """The cache key of a query given as a vector: a sha256 of its float32 bytes (never equal
+    to an image's, which hashes the file)."""
+    return hashlib.sha256(b"vector:" + np.ascontiguousarray(vec, np.float32).tobytes()
+                          ).hexdigest()
+
+
+def bind_cached(queries: list[QueryVector], cache) -> None:
+    """Bind these vectors' names in the query cache (a name that denoted other content is
+    rebound, and the query says so); the same binding again writes nothing."""
+    rebound = cache.put([(vector_key(q.vec), q.name, q.source, q.vec) for q in queries],
+                        computed=set())
+    for q in queries:
+        q.rebound = q.name in rebound
 
 
 def embed_cached(images: list[tuple[str, str, bytes]], cache, embed_bytes

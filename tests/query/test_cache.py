@@ -114,3 +114,31 @@ def test_asking_the_same_question_again_writes_nothing(store, tmp_path, monkeypa
     assert len(writes) == 1
     assert db.sql("SELECT count(*) AS n FROM queries WHERE name IN ('again', 'other')"
                   ).to_pylist() == [{"n": 2}]
+
+
+def test_a_named_vector_or_stored_image_gets_its_name_too(store, tmp_path, monkeypatch):
+    from actdb.store import catalog
+
+    db = actdb.open(store)
+    ids, vecs = db.vectors()
+    np.save(tmp_path / "vec.npy", vecs[2] * 0.5)
+    runner = CliRunner()
+    res = runner.invoke(app, ["nearest", str(tmp_path / "vec.npy"), "--name", "myvec",
+                              "--store", str(store)])
+    assert res.exit_code == 0, res.output
+    db.nearest(f"id:{ids[3]}", k=1, names=["three"])
+    rows = {r["name"]: r for r in db.sql("SELECT name, source, vec FROM queries WHERE name IN "
+                                         "('myvec', 'three')").to_pylist()}
+    np.testing.assert_array_equal(rows["myvec"]["vec"], vecs[2] * 0.5)
+    np.testing.assert_array_equal(rows["three"]["vec"], vecs[3])
+    assert rows["three"]["source"] == f"id:{ids[3]}"
+    writes = []
+    real = catalog.writer
+    monkeypatch.setattr(catalog, "writer", lambda *a, **k: writes.append(1) or real(*a, **k))
+    again = actdb.open(store)
+    assert not again.nearest(f"id:{ids[3]}", k=1, names=["three"]).answers[0].query.rebound
+    assert not writes  # the same binding again writes nothing
+    other = again.nearest(f"id:{ids[4]}", k=1, names=["three"])  # other content: rebound
+    assert other.answers[0].query.rebound and len(writes) == 1
+    unnamed = again.nearest(f"id:{ids[5]}", k=1)  # no --name: nothing to bind
+    assert len(writes) == 1 and unnamed.answers[0].query.name == f"id:{ids[5]}"
