@@ -212,7 +212,8 @@ def ingest(
     image_size: int = typer.Option(224, help="Square input size in pixels."),
     resize: str = typer.Option("squash", help="squash (whole image to size x size, bilinear) "
                                "or center-crop. Query images get the same."),
-    per_class: int = typer.Option(None, help="Seeded random sample of N images per class."),
+    per_class: int = typer.Option(None, help="Seeded random sample of N images per class "
+                                  "(across the splits selected: both, or --split's)."),
     limit: int = typer.Option(None, help="Seeded random sample of N images overall."),
     seed: int = typer.Option(0, help="Seed for --per-class and --limit."),
     split: str = typer.Option(None, help="Only this split: train or val (default both)."),

@@ -147,10 +147,10 @@ def select_entries(entries: list[ImageEntry], cfg: IngestConfig) -> list[ImageEn
     if cfg.shard:
         k, n = parse_shard(cfg.shard)
         out = [e for e in out if in_shard(e.path, k, n)]
-    if cfg.per_class is not None:
-        groups: dict[tuple, list[int]] = collections.defaultdict(list)
+    if cfg.per_class is not None:  # N of each class, across the selected splits
+        groups: dict[str, list[int]] = collections.defaultdict(list)
         for i, e in enumerate(out):
-            groups[(e.split, e.synset or e.class_name)].append(i)
+            groups[e.synset or e.class_name].append(i)
         keep = []
         for key, idx in groups.items():
             rng = np.random.default_rng([cfg.seed, zlib.crc32(repr(key).encode())])

@@ -1,3 +1,5 @@
+import collections
+
 import numpy as np
 import pytest
 
@@ -106,6 +108,18 @@ def test_per_class_and_limit_are_seeded_samples(tmp_path):
     lim = select_entries(entries, IngestConfig(root=root, store="s", limit=4, seed=0))
     again = select_entries(entries, IngestConfig(root=root, store="s", limit=4))
     assert len(lim) == 4 and lim == again
+
+
+def test_per_class_counts_a_class_across_its_splits(tmp_path):
+    make_tree(tmp_path / "train", per_class=3)
+    make_tree(tmp_path / "val", per_class=3)
+    entries = detect_layout(tmp_path).entries
+    both = select_entries(entries, IngestConfig(root=tmp_path, store="s", per_class=4))
+    counts = collections.Counter(e.class_name for e in both)
+    assert sorted(counts.values()) == [4, 4, 4] and {e.split for e in both} == {"train", "val"}
+    val = select_entries(entries, IngestConfig(root=tmp_path, store="s", per_class=2,
+                                               split="val"))
+    assert len(val) == 6 and {e.split for e in val} == {"val"}
 
 
 @pytest.mark.slow
