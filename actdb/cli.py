@@ -43,15 +43,22 @@ OPTION_NAMES = {"k": "-k", "where": "--where", "split": "--split", "image_size":
                 "workers": "--workers", "shard": "--shard", "strict": "--strict",
                 "random_classes": "--random-classes", "bins": "--bins", "top": "--top",
                 "steps": "--steps", "pairs_per_class": "--pairs-per-class",
-                "pair_sample": "--pair-sample", "weights": "--weights"}
+                "pair_sample": "--pair-sample", "weights": "--weights", "model": "--model",
+                "layer": "--layer", "pool": "--pool", "resize": "--resize",
+                "precision": "--precision"}
 _PARAM = re.compile(r"^(bad )?(" + "|".join(sorted(OPTION_NAMES, key=len, reverse=True))
                     + r")\b")
 
 
 def as_option_names(message: str) -> str:
-    """Reword a library message's leading parameter name to its option (``k must`` ->
-    ``-k must``)."""
-    return _PARAM.sub(lambda m: (m.group(1) or "") + OPTION_NAMES[m.group(2)], message)
+    """Reword the parameter name leading a library message, or each of its "; " parts, to
+    its option (``k must`` -> ``-k must``).
+
+    >>> as_option_names("image_size 64 conflicts with the store's 32; pool max conflicts")
+    "--image-size 64 conflicts with the store's 32; --pool max conflicts"
+    """
+    return "; ".join(_PARAM.sub(lambda m: (m.group(1) or "") + OPTION_NAMES[m.group(2)], part)
+                     for part in message.split("; "))
 
 
 def _fail(message: str, code: int) -> None:
@@ -203,15 +210,20 @@ def ingest(
                                 "flat val, or any class-per-folder tree), or imagenette, "
                                 "imagenette-160, imagenette-320 (downloaded, verified)."),
     store: Path = StoreOpt,
-    model: str = typer.Option("vgg19", help="vgg19, vgg16 or resnet50."),
+    model: str = typer.Option(None, help="vgg19 (default), vgg16 or resnet50. Every recipe "
+                              "option defaults to the store's when it exists.",
+                              show_default=False),
     layer: str = typer.Option(None, help="Layer to read (default: vgg19 block5_conv4, vgg16 "
                               "block5_conv3, resnet50 conv5_block3_out)."),
-    pool: str = typer.Option("mean", help="mean (the original study's) or max over positions."),
-    weights: str = typer.Option("imagenet", help="imagenet | PATH to a Keras weights file | "
-                                "random:SEED."),
-    image_size: int = typer.Option(224, help="Square input size in pixels."),
-    resize: str = typer.Option("squash", help="squash (whole image to size x size, bilinear) "
-                               "or center-crop. Query images get the same."),
+    pool: str = typer.Option(None, help="mean (default: the original study's) or max over "
+                             "positions.", show_default=False),
+    weights: str = typer.Option(None, help="imagenet (default) | PATH to a Keras weights file "
+                                "| random:SEED.", show_default=False),
+    image_size: int = typer.Option(None, help="Square input size in pixels (default 224).",
+                                   show_default=False),
+    resize: str = typer.Option(None, help="squash (default: whole image to size x size, "
+                               "bilinear) or center-crop. Query images get the same.",
+                               show_default=False),
     per_class: int = typer.Option(None, help="Seeded random sample of N images per class "
                                   "(across the splits selected: both, or --split's)."),
     limit: int = typer.Option(None, help="Seeded random sample of N images overall."),
@@ -219,8 +231,9 @@ def ingest(
     split: str = typer.Option(None, help="Only this split: train or val (default both)."),
     batch_size: int = typer.Option(None, help="Images per forward pass (default: 32 on a CPU, "
                                    "256 on a GPU)."),
-    precision: str = typer.Option("auto", help="auto | fp32 | bf16 (auto: bf16 where the "
-                                  "hardware has it; see README)."),
+    precision: str = typer.Option(None, help="auto (default) | fp32 | bf16 (auto: bf16 "
+                                  "where the hardware has it; see README).",
+                                  show_default=False),
     strict: bool = typer.Option(False, help="Stop with an error at the first bad image."),
     shard: str = typer.Option(None, help="K/N: ingest only this 1/N slice (K = 1..N), for "
                               "several workers; combine with `actdb merge`."),

@@ -125,22 +125,21 @@ class Database:
     def ingest(self, root: str | Path, progress: Callable[[int, int], None] | None = None,
                **options):
         """Embed the images under ``root`` into this store (made when missing), resuming and
-        skipping what is there; then update the index and the statistics.
+        skipping what is there; then update the index and the statistics. Into a store that
+        exists, the recipe options default to its manifest's (a conflicting one is refused).
 
         Options are :class:`~actdb.ingest.pipeline.IngestConfig`'s (``per_class``, ``limit``,
         ``seed``, ``split``, ``batch_size``, ``strict``, ``shard``, ``rows_per_shard``,
         ``workers``) and :class:`~actdb.models.embed.EmbedConfig`'s (``model``, ``layer``,
         ``pool``, ``weights``, ``image_size``, ``resize``, ``precision``).
         """
-        from actdb.ingest.pipeline import IngestConfig, ingest
-        from actdb.models.embed import EmbedConfig
+        from actdb.ingest.pipeline import RECIPE, IngestConfig, ingest, store_recipe
 
-        embed_names = {f.name for f in fields(EmbedConfig)}
         ingest_names = {f.name for f in fields(IngestConfig)} - {"root", "store", "embed"}
-        unknown = set(options) - embed_names - ingest_names
+        unknown = set(options) - set(RECIPE) - ingest_names
         if unknown:
             raise UsageError(f"unknown ingest option(s): {', '.join(sorted(unknown))}")
-        embed = EmbedConfig(**{k: v for k, v in options.items() if k in embed_names})
+        embed = store_recipe(self.path, {k: v for k, v in options.items() if k in RECIPE})
         rest = {k: v for k, v in options.items() if k in ingest_names}
         result = ingest(IngestConfig(root=root, store=self.path, embed=embed, **rest), progress)
         with self._lock:

@@ -20,12 +20,12 @@ import time
 import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
 
-from actdb.errors import ImageError, IngestFailed, UsageError
+from actdb.errors import ImageError, IngestFailed, StoreMismatch, UsageError
 from actdb.images import decode_files
 from actdb.ingest.datasets import DATASETS, fetch
 from actdb.ingest.layout import SPLITS, ImageEntry, detect_layout
@@ -274,6 +274,46 @@ def _check_cheap(store: Path, ec: EmbedConfig) -> EmbedConfig:
     if diff:
         raise mismatch(f"the store at {store}", diff)
     return ec
+
+
+#: The recipe options of an ingest: a new store takes them (or EmbedConfig's defaults), a
+#: store that exists is their default.
+RECIPE = tuple(f.name for f in fields(EmbedConfig))
+
+
+def store_recipe(store: str | Path, given: dict) -> EmbedConfig:
+    """The recipe of an ingest into ``store``: the one its manifest records, else
+    EmbedConfig's defaults, with the options ``given`` (None: not given) over it. A given
+    option that conflicts with the store's is refused, named; weights from another source
+    are checked by their sha256 when the model is built.
+
+    >>> store_recipe(store, {"pool": None}).weights
+    'random:0'
+    >>> store_recipe(store, {"image_size": 64})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    actdb.errors.StoreMismatch: image_size 64 conflicts with the store's 32; leave it out ...
+    """
+    given = {k: v for k, v in given.items() if v is not None}
+    unknown = set(given) - set(RECIPE)
+    if unknown:
+        raise UsageError(f"unknown recipe option(s): {', '.join(sorted(unknown))}")
+    if not (Path(store) / "manifest.json").exists():
+        return EmbedConfig(**given)
+    from actdb.models.registry import get_spec
+
+    m = read_manifest(Path(store))
+    stored = {k: getattr(m, k) for k in RECIPE}
+    conflicts = []
+    for k, v in sorted(given.items(), key=lambda kv: RECIPE.index(kv[0])):
+        if k == "weights" or (k == "precision" and v == "auto"):
+            continue
+        if (get_spec(v).name if k == "model" else v) != stored[k]:
+            conflicts.append(f"{k} {v} conflicts with the store's {stored[k]}")
+    if conflicts:
+        them = "it" if len(conflicts) == 1 else "them"
+        raise StoreMismatch(f"{'; '.join(conflicts)}; leave {them} out to ingest with the "
+                            "store's recipe, or use another store")
+    return EmbedConfig(**{**stored, **{k: v for k, v in given.items() if k == "weights"}})
 
 
 def prepare(cfg: IngestConfig):

@@ -1,4 +1,6 @@
 import collections
+import json
+import shutil
 
 import numpy as np
 import pytest
@@ -159,3 +161,27 @@ def test_decoding_in_processes_gives_the_same_store_as_threads(tmp_path):
     np.testing.assert_array_equal(vt, vp)
     with pytest.raises(UsageError, match="decoders must be one of"):
         run(root, tmp_path / "x", decoders="fibers")
+
+
+def test_a_stores_manifest_is_the_recipe_of_every_later_ingest(built_store, tmp_path):
+    from typer.testing import CliRunner
+
+    from actdb.cli import app
+
+    store = tmp_path / "store"
+    shutil.copytree(built_store, store)
+    more = make_tree(tmp_path / "more", classes=("n01440764",), per_class=2, seed=7)
+    runner = CliRunner()
+    res = runner.invoke(app, ["ingest", str(more), "--store", str(store), "--image-size", "64",
+                              "--pool", "max"])
+    assert res.exit_code == 1
+    assert res.stderr.startswith("error: --pool max conflicts with the store's mean; "
+                                 "--image-size 64 conflicts with the store's 32")
+    res = runner.invoke(app, ["ingest", str(more), "--store", str(store), "--image-size",
+                              str(SIZE), "--json"])  # no --weights: the store's random:0
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["ingested"] == 2
+    again = make_tree(tmp_path / "again", classes=("n02105056",), per_class=1, seed=8)
+    assert actdb.open(store).ingest(again).ingested == 1  # from Python too
+    m = actdb.open(store).manifest
+    assert (m.weights, m.image_size, m.pool) == (WEIGHTS, SIZE, "mean")
