@@ -440,13 +440,14 @@ class Database:
         where it lands (``k`` nearest images, class vote, centroids), its top, bottom and
         quantile ``examples`` and the agreement of these, in the ``channels`` table, then a
         static site (``output``, else the store's ``atlas/site``). ``channels``: "0-511",
-        "4,17" or a list; None: all. Rerunning continues where a run stopped."""
+        "4,17" or a list; None: all. Rerunning continues where a run stopped. ``output`` is
+        made when missing."""
         from actdb.atlas.run import AtlasConfig, parse_channels, run_atlas
 
         chans = (tuple(parse_channels(channels, self.manifest.dim))
                  if isinstance(channels, str) else tuple(channels) if channels else None)
-        if output is not None:
-            _writable(Path(output) / "index.html")
+        if output is not None and Path(output).exists() and not Path(output).is_dir():
+            raise UsageError(f"cannot write the atlas into {output}: it is a file, not a folder")
         self._require_intact()
         cfg = AtlasConfig(chans, recipe, steps, size, batch, tuple(models), k, examples, seed,
                           variants, precision, heatmaps, output)

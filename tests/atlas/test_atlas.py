@@ -222,3 +222,21 @@ def test_channel_lists_are_parsed_and_checked():
     with pytest.raises(actdb.ActdbError, match="numbers and ranges"):
         parse_channels("four", 512)
     assert np.array_equal(parse_channels(None, 3), [0, 1, 2])
+
+
+def test_the_site_folder_is_made_when_missing_and_a_file_is_refused(atlas_db, tmp_path):
+    from typer.testing import CliRunner
+
+    from actdb.cli import app
+
+    out = tmp_path / "new" / "site"
+    res = CliRunner().invoke(app, ["atlas", "--channels", "3-5", "-o", str(out), "--store",
+                                   str(atlas_db.path), "--size", "32", "--steps", "3",
+                                   "--models", "vgg19", "-k", "4", "--examples", "3", "--batch",
+                                   "2"])
+    assert res.exit_code == 0, res.output
+    assert (out / "index.html").is_file()
+    (tmp_path / "f").write_text("")
+    res = CliRunner().invoke(app, ["atlas", "--channels", "3", "-o", str(tmp_path / "f"),
+                                   "--store", str(atlas_db.path)])
+    assert res.exit_code == 2 and "is a file" in res.stderr
