@@ -71,6 +71,7 @@ def test_imagenette_is_downloaded_verified_extracted_and_ingested(tmp_path, kera
     assert fetch("imagenette-160") == keras_home / "datasets" / "imagenette2-160"
 
 
+@pytest.mark.slow  # hashes a large archive: ~8 s
 def test_a_corrupted_archive_is_refused_and_deleted(tmp_path, keras_home, monkeypatch):
     (tmp_path / "www").mkdir()
     tiny_imagenette(tmp_path / "www" / "imagenette2-160.tgz")
@@ -83,6 +84,7 @@ def test_a_corrupted_archive_is_refused_and_deleted(tmp_path, keras_home, monkey
     assert not (keras_home / "datasets" / "imagenette2-160").exists()  # nothing extracted
 
 
+@pytest.mark.slow  # Keras' download retries a refused connection: ~10 s
 def test_without_network_it_says_where_to_put_the_archive(keras_home, monkeypatch):
     monkeypatch.setenv("ACTDB_DATASET_URL_IMAGENETTE_160",
                        "http://127.0.0.1:9/imagenette2-160.tgz#md5=" + "0" * 32)

@@ -158,7 +158,8 @@ def test_every_error_has_one_shape(client, method, path, kwargs, status):
     assert set(body) == {"error", "type"} and body["error"] and "\n" not in body["error"]
 
 
-@pytest.mark.parametrize("kind", ["pca", "tsne", "distances"])
+@pytest.mark.parametrize("kind", ["pca", pytest.param("tsne", marks=pytest.mark.slow),
+                                  "distances"])  # t-SNE: ~30 s on 2 cores
 def test_every_plot_kind_is_served(client, kind):
     r = client.post(f"/api/plot/{kind}?classes=tench,groenendael", data={"image_id": "0"})
     assert r.status_code == 200 and r.content[:8] == b"\x89PNG\r\n\x1a\n"
