@@ -75,6 +75,11 @@ def handle_errors(fn):
             return fn(*args, **kwargs)
         except ActdbError as exc:
             _fail(as_option_names(str(exc)), exc.exit_code)
+        except BrokenPipeError:  # `actdb sql ... | head`: the reader left; go as Unix tools go
+            import os
+
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(141) from None
         except OSError as exc:
             where = f"{exc.filename}: " if exc.filename else ""
             _fail(f"{where}{exc.strerror or exc}", 1)

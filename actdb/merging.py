@@ -51,7 +51,8 @@ def merge_stores(out: str | Path, sources: list[str | Path],
     manifests = [read_manifest(s) for s in srcs]
     first = manifests[0]
     for s, m in zip(srcs[1:], manifests[1:], strict=True):
-        first.ensure_compatible(m, what=f"store {s}")
+        first.ensure_compatible(m, what=f"store {s}", fix="merge only stores made with the "
+                                "same recipe (actdb info shows each one's)")
     added = skipped = renumbered = n_fail = 0
     with StoreWriter(out, first) as w:
         w.start_run("", "merge", {"sources": [str(s.resolve()) for s in srcs]})

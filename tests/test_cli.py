@@ -212,3 +212,11 @@ def test_a_filtered_context_line_says_what_it_compares(built_store):
     assert "among all stored images" in line and "nearest of the filtered images" in line
     plain = runner.invoke(app, ["nearest", "id:0", "-k", "2", "--store", str(built_store)])
     assert "filtered" not in plain.stdout
+
+
+@pytest.mark.slow
+def test_a_reader_that_leaves_early_gets_no_error(built_store):
+    cmd = (f"{sys.executable} -m actdb sql 'SELECT * FROM range(200000)' --store "
+           f"{built_store} | head -n 1")
+    res = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=120)
+    assert res.stdout.strip() and "error" not in res.stderr and "Traceback" not in res.stderr

@@ -27,7 +27,13 @@ from actdb.errors import QueryError, SqlRefused, SqlTimeout
 
 
 def check_statement(sql: str) -> None:
-    """Refuse anything but a single SELECT (or EXPLAIN) statement."""
+    """Refuse anything but a single read-only statement (DuckDB parses DESCRIBE, SHOW and
+    SUMMARIZE as SELECT).
+
+    >>> check_statement("DROP TABLE images")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    actdb.errors.SqlRefused: only read-only statements are allowed (SELECT, ...), not DROP
+    """
     import duckdb
 
     try:
@@ -38,7 +44,8 @@ def check_statement(sql: str) -> None:
         raise SqlRefused(f"exactly one SQL statement is allowed, got {len(stmts)}")
     kind = stmts[0].type
     if kind not in (duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN):
-        raise SqlRefused(f"only SELECT statements are allowed, not {kind.name}")
+        raise SqlRefused("only read-only statements are allowed (SELECT, WITH, DESCRIBE, SHOW, "
+                         f"SUMMARIZE, EXPLAIN), not {kind.name}")
 
 
 def run_sql(store, sql: str, max_rows: int | None = None, timeout: float | None = None):

@@ -20,6 +20,8 @@ from actdb.store.catalog.files import manifest_path
 #: 2: statistics tables created with the catalog, named queries, repairs.
 FORMAT_VERSION = 2
 #: Fields that must agree before vectors can share a store (or be compared at all).
+#: What to do about a mismatch, for the commands that take --store.
+FIX = "use the store's settings or another --store"
 COMPAT_FIELDS = ("model", "layer", "pool", "dim", "image_size", "resize", "precision",
                  "weights_sha256")
 
@@ -67,17 +69,18 @@ class Manifest:
                 out.append(f"{name}: {a} != {b}")
         return out
 
-    def ensure_compatible(self, other: Manifest, what: str = "the store") -> None:
+    def ensure_compatible(self, other: Manifest, what: str = "the store",
+                          fix: str = FIX) -> None:
         """Raise StoreMismatch naming every differing field."""
         diff = self.differences(other)
         if diff:
-            raise mismatch(what, diff)
+            raise mismatch(what, diff, fix)
 
 
-def mismatch(what: str, diff: list[str]) -> StoreMismatch:
+def mismatch(what: str, diff: list[str], fix: str = FIX) -> StoreMismatch:
     """The one error for settings that differ from a store's (``diff``: "field: a != b")."""
     return StoreMismatch(f"{what} was built with different settings ({'; '.join(diff)}); "
-                         "use the store's settings or another --store")
+                         f"{fix}")
 
 
 def read_manifest(store: Path) -> Manifest:
