@@ -274,6 +274,7 @@ def ingest(
         _quiet_ray()
     with _bar(not as_json, "ingest") as bar:
         result = _db(store).ingest(root, progress=bar, **options)
+    _unreached(result.index)
     if as_json:
         _echo_json(result.to_dict())
         return
@@ -404,11 +405,20 @@ def index_cmd(
     Example: actdb index --kind hnsw --metric cosine
     """
     info_ = _db(store).index(kind=kind, metric=metric, target_recall=target_recall)
+    _unreached(info_)
     if as_json:
         _echo_json(info_)
     else:
         typer.echo(f"built {info_['kind']} index ({info_['metric']}) over {info_['ntotal']} "
                    f"vectors in {info_['build_seconds']}s, recall@50 {info_['recall_at_50']}")
+
+
+def _unreached(info: dict | None) -> None:
+    """Say on stderr which recall levels no setting of the index reached."""
+    if info and info.get("unreached_recall"):
+        levels = ", ".join(str(r) for r in info["unreached_recall"])
+        _note(f"no setting of this {info['kind']} index reaches recall@50 {levels}; the best "
+              f"measured, {info['recall_at_50']}, answers for it (try --kind flat or hnsw)")
 
 
 @command()

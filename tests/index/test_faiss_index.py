@@ -120,3 +120,38 @@ def test_filtered_ivfpq_search_keeps_to_the_subset(share):
     else:
         assert np.mean([len(np.intersect1d(g, t)) for g, t in zip(got, ids[sub][pos],
                                                                    strict=True)]) >= 9
+
+
+@pytest.mark.parametrize("kind", ["ivfpq", "hnsw"])
+def test_tuning_reaches_the_target_on_a_clock_that_has_already_run_out(kind, monkeypatch):
+    import time as time_module
+
+    from actdb.index import faiss_index
+
+    real = time_module.monotonic
+    calls = []
+
+    def slow_clock():  # every reading is an hour later: the budget is spent at once
+        calls.append(1)
+        return real() + 3600.0 * len(calls)
+
+    monkeypatch.setattr(faiss_index.time, "monotonic", slow_clock)
+    ids, x = overlapping_classes()
+    index, info = build(ids, x, IndexConfig(kind=kind, target_recall=0.95, recall_sample=300,
+                                            pq_m=24, tune_seconds=0.0))
+    assert info["recall_at_50"] >= 0.95
+    again = measure_recall(index, ids, x, "l2", info, sample=300, seed=7)
+    assert abs(again - info["recall_at_50"]) <= 0.03  # recorded as measured
+    points = info["operating_points"]
+    assert all(p["recall"] >= 0.9 for p in points) or info["unreached_recall"]
+    for level in (0.9, 0.95, 0.99):  # each level reached, or said to be out of reach
+        assert any(p["recall"] >= level for p in points) or level in info["unreached_recall"]
+
+
+def test_a_level_no_setting_reaches_is_recorded_as_unreached():
+    ids, x = overlapping_classes(n=3000)
+    _, info = build(ids, x, IndexConfig(kind="ivfpq", target_recall=1.0, recall_sample=100,
+                                        pq_m=6))  # coarse codes: 8 dims a sub-quantizer
+    best = max(p["recall"] for p in info["operating_points"])
+    assert best < 1.0 and 1.0 in info["unreached_recall"]
+    assert info["recall_at_50"] == best  # the most accurate setting stands for it

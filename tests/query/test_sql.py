@@ -22,7 +22,7 @@ def test_documented_views_exist(built_store):
 
 def test_sql_is_read_only_and_errors_are_one_line(built_store, tmp_path):
     db = actdb.open(built_store)
-    with pytest.raises(SqlRefused, match="only SELECT") as e:
+    with pytest.raises(SqlRefused, match="only read-only") as e:
         db.sql("DELETE FROM images")
     assert "\n" not in str(e.value)
     assert len(db.sql("SELECT * FROM images")) == 18
