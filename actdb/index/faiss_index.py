@@ -197,16 +197,11 @@ class RecallProbe:
             times.append(time.perf_counter() - t)
         return float(np.median(times) * 1e3)
 
-    def measure(self, index, params=None) -> tuple[float, float]:
-        """(mean recall@k against exact search, p50 ms of one query at a time)."""
-        return self.recall(index, params), self.p50_ms(index, params)
-
 
 def measure_recall(index, ids: np.ndarray, vecs: np.ndarray, metric: str, info: dict,
                    k: int = RECALL_K, sample: int = 500, seed: int = 0) -> float:
     """Mean recall@k of ``index`` with its default setting, on a sample of ``vecs``."""
-    return RecallProbe(ids, vecs, metric, k, sample, seed).measure(index,
-                                                                   search_params(info))[0]
+    return RecallProbe(ids, vecs, metric, k, sample, seed).recall(index, search_params(info))
 
 
 def _grid(kind: str, built: dict, n: int) -> list[dict]:
