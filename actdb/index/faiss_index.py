@@ -225,7 +225,7 @@ def _grid(kind: str, built: dict, n: int) -> list[dict]:
 MIN_TIMED = 10
 
 
-def _families(kind: str, grid: list[dict]) -> list[list[int]]:
+def _families(grid: list[dict]) -> list[list[int]]:
     """The grid's positions in runs along which recall grows (more lists probed, a wider
     beam), cheapest first: one run per re-ranking factor for ivfpq."""
     runs: dict = {}
@@ -255,13 +255,10 @@ def _tune(index, kind: str, built: dict, ids, vecs, cfg: IndexConfig) -> dict:
         return recalls[i]
 
     chosen = set()
-    for run in _families(kind, grid):
-        if recall(run[-1]) < levels[0]:
-            chosen.add(run[-1])  # this run's best, in case no run reaches any level
-            continue
+    for run in _families(grid):
         for level in levels:
             lo, hi = 0, len(run) - 1
-            if recall(run[hi]) < level:
+            if recall(run[hi]) < level:  # beyond this run: its best stands for the level
                 chosen.add(run[hi])
                 break
             while lo < hi:  # recall(run[hi]) >= level holds throughout

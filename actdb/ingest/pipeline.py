@@ -39,6 +39,7 @@ from actdb.models.embed import (
 )
 from actdb.stats import refresh
 from actdb.store.catalog import reads
+from actdb.store.catalog.files import manifest_path
 from actdb.store.manifest import Manifest, mismatch, read_manifest
 from actdb.store.store import Store
 from actdb.store.writer import StoreWriter
@@ -260,7 +261,7 @@ def _manifest(emb: Embedder, weights: str) -> Manifest:
 
 def _check_cheap(store: Path, ec: EmbedConfig) -> EmbedConfig:
     """Refuse a mismatching store before building a model; resolve ``auto`` to its precision."""
-    if not (store / "manifest.json").exists():
+    if not manifest_path(store).exists():
         return ec
     from actdb.models.registry import get_spec
 
@@ -297,7 +298,7 @@ def store_recipe(store: str | Path, given: dict) -> EmbedConfig:
     unknown = set(given) - set(RECIPE)
     if unknown:
         raise UsageError(f"unknown recipe option(s): {', '.join(sorted(unknown))}")
-    if not (Path(store) / "manifest.json").exists():
+    if not manifest_path(Path(store)).exists():
         return EmbedConfig(**given)
     from actdb.models.registry import get_spec
 

@@ -19,9 +19,9 @@ from actdb.store.catalog.files import manifest_path
 
 #: 2: statistics tables created with the catalog, named queries, repairs.
 FORMAT_VERSION = 2
-#: Fields that must agree before vectors can share a store (or be compared at all).
 #: What to do about a mismatch, for the commands that take --store.
 FIX = "use the store's settings or another --store"
+#: Fields that must agree before vectors can share a store (or be compared at all).
 COMPAT_FIELDS = ("model", "layer", "pool", "dim", "image_size", "resize", "precision",
                  "weights_sha256")
 

@@ -77,8 +77,8 @@ def interactive_map(store, queries: list, answers: list, cents, pcfg: PlotConfig
     m = get_map(store, MapSpec.of("umap", pcfg.per_class, pcfg.classes, pcfg.random_classes,
                                   pcfg.seed))
     placed = Placement.of(m, queries, distances=True)
-    top = list(dict.fromkeys([c["class_name"] for c in answers[0]["classes"]] + [
-        c for c in cents[cents["query"] == answers[0]["query"]].class_name]))
+    top = [c["class_name"] for c in answers[0]["classes"]] + [
+        c for c in cents[cents["query"] == answers[0]["query"]].class_name]
     payload = json.loads(embedded_points(m.points, top))
     payload.update(method=m.method, map_id=m.map_id, queries=placed.coords.to_dict("records"),
                    top=top,

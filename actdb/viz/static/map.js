@@ -165,5 +165,5 @@
     }
   }
 
-  global.actdbMap = {ActdbMap, decodePoints, base64Floats, PALETTE, CONFIG};
+  global.actdbMap = {ActdbMap, decodePoints, base64Floats, PALETTE};
 })(window);
