@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import re
 import sys
 from pathlib import Path
 
 import typer
 
-from actdb.errors import ActdbError, UsageError
+from actdb.errors import ActdbError, ActdbWarning, UsageError
 
 app = typer.Typer(
     help="actdb: an activation database for studying what CNNs have learned.\n\n"
@@ -36,34 +35,62 @@ QueriesArg = typer.Argument(..., help="Image files, id:<image_id> of stored imag
 ClassesOpt = typer.Option(None, help="Only these classes (comma-separated short names or "
                           "wnids).")
 
-#: Library parameter names -> the options a command-line user typed.
-OPTION_NAMES = {"k": "-k", "where": "--where", "split": "--split", "image_size":
-                "--image-size", "batch_size": "--batch-size", "rows_per_shard":
-                "--rows-per-shard", "per_class": "--per-class", "limit": "--limit",
-                "workers": "--workers", "shard": "--shard", "strict": "--strict",
-                "random_classes": "--random-classes", "bins": "--bins", "top": "--top",
-                "steps": "--steps", "pairs_per_class": "--pairs-per-class",
-                "pair_sample": "--pair-sample", "weights": "--weights", "model": "--model",
-                "layer": "--layer", "pool": "--pool", "resize": "--resize",
-                "precision": "--precision"}
-_PARAM = re.compile(r"^(bad )?(" + "|".join(sorted(OPTION_NAMES, key=len, reverse=True))
-                    + r")\b")
+def _option_names(fn) -> dict[str, str]:
+    """A command's options by parameter name (``image_size`` -> ``--image-size``), read from
+    its own declarations as Typer reads them."""
+    import inspect
+
+    from typer.models import OptionInfo
+
+    names = {}
+    for name, p in inspect.signature(fn).parameters.items():
+        if isinstance(p.default, OptionInfo):
+            decls = [d.split("/")[0] for d in p.default.param_decls or () if d.startswith("-")]
+            names[name] = decls[0] if decls else "--" + name.replace("_", "-")
+    return names
 
 
-def as_option_names(message: str) -> str:
-    """Reword the parameter name leading a library message, or each of its "; " parts, to
-    its option (``k must`` -> ``-k must``).
+def as_option_names(message: str, params: tuple[str, ...], options: dict[str, str]) -> str:
+    """Reword each library parameter an error names at the start of one of its "; " parts to
+    the command's option for it (``k must`` -> ``-k must``).
 
-    >>> as_option_names("image_size 64 conflicts with the store's 32; pool max conflicts")
+    >>> as_option_names("image_size 64 conflicts with the store's 32; pool max conflicts",
+    ...                 ("image_size", "pool"), {"image_size": "--image-size", "pool": "--pool"})
     "--image-size 64 conflicts with the store's 32; --pool max conflicts"
     """
-    return "; ".join(_PARAM.sub(lambda m: (m.group(1) or "") + OPTION_NAMES[m.group(2)], part)
-                     for part in message.split("; "))
+    def reword(part: str) -> str:
+        for p in params:
+            for lead in ("", "bad "):
+                head, rest = part[:len(lead + p)], part[len(lead + p):]
+                if p in options and head == lead + p and not rest[:1].isidentifier():
+                    return lead + options[p] + rest
+        return part
+
+    return "; ".join(reword(part) for part in message.split("; "))
 
 
 def _fail(message: str, code: int) -> None:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
+
+
+@contextlib.contextmanager
+def _notes(fn):
+    """Print each ActdbWarning the command raised as one ``note:`` line on stderr (also when
+    it then fails); other warnings go on as Python shows them."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ActdbWarning)
+        try:
+            yield
+        finally:
+            for w in caught:
+                if issubclass(w.category, ActdbWarning):
+                    note = as_option_names(str(w.message), w.message.params, _option_names(fn))
+                    typer.echo(f"note: {note}", err=True)
+                else:
+                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
 
 
 def handle_errors(fn):
@@ -72,9 +99,10 @@ def handle_errors(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            return fn(*args, **kwargs)
+            with _notes(fn):
+                return fn(*args, **kwargs)
         except ActdbError as exc:
-            _fail(as_option_names(str(exc)), exc.exit_code)
+            _fail(as_option_names(str(exc), exc.params, _option_names(fn)), exc.exit_code)
         except BrokenPipeError:  # `actdb sql ... | head`: the reader left; go as Unix tools go
             import os
 

@@ -36,7 +36,7 @@ Progress = Callable[[str], None]
 
 def _positive(name: str, value: int) -> None:
     if value < 1:
-        raise UsageError(f"{name} must be at least 1, not {value}")
+        raise UsageError(f"{name} must be at least 1, not {value}", param=name)
 
 
 #: How often a server writes the query vectors it computed (``sql`` writes them first).
@@ -238,7 +238,7 @@ class Database:
 
         _positive("k", k)
         if recall is not None and not 0 < recall <= 1:
-            raise UsageError(f"recall must be in (0, 1], not {recall}")
+            raise UsageError(f"recall must be in (0, 1], not {recall}", param="recall")
         self._require_intact()
         with self._query_cache().holding():  # cache new queries after the reads below
             qs = self.resolve(queries, names)

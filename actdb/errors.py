@@ -2,20 +2,46 @@
 
 The library raises; only the adapters (:mod:`actdb.cli`, :mod:`actdb.serve`) turn an
 :class:`ActdbError` into a one-line message. Every message says what the user can do next, and
-names the library's parameter (``k``, ``where``, ``image_size``); the CLI may reword those to
-its option names.
+names the library's parameter it is about (``k``, ``where``, ``image_size``) and says so in
+``param``, so that an adapter can name its own option instead (the CLI: ``-k``, ``--where``).
 
 >>> str(StatsMissing())
 'statistics not computed yet; run `actdb stats` (or db.stats())'
+>>> UsageError("k must be at least 1, not 0", param="k").params
+('k',)
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+
+def _params(param: str | Sequence[str] | None) -> tuple[str, ...]:
+    return (param,) if isinstance(param, str) else tuple(param or ())
+
 
 class ActdbError(Exception):
-    """Base class of every error actdb raises on purpose."""
+    """Base class of every error actdb raises on purpose.
+
+    ``param``: the library parameter (or parameters) the message names first, each at the start
+    of one ``"; "``-separated part of the message.
+    """
 
     exit_code = 1
+
+    def __init__(self, *args: object, param: str | Sequence[str] | None = None):
+        super().__init__(*args)
+        self.params: tuple[str, ...] = _params(param)
+
+
+class ActdbWarning(UserWarning):
+    """actdb did something other than asked, and says so (e.g. fewer random classes than
+    asked, because the store has fewer); the CLI prints it as one ``note:`` line.
+    ``param`` as for :class:`ActdbError`."""
+
+    def __init__(self, *args: object, param: str | Sequence[str] | None = None):
+        super().__init__(*args)
+        self.params = _params(param)
 
 
 class UsageError(ActdbError):

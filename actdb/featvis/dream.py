@@ -86,8 +86,11 @@ def resolved(cfg: DreamConfig) -> DreamConfig:
 
     from actdb.models.registry import get_spec
 
+    if cfg.size < 32:
+        raise UsageError(f"size must be at least 32, not {cfg.size}", param="size")
     if cfg.steps is not None and cfg.steps < 1:
-        raise UsageError(f"steps must be at least 1, not {cfg.steps}")
+        raise UsageError(f"steps must be at least 1, not {cfg.steps}",
+                         param="steps")
     if cfg.recipe not in RECIPES:
         raise UsageError(f"unknown recipe {cfg.recipe!r}; use one of {', '.join(RECIPES)}")
     if cfg.objective not in OBJECTIVES:

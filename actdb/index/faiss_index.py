@@ -295,7 +295,8 @@ def build(ids: np.ndarray, vecs: np.ndarray, cfg: IndexConfig):
     if cfg.metric not in METRICS:
         raise UsageError(f"unknown metric {cfg.metric!r}; use one of {', '.join(METRICS)}")
     if not 0 < cfg.target_recall <= 1:
-        raise UsageError(f"target_recall must be in (0, 1], not {cfg.target_recall}")
+        raise UsageError(f"target_recall must be in (0, 1], not {cfg.target_recall}",
+                         param="target_recall")
     n, dim = vecs.shape
     kind = choose_kind(cfg.kind, n, dim)
     if kind in ("ivf", "ivfpq") and n < 39:

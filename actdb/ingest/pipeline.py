@@ -112,26 +112,29 @@ def parse_shard(spec: str) -> tuple[int, int]:
     try:
         k, n = (int(x) for x in spec.split("/"))
     except ValueError:
-        raise UsageError(f"bad shard {spec!r}: use K/N, e.g. 1/3") from None
+        raise UsageError(f"bad shard {spec!r}: use K/N, e.g. 1/3", param="shard") from None
     if not 1 <= k <= n:
-        raise UsageError(f"bad shard {spec!r}: K must be between 1 and N")
+        raise UsageError(f"bad shard {spec!r}: K must be between 1 and N", param="shard")
     return k, n
 
 
 def validate(cfg: IngestConfig) -> None:
     """Refuse options no ingest can honour, naming the parameter."""
     if cfg.split is not None and cfg.split not in SPLITS:
-        raise UsageError(f"split must be one of {', '.join(SPLITS)}, not {cfg.split!r}")
+        raise UsageError(f"split must be one of {', '.join(SPLITS)}, not {cfg.split!r}",
+                         param="split")
     for name in ("batch_size", "rows_per_shard", "workers", "per_class", "limit"):
         value = getattr(cfg, name)
         if value is not None and value < 1:
-            raise UsageError(f"{name} must be at least 1, not {value}")
+            raise UsageError(f"{name} must be at least 1, not {value}", param=name)
     if cfg.shard:
         parse_shard(cfg.shard)
     if cfg.decoders not in DECODERS:
-        raise UsageError(f"decoders must be one of {', '.join(DECODERS)}, not {cfg.decoders!r}")
+        raise UsageError(f"decoders must be one of {', '.join(DECODERS)}, not {cfg.decoders!r}",
+                         param="decoders")
     if cfg.engine not in ENGINES:
-        raise UsageError(f"engine must be one of {', '.join(ENGINES)}, not {cfg.engine!r}")
+        raise UsageError(f"engine must be one of {', '.join(ENGINES)}, not {cfg.engine!r}",
+                         param="engine")
     if cfg.engine == "local" and (cfg.ray_address or cfg.actors or cfg.actor_cpus
                                   or cfg.actor_gpus):
         raise UsageError("ray_address, actors, actor_cpus and actor_gpus need engine ray")
@@ -304,16 +307,14 @@ def store_recipe(store: str | Path, given: dict) -> EmbedConfig:
 
     m = read_manifest(Path(store))
     stored = {k: getattr(m, k) for k in RECIPE}
-    conflicts = []
-    for k, v in sorted(given.items(), key=lambda kv: RECIPE.index(kv[0])):
-        if k == "weights" or (k == "precision" and v == "auto"):
-            continue
-        if (get_spec(v).name if k == "model" else v) != stored[k]:
-            conflicts.append(f"{k} {v} conflicts with the store's {stored[k]}")
+    conflicts = {k: f"{k} {v} conflicts with the store's {stored[k]}"
+                 for k, v in sorted(given.items(), key=lambda kv: RECIPE.index(kv[0]))
+                 if k != "weights" and not (k == "precision" and v == "auto")
+                 and (get_spec(v).name if k == "model" else v) != stored[k]}
     if conflicts:
         them = "it" if len(conflicts) == 1 else "them"
-        raise StoreMismatch(f"{'; '.join(conflicts)}; leave {them} out to ingest with the "
-                            "store's recipe, or use another store")
+        raise StoreMismatch(f"{'; '.join(conflicts.values())}; leave {them} out to ingest "
+                            "with the store's recipe, or use another store", param=conflicts)
     return EmbedConfig(**{**stored, **{k: v for k, v in given.items() if k == "weights"}})
 
 

@@ -114,7 +114,8 @@ class Embedder:
                 f"unknown resize {config.resize!r}; use one of {', '.join(RESIZE_METHODS)}"
             )
         if config.image_size < 32:
-            raise UsageError(f"image_size must be at least 32, not {config.image_size}")
+            raise UsageError(f"image_size must be at least 32, not {config.image_size}",
+                             param="image_size")
         precision = resolve_precision(config.precision)
         self.config = replace(config, model=spec.name, layer=layer, precision=precision)
         self.spec = spec
@@ -136,7 +137,7 @@ class Embedder:
         #: the model up to the layer (its spatial activations: dream, heatmaps)
         self.features = keras.Model(base.input, base.get_layer(layer).output)
         if len(self.features.output.shape) != 4:
-            raise UsageError(f"layer {layer!r} is not a spatial (4-D) layer")
+            raise UsageError(f"layer {layer!r} is not a spatial (4-D) layer", param="layer")
         pool = (keras.layers.GlobalAveragePooling2D if config.pool == "mean"
                 else keras.layers.GlobalMaxPooling2D)(dtype="float32")
         #: the features pooled over positions, in float32

@@ -47,7 +47,8 @@ def parse_weights_options(values: list[str] | None) -> tuple[str, dict[str, str]
             per_model[name.strip().lower()] = source
         elif sep and not Path(v).exists():
             raise UsageError(f"weights {v!r}: {name!r} is not a model; use MODEL=SOURCE with "
-                             f"one of {', '.join(MODELS)}, or one SOURCE for every model")
+                             f"one of {', '.join(MODELS)}, or one SOURCE for every model",
+                             param="weights")
         else:
             default = v
     return default, per_model
@@ -62,14 +63,15 @@ class Predictor:
 
         cfg = cfg or PredictConfig()
         if not 1 <= cfg.top <= 1000:
-            raise UsageError(f"top must be between 1 and 1000, not {cfg.top}")
+            raise UsageError(f"top must be between 1 and 1000, not {cfg.top}",
+                             param="top")
         if not cfg.models:
             raise UsageError("name at least one model")
         names = [get_spec(m).name for m in cfg.models]
         stray = sorted(set(cfg.weights) - set(names))
         if stray:
             raise UsageError(f"weights are given for {', '.join(stray)}, which is not among "
-                             f"the models to run ({', '.join(names)})")
+                             f"the models to run ({', '.join(names)})", param="weights")
         self.cfg = cfg
         self._models: dict[str, object] = {}
 

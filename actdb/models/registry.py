@@ -88,13 +88,13 @@ def parse_weights(weights: str) -> tuple[str, str | int | None]:
             return "random", int(weights.split(":", 1)[1])
         except ValueError:
             raise UsageError(
-                f"bad weights {weights!r}: use random:SEED with an integer SEED") from None
+                f"bad weights {weights!r}: use random:SEED with an integer SEED",
+                param="weights") from None
     path = Path(weights).expanduser()
     if not path.is_file():
         raise UsageError(
             f"weights file {weights!r} not found; use --weights imagenet, a Keras weights "
-            "file, or random:SEED"
-        )
+            "file, or random:SEED", param="weights")
     return "file", str(path.resolve())
 
 

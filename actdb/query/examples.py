@@ -37,7 +37,7 @@ def examples(store, channel: int, k: int = 20) -> ExamplesResult:
         raise UsageError(
             f"channel {channel} out of range; this store's layer has {dim} (0..{dim - 1})")
     if k < 1:
-        raise UsageError(f"k must be at least 1, not {k}")
+        raise UsageError(f"k must be at least 1, not {k}", param="k")
     with store.reader(views=True) as con:
         top, mean, mx, queries = reads.channel_examples(con, channel, k)
     top.insert(0, "rank", range(1, len(top) + 1))

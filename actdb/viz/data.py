@@ -10,12 +10,13 @@ return, and tests check these numbers.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from actdb.errors import UsageError
+from actdb.errors import ActdbWarning, UsageError
 from actdb.store.catalog import reads
 
 
@@ -43,20 +44,24 @@ def sample_vectors(store, cfg: SampleConfig) -> Sample:
     """Seeded per-class sample of stored vectors of the named and random classes."""
     rng = np.random.default_rng(cfg.seed)
     if cfg.random_classes < 0:
-        raise UsageError(f"random_classes must be at least 0, not {cfg.random_classes}")
+        raise UsageError(f"random_classes must be at least 0, not {cfg.random_classes}",
+                         param="random_classes")
     if cfg.per_class is not None and cfg.per_class < 1:
-        raise UsageError(f"per_class must be at least 1, not {cfg.per_class}")
+        raise UsageError(f"per_class must be at least 1, not {cfg.per_class}",
+                         param="per_class")
     with store.reader() as con:
         classes = [(r[0], r[1]) for r in reads.classes(con)]
         if not classes:
             raise UsageError("the store has no labelled images to plot")
         named = reads.resolve_classes(con, cfg.classes) if cfg.classes else []
         others = [k for k, _ in classes if k not in set(named)]
-        if cfg.random_classes > len(others):
-            raise UsageError(f"random_classes {cfg.random_classes}: only {len(others)} "
-                             "other classes in the store")
-        rand = sorted(rng.choice(others, cfg.random_classes, replace=False).tolist()
-                      ) if cfg.random_classes else []
+        n_random = min(cfg.random_classes, len(others))
+        if n_random < cfg.random_classes:
+            warnings.warn(ActdbWarning(
+                f"random_classes {cfg.random_classes}: the store has only {n_random} other "
+                f"classes; showing {'all of them' if n_random else 'none'}",
+                param="random_classes"), stacklevel=2)
+        rand = sorted(rng.choice(others, n_random, replace=False).tolist()) if n_random else []
         if not named and not rand:
             named = [k for k, _ in classes]
         keys = named + rand
@@ -116,7 +121,7 @@ def distance_data(store, qs: list, sample: SampleConfig, bins: int = 40,
     if not qs:
         raise UsageError("distance histograms need at least one query")
     if bins < 1:
-        raise UsageError(f"bins must be at least 1, not {bins}")
+        raise UsageError(f"bins must be at least 1, not {bins}", param="bins")
     s = sample_vectors(store, SampleConfig(sample.classes, sample.random_classes, None,
                                            sample.seed))
     rows = []

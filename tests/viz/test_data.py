@@ -4,7 +4,7 @@ import pytest
 from PIL import Image, ImageOps
 
 import actdb
-from actdb.errors import QueryError
+from actdb.errors import ActdbWarning, QueryError
 from actdb.viz.data import SampleConfig, distance_data, profile_data, sample_vectors
 from actdb.viz.maps import MapSpec, map_data
 
@@ -48,6 +48,17 @@ def test_sample_is_seeded_and_capped(db):
     assert set(a.groups) == {"tench", "1 random class"}
     with pytest.raises(QueryError, match="did you mean tench"):
         sample_vectors(db.store, SampleConfig(classes=("tenhc",)))
+    with pytest.raises(QueryError) as far:
+        sample_vectors(db.store, SampleConfig(classes=("nosuch",)))
+    assert "did you mean" not in str(far.value) and "lists them" in str(far.value)
+
+
+def test_more_random_classes_than_the_store_has_takes_all_and_says_so(db):
+    with pytest.warns(ActdbWarning, match="only 2 other classes; showing all of them"):
+        s = sample_vectors(db.store, SampleConfig(classes=("tench",), random_classes=10,
+                                                  per_class=2))
+    assert set(s.groups) == {"tench", "2 random classes"} and sorted(s.random) == [
+        "groenendael", "sea_cucumber"]
 
 
 def test_coordinates_are_saved_with_parameters(db, tmp_path):

@@ -30,6 +30,13 @@ def test_map_plot_writes_the_requested_format(built_store, tmp_path, ext):
     assert (tmp_path / "c.parquet").exists()
 
 
+def test_a_plot_asking_for_more_random_classes_than_exist_notes_it(built_store, tmp_path):
+    res = runner.invoke(app, ["plot", "pca", "--random-classes", "10", "-o",
+                              str(tmp_path / "m.png"), "--store", str(built_store)])
+    assert res.exit_code == 0, res.output
+    assert "note: --random-classes 10: the store has only 3 other classes" in res.stderr
+
+
 def test_profile_and_distance_plots(built_store, tmp_path):
     res = runner.invoke(app, ["plot", "profile", "id:0", "--classes", "tench,groenendael",
                               "-o", str(tmp_path / "p.png"), "--store", str(built_store)])

@@ -270,6 +270,11 @@ def labelled_images(con) -> dict[str, np.ndarray]:
     ).fetchnumpy()
 
 
+#: How alike a name must be to be suggested (difflib's ratio): "sea cucumber" for
+#: sea_cucumber (0.92), "goldfsh" for goldfish (0.93); not tench for "nosuch" (0.55).
+CLOSE_MATCH = 0.75
+
+
 def resolve_classes(con, names) -> list[str]:
     """Map class names or wnids to class keys, or raise with the closest names."""
     rows = con.execute("SELECT class_key, synset, class_name FROM classes").fetchall()
@@ -283,7 +288,9 @@ def resolve_classes(con, names) -> list[str]:
     for n in names:
         key = lookup.get(n) or lookup.get(n.lower())
         if key is None:
-            close = difflib.get_close_matches(n, [r[2] for r in rows if r[2]], n=3, cutoff=0.5)
+            names_by_lower = {str(r[2]).lower(): str(r[2]) for r in rows if r[2]}
+            close = [names_by_lower[c] for c in difflib.get_close_matches(
+                n.lower(), names_by_lower, n=3, cutoff=CLOSE_MATCH)]
             hint = f"; did you mean {', '.join(close)}?" if close else \
                 "; `actdb sql \"SELECT class_name FROM classes\"` lists them"
             raise QueryError(f"unknown class {n!r} in this store{hint}")
@@ -312,7 +319,8 @@ def filtered_ids(con, class_keys: list[str] | None, split: str | None,
     try:
         rows = con.execute(sql, params).fetchnumpy()["image_id"]
     except Exception as exc:  # noqa: BLE001 - DuckDB's errors for a bad predicate
-        raise QueryError(f"bad where: {' '.join(str(exc).split())}") from None
+        raise QueryError(f"bad where: {' '.join(str(exc).split())}",
+                         param="where") from None
     return np.asarray(rows, np.int64)
 
 
