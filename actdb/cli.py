@@ -1027,12 +1027,10 @@ def main() -> None:
     import os
     import warnings
 
-    from actdb import heavy
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    # TensorFlow's info and warning logs while it runs (its import's: actdb.heavy); errors show
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")  # share a GPU politely
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # JAX: no 75% grab
-    heavy.quiet_imports(True)
     warnings.filterwarnings("ignore", module=r"(umap|sklearn|numba|keras|PIL|ray)(\.|$)")
     # Ray's C++ logs on stderr: at "error", Ray Data's own actor pools log a false alarm about
     # constructor arguments (ray-project/ray#57733); real failures reach us as exceptions.

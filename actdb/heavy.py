@@ -1,54 +1,90 @@
 """Heavy third-party imports (Keras with its backend, UMAP), made lazily and in one place.
 
 TensorFlow's C++ runtime writes notices to file descriptor 2 while it is imported (oneDNN,
-CUDA probing, ``cuInit ... UNKNOWN ERROR (303)`` on machines without a GPU), before any Python
-setting applies. A library must not touch process-wide state, so by default nothing is hidden;
-an application that owns its process (the ``actdb`` command) calls :func:`quiet_imports` once,
-and the first import of those libraries then runs with fd 2 pointed at /dev/null.
+CPU features, CUDA probing with ``failed call to cuInit ... (303)`` on machines without a GPU),
+before any Python setting can quiet it; Ray's does the same when a cluster starts. A library
+must not print, nor set the environment for its user, so :func:`quietly` captures fd 2 for
+just those calls and replays what it captured, less those notices: everything else, a real
+error included, still reaches stderr. ``quiet_imports(False)`` shows everything.
 
 >>> import actdb.heavy as heavy
->>> heavy.quiet_imports(False)
+>>> noise = "I0000 00:00:1796283423.764 24921 cudart_stub.cc:31] Could not find cuda drivers"
+>>> heavy.is_notice(noise), heavy.is_notice("Traceback (most recent call last):")
+(True, False)
+>>> heavy.is_notice("[2026-12-03 07:40:39,681 I 26342 26342] logging.cc:303: Set ray log level")
+True
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
+import tempfile
 import threading
 
-_quiet = False
+_quiet = True
 _lock = threading.Lock()
+
+#: A line of the C++ logs (absl/glog: ``I0000 00:00:17.5  123 file.cc:31] ...``; TF's older
+#: ``2026-12-03 06:14:17.123: W tensorflow/...cc:31] ...``; Ray's ``[2026-12-03 07:40:39,681 I
+#: 26342 26342] logging.cc:303: ...``): its level, then file and message.
+_LOG_LINE = re.compile(r"^(?:([IWEF])\d{4} [\d:.]+\s+\d+|\d{4}-\d\d-\d\d [\d:.]+: ([IWEF])|"
+                       r"\[\d{4}-\d\d-\d\d [\d:,]+ ([IWEF]) \d+ \d+\])"
+                       r" (?:\S*/)?(.*)$", re.DOTALL)
+#: An error line that is CUDA probing on a machine without a GPU.
+_CUDA_PROBE = re.compile(r"^cuda\w*\.cc:|cuInit|Unable to register cu(DNN|FFT|BLAS)")
+#: The lines absl and TensorFlow's CPU check write around their log lines.
+_AROUND = re.compile(r"^WARNING: All log messages before absl::InitializeLog|"
+                     r"^To enable the following instructions:")
 
 
 def quiet_imports(enabled: bool = True) -> None:
-    """Ask for heavy imports to run with fd 2 silenced (for command-line applications)."""
+    """Drop (True, the default) or show (False) the C++ notices of heavy imports."""
     global _quiet
     _quiet = enabled
 
 
+def is_notice(line: str) -> bool:
+    """A line of third-party C++ chatter: an info or warning log line, or CUDA probing."""
+    if _AROUND.match(line):
+        return True
+    m = _LOG_LINE.match(line)
+    return bool(m) and ((m.group(1) or m.group(2) or m.group(3)) in ("I", "W")
+                        or bool(_CUDA_PROBE.search(m.group(4))))
+
+
 @contextlib.contextmanager
-def _silenced():
+def quietly():
+    """Run the block with fd 2 captured; then write what it captured to stderr, less the
+    notices (:func:`is_notice`)."""
     if not _quiet:
         yield
         return
     sys.stderr.flush()
     saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = [line for line in captured.read().decode(errors="replace").splitlines(True)
+                    if not is_notice(line)]
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
 
 
 def keras():
     """The ``keras`` module, its backend imported (quietly when asked)."""
     if "keras" in sys.modules:
         return sys.modules["keras"]
-    with _lock, _silenced():
+    with _lock, quietly():
         try:
             import keras
         except ImportError as exc:
@@ -71,7 +107,7 @@ def umap():
     if "umap" in sys.modules:
         return sys.modules["umap"]
     keras()  # TensorFlow first, so its notices are silenced too
-    with _lock, _silenced():
+    with _lock, quietly():
         import umap
 
     return umap

@@ -13,7 +13,11 @@ the local engine's and a retried task cannot duplicate a row.
 
 With no address (``--ray-address``, ``$RAY_ADDRESS``) a local Ray is started with the
 machine's CPUs and shut down at the end; a Ray already initialised in the process is used
-as it is.
+as it is. A local Ray has no dashboard and takes only requests that carry its token (Ray's
+token authentication, on by default for local clusters since Ray 2.59): Ray 2.60 binds its
+GCS, raylet and workers to every interface whatever the node address, so the token is what
+keeps the job and task APIs from the network. actdb refuses to start one with authentication
+turned off (``RAY_AUTH_MODE=disabled``).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from actdb.errors import IngestFailed, UsageError
+from actdb.heavy import quietly
 
 #: Rows of (seq, path) per block handed to Ray: small enough to spread over the decoders.
 BLOCK_ROWS = 256
@@ -43,11 +48,28 @@ class RayConfig:
 
 def _ray():
     try:
-        import ray
+        with quietly():  # Ray's C++ logging announces itself on import
+            import ray
     except ImportError:
         raise UsageError("the Ray engine needs Ray Data: pip install 'actdb[ray]' (or "
                          "pip install 'ray[data]')") from None
     return ray
+
+
+def _init(ray, address: str | None) -> None:
+    """Connect to the cluster at ``address``, or start a local one: no dashboard, token
+    authentication, the node on 127.0.0.1; Ray's own start-up logs dropped."""
+    if address:
+        kwargs = {"address": address}
+    elif os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled":
+        raise UsageError("RAY_AUTH_MODE=disabled would let anyone on the network run code on "
+                         "the local Ray this ingest starts; unset it, or start a cluster "
+                         "yourself and give its address with --ray-address")
+    else:
+        kwargs = {"num_cpus": os.cpu_count(), "include_dashboard": False,
+                  "_node_ip_address": "127.0.0.1"}
+    with quietly():
+        ray.init(log_to_driver=False, logging_level="ERROR", **kwargs)
 
 
 def _decode(batch: dict, size: int, resize: str, root: str) -> dict:
@@ -142,10 +164,7 @@ def ingest_ray(cfg, rc: RayConfig, progress=None):
     ec = _check_cheap(store, cfg.embed)  # a mismatching store is refused before Ray starts
     ours = not ray.is_initialized()
     if ours:
-        address = rc.address or os.environ.get("RAY_ADDRESS")
-        kwargs = ({"address": address} if address else
-                  {"num_cpus": os.cpu_count(), "include_dashboard": False})
-        ray.init(log_to_driver=False, logging_level="ERROR", **kwargs)
+        _init(ray, rc.address or os.environ.get("RAY_ADDRESS"))
     try:
         actors, actor_cpus, actor_gpus, threads = _resources(ray, rc)
         if ec.precision == "auto":  # resolved where the model runs, not on the driver

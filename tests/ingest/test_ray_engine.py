@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 import actdb
-from actdb.errors import StoreMismatch
+from actdb.errors import StoreMismatch, UsageError
+from actdb.ingest.ray_engine import _init
 from tests.helpers import SIZE, add_bad_files, make_tree
 
 ray = pytest.importorskip("ray")
@@ -24,8 +25,7 @@ KW = dict(weights="random:0", image_size=SIZE, precision="fp32", batch_size=8,
 
 @pytest.fixture(scope="module")
 def cluster():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             logging_level="ERROR")
+    _init(ray, None)  # as an ingest without --ray-address starts it
     try:
         yield ray.get_runtime_context().gcs_address
     finally:
@@ -123,6 +123,52 @@ def test_a_killed_driver_then_a_rerun_gives_every_image_exactly_once(cluster, tm
     assert res.skipped == partial and res.ingested == 90 - partial
     actdb.open(tmp_path / "local").ingest(root, **KW)
     same_store(tmp_path / "local", store)
+
+
+def _token() -> str:
+    """The local cluster's token, where Ray looks for it."""
+    from pathlib import Path
+
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return os.environ["RAY_AUTH_TOKEN"]
+    return Path(os.environ.get("RAY_AUTH_TOKEN_PATH", Path.home() / ".ray" / "auth_token")
+                ).read_text().strip()
+
+
+@pytest.mark.timeout(120)
+def test_a_local_ray_takes_only_requests_that_carry_its_token(cluster):
+    """Ray 2.60 listens on every interface; a request without the token is refused by the GCS
+    and by the raylet, on loopback and on the machine's address alike. No dashboard."""
+    import grpc
+    from ray.core.generated import (
+        gcs_service_pb2,
+        gcs_service_pb2_grpc,
+        node_manager_pb2,
+        node_manager_pb2_grpc,
+    )
+
+    node = ray.nodes()[0]
+    assert not ray._private.worker.global_worker.node.address_info.get("webui_url")
+    gcs_port = int(cluster.rsplit(":", 1)[1])
+    calls = [(gcs_port, lambda ch, **kw: gcs_service_pb2_grpc.NodeInfoGcsServiceStub(
+                  ch).GetAllNodeInfo(gcs_service_pb2.GetAllNodeInfoRequest(), **kw)),
+             (node["NodeManagerPort"], lambda ch, **kw: node_manager_pb2_grpc
+              .NodeManagerServiceStub(ch).GetNodeStats(node_manager_pb2.GetNodeStatsRequest(),
+                                                       **kw))]
+    auth = (("authorization", f"Bearer {_token()}"),)
+    for host in {"127.0.0.1", node["NodeManagerAddress"]}:
+        for port, call in calls:
+            with grpc.insecure_channel(f"{host}:{port}") as ch:
+                with pytest.raises(grpc.RpcError) as refused:
+                    call(ch, timeout=20)
+                assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED, (host, port)
+                call(ch, timeout=20, metadata=auth)  # the token's holder is answered
+
+
+def test_a_local_ray_without_authentication_is_refused(monkeypatch):
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    with pytest.raises(UsageError, match="RAY_AUTH_MODE=disabled .* --ray-address"):
+        _init(ray, None)
 
 
 def test_the_ray_options_need_the_ray_engine(tmp_path):
