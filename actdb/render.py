@@ -46,11 +46,24 @@ def to_json(obj) -> str:
     return json.dumps(plain(obj), indent=2)
 
 
-def _cell(v, floats: str = "{:.4g}") -> str:
+#: On a terminal an array shows its first and last few values and its length.
+SHOWN_VALUES = 6
+
+
+def _cell(v, floats: str = "{:.4g}", short: bool = False) -> str:
+    """A value as table text; ``short``: long arrays abbreviated, for a person to read.
+
+    >>> _cell(np.arange(512) / 7, short=True)
+    '[0, 0.1429, 0.2857, …, 72.71, 72.86, 73] (512 values)'
+    """
     v = plain(v)
     if isinstance(v, float):
         return floats.format(v)
     if isinstance(v, list):
+        if short and len(v) > SHOWN_VALUES:
+            half = SHOWN_VALUES // 2
+            shown = [_cell(x, floats) for x in (*v[:half], *v[-half:])]
+            return f"[{', '.join(shown[:half])}, …, {', '.join(shown[half:])}] ({len(v)} values)"
         return json.dumps(v)
     return "" if v is None else str(v)
 
@@ -77,8 +90,9 @@ def csv_text(rows: list[dict], columns: list[str]) -> str:
 
 
 def rich_table(rows: list[dict], columns: list[str], title: str | None = None,
-               width: int | None = None) -> str:
-    """A rich table as text (wrapped to ``width``, never cut)."""
+               width: int | None = None, short: bool = False) -> str:
+    """A rich table as text (wrapped to ``width``, never cut; ``short``: long arrays
+    abbreviated)."""
     import io
 
     from rich.console import Console
@@ -90,7 +104,7 @@ def rich_table(rows: list[dict], columns: list[str], title: str | None = None,
     for c in columns:
         t.add_column(c, justify="right" if numeric[c] else "left", overflow="fold")
     for r in rows:
-        t.add_row(*[_cell(r.get(c)) for c in columns])
+        t.add_row(*[_cell(r.get(c), short=short) for c in columns])
     buf = io.StringIO()
     Console(file=buf, width=width, highlight=False, soft_wrap=False,
             force_terminal=False).print(t)
@@ -98,11 +112,12 @@ def rich_table(rows: list[dict], columns: list[str], title: str | None = None,
 
 
 def table(rows: list[dict], columns: list[str], title: str | None = None) -> str:
-    """What a command prints: a rich table on a terminal, else TSV (title as a comment)."""
+    """What a command prints: a rich table on a terminal (long arrays abbreviated), else TSV
+    with every value in full (title as a comment)."""
     if sys.stdout.isatty():
         import shutil
 
-        return rich_table(rows, columns, title, shutil.get_terminal_size().columns)
+        return rich_table(rows, columns, title, shutil.get_terminal_size().columns, short=True)
     return (f"# {title}\n" if title else "") + tsv(rows, columns)
 
 

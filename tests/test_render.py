@@ -32,3 +32,15 @@ def test_json_keeps_float32_round_trips_and_maps_nan_to_null():
 def test_a_table_file_is_the_table_shown():
     text = render.rich_table([{"a": 1, "b": "x"}], ["a", "b"], width=200)
     assert "━" in text and "a" in text.splitlines()[0]
+
+
+def test_a_terminal_shows_long_arrays_abbreviated_and_a_pipe_whole(monkeypatch):
+    vec = np.arange(512, dtype=np.float32) / 3
+    rows = [{"image_id": 7, "vec": vec}]
+    monkeypatch.setattr("sys.stdout.isatty", lambda: True)
+    shown = render.table(rows, ["image_id", "vec"])
+    assert "(512 values)" in shown and "170.3" in shown and "85.33" not in shown
+    monkeypatch.setattr("sys.stdout.isatty", lambda: False)
+    piped = render.table(rows, ["image_id", "vec"])
+    assert np.array_equal(np.asarray(json.loads(piped.splitlines()[1].split("\t")[1]),
+                                     np.float32), vec)

@@ -48,7 +48,7 @@ def _heatmaps(db, folder: Path, rows: pd.DataFrame, meta: dict) -> dict:
     [{image_id, heat, crop}]."""
     emb = db.embedder
     rf = heatmap.receptive_field(emb.features, emb.config.layer)
-    wanted = {int(r.channel): json.loads(r.examples)["top"][:SHOWN] for r in rows.itertuples()}
+    wanted = {int(r.channel): r.examples["top"][:SHOWN] for r in rows.itertuples()}
     ids = sorted({i for v in wanted.values() for i in v})
     if not ids:
         return {}
@@ -87,8 +87,8 @@ def build_site(db, folder: Path, heatmaps: bool = True) -> Path:
     variants = rows[rows.variant.astype(bool)] if len(rows) else rows
     ids: set[int] = set()
     for r in main.itertuples():
-        ex = json.loads(r.examples)
-        ids.update(n["image_id"] for n in json.loads(r.neighbours))
+        ex = r.examples
+        ids.update(n["image_id"] for n in r.neighbours)
         ids.update(ex["top"] + ex["bottom"] + [i for q in ex["quantiles"].values() for i in q])
     thumbs = _thumbs(db, folder, ids)
     with db.store.reader() as con:
@@ -108,7 +108,7 @@ def build_site(db, folder: Path, heatmaps: bool = True) -> Path:
             shutil.copyfile(db.path / files.ATLAS_DIR / v.picture, folder / "pictures" / v.picture)
         page = page_path(r.model, r.layer, r.channel)
         up = "../" * page.count("/")
-        ex = json.loads(r.examples)
+        ex = r.examples
 
         def tile(i, extra="", up=up):
             name = meta.get(i, (None, None, None))[2]
@@ -121,9 +121,9 @@ def build_site(db, folder: Path, heatmaps: bool = True) -> Path:
                           "seed": v.seed, "value": v.objective_value}
                          for v in variants[(variants.layer == r.layer)
                                            & (variants.channel == r.channel)].itertuples()],
-            "predictions": json.loads(r.predictions),
+            "predictions": r.predictions,
             "neighbours": [tile(n["image_id"], f"d={n['distance']:.4g}")
-                           for n in json.loads(r.neighbours)],
+                           for n in r.neighbours],
             "top": [tile(i) for i in ex["top"]], "bottom": [tile(i) for i in ex["bottom"]],
             "quantiles": {q: [tile(i) for i in v] for q, v in ex["quantiles"].items()},
             "class_means": ex.get("class_means", []),

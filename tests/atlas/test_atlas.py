@@ -44,11 +44,11 @@ def test_the_table_agrees_with_predict_nearest_centroids_and_examples(atlas_db):
         pred = predict([picture], PredictConfig(models=("vgg19",), default_weights="random:0"))
         assert r.predicted_vgg19 == pred[0]["top"][0]["class_name"] == r.predicted_class
         near = db.nearest(str(picture), k=4)
-        assert [n["image_id"] for n in json.loads(r.neighbours)] == \
+        assert [n["image_id"] for n in r.neighbours] == \
             near.neighbors.image_id.tolist()
         assert r.vote_class == near.classes.class_name.iloc[0]
         assert r.nearest_centroid_class == db.centroids(str(picture), k=1).class_name.iloc[0]
-        ex = json.loads(r.examples)
+        ex = r.examples
         assert ex["top"] == db.examples(r.channel, k=3).top.image_id.tolist()
         means = images.assign(v=vecs[:, r.channel]).groupby("class_name").v.mean()
         assert r.top_activation_class == means.idxmax()  # numpy's own class means
@@ -142,6 +142,9 @@ def test_serve_shows_the_atlas_and_its_table(atlas_db):
         assert page.status_code == 200 and "channel 4" in page.text
         rows = c.get("/api/channels").json()
         assert sorted(r["channel"] for r in rows) == [3, 4, 5]
+        for r in rows:  # JSON columns arrive as JSON, not as strings of JSON
+            assert isinstance(r["predictions"], dict) and isinstance(r["neighbours"], list)
+            assert set(r["examples"]) >= {"top", "bottom", "quantiles"}
         assert c.get("/atlas/..%2F..%2Fcatalog.duckdb").status_code in (403, 404)
         assert c.get("/atlas/nope.html").status_code == 404
 

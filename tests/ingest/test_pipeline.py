@@ -60,6 +60,13 @@ def test_bad_files_are_recorded_and_skipped(tmp_path):
     for name, reason in bad.items():
         assert reason in got[f"n01440764/{name}"]
     assert check_store(tmp_path / "s").ok
+    run(root, tmp_path / "s")  # they fail again: each row says when and in which run
+    again = actdb.open(tmp_path / "s").sql(
+        "SELECT f.run_id, f.failed_at >= r.started_at AS after_start, r.run_id AS last "
+        "FROM failures f, (SELECT max(run_id) AS run_id, max(started_at) AS started_at "
+        "FROM runs) r").to_pylist()
+    assert len(again) == len(bad)
+    assert all(r["run_id"] == r["last"] and r["after_start"] for r in again), again
 
 
 def test_strict_makes_a_failure_fatal(tmp_path):

@@ -7,6 +7,7 @@ raise :class:`StoreDamaged`: callers never see a DuckDB error for a store's own 
 from __future__ import annotations
 
 import difflib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -469,12 +470,20 @@ def map_points(con, map_id: str):
 # -- atlas -----------------------------------------------------------------------------------
 
 
+#: The channels table's JSON columns, read as Python lists and dicts.
+CHANNEL_JSON = ("predictions", "neighbours", "examples")
+
+
 def channels(con, where: str = "", params=None):
-    """The atlas's channels table (DataFrame), ordered by layer, channel, variant."""
+    """The atlas's channels table (DataFrame), ordered by layer, channel, variant; its JSON
+    columns (:data:`CHANNEL_JSON`) as Python objects."""
     if not _has_table(con, "channels"):
         return con.execute("SELECT NULL AS channel WHERE false").df()
-    return con.execute(f"SELECT * FROM channels {where} ORDER BY model, layer, channel, "
-                       "variant, objective, seed", params or []).df()
+    df = con.execute(f"SELECT * FROM channels {where} ORDER BY model, layer, channel, "
+                     "variant, objective, seed", params or []).df()
+    for c in CHANNEL_JSON:
+        df[c] = [None if v is None else json.loads(v) for v in df[c]]
+    return df
 
 
 def channels_done(con, model: str, layer: str, recipe: str, objective: str, seed: int,

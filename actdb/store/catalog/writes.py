@@ -74,8 +74,9 @@ def commit_shard(con, shard: str | None, n_rows: int, images: list[tuple],
             con.unregister("new_images")
         if failures:
             con.executemany(
-                f"INSERT OR REPLACE INTO failures ({', '.join(FAILURE_COLUMNS)}, run_id) VALUES "
-                f"({', '.join('?' * (len(FAILURE_COLUMNS) + 1))})",
+                f"INSERT OR REPLACE INTO failures ({', '.join(FAILURE_COLUMNS)}, run_id, "
+                f"failed_at) VALUES ({', '.join('?' * (len(FAILURE_COLUMNS) + 1))}, "
+                "current_timestamp)",  # a failure again: this run's id and time
                 [(*f, run_id) for f in failures])
 
 
