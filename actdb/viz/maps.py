@@ -165,12 +165,31 @@ def map_state(store, map_id: str) -> tuple[str, bool] | None:
                                          rec["store_state"] == reads.store_state(con))
 
 
+def describe_sample(sample: dict) -> str:
+    """A map's sample in words, so that two maps of one method can be told apart.
+
+    >>> describe_sample({"classes": ["tench"], "random_classes": 10, "per_class": 50})
+    'tench + 10 random classes, 50 per class'
+    """
+    classes = ",".join(sample.get("classes") or ()) or (
+        "" if sample.get("random_classes") else "every class")
+    n = sample.get("random_classes") or 0
+    rand = f"{n} random class" + ("" if n == 1 else "es") if n else ""
+    per = sample.get("per_class")
+    return " + ".join(p for p in (classes, rand) if p) + (
+        f", {per} per class" if per else ", every image")
+
+
 def list_maps(store) -> pd.DataFrame:
-    """Every stored map, newest first, with ``current`` (False: made before the store last
+    """Every stored map, newest first: its ``sample`` in words and projection ``seed`` (what
+    tells two maps of one method apart), and ``current`` (False: made before the store last
     changed)."""
     with store.reader() as con:
         df = reads.maps(con)
         state = reads.store_state(con)
+    settings = [json.loads(s) for s in df.settings]
+    df.insert(2, "sample", [describe_sample(s["sample"]) for s in settings])
+    df.insert(3, "seed", [s["projection"]["seed"] for s in settings])
     df["current"] = df.store_state == state
     return df
 

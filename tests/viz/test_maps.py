@@ -26,6 +26,13 @@ def test_a_map_is_made_once_then_read_back(db):
     assert len(first.points) == 12 and first.points.groupby("class_name").size().eq(4).all()
     listed = list_maps(db.store).set_index("map_id")
     assert listed.loc[spec.map_id, "current"] and listed.loc[spec.map_id, "points"] == 12
+    other = MapSpec.of("pca", per_class=2, classes=("tench",), random_classes=1, seed=3)
+    get_map(db.store, other)
+    listed = list_maps(db.store).set_index("map_id")  # two PCA maps, told apart
+    assert listed.loc[spec.map_id, ["sample", "seed"]].tolist() == ["every class, 4 per class",
+                                                                    0]
+    assert listed.loc[other.map_id, ["sample", "seed"]].tolist() == [
+        "tench + 1 random class, 2 per class", 3]
 
 
 def test_a_map_goes_stale_when_images_are_added_and_is_made_again(db, tmp_path):
