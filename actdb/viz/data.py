@@ -85,7 +85,7 @@ def sample_vectors(store, cfg: SampleConfig) -> Sample:
 
 def profile_data(store, qs: list, classes) -> pd.DataFrame:
     """Channel values of each query and the mean profile of each named class (long form:
-    series, kind, channel, value)."""
+    series, kind, group (the class, for its colour), channel, value)."""
     if not qs and not classes:
         raise UsageError("a profile needs queries or classes to draw")
     keys = []
@@ -95,12 +95,13 @@ def profile_data(store, qs: list, classes) -> pd.DataFrame:
             cent = reads.centroids(con).set_index("class_key")
     frames = []
     for q in qs:
-        frames.append(pd.DataFrame({"series": q.name, "kind": "query",
+        frames.append(pd.DataFrame({"series": q.name, "kind": "query", "group": q.name,
                                     "channel": np.arange(len(q.vec)), "value": q.vec}))
     for k in keys:
         c = np.asarray(cent.centroid[k])
         frames.append(pd.DataFrame({"series": f"{cent.class_name[k]} (mean)", "kind": "class",
-                                    "channel": np.arange(len(c)), "value": c}))
+                                    "group": cent.class_name[k], "channel": np.arange(len(c)),
+                                    "value": c}))
     return pd.concat(frames, ignore_index=True)
 
 

@@ -1,12 +1,14 @@
 """Matplotlib figures drawn from :mod:`actdb.viz.data`. Format follows the output's
 extension (PNG, SVG, PDF) when saved. Each ``draw_*`` returns a matplotlib Figure that
 belongs to no pyplot state (nothing global is touched). Colours: the Okabe-Ito
-colour-blind-safe palette, with marker shapes to tell more than eight groups apart; queries
-are large labelled stars on top.
+colour-blind-safe palette, with marker shapes to tell more than eight groups apart, given to
+the groups in one order (classes by name, the random classes last), so a class has the same
+colour in every figure that shows the same groups; queries are large labelled stars on top.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +22,7 @@ OKABE_ITO = ["#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "<", ">"]
 FORMATS = (".png", ".svg", ".pdf")
 LABELS = {"tsne": "t-SNE", "umap": "UMAP", "pca": "PCA"}
+RANDOM_GROUP = re.compile(r"\d+ random class(es)?")
 
 
 def _figure(figsize, rows: int = 1):
@@ -33,6 +36,19 @@ def _figure(figsize, rows: int = 1):
 
 def _style(i: int) -> tuple[str, str]:
     return OKABE_ITO[i % len(OKABE_ITO)], MARKERS[(i // len(OKABE_ITO)) % len(MARKERS)]
+
+
+def styles(groups) -> dict[str, tuple[str, str]]:
+    """Colour and marker of each group: classes by name, then the "N random classes" group.
+
+    >>> s = styles(["tench", "3 random classes", "goldfish"])
+    >>> s["goldfish"] == _style(0) and s["tench"] == _style(1), s["3 random classes"] == _style(2)
+    (True, True)
+    """
+    def order(g: str):
+        return (bool(RANDOM_GROUP.fullmatch(g)), g.lower(), g)
+
+    return {g: _style(i) for i, g in enumerate(sorted(set(groups), key=order))}
 
 
 def check_format(output: str | Path) -> Path:
@@ -65,10 +81,10 @@ def _title(manifest, what: str) -> str:
 def draw_map(m: MapData, manifest):
     fig, (ax,) = _figure((8, 6.5))
     img = m.coords[m.coords.kind == "image"]
-    groups = list(dict.fromkeys(img.group))
-    for i, g in enumerate(groups):
+    style = styles(img.group)
+    for g in style:
         part = img[img.group == g]
-        color, marker = _style(i)
+        color, marker = style[g]
         ax.scatter(part.x, part.y, s=14, c=color, marker=marker, alpha=0.75, linewidths=0,
                    label=f"{g} ({len(part)})")
     for q in m.coords[m.coords.kind == "query"].itertuples():
@@ -90,8 +106,10 @@ def draw_profile(df, manifest):
     groups = list(df.groupby("series", sort=False))
     classes = [(s, p) for s, p in groups if p.kind.iloc[0] == "class"]
     queries = [(s, p) for s, p in groups if p.kind.iloc[0] == "query"]
-    for i, (series, part) in enumerate(classes):  # class means underneath, queries on top
-        ax.plot(part.channel, part.value, color=_style(i)[0], lw=1.2, alpha=0.7, label=series)
+    style = styles(p.group.iloc[0] for _, p in classes)
+    for series, part in classes:  # class means underneath, queries on top
+        ax.plot(part.channel, part.value, color=style[part.group.iloc[0]][0], lw=1.2,
+                alpha=0.7, label=series)
     for i, (series, part) in enumerate(queries):
         ax.plot(part.channel, part.value, color="black" if i == 0 else _style(len(classes) + i)[0],
                 lw=1.0, zorder=3, label=f"query: {series}")
@@ -102,6 +120,17 @@ def draw_profile(df, manifest):
     return fig
 
 
+def _log_axis(axis) -> None:
+    """A log scale labelled at 1, 2 and 5 of each decade, minor ticks unlabelled: distances
+    span less than a decade, where matplotlib's own labels of minor ticks overlap."""
+    from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
+
+    axis.axes.set_xscale("log")
+    axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FormatStrFormatter("%g"))
+    axis.set_minor_formatter(NullFormatter())
+
+
 def draw_distances(d: DistanceData, manifest, log: bool = False):
     queries = list(dict.fromkeys(d.distances["query"]))
     fig, axes = _figure((9, 4.4 * len(queries)), rows=len(queries))
@@ -109,8 +138,9 @@ def draw_distances(d: DistanceData, manifest, log: bool = False):
     widths = np.diff(d.bins)
     for ax, qname in zip(axes, queries, strict=True):
         rows = d.counts[d.counts["query"] == qname]
-        for i, r in enumerate(rows.itertuples()):
-            color, _ = _style(i)
+        style = styles(rows.group)
+        for r in rows.itertuples():
+            color, _ = style[r.group]
             ax.bar(centres, r.counts, width=widths, color=color, alpha=0.55,
                    label=f"query to {r.group} ({r.n})")
         top = ax.get_ylim()[1]
@@ -121,7 +151,7 @@ def draw_distances(d: DistanceData, manifest, log: bool = False):
             ax.annotate(f"{p.kind.replace('_', ' ')} pairs", (p.p95, y), xytext=(4, -3),
                         textcoords="offset points", fontsize=7)
         if log:
-            ax.set_xscale("log")
+            _log_axis(ax.xaxis)
         ax.set_xlabel("L2 distance" + (" (log)" if log else ""))
         ax.set_ylabel("images")
         ax.set_title(_title(manifest, f"Distances from {qname}"), fontsize=10)

@@ -54,6 +54,66 @@ def test_profile_and_distance_plots(built_store, tmp_path):
     assert res.exit_code == 2 and ".png, .svg or .pdf" in res.stderr
 
 
+def _tick_labels_overlap(fig) -> bool:
+    """Whether two shown x tick labels (major or minor, inside the axis) overlap."""
+    fig.canvas.draw()
+    boxes = []
+    for ax in fig.axes:
+        lo, hi = ax.get_xlim()
+        for minor in (False, True):
+            locs = ax.xaxis.get_minorticklocs() if minor else ax.xaxis.get_majorticklocs()
+            boxes += [t.get_window_extent() for loc, t in zip(
+                locs, ax.xaxis.get_ticklabels(minor=minor), strict=False)
+                if lo <= loc <= hi and t.get_visible() and t.get_text()]
+    return any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+
+
+@pytest.mark.parametrize("lo,hi", [(0.0021, 0.064), (0.03, 0.09), (0.1, 1.5)])
+def test_log_distances_label_ticks_without_overlap(lo, hi):
+    """Distances of real stores span one or two decades, where matplotlib's labels of minor
+    ticks (2x10^-3, 3x10^-3, ...) run into each other."""
+    import types
+
+    import pandas as pd
+
+    from actdb.viz.data import DistanceData
+    from actdb.viz.figures import draw_distances
+
+    edges = np.geomspace(lo, hi, 41)
+    counts = pd.DataFrame([{"query": "q", "group": "tench", "n": 40, "counts": [1] * 40}])
+    d = DistanceData(pd.DataFrame({"query": ["q"], "group": ["tench"], "image_id": [0],
+                                   "distance": [lo * 2]}), edges, counts, pd.DataFrame())
+    m = types.SimpleNamespace(model="vgg19", layer="block5_conv4", pool="mean", dim=512)
+    fig = draw_distances(d, m, log=True)
+    assert fig.axes[0].get_xscale() == "log" and not _tick_labels_overlap(fig)
+
+
+def _colours(fig) -> dict:
+    """Legend label (less its count and the 'query to' of histograms) -> face colour."""
+    import re
+
+    from matplotlib.colors import to_hex
+
+    handles, labels = fig.axes[0].get_legend_handles_labels()
+    out = {}
+    for h, label in zip(handles, labels, strict=True):
+        face = h.get_facecolor() if hasattr(h, "get_facecolor") else h.patches[0].get_facecolor()
+        face = face[0] if np.ndim(face) == 2 else face
+        out[re.sub(r"^query to | \(\d+\)$", "", label)] = to_hex(face, keep_alpha=False)
+    return out
+
+
+def test_a_class_has_one_colour_in_every_figure_of_the_same_groups(built_store):
+    db = actdb.open(built_store)
+    kw = dict(classes="tench,sea_cucumber", random_classes=1, seed=0)
+    mapped = _colours(db.plot("pca", **kw))
+    hist = _colours(db.plot("distances", ["id:0"], **kw))
+    groups = {"tench", "sea_cucumber", "1 random class"}
+    assert groups <= set(mapped) and groups <= set(hist)
+    assert {g: mapped[g] for g in groups} == {g: hist[g] for g in groups}
+    assert len({mapped[g] for g in groups}) == 3
+
+
 class _Collect(HTMLParser):
     def __init__(self):
         super().__init__()
