@@ -42,6 +42,12 @@ class LoadedIndex:
             cache[recall] = search_params(self.info, setting_for(self.info, recall))
         return cache[recall]
 
+    def measured_recall(self, recall: float | None) -> float | None:
+        """The recall@50 that tuning measured for the setting answering ``recall`` (None for
+        an exact index, or when nothing was measured)."""
+        point = setting_for(self.info, recall)
+        return None if point is None else point.get("recall")
+
     @property
     def ntotal(self) -> int:
         return int(self.index.ntotal)

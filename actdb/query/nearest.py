@@ -15,11 +15,13 @@ command-line query never imports pandas.
 from __future__ import annotations
 
 import collections
+import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
 
+from actdb.errors import ActdbWarning
 from actdb.query.resolve import QueryVector
 from actdb.store.catalog import reads
 
@@ -79,12 +81,16 @@ class NearestResult:
     k: int
     metric: str
     include_self: bool = False
+    #: With ``recall`` asked of an approximate index: {asked, measured (the recall@50 tuning
+    #: measured for the setting that answered), reached}.
+    recall: dict | None = None
     _frames: dict = field(default_factory=dict, repr=False)
 
     def to_dict(self, root: bool = True) -> dict:
         """Plain JSON-ready data (floats at full precision); ``root=False`` leaves out the
         absolute dataset root (what the HTTP API returns)."""
         return {"k": self.k, "metric": self.metric, "include_self": self.include_self,
+                "recall": self.recall,
                 "queries": [{"query": a.query.name, "context": a.context,
                              "neighbors": a.neighbor_rows(root), "classes": a.vote()}
                             for a in self.answers]}
@@ -151,7 +157,21 @@ def nearest(queries: list[QueryVector], k: int, loaded, store, allowed: np.ndarr
         ctx = _context(q, d, loaded.metric, ref, None if nn_all is None else nn_all[qi])
         answers.append(QueryAnswer(q, d.astype(np.float64), i, m, ctx))
         at += len(i)
-    return NearestResult(answers, k, loaded.metric, include_self)
+    return NearestResult(answers, k, loaded.metric, include_self, _recall(loaded, recall))
+
+
+def _recall(loaded, asked: float | None) -> dict | None:
+    """What a ``recall`` asked of the index got; a warning when no measured setting reached
+    it (the most accurate one measured answered)."""
+    measured = loaded.measured_recall(asked) if asked is not None else None
+    if measured is None:
+        return None
+    if measured < asked:
+        warnings.warn(ActdbWarning(
+            f"recall {asked} is beyond what this index measured: its most accurate setting "
+            f"(recall@50 {measured}) answered; rebuild it with a higher target_recall, or "
+            "use an exact index (kind flat)", param="recall"), stacklevel=3)
+    return {"asked": asked, "measured": measured, "reached": measured >= asked}
 
 
 def _context(q: QueryVector, d: np.ndarray, metric: str, ref,

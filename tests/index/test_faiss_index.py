@@ -149,9 +149,29 @@ def test_tuning_reaches_the_target_on_a_clock_that_has_already_run_out(kind, mon
 
 
 def test_a_level_no_setting_reaches_is_recorded_as_unreached():
+    import types
+    import warnings
+
+    from actdb.errors import ActdbWarning
+    from actdb.query.nearest import META, nearest
+    from actdb.query.resolve import QueryVector
+
     ids, x = overlapping_classes(n=3000)
-    _, info = build(ids, x, IndexConfig(kind="ivfpq", target_recall=1.0, recall_sample=100,
-                                        pq_m=6))  # coarse codes: 8 dims a sub-quantizer
+    index, info = build(ids, x, IndexConfig(kind="ivfpq", target_recall=1.0, recall_sample=100,
+                                            pq_m=6))  # coarse codes: 8 dims a sub-quantizer
     best = max(p["recall"] for p in info["operating_points"])
     assert best < 1.0 and 1.0 in info["unreached_recall"]
     assert info["recall_at_50"] == best  # the most accurate setting stands for it
+    loaded = LoadedIndex(index, info)
+    assert loaded.measured_recall(1.0) == best
+    q = [QueryVector(name="q", source="q", vec=x[0] + 0.01)]
+    store = types.SimpleNamespace(vectors=None)
+    kw = dict(reference=(None, None), meta_for=lambda i: {c: [None] * len(i) for c in META})
+    with pytest.warns(ActdbWarning, match=f"recall 1.0 is beyond .*recall@50 {best}"):
+        res = nearest(q, 5, loaded, store, None, recall=1.0, **kw)
+    assert res.recall == {"asked": 1.0, "measured": best, "reached": False}
+    low = min(p["recall"] for p in info["operating_points"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ActdbWarning)  # a level that was reached: no word
+        res = nearest(q, 5, loaded, store, None, recall=low, **kw)
+    assert res.recall["reached"] and res.to_dict()["recall"] == res.recall
