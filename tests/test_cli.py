@@ -33,6 +33,7 @@ def test_help_is_instant_and_imports_nothing_heavy():
     assert time.perf_counter() - t < 5
 
 
+@pytest.mark.slow
 def test_ingest_info_check_roundtrip(tmp_path):
     root = make_tree(tmp_path / "data", per_class=2)
     store = str(tmp_path / "s")

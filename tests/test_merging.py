@@ -35,6 +35,7 @@ def test_three_shards_merged_equal_a_single_ingest(tmp_path):
     assert again.added == 0 and again.skipped == sizes[0]
 
 
+@pytest.mark.slow
 def test_merge_refuses_different_manifests(tmp_path, built_store):
     root = make_tree(tmp_path / "data", per_class=1)
     run(root, tmp_path / "other", embed=EmbedConfig(weights=WEIGHTS, image_size=SIZE,

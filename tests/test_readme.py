@@ -53,16 +53,24 @@ def test_the_readme_shows_sql_blocks():
     assert len(SQL_BLOCKS) >= 6
 
 
-@pytest.mark.parametrize("block", SQL_BLOCKS, ids=lambda b: b.splitlines()[1][:40])
-def test_every_readme_sql_block_runs_through_the_cli(built_store, tmp_path, block):
+@pytest.fixture(scope="module")
+def queried_store(built_store, tmp_path_factory):
+    """A copy of the store that has answered a query named "node4", as the README's has."""
     import shutil
 
     from tests.helpers import class_image
 
-    store = tmp_path / "store"
+    tmp = tmp_path_factory.mktemp("readme")
+    store = tmp / "store"
     shutil.copytree(built_store, store)
-    class_image(0, 42).save(tmp_path / "node4.png")
-    actdb.open(store).nearest(str(tmp_path / "node4.png"), k=1)  # names the query "node4"
+    class_image(0, 42).save(tmp / "node4.png")
+    actdb.open(store).nearest(str(tmp / "node4.png"), k=1)
+    return store
+
+
+@pytest.mark.parametrize("block", SQL_BLOCKS, ids=lambda b: b.splitlines()[1][:40])
+def test_every_readme_sql_block_runs_through_the_cli(queried_store, block):
+    store = queried_store
     sql = block.split("<<'SQL'\n", 1)[1].rsplit("SQL\n", 1)[0]
     res = CliRunner().invoke(app, ["sql", "-", "--store", str(store), "--format", "json"],
                              input=sql)

@@ -36,6 +36,7 @@ from actdb.models.embed import (
     backend,
     default_batch_size,
     gpu_capability,
+    shared_embedder,
 )
 from actdb.stats import refresh
 from actdb.store.catalog import reads
@@ -340,7 +341,7 @@ def ingest(cfg: IngestConfig, progress: Progress | None = None) -> IngestResult:
     store = Path(cfg.store)
     layout, entries = prepare(cfg)
     ec = _check_cheap(store, cfg.embed)
-    emb = Embedder(ec)
+    emb = shared_embedder(ec)
     if cfg.batch_size is None:
         cfg = replace(cfg, batch_size=default_batch_size())
     processes = cfg.decoders == "processes" or (

@@ -188,10 +188,39 @@ def embed_decoded(emb, paths: list[str | Path | bytes], batch_size: int = 32,
     return np.concatenate(out) if out else np.zeros((0, emb.dim), np.float32)
 
 
+#: Built Embedders kept for reuse in this process (a notebook opening two stores of one
+#: recipe, or an ingest then a query, builds the model once): the most recent few.
+SHARED_MAX = 2
+_shared: dict[tuple, Embedder] = {}
+_shared_lock = threading.Lock()
+
+
+def _weights_identity(weights: str) -> tuple:
+    """What the weights are, as cheaply as it can be told: a file by its path, size and
+    modification time (a changed file is built again); imagenet and random:SEED by name."""
+    path = Path(weights).expanduser()
+    if path.is_file():
+        st = path.stat()
+        return str(path.resolve()), st.st_size, st.st_mtime_ns
+    return (weights,)
+
+
+def shared_embedder(config: EmbedConfig) -> Embedder:
+    """An Embedder for ``config``, shared with earlier calls of this process for the same
+    recipe and weights (an Embedder holds no state a caller changes)."""
+    key = (*asdict(replace(config, weights="")).items(), _weights_identity(config.weights))
+    with _shared_lock:
+        emb = _shared.pop(key, None) or Embedder(config)
+        _shared[key] = emb  # the most recently used last
+        while len(_shared) > SHARED_MAX:
+            _shared.pop(next(iter(_shared)))
+        return emb
+
+
 def store_embedder(manifest) -> Embedder:
     """The Embedder of a store's manifest, refused when its weights are not the store's."""
     m = manifest
-    emb = Embedder(EmbedConfig(model=m.model, layer=m.layer, pool=m.pool, weights=m.weights,
+    emb = shared_embedder(EmbedConfig(model=m.model, layer=m.layer, pool=m.pool, weights=m.weights,
                                image_size=m.image_size, resize=m.resize,
                                precision=m.precision))
     if emb.weights_sha256 != m.weights_sha256:

@@ -48,7 +48,7 @@ def test_flat_equals_numpy_brute_force(metric):
     assert info["recall_at_50"] == 1.0
 
 
-@pytest.mark.parametrize("kind", ["ivfpq", "ivf", "hnsw"])
+@pytest.mark.parametrize("kind", ["ivfpq", "ivf", pytest.param("hnsw", marks=pytest.mark.slow)])
 def test_approximate_kinds_reach_and_record_their_recall(kind):
     ids, x = overlapping_classes()
     index, info = build(ids, x, IndexConfig(kind=kind, target_recall=0.95, recall_sample=300,
@@ -122,7 +122,7 @@ def test_filtered_ivfpq_search_keeps_to_the_subset(share):
                                                                    strict=True)]) >= 9
 
 
-@pytest.mark.parametrize("kind", ["ivfpq", "hnsw"])
+@pytest.mark.parametrize("kind", ["ivfpq", pytest.param("hnsw", marks=pytest.mark.slow)])
 def test_tuning_reaches_the_target_on_a_clock_that_has_already_run_out(kind, monkeypatch):
     import time as time_module
 

@@ -49,6 +49,7 @@ def test_stored_vector_equals_keras_intermediate_output_pooled_by_numpy(built_st
     assert np.max(np.abs(vec[0] - ref)) <= 1e-5 * np.max(np.abs(ref))
 
 
+@pytest.mark.slow
 def test_bad_files_are_recorded_and_skipped(tmp_path):
     root = make_tree(tmp_path / "data", per_class=2)
     bad = add_bad_files(root / "n01440764")
@@ -69,6 +70,7 @@ def test_bad_files_are_recorded_and_skipped(tmp_path):
     assert all(r["run_id"] == r["last"] and r["after_start"] for r in again), again
 
 
+@pytest.mark.slow
 def test_strict_makes_a_failure_fatal(tmp_path):
     root = make_tree(tmp_path / "data", per_class=1)
     (root / "n01440764" / "zz_empty.JPEG").write_bytes(b"")
@@ -170,6 +172,7 @@ def test_decoding_in_processes_gives_the_same_store_as_threads(tmp_path):
         run(root, tmp_path / "x", decoders="fibers")
 
 
+@pytest.mark.slow
 def test_a_stores_manifest_is_the_recipe_of_every_later_ingest(built_store, tmp_path):
     from typer.testing import CliRunner
 

@@ -1,12 +1,14 @@
 import concurrent.futures
 
 import numpy as np
+import pytest
 
 from actdb.models.batching import BatchingEmbedder
 from actdb.models.embed import EmbedConfig, Embedder
 from tests.helpers import class_image
 
 
+@pytest.mark.slow
 def test_concurrent_requests_share_forward_passes_and_get_their_own_vectors():
     emb = Embedder(EmbedConfig(weights="random:0", image_size=32, precision="fp32"))
     images = [np.asarray(class_image(i % 3, i).resize((32, 32)))[None] for i in range(16)]

@@ -1,3 +1,6 @@
+import os
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -7,7 +10,7 @@ from tests.helpers import class_image, keras_reference
 
 
 @pytest.mark.parametrize("model,layer,dim,module", [
-    ("vgg16", "block5_conv3", 512, "vgg16"),
+    pytest.param("vgg16", "block5_conv3", 512, "vgg16", marks=pytest.mark.slow),
     pytest.param("resnet50", "conv5_block3_out", 2048, "resnet50", marks=pytest.mark.slow),
     ("vgg19", "block4_pool", 512, "vgg19"),
 ])
@@ -40,3 +43,22 @@ def test_bad_options_are_usage_errors():
                 EmbedConfig(weights="random:x")):
         with pytest.raises(UsageError):
             Embedder(cfg)
+
+
+@pytest.mark.slow
+def test_embedders_of_one_recipe_are_shared_and_a_changed_weights_file_is_built_again(
+        tmp_path, monkeypatch):
+    from actdb.models import embed
+
+    monkeypatch.setattr(embed, "_shared", {})
+    cfg = EmbedConfig(weights="random:0", image_size=32, precision="fp32")
+    a = embed.shared_embedder(cfg)
+    assert embed.shared_embedder(cfg) is a
+    path = tmp_path / "w.weights.h5"
+    keras_reference("VGG19", include_top=False, input_shape=(32, 32, 3)).save_weights(path)
+    from_file = embed.shared_embedder(replace(cfg, weights=str(path)))
+    assert from_file is not a and from_file.weights_sha256 == a.weights_sha256
+    assert embed.shared_embedder(replace(cfg, weights=str(path))) is from_file
+    os.utime(path, ns=(1, 1))  # the file changed: its model is built again
+    assert embed.shared_embedder(replace(cfg, weights=str(path))) is not from_file
+    assert len(embed._shared) <= embed.SHARED_MAX

@@ -33,6 +33,7 @@ def test_weights_options():
     assert parse_weights_options(["vgg16=f.h5", "random:1"]) == ("random:1", {"vgg16": "f.h5"})
 
 
+@pytest.mark.slow
 def test_bad_top_and_unavailable_weights(image, monkeypatch):
     with pytest.raises(UsageError):
         predict([image], PredictConfig(models=("vgg16",), top=0))

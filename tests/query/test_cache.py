@@ -18,6 +18,7 @@ def store(built_store, tmp_path):
     return copy
 
 
+@pytest.mark.slow
 def test_reusing_a_name_for_other_content_rebinds_it(store, tmp_path):
     db = actdb.open(store)
     cached = db.sql("SELECT count(*) AS n FROM query_cache").to_pylist()[0]["n"]
@@ -36,6 +37,7 @@ def test_reusing_a_name_for_other_content_rebinds_it(store, tmp_path):
     assert again.context.cached[0] and not again.answers[0].query.rebound
 
 
+@pytest.mark.slow
 def test_a_second_name_for_the_same_content_keeps_the_first(store, tmp_path):
     db = actdb.open(store)
     q = tmp_path / "a.png"
@@ -47,6 +49,7 @@ def test_a_second_name_for_the_same_content_keeps_the_first(store, tmp_path):
         "sha256"]
 
 
+@pytest.mark.slow
 def test_the_cli_says_when_a_name_is_rebound(store, tmp_path):
     runner = CliRunner()
     q = tmp_path / "node4.png"
@@ -58,6 +61,7 @@ def test_the_cli_says_when_a_name_is_rebound(store, tmp_path):
     assert res.exit_code == 0 and "'node4' now refers to" in res.stderr
 
 
+@pytest.mark.slow
 def test_a_server_handle_keeps_the_keys_in_memory_and_sees_other_writers(store, tmp_path):
     """A server's handle (writes deferred, keys in memory) binds names exactly like a plain one,
     and sees what another handle wrote meanwhile (the keys are re-read when the catalog
@@ -83,6 +87,7 @@ def test_a_server_handle_keeps_the_keys_in_memory_and_sees_other_writers(store, 
     np.testing.assert_allclose(rows[0]["vec"], third.answers[0].query.vec, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_writes_inside_a_holding_block_wait_for_its_end(store, tmp_path):
     db, other = actdb.open(store), actdb.open(store)
     q = tmp_path / "held.png"
@@ -99,6 +104,7 @@ def test_writes_inside_a_holding_block_wait_for_its_end(store, tmp_path):
     assert not first.cached and not first.rebound
 
 
+@pytest.mark.slow
 def test_asking_the_same_question_again_writes_nothing(store, tmp_path, monkeypatch):
     from actdb.store import catalog
 

@@ -63,6 +63,7 @@ def test_results_equal_numpy_brute_force(db):
     np.testing.assert_allclose(res.neighbors.distance, d[order], rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_image_query_is_embedded_like_the_data_and_cached(built_store, tmp_path):
     db = actdb.open(built_store)
     row = db.images().iloc[4]
@@ -100,6 +101,7 @@ def test_filters_are_prefilters_that_still_return_k(db):
         db.nearest("id:0", where="nope = 1")
 
 
+@pytest.mark.slow
 def test_wrong_dim_and_other_models_weights_are_refused(built_store, tmp_path):
     db = actdb.open(built_store)
     np.save(tmp_path / "v.npy", np.zeros(7, np.float32))

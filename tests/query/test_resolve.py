@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 import actdb
@@ -8,6 +9,7 @@ from tests.helpers import class_image
 runner = CliRunner()
 
 
+@pytest.mark.slow
 def test_embed_equals_what_nearest_uses(built_store, tmp_path):
     img = tmp_path / "q.png"
     class_image(2, 7).save(img)
@@ -26,6 +28,7 @@ def test_embed_equals_what_nearest_uses(built_store, tmp_path):
     assert by_npy == by_img
 
 
+@pytest.mark.slow
 def test_embed_parquet_with_explicit_recipe(tmp_path):
     import pyarrow.parquet as pq
 

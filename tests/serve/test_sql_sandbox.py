@@ -52,6 +52,7 @@ def test_refusals_change_nothing_and_read_nothing(client, tmp_path, text, needle
     assert sql(client, "SELECT count(*) FROM images").json()["rows"] == [[18]]
 
 
+@pytest.mark.slow
 def test_time_limit_stops_long_queries(client):
     r = sql(client, "SELECT count(*) FROM range(100000000000) a")
     assert r.status_code == 504 and "longer than" in r.json()["error"]

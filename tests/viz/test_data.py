@@ -29,8 +29,8 @@ def _mean_dist(coords, point, group):
     return np.linalg.norm(pts - point, axis=1).mean()
 
 
-@pytest.mark.parametrize("method", [pytest.param("umap", marks=pytest.mark.slow), "tsne",
-                                    "pca"])
+@pytest.mark.parametrize("method", [pytest.param("umap", marks=pytest.mark.slow),
+                                    pytest.param("tsne", marks=pytest.mark.slow), "pca"])
 def test_query_from_a_member_lands_nearest_its_class(db, member_query, method):
     m = map_data(db.store, db.resolve(member_query), MapSpec.of(method, seed=0))
     q = m.coords[m.coords.kind == "query"][["x", "y"]].to_numpy()[0]

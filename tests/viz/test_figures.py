@@ -37,6 +37,7 @@ def test_a_plot_asking_for_more_random_classes_than_exist_notes_it(built_store, 
     assert "note: --random-classes 10: the store has only 3 other classes" in res.stderr
 
 
+@pytest.mark.slow
 def test_profile_and_distance_plots(built_store, tmp_path):
     res = runner.invoke(app, ["plot", "profile", "id:0", "--classes", "tench,groenendael",
                               "-o", str(tmp_path / "p.png"), "--store", str(built_store)])

@@ -35,6 +35,7 @@ def test_a_map_is_made_once_then_read_back(db):
         "tench + 1 random class, 2 per class", 3]
 
 
+@pytest.mark.slow
 def test_a_map_goes_stale_when_images_are_added_and_is_made_again(db, tmp_path):
     spec = MapSpec.of("pca", per_class=None)
     assert len(get_map(db.store, spec).points) == 18
@@ -63,7 +64,8 @@ def test_pca_placement_matches_numpy_pca_of_the_sample(db):
                                atol=1e-6)
 
 
-@pytest.mark.parametrize("method", ["tsne", pytest.param("umap", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("method", [pytest.param(m, marks=pytest.mark.slow)
+                                    for m in ("tsne", "umap")] + ["pca"])
 def test_a_placed_member_lands_among_its_class(db, method):
     m = get_map(db.store, MapSpec.of(method))
     ids, vecs = db.vectors(m.points.image_id.to_numpy())
