@@ -76,21 +76,23 @@ def _fail(message: str, code: int) -> None:
 
 @contextlib.contextmanager
 def _notes(fn):
-    """Print each ActdbWarning the command raised as one ``note:`` line on stderr (also when
-    it then fails); other warnings go on as Python shows them."""
+    """Print each ActdbWarning the command raises as one ``note:`` line on stderr, when it is
+    raised; other warnings show as Python shows them."""
     import warnings
 
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings():  # restores the filters and showwarning afterwards
         warnings.simplefilter("always", ActdbWarning)
-        try:
-            yield
-        finally:
-            for w in caught:
-                if issubclass(w.category, ActdbWarning):
-                    note = as_option_names(str(w.message), w.message.params, _option_names(fn))
-                    typer.echo(f"note: {note}", err=True)
-                else:
-                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+        shown = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if issubclass(category, ActdbWarning):
+                note = as_option_names(str(message), message.params, _option_names(fn))
+                typer.echo(f"note: {note}", err=True)
+            else:
+                shown(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        yield
 
 
 def handle_errors(fn):
