@@ -6,6 +6,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -111,3 +112,24 @@ def test_a_writer_in_another_process_gets_in_while_this_one_reads_on(store):
         catalog.close_idle(store)
     assert out.returncode == 0, out.stderr[-1000:]
     assert float(out.stdout) < 10
+
+
+def test_a_catalog_opens_in_the_duckdb_1x_command_line_client(store):
+    """The catalog is written in a storage format DuckDB 1.x reads (``duckdb-cli<2`` is a
+    test dependency), however new the DuckDB that actdb runs on; also after a later write."""
+    import json
+
+    import actdb
+
+    cli = shutil.which("duckdb", path=str(Path(sys.executable).parent))
+    assert cli, "the duckdb-cli test dependency is missing: pip install -e '.[test]'"
+    version = subprocess.run([cli, "--version"], capture_output=True, text=True, timeout=60)
+    assert version.stdout.startswith("v1."), version.stdout
+    db = actdb.open(store)
+    db.stats(seed=3)  # a write after the store was made
+    res = subprocess.run([cli, "-readonly", "-json", str(store / "catalog.duckdb"), "-c",
+                          "SELECT (SELECT count(*) FROM images) AS n, "
+                          "(SELECT count(*) FROM classes) AS c"],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout) == [{"n": db.count(), "c": 3}]

@@ -77,6 +77,12 @@ def _writer_waiting(store: Path) -> bool:
         return False
 
 
+#: The storage format a new catalog is written in: the oldest that every DuckDB 1.x reads
+#: (1.0.0's), so the DuckDB CLI, DBeaver or a notebook with any DuckDB from 1.0 on opens it,
+#: whatever newer DuckDB actdb itself runs on (2.x writes a format 1.x cannot read).
+STORAGE_VERSION = "v1.0.0"
+
+
 def _open(store: Path, read_only: bool, timeout: float, config: dict | None = None):
     """``duckdb.connect`` that retries while another process holds the file's lock; a writer
     marks that it is waiting, so that readers yield."""
@@ -89,7 +95,9 @@ def _open(store: Path, read_only: bool, timeout: float, config: dict | None = No
     try:
         while True:
             try:
-                return duckdb.connect(str(path), read_only=read_only, config=config or {})
+                return duckdb.connect(str(path), read_only=read_only, config={
+                    **({} if read_only else {"storage_compatibility_version": STORAGE_VERSION}),
+                    **(config or {})})
             except duckdb.Error as exc:
                 if not _is_lock_error(exc) or time.monotonic() > deadline:
                     first = str(exc).splitlines()[0]
