@@ -16,32 +16,25 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 
-def _params(param: str | Sequence[str] | None) -> tuple[str, ...]:
-    return (param,) if isinstance(param, str) else tuple(param or ())
+class _Named:
+    """``param``: the library parameter (or parameters) the message names first, each at the
+    start of one ``"; "``-separated part of the message."""
+
+    def __init__(self, *args: object, param: str | Sequence[str] | None = None):
+        super().__init__(*args)
+        self.params: tuple[str, ...] = ((param,) if isinstance(param, str)
+                                        else tuple(param or ()))
 
 
-class ActdbError(Exception):
-    """Base class of every error actdb raises on purpose.
-
-    ``param``: the library parameter (or parameters) the message names first, each at the start
-    of one ``"; "``-separated part of the message.
-    """
+class ActdbError(_Named, Exception):
+    """Base class of every error actdb raises on purpose."""
 
     exit_code = 1
 
-    def __init__(self, *args: object, param: str | Sequence[str] | None = None):
-        super().__init__(*args)
-        self.params: tuple[str, ...] = _params(param)
 
-
-class ActdbWarning(UserWarning):
+class ActdbWarning(_Named, UserWarning):
     """actdb did something other than asked, and says so (e.g. fewer random classes than
-    asked, because the store has fewer); the CLI prints it as one ``note:`` line.
-    ``param`` as for :class:`ActdbError`."""
-
-    def __init__(self, *args: object, param: str | Sequence[str] | None = None):
-        super().__init__(*args)
-        self.params = _params(param)
+    asked, because the store has fewer); the CLI prints it as one ``note:`` line."""
 
 
 class UsageError(ActdbError):

@@ -163,7 +163,7 @@ def nearest(queries: list[QueryVector], k: int, loaded, store, allowed: np.ndarr
 def _recall(loaded, asked: float | None) -> dict | None:
     """What a ``recall`` asked of the index got; a warning when no measured setting reached
     it (the most accurate one measured answered)."""
-    measured = loaded.measured_recall(asked) if asked is not None else None
+    measured = loaded.measured_recall(asked)
     if measured is None:
         return None
     if measured < asked:

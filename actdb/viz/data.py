@@ -10,6 +10,7 @@ return, and tests check these numbers.
 
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import dataclass
 
@@ -38,6 +39,19 @@ class Sample:
     groups: np.ndarray  # the class name, or "N random classes"
     named: list[str]
     random: list[str]
+
+
+def random_group(n: int) -> str:
+    """The plot group of the random classes of a sample.
+
+    >>> random_group(1), random_group(3), is_random_group("3 random classes")
+    ('1 random class', '3 random classes', True)
+    """
+    return f"{n} random class" + ("" if n == 1 else "es")
+
+
+def is_random_group(group: str) -> bool:
+    return bool(re.fullmatch(r"\d+ random class(es)?", group))
 
 
 def sample_vectors(store, cfg: SampleConfig) -> Sample:
@@ -77,7 +91,7 @@ def sample_vectors(store, cfg: SampleConfig) -> Sample:
     ids, vecs = store.vectors(np.asarray(rows["image_id"])[sel])
     labels = np.asarray(rows["class_name"], dtype=object)[sel]
     rand_set = set(rand)
-    group_name = f"{len(rand)} random class" + ("" if len(rand) == 1 else "es")
+    group_name = random_group(len(rand))
     groups = np.array([group_name if k in rand_set else names[k]
                        for k in np.asarray(rows["key"], dtype=object)[sel]], dtype=object)
     return Sample(ids, vecs, labels, groups, [names[k] for k in named], [names[k] for k in rand])

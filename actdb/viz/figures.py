@@ -8,13 +8,12 @@ colour in every figure that shows the same groups; queries are large labelled st
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
 
 from actdb.errors import UsageError
-from actdb.viz.data import DistanceData
+from actdb.viz.data import DistanceData, is_random_group
 from actdb.viz.maps import MapData
 
 OKABE_ITO = ["#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7",
@@ -22,7 +21,6 @@ OKABE_ITO = ["#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "<", ">"]
 FORMATS = (".png", ".svg", ".pdf")
 LABELS = {"tsne": "t-SNE", "umap": "UMAP", "pca": "PCA"}
-RANDOM_GROUP = re.compile(r"\d+ random class(es)?")
 
 
 def _figure(figsize, rows: int = 1):
@@ -46,7 +44,7 @@ def styles(groups) -> dict[str, tuple[str, str]]:
     (True, True)
     """
     def order(g: str):
-        return (bool(RANDOM_GROUP.fullmatch(g)), g.lower(), g)
+        return (is_random_group(g), g.lower(), g)
 
     return {g: _style(i) for i, g in enumerate(sorted(set(groups), key=order))}
 

@@ -28,7 +28,7 @@ import pandas as pd
 from actdb.errors import QueryError, StoreError
 from actdb.store.catalog import files, reads, writes
 from actdb.store.writer import StoreWriter
-from actdb.viz.data import SampleConfig, sample_vectors
+from actdb.viz.data import SampleConfig, random_group, sample_vectors
 from actdb.viz.projection import ProjectionConfig, Projector
 
 Stage = Callable[[str], None]
@@ -136,7 +136,7 @@ def _groups(points: pd.DataFrame, settings: dict) -> np.ndarray:
     rand = settings.get("random_names") or []
     if not rand:
         return points.class_name.to_numpy(object)
-    label = f"{len(rand)} random class" + ("" if len(rand) == 1 else "es")
+    label = random_group(len(rand))
     return np.where(points.class_name.isin(rand), label, points.class_name).astype(object)
 
 
@@ -174,7 +174,7 @@ def describe_sample(sample: dict) -> str:
     classes = ",".join(sample.get("classes") or ()) or (
         "" if sample.get("random_classes") else "every class")
     n = sample.get("random_classes") or 0
-    rand = f"{n} random class" + ("" if n == 1 else "es") if n else ""
+    rand = random_group(n) if n else ""
     per = sample.get("per_class")
     return " + ".join(p for p in (classes, rand) if p) + (
         f", {per} per class" if per else ", every image")
