@@ -158,7 +158,9 @@ def repair_store(store: Store) -> CheckReport:
         if before.bad_shards:
             bad = sorted(set(before.bad_shards))
             with w.connect() as con:
-                n = writes.forget_shards(con, bad, "shard lost or damaged; re-ingest")
+                n = writes.forget_shards(con, bad, "shard lost or damaged; re-ingest",
+                                        dim=store.manifest.dim,
+                                        fingerprint=store.manifest.fingerprint)
             for name in bad:
                 files.shard_path(store.path, name).unlink(missing_ok=True)
             done.append(f"dropped {len(bad)} damaged shard(s); their {n} images are listed in "

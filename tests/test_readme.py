@@ -78,6 +78,51 @@ def test_every_readme_sql_block_runs_through_the_cli(queried_store, block):
     assert res.stdout.strip() not in ("", "[]"), sql
 
 
+SETUP = re.search(r"```sql\n(SET VARIABLE actdb_store = '[^']*';)\n```", README).group(1)
+
+
+def duckdb_cli(catalog: Path, sql: str, cwd: Path) -> list[dict]:
+    """Rows of ``sql`` from the DuckDB 1.x command-line client (a test dependency)."""
+    import json
+    import subprocess
+    import sys
+
+    cli = Path(sys.executable).with_name("duckdb")
+    assert cli.exists(), "the duckdb-cli test dependency is missing: pip install -e '.[test]'"
+    res = subprocess.run([str(cli), "-readonly", "-json", str(catalog), "-c", sql],
+                         capture_output=True, text=True, timeout=60, cwd=cwd)
+    assert res.returncode == 0 and not res.stderr, res.stderr
+    return json.loads(res.stdout or "[]")
+
+
+def same_rows(a: list[dict], b: list[dict]) -> bool:
+    return len(a) == len(b) and all(
+        x.keys() == y.keys() and all(
+            x[k] == pytest.approx(y[k], rel=1e-6) if isinstance(x[k], float) else x[k] == y[k]
+            for k in x) for x, y in zip(a, b, strict=True))
+
+
+@pytest.mark.parametrize("block", SQL_BLOCKS, ids=lambda b: b.splitlines()[1][:40])
+def test_every_readme_sql_block_runs_in_plain_duckdb_after_the_documented_line(
+        queried_store, block, tmp_path):
+    """The DuckDB 1.x CLI, read-only on the catalog, started elsewhere, after the README's one
+    setup line, answers what ``actdb sql`` answers."""
+    import json
+
+    sql = block.split("<<'SQL'\n", 1)[1].rsplit("SQL\n", 1)[0]
+    setup = SETUP.replace("/path/to/actdb-store", str(queried_store))
+    rows = duckdb_cli(queried_store / "catalog.duckdb", f"{setup}\n{sql}", cwd=tmp_path)
+    res = CliRunner().invoke(app, ["sql", "-", "--store", str(queried_store), "--format",
+                                   "json"], input=sql)
+    assert rows and same_rows(rows, json.loads(res.stdout)), (rows, res.stdout)
+
+
+def test_plain_duckdb_started_in_the_store_needs_no_setup(queried_store):
+    rows = duckdb_cli(queried_store / "catalog.duckdb", "SELECT count(*) AS n, "
+                      "min(len(vec)) AS dim FROM activations", cwd=queried_store)
+    assert rows == [{"n": actdb.open(queried_store).count(), "dim": 512}]
+
+
 def test_every_readme_python_call_names_real_methods_and_parameters():
     python = re.findall(r"```python\n(.*?)```", README, re.S)
     assert python

@@ -69,7 +69,7 @@ class Store:
             with catalog.reader(self.path, threads=self.sql_threads,
                                 linger=self.linger) as con:
                 m = self.manifest
-                reads.create_views(con, self.path, m.dim, m.fingerprint)
+                reads.use_views(con, self.path, m.dim, m.fingerprint)
                 yield con
 
         return cm()

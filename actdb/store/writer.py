@@ -71,6 +71,7 @@ class StoreWriter:
                 writes.ensure_schema(con, self.manifest.dim)
                 if self.check_shards:
                     reads.require_shards(con, self.path)
+                    writes.ensure_views(con, self.manifest.dim, self.manifest.fingerprint)
             self.remove_orphans()
         except BaseException:
             self.__exit__()
@@ -132,5 +133,6 @@ class StoreWriter:
             name = f"part-r{self.run_id:04d}-{self._seq:05d}-{os.getpid()}.parquet"
             write_shard(self.path, name, ids, vecs)
         with self.connect() as con:
-            writes.commit_shard(con, name, len(ids), images, failures, self.run_id)
+            writes.commit_shard(con, name, len(ids), images, failures, self.run_id,
+                                dim=self.manifest.dim, fingerprint=self.manifest.fingerprint)
         return name

@@ -34,6 +34,7 @@ from pathlib import Path
 
 from actdb.errors import StoreError
 from actdb.store.catalog.files import SHARD_DIR, catalog_path, writer_waiting_path
+from actdb.store.catalog.schema import STORE_VARIABLE, sql_literal
 
 #: A writer's marker older than this is a crashed writer's: readers ignore it.
 MARKER_FRESH_S = 10.0
@@ -118,10 +119,15 @@ def _restrict(con, store: Path) -> None:
     an instance this module opened before and has not finished closing: already done."""
     if con.execute("SELECT current_setting('lock_configuration')").fetchall()[0][0]:
         return
-    shard_dir = (str((Path(store) / SHARD_DIR).resolve()) + "/").replace("'", "''")
-    con.execute(f"SET allowed_directories = ['{shard_dir}']")
+    shard_dir = sql_literal(str((Path(store) / SHARD_DIR).resolve()) + "/")
+    con.execute(f"SET allowed_directories = [{shard_dir}]")
     con.execute("SET enable_external_access = false")
     con.execute("SET lock_configuration = true")
+
+
+def _locate(con, store: Path) -> None:
+    """Tell the connection's views where the store is (see ``schema.STORE_VARIABLE``)."""
+    con.execute(f"SET VARIABLE {STORE_VARIABLE} = {sql_literal(str(Path(store).resolve()))}")
 
 
 def _holding() -> dict:
@@ -177,6 +183,7 @@ def reader(store: Path, timeout: float = 60.0, threads: int | None = None,
             sh.con = con
         sh.readers += 1
         cur = sh.con.cursor()
+        _locate(cur, store)
     held = _holding()
     held[id(sh)] = held.get(id(sh), 0) + 1
     try:
@@ -232,6 +239,7 @@ def writer(store: Path, timeout: float = 60.0):
         Path(store).mkdir(parents=True, exist_ok=True)
         con = _open(store, False, timeout)
         try:
+            _locate(con, store)
             yield con
         finally:
             con.close()

@@ -14,6 +14,7 @@ import numpy as np
 
 from actdb.errors import QueryError, StatsMissing, StoreDamaged
 from actdb.store.catalog.files import shard_path
+from actdb.store.catalog.schema import sql_literal, views_sql
 
 
 def one(con, sql: str, params=None):
@@ -66,24 +67,18 @@ def require_shards(con, store: Path) -> list[str]:
     return names
 
 
-def _sql_paths(paths: list[Path]) -> str:
-    return ", ".join("'" + str(p.resolve()).replace("'", "''") + "'" for p in paths)
+def views_kept(con) -> bool:
+    """Whether the catalog keeps the ``activations`` and ``queries`` views."""
+    return scalar(con, "SELECT count(*) FROM duckdb_views() WHERE NOT temporary "
+                  "AND view_name IN ('activations', 'queries')") == 2
 
 
-def create_views(con, store: Path, dim: int, fingerprint: str) -> None:
-    """(Re)create this connection's ``activations`` and ``queries`` views."""
+def use_views(con, store: Path, dim: int, fingerprint: str) -> None:
+    """Check the ``activations`` view's shards are on disk (StoreDamaged), and give a catalog
+    made before the views were kept in it this connection's own."""
     names = require_shards(con, store)
-    if names:
-        files = _sql_paths([shard_path(store, n) for n in names])
-        src = f"SELECT image_id, vec::FLOAT[{dim}] AS vec FROM read_parquet([{files}])"
-    else:
-        src = f"SELECT NULL::BIGINT AS image_id, NULL::FLOAT[{dim}] AS vec WHERE false"
-    con.execute(f"CREATE OR REPLACE TEMP VIEW activations AS {src}")
-    fp = fingerprint.replace("'", "''")
-    con.execute(
-        "CREATE OR REPLACE TEMP VIEW queries AS SELECT n.name, c.source, c.sha256, "
-        "n.bound_at AS created_at, c.vec FROM query_names n JOIN query_cache c "
-        f"USING (sha256, fingerprint) WHERE n.fingerprint = '{fp}'")
+    if not views_kept(con):
+        con.execute(views_sql(names, dim, fingerprint, temp=True))
 
 
 # -- images ----------------------------------------------------------------------------------
@@ -502,7 +497,7 @@ def channels_done(con, model: str, layer: str, recipe: str, objective: str, seed
 
 def channel_examples(con, channel: int, k: int):
     """Top-k images by one channel's pooled value, the channel's mean/max/count, and each
-    named query's value and percentile. Needs :func:`create_views`."""
+    named query's value and percentile. Needs :func:`use_views`."""
     c = channel + 1  # DuckDB arrays are 1-based
     top = con.execute(
         f"SELECT a.image_id, a.vec[{c}] AS value, i.class_name, i.synset, i.split, i.path "
@@ -539,7 +534,7 @@ def consistency(con, store: Path, present: list[str]) -> tuple[int, int, dict[st
     Returns (images in the catalog, vectors in the files, {problem: sample rows},
     [(shard, rows the catalog expects)] for shards whose files hold another number)."""
     if present:
-        files = _sql_paths([shard_path(store, n) for n in present])
+        files = ", ".join(sql_literal(str(shard_path(store, n).resolve())) for n in present)
         con.execute(
             "CREATE OR REPLACE TEMP TABLE vecids AS SELECT image_id, "
             f"parse_filename(filename) AS shard FROM read_parquet([{files}], filename=true)")

@@ -4,10 +4,17 @@ Tables are created together, empty, by the first writer, so a store made by ``in
 ``merge`` or ``check --repair`` always has all of them; "not computed yet" is an empty table,
 never a missing one. Vector columns are ``FLOAT[dim]`` so ``array_distance`` works in SQL.
 The views ``activations`` (the committed shards) and ``queries`` (named query vectors) are
-made per connection, from the store's current location, so a moved store keeps working.
+kept in the catalog, rewritten in the transaction that changes the shards, so plain DuckDB
+sees them too. They name the shard files relative to the store, found through the
+:data:`STORE_VARIABLE` (unset: the folder DuckDB runs in), so a moved store keeps working.
+
+>>> print(views_sql(["part-1.parquet"], 4, "f")[:68])
+CREATE OR REPLACE VIEW activations AS SELECT image_id, vec::FLOAT[4]
 """
 
 from __future__ import annotations
+
+from actdb.store.catalog.files import SHARD_DIR
 
 #: The user-facing views and tables of ``actdb sql`` (documented in the README).
 VIEWS = ("images", "activations", "classes", "centroids", "class_stats", "pair_stats",
@@ -198,6 +205,34 @@ CREATE OR REPLACE VIEW classes AS
            count(*) AS n_images
     FROM images WHERE class_name IS NOT NULL GROUP BY 1;
 """
+
+
+#: The DuckDB variable the views read the store's folder from; actdb sets it on its own
+#: connections, and plain DuckDB outside the store's folder needs the one line
+#: ``SET VARIABLE actdb_store = '/path/to/store';``.
+STORE_VARIABLE = "actdb_store"
+
+
+def sql_literal(text: str) -> str:
+    """A SQL string literal (quotes doubled)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def views_sql(shards: list[str], dim: int, fingerprint: str, *, temp: bool = False) -> str:
+    """The ``activations`` view over these committed shard files and the ``queries`` view of
+    this fingerprint's named vectors (``temp``: this connection's only, for a catalog made
+    before the views were kept in it)."""
+    kind = "TEMP VIEW" if temp else "VIEW"
+    if shards:
+        base = f"coalesce(getvariable({sql_literal(STORE_VARIABLE)}), '.') || '/{SHARD_DIR}/'"
+        files = ", ".join(f"{base} || {sql_literal(n)}" for n in shards)
+        src = f"SELECT image_id, vec::FLOAT[{dim}] AS vec FROM read_parquet([{files}])"
+    else:
+        src = f"SELECT NULL::BIGINT AS image_id, NULL::FLOAT[{dim}] AS vec WHERE false"
+    return (f"CREATE OR REPLACE {kind} activations AS {src};\n"
+            f"CREATE OR REPLACE {kind} queries AS SELECT n.name, c.source, c.sha256, "
+            "n.bound_at AS created_at, c.vec FROM query_names n JOIN query_cache c "
+            f"USING (sha256, fingerprint) WHERE n.fingerprint = {sql_literal(fingerprint)};")
 
 
 #: Tables the statistics fill (replaced together in one transaction).

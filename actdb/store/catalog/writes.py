@@ -9,7 +9,14 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from actdb.store.catalog.schema import FAILURE_COLUMNS, IMAGE_COLUMNS, STATS_TABLES, schema_sql
+from actdb.store.catalog.reads import views_kept
+from actdb.store.catalog.schema import (
+    FAILURE_COLUMNS,
+    IMAGE_COLUMNS,
+    STATS_TABLES,
+    schema_sql,
+    views_sql,
+)
 
 
 def _now() -> datetime:
@@ -29,6 +36,18 @@ def transaction(con):
 
 def ensure_schema(con, dim: int) -> None:
     con.execute(schema_sql(dim))
+
+
+def ensure_views(con, dim: int, fingerprint: str) -> None:
+    """Keep the ``activations`` and ``queries`` views in a catalog made before they were (the
+    shards' files must all be there)."""
+    if not views_kept(con):
+        _write_views(con, dim, fingerprint)
+
+
+def _write_views(con, dim: int, fingerprint: str) -> None:
+    names = [r[0] for r in con.execute("SELECT name FROM shards ORDER BY name").fetchall()]
+    con.execute(views_sql(names, dim, fingerprint))
 
 
 def start_run(con, run_id: int, root: str, layout: str, options: dict) -> None:
@@ -58,8 +77,10 @@ def _images_table(rows: list[tuple], shard: str, run_id: int | None):
 
 
 def commit_shard(con, shard: str | None, n_rows: int, images: list[tuple],
-                 failures: list[tuple], run_id: int | None) -> None:
-    """List a shard with its image rows, and record failures (FAILURE_COLUMNS rows)."""
+                 failures: list[tuple], run_id: int | None, *, dim: int,
+                 fingerprint: str) -> None:
+    """List a shard with its image rows (and in the views), and record failures
+    (FAILURE_COLUMNS rows)."""
     with transaction(con):
         if shard:
             con.register("new_images", _images_table(images, shard, run_id))
@@ -72,6 +93,7 @@ def commit_shard(con, shard: str | None, n_rows: int, images: list[tuple],
             con.execute("DELETE FROM repairs r USING new_images n "
                         "WHERE r.root = n.root AND r.path = n.path")
             con.unregister("new_images")
+            _write_views(con, dim, fingerprint)
         if failures:
             con.executemany(
                 f"INSERT OR REPLACE INTO failures ({', '.join(FAILURE_COLUMNS)}, run_id, "
@@ -138,7 +160,7 @@ def put_channels(con, rows) -> None:
         con.unregister("channels_in")
 
 
-def forget_shards(con, shards: list[str], reason: str) -> int:
+def forget_shards(con, shards: list[str], reason: str, *, dim: int, fingerprint: str) -> int:
     """Move the images of lost shards into ``repairs`` and unlist the shards, so the next
     ingest of their roots embeds them again. Returns how many images were moved."""
     if not shards:
@@ -153,4 +175,5 @@ def forget_shards(con, shards: list[str], reason: str) -> int:
             f"WHERE shard IN ({marks})", [reason, *shards])
         con.execute(f"DELETE FROM images WHERE shard IN ({marks})", shards)
         con.execute(f"DELETE FROM shards WHERE name IN ({marks})", shards)
+        _write_views(con, dim, fingerprint)
     return int(n)
