@@ -973,6 +973,8 @@ def export_cmd(
     query: list[str] = typer.Option(None, "--query", help="atlas: a query image/id:/npy to add "
                                     "as a row placed in the map; repeatable."),
     method: str = typer.Option("umap", help="atlas: the map's projection (umap, tsne, pca)."),
+    base_url: str = typer.Option(None, help="projector: the URL the folder will be served "
+                                 "from, written into projector_config.json."),
     store: Path = StoreOpt,
 ):
     """Write the store for the tools people already use: TensorBoard Projector (a stratified
@@ -985,15 +987,19 @@ def export_cmd(
     """
     with _stages() as stage:
         r = _db(store).export(to, output, classes=classes, per_class=per_class, where=where,
-                              seed=seed, queries=query or [], method=method, progress=stage)
+                              seed=seed, queries=query or [], method=method,
+                              base_url=base_url, progress=stage)
     typer.echo(f"wrote {r.rows} rows to {r.path} ({', '.join(r.files)})")
     if r.note:
         _note(r.note)
     if to == "atlas":
         typer.echo(f"open it with: embedding-atlas {r.path} --x x --y y --image thumbnail")
     elif to == "projector":
-        typer.echo("open it in https://projector.tensorflow.org (Load: tensors.tsv, "
-                   "metadata.tsv) or with TensorBoard's projector plugin")
+        config = f"{base_url.rstrip('/')}/projector_config.json" if base_url else None
+        typer.echo(f"open it with: tensorboard --logdir {r.path} (pip install tensorboard), "
+                   + (f"or https://projector.tensorflow.org/?config={config}" if config else
+                      "or serve the folder and export again with --base-url for "
+                      "projector.tensorflow.org"))
 
 
 @command("serve")

@@ -370,13 +370,14 @@ class Database:
 
     def export(self, to: str, path: str | Path, *, classes=None, per_class: int | None = None,
                where: str | None = None, seed: int = 0, queries=(), method: str = "umap",
-               progress: Progress | None = None):
+               base_url: str | None = None, progress: Progress | None = None):
         """Write the store (or a selection) for another tool (ExportResult): ``projector``
         (TensorBoard Projector's files in the folder ``path``, at most 100,000 points),
         ``atlas`` (a Parquet for Apple's Embedding Atlas: map coordinates, class, path,
         thumbnail; ``queries`` are placed as extra rows) or ``parquet`` (vectors and
         metadata joined). Selection as ``plot``: ``classes``, ``per_class`` (a seeded
-        per-class sample), ``where`` (a SQL predicate over images)."""
+        per-class sample), ``where`` (a SQL predicate over images). ``base_url``: where a
+        projector folder will be served, for the standalone projector's JSON config."""
         from actdb.viz import export as ex
 
         if to not in ex.TARGETS:
@@ -396,7 +397,8 @@ class Database:
         cap = ex.PROJECTOR_MAX_POINTS if to == "projector" else None
         ids, note = ex.stratified(self.store, ids, per_class, cap, seed)
         if to == "projector":
-            return ex.export_projector(self.store, ids, path, note, stage=progress)
+            return ex.export_projector(self.store, ids, path, note, base_url=base_url,
+                                       stage=progress)
         return ex.export_parquet(self.store, ids, path, note, stage=progress)
 
     def _export_atlas(self, path, classes, per_class, where, seed, queries, method,

@@ -1,14 +1,19 @@
 """Exports to the tools people already use.
 
-- ``projector``: TensorBoard Projector's files (``tensors.tsv``, ``metadata.tsv``, a sprite of
-  thumbnails, ``projector_config.pbtxt``), a stratified sample within its limits (at most
+- ``projector``: the Embedding Projector's files (``tensors.tsv``, ``metadata.tsv``, a sprite
+  of thumbnails), with TensorBoard's ``projector_config.pbtxt`` and the standalone
+  projector's ``projector_config.json``; a stratified sample within its limits (at most
   100,000 points; the sprite at most 8192 px a side);
 - ``atlas``: one Parquet file that Apple's Embedding Atlas opens with
   ``embedding-atlas FILE --x x --y y --image thumbnail``: map coordinates, class, path, and
   a thumbnail in the form its docs describe (a struct of JPEG ``bytes`` and a ``path``);
-  categorical columns stay under its 256-category limit;
-- ``parquet``: vectors and metadata joined (one ``vector`` column of fixed-size float32
-  lists), for pandas, polars or Spark.
+  categorical columns stay under its 256-category limit; placed queries are rows with
+  negative ``image_id`` (-1, -2, ...), so the column stays an integer one;
+- ``parquet``: every image column joined with the vector (``vec``, fixed-size float32 lists,
+  as in the shards and SQL), for pandas, polars or Spark.
+
+No export holds a path of the user's machine other than the images' ``root`` column of the
+``parquet`` export: image paths are relative to their root, a query is named by its file.
 
 >>> from actdb.store.store import Store
 >>> s = Store.open(store)
@@ -20,6 +25,7 @@
 from __future__ import annotations
 
 import io
+import json
 import math
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -139,10 +145,10 @@ def export_parquet(store, ids: np.ndarray, path: str | Path, note: str | None = 
             part = ids[start:start + CHUNK]
             say(f"rows {start + len(part)} of {len(ids)}")
             with store.reader() as con:
-                meta = reads.images_by_id(con, part).drop(columns=["shard", "run_id"])
+                meta = reads.images_by_id(con, part)
             _, vecs = store.vectors(part) if len(part) else (part, np.zeros((0, dim), "f4"))
             t = plain_strings(pa.Table.from_pandas(meta, preserve_index=False)).append_column(
-                "vector", pa.FixedSizeListArray.from_arrays(
+                "vec", pa.FixedSizeListArray.from_arrays(
                     pa.array(np.asarray(vecs, np.float32).ravel()), dim))
             if writer is None:
                 m = store.manifest
@@ -157,9 +163,11 @@ def export_parquet(store, ids: np.ndarray, path: str | Path, note: str | None = 
 
 
 def export_projector(store, ids: np.ndarray, folder: str | Path, note: str | None = None,
-                     first_classes: list[str] | None = None, stage: Stage | None = None
-                     ) -> ExportResult:
-    """TensorBoard Projector's files for these images (at most 100,000)."""
+                     first_classes: list[str] | None = None, base_url: str | None = None,
+                     stage: Stage | None = None) -> ExportResult:
+    """The Embedding Projector's files for these images (at most 100,000). The standalone
+    projector fetches the JSON config's paths as they are written, so ``base_url`` (where
+    the folder will be served) prefixes them; without it they are the bare file names."""
     from PIL import Image
 
     say = stage or (lambda _: None)
@@ -202,15 +210,36 @@ def export_projector(store, ids: np.ndarray, folder: str | Path, note: str | Non
         f"    single_image_dim: {size}\n"
         "  }\n"
         "}\n", encoding="utf-8")
-    files = ["tensors.tsv", "metadata.tsv", "sprite.png", "projector_config.pbtxt"]
+    (folder / "projector_config.json").write_text(json.dumps(projector_json(
+        f"actdb {m.model} {m.layer}", vecs.shape, size, base_url), indent=2) + "\n",
+        encoding="utf-8")
+    files = ["tensors.tsv", "metadata.tsv", "sprite.png", "projector_config.pbtxt",
+             "projector_config.json"]
     return ExportResult("projector", folder, len(ids), files, note)
+
+
+def projector_json(name: str, shape: tuple[int, int], tile: int,
+                   base_url: str | None = None) -> dict:
+    """The standalone projector's config (its ``ProjectorConfig``: ``?config=URL``).
+
+    >>> projector_json("t", (18, 512), 32, "https://x.org/p")["embeddings"][0]["sprite"]
+    {'imagePath': 'https://x.org/p/sprite.png', 'singleImageDim': [32, 32]}
+    """
+    def url(file: str) -> str:
+        return f"{base_url.rstrip('/')}/{file}" if base_url else file
+
+    return {"embeddings": [{
+        "tensorName": name, "tensorShape": [int(shape[0]), int(shape[1])],
+        "tensorPath": url("tensors.tsv"), "metadataPath": url("metadata.tsv"),
+        "sprite": {"imagePath": url("sprite.png"), "singleImageDim": [tile, tile]}}],
+        "modelCheckpointPath": name}
 
 
 def export_atlas(points: pd.DataFrame, path: str | Path, queries: pd.DataFrame | None = None,
                  note: str | None = None, first_classes: list[str] | None = None,
                  thumb: int = 64, stage: Stage | None = None) -> ExportResult:
     """An Embedding Atlas Parquet of map ``points`` (image_id, x, y, class_name, split, path,
-    root) and placed ``queries`` (name, x, y, source)."""
+    root) and placed ``queries`` (name, x, y, source), the queries keyed -1, -2, ..."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -218,7 +247,7 @@ def export_atlas(points: pd.DataFrame, path: str | Path, queries: pd.DataFrame |
     path = Path(path)
     say(f"{len(points)} thumbnails of {thumb} px")
     rows = pd.DataFrame({
-        "image_id": points["image_id"].astype("Int64"), "x": points["x"].astype("float32"),
+        "image_id": points["image_id"].astype("int64"), "x": points["x"].astype("float32"),
         "y": points["y"].astype("float32"), "class_name": points["class_name"],
         "split": points["split"], "path": points["path"], "is_query": False,
         "thumb_path": points["path"]})
@@ -226,11 +255,11 @@ def export_atlas(points: pd.DataFrame, path: str | Path, queries: pd.DataFrame |
     if queries is not None and len(queries):
         src = [Path(s) if isinstance(s, str) and Path(s).is_file() else None
                for s in queries["source"]]
-        q = pd.DataFrame({"image_id": pd.array([None] * len(queries), "Int64"),
+        q = pd.DataFrame({"image_id": -np.arange(1, len(queries) + 1, dtype=np.int64),
                           "x": queries["x"].astype("float32"),
                           "y": queries["y"].astype("float32"),
                           "class_name": "query: " + queries["name"].astype(str),
-                          "split": "query", "path": [str(s) if s else "" for s in src],
+                          "split": "query", "path": [s.name if s else "" for s in src],
                           "is_query": True, "thumb_path": queries["name"].astype(str) + ".jpg"})
         rows = pd.concat([rows, q], ignore_index=True)
         images += thumbnails(src, thumb)

@@ -3,6 +3,7 @@ import shutil
 
 import numpy as np
 import pandas as pd
+import polars as pl
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
@@ -41,6 +42,34 @@ def test_projector_files_agree_with_the_store_and_its_limits(db, tmp_path):
     assert 'tensor_path: "tensors.tsv"' in config and 'image_path: "sprite.png"' in config
 
 
+def test_the_standalone_projector_finds_every_file_its_json_config_names(db, tmp_path):
+    """Read as projector.tensorflow.org's DemoDataProvider does: each embedding's
+    ``tensorPath``, ``metadataPath`` and ``sprite.imagePath`` fetched as written (here, under
+    the ``--base-url`` given), the tensor as TSV of ``tensorShape``, one metadata row a point
+    after the header, the sprite a grid of ``singleImageDim`` tiles."""
+    import json
+    import math
+
+    base = "https://example.org/proj"
+    db.export("projector", tmp_path / "proj", base_url=base + "/")
+    config = json.loads((tmp_path / "proj" / "projector_config.json").read_text())
+    (emb,) = config["embeddings"]
+
+    def fetch(url: str):
+        assert url.startswith(base + "/"), url
+        return tmp_path / "proj" / url.removeprefix(base + "/")
+
+    n, dim = emb["tensorShape"]
+    assert np.loadtxt(fetch(emb["tensorPath"]), delimiter="\t").shape == (n, dim) == (18, 512)
+    assert len(fetch(emb["metadataPath"]).read_text().splitlines()) == n + 1
+    w, h = emb["sprite"]["singleImageDim"]
+    with Image.open(fetch(emb["sprite"]["imagePath"])) as sprite:
+        assert sprite.size == (math.ceil(math.sqrt(n)) * w, math.ceil(math.sqrt(n)) * h)
+    db.export("projector", tmp_path / "plain")
+    plain = json.loads((tmp_path / "plain" / "projector_config.json").read_text())
+    assert plain["embeddings"][0]["tensorPath"] == "tensors.tsv"
+
+
 def test_a_stratified_sample_keeps_every_class_within_the_cap(db):
     ids, _ = db.vectors()
     got, note = stratified(db.store, ids, None, cap=9, seed=0)
@@ -69,8 +98,10 @@ def test_atlas_parquet_has_the_columns_embedding_atlas_reads(db, tmp_path):
     assert {"x", "y", "class_name", "class", "path", "image_id", "thumbnail"} <= names
     assert str(t.schema.field("thumbnail").type) == "struct<bytes: binary, path: string>"
     df = t.to_pandas()
+    assert str(t.schema.field("image_id").type) == "int64" and df.image_id.dtype == np.int64
     q = df[df.is_query]
-    assert q.class_name.tolist() == ["query: id:3"]
+    assert q.class_name.tolist() == ["query: id:3"] and q.image_id.tolist() == [-1]
+    assert not any(p.startswith("/") for p in df.path)  # nothing absolute of this machine
     m = db.map("pca", per_class=4)
     want = db.place("id:3", m.map_id).coords
     assert q.x.iloc[0] == pytest.approx(want.x[0], rel=1e-5)
@@ -84,10 +115,19 @@ def test_parquet_joins_vectors_and_metadata(db, tmp_path):
                   where="split = 'train'")
     t = pq.read_table(tmp_path / "v.parquet")
     assert r.rows == t.num_rows == 12 and r.note is None
-    assert str(t.schema.field("vector").type) == "fixed_size_list<element: float>[512]"
+    assert str(t.schema.field("vec").type) == "fixed_size_list<element: float>[512]"
+    with db.store.reader() as con:
+        columns = [r[0] for r in con.execute("DESCRIBE images").fetchall()]
+    assert t.schema.names == [*columns, "vec"]  # every image column, as the README says
     df = t.to_pandas()
     _, want = db.vectors(df.image_id.to_numpy())
-    np.testing.assert_array_equal(np.stack(df.vector.to_numpy()), want)
+    np.testing.assert_array_equal(np.stack(df.vec.to_numpy()), want)
     assert set(df.class_name) == {"tench", "groenendael"}
+    images = db.images().set_index("image_id").loc[df.image_id]
+    assert df.shard.tolist() == images.shard.tolist()
+    assert df.run_id.tolist() == images.run_id.tolist()
+    frame = pl.read_parquet(tmp_path / "v.parquet")  # polars: the same vectors, as arrays
+    assert frame.schema["vec"] == pl.Array(pl.Float32, 512)
+    np.testing.assert_array_equal(frame["vec"].to_numpy(), want)
     with pytest.raises(actdb.ActdbError, match="unknown export target"):
         db.export("csv", tmp_path / "x.csv")
