@@ -5,32 +5,46 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
-from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile
-from fastapi.responses import FileResponse, Response
+from fastapi import APIRouter, HTTPException, Query, Request, UploadFile
+from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
 from actdb import render
 from actdb.errors import QueryError, WeightsUnavailable
 from actdb.query.resolve import Upload
+from actdb.serve.models import (
+    ERRORS,
+    Health,
+    ImageIdPart,
+    ImagePart,
+    JPEGResponse,
+    PNGResponse,
+    SqlRequest,
+    SqlResult,
+    VectorPart,
+    binary,
+)
 from actdb.viz.plot import KINDS
 
-router = APIRouter(prefix="/api")
+router = APIRouter(prefix="/api", responses=ERRORS)
 
 
 async def query_of(request: Request, image: UploadFile | None, image_id: int | None,
                  vector: str | None):
-    """Exactly one of an uploaded image, a stored image's id, or a JSON vector."""
-    given = [x is not None for x in (image, image_id, vector)]
-    if sum(given) != 1:
-        raise HTTPException(400, "send exactly one of: image (file), image_id, vector")
+    """Exactly one of an uploaded image, a stored image's id, or a JSON vector (an empty part
+    is one left out)."""
+    data = b""
     if image is not None:
         limit = request.app.state.cfg.max_upload_bytes
         data = await image.read(limit + 1)
         if len(data) > limit:
             raise HTTPException(413, f"upload larger than {limit} bytes")
-        if not data:
-            raise HTTPException(400, "empty upload")
+    given = [bool(data), image_id is not None, bool(vector)]
+    if sum(given) != 1:
+        raise HTTPException(400, "send exactly one of: image (a file), image_id, vector")
+    if data:
         if request.app.state.startup_error:
             raise WeightsUnavailable(request.app.state.startup_error[0])
         return Upload(Path(image.filename or "upload").stem or "upload", data,
@@ -46,13 +60,13 @@ async def query_of(request: Request, image: UploadFile | None, image_id: int | N
 
 
 @router.get("/health")
-def health(request: Request):
-    return {"status": "ok", "model_ready": not request.app.state.startup_error,
-            "images": request.app.state.db.count()}
+def health(request: Request) -> Health:
+    return Health(status="ok", model_ready=not request.app.state.startup_error,
+                  images=request.app.state.db.count())
 
 
 @router.get("/info")
-def info(request: Request):
+def info(request: Request) -> dict[str, Any]:
     """The store's info, without the server's absolute paths."""
     d = request.app.state.db.info()
     d.pop("store", None)
@@ -61,23 +75,23 @@ def info(request: Request):
 
 
 @router.get("/channels")
-def channels(request: Request):
+def channels(request: Request) -> list[dict[str, Any]]:
     """The atlas's channels table (``actdb atlas``); empty before it runs."""
     return render.records(request.app.state.db.channels())
 
 
 @router.get("/classes")
-def classes(request: Request):
+def classes(request: Request) -> list[dict[str, Any]]:
     return render.records(request.app.state.db.classes())
 
 
 @router.post("/nearest")
-async def nearest(request: Request, image: UploadFile | None = File(None),
-                  image_id: int | None = Form(None), vector: str | None = Form(None),
+async def nearest(request: Request, image: ImagePart = None,
+                  image_id: ImageIdPart = None, vector: VectorPart = None,
                   k: int = Query(10, ge=1, le=1000), classes: str | None = Query(None),
                   split: str | None = Query(None), where: str | None = Query(None),
                   include_self: bool = Query(False),
-                  recall: float | None = Query(None, gt=0, le=1)):
+                  recall: float | None = Query(None, gt=0, le=1)) -> dict[str, Any]:
     q = await query_of(request, image, image_id, vector)
     res = await run_in_threadpool(request.app.state.db.nearest, q, k=k, classes=classes,
                                   split=split, where=where, include_self=include_self,
@@ -86,24 +100,27 @@ async def nearest(request: Request, image: UploadFile | None = File(None),
 
 
 @router.post("/centroids")
-async def centroids(request: Request, image: UploadFile | None = File(None),
-                    image_id: int | None = Form(None), vector: str | None = Form(None),
-                    k: int = Query(10, ge=1, le=1000), classes: str | None = Query(None)):
+async def centroids(request: Request, image: ImagePart = None,
+                    image_id: ImageIdPart = None, vector: VectorPart = None,
+                    k: int = Query(10, ge=1, le=1000), classes: str | None = Query(None)
+                    ) -> list[dict[str, Any]]:
     q = await query_of(request, image, image_id, vector)
     df = await run_in_threadpool(request.app.state.db.centroids, q, k=k, classes=classes)
     return render.records(df)
 
 
-@router.get("/images/{image_id}")
+@router.get("/images/{image_id}", response_class=FileResponse,
+            responses=binary("image/*", "The image file as stored."))
 def image_file(request: Request, image_id: int):
     return FileResponse(_stored_file(request, image_id))
 
 
-@router.get("/images/{image_id}/thumb")
+@router.get("/images/{image_id}/thumb", response_class=JPEGResponse,
+            responses=binary("image/jpeg", "A JPEG thumbnail, at most size px a side."))
 def image_thumb(request: Request, image_id: int, size: int = Query(128, ge=16, le=512)):
     from actdb.viz.report import thumbnail
 
-    return Response(thumbnail(_stored_file(request, image_id), size), media_type="image/jpeg")
+    return JPEGResponse(thumbnail(_stored_file(request, image_id), size))
 
 
 def _stored_file(request: Request, image_id: int) -> Path:
@@ -120,26 +137,21 @@ def _stored_file(request: Request, image_id: int) -> Path:
 
 
 @router.post("/sql")
-def sql(request: Request, body: dict):
+def sql(request: Request, body: SqlRequest) -> SqlResult:
     cfg = request.app.state.cfg
-    text = body.get("sql")
-    if not isinstance(text, str) or not text.strip():
+    if not body.sql.strip():
         raise HTTPException(400, 'send {"sql": "SELECT ..."}')
-    try:
-        limit = min(int(body.get("max_rows", cfg.sql_max_rows)), cfg.sql_max_rows)
-    except (TypeError, ValueError):
-        raise HTTPException(400, "max_rows must be an integer") from None
-    if limit < 1:
-        raise HTTPException(400, "max_rows must be at least 1")
-    table = request.app.state.db.sql(text, max_rows=limit + 1, timeout=cfg.sql_timeout_s)
+    limit = min(body.max_rows or cfg.sql_max_rows, cfg.sql_max_rows)
+    table = request.app.state.db.sql(body.sql, max_rows=limit + 1, timeout=cfg.sql_timeout_s)
     rows = [list(r.values()) for r in table.slice(0, limit).to_pylist()]
-    return {"columns": table.column_names, "truncated": table.num_rows > limit,
-            "rows": render.plain(rows)}
+    return SqlResult(columns=table.column_names, truncated=table.num_rows > limit,
+                     rows=render.plain(rows))
 
 
-@router.post("/plot/{kind}")
-async def plot(request: Request, kind: str, image: UploadFile | None = File(None),
-               image_id: int | None = Form(None), vector: str | None = Form(None),
+@router.post("/plot/{kind}", response_class=PNGResponse,
+             responses=binary("image/png", "The figure as a PNG."))
+async def plot(request: Request, kind: str, image: ImagePart = None,
+               image_id: ImageIdPart = None, vector: VectorPart = None,
                classes: str | None = Query(None), random_classes: int = Query(0, ge=0),
                per_class: int = Query(100, ge=1, le=2000), log: bool = Query(False)):
     from actdb.viz.figures import png_bytes
@@ -149,4 +161,4 @@ async def plot(request: Request, kind: str, image: UploadFile | None = File(None
     q = await query_of(request, image, image_id, vector)
     fig = await run_in_threadpool(request.app.state.db.plot, kind, [q], classes=classes,
                                   random_classes=random_classes, per_class=per_class, log=log)
-    return Response(png_bytes(fig), media_type="image/png")
+    return PNGResponse(png_bytes(fig))

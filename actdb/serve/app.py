@@ -67,6 +67,7 @@ def create_app(cfg: ServeConfig):
 
     import actdb
     from actdb.serve import api, maps, page
+    from actdb.serve.models import declare_error_body
 
     db = actdb.open(cfg.store, sql_threads=cfg.sql_threads, linger=5.0,
                     defer_cache_writes=True, batch_uploads=True, cache_metadata=True)
@@ -88,7 +89,8 @@ def create_app(cfg: ServeConfig):
         db.close()
 
     app = FastAPI(title="actdb", version=actdb.__version__, lifespan=lifespan,
-                  description="Activation database queries over one store.")
+                  description="Activation database queries over one store.",
+                  generate_unique_id_function=lambda route: route.name)
     app.state.db, app.state.cfg, app.state.startup_error = db, cfg, startup_error
     app.state.default_map = default_map
 
@@ -100,7 +102,7 @@ def create_app(cfg: ServeConfig):
     @app.exception_handler(HTTPException)
     async def http_error(request, exc: HTTPException):
         return JSONResponse(error_body(exc.detail, "HTTPException"),
-                            status_code=exc.status_code)
+                            status_code=exc.status_code, headers=exc.headers)  # 405: Allow
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request, exc: RequestValidationError):
@@ -126,6 +128,7 @@ def create_app(cfg: ServeConfig):
     app.include_router(page.router)
     app.include_router(api.router)
     app.include_router(maps.router)
+    declare_error_body(app)
     return app
 
 

@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import base64
 import threading
+from typing import Any
 
 import numpy as np
-from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile
-from fastapi.responses import Response
+from fastapi import APIRouter, HTTPException, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from actdb import render
 from actdb.errors import ActdbError
 from actdb.serve.api import query_of
+from actdb.serve.models import ERRORS, BytesResponse, ImageIdPart, ImagePart, VectorPart, binary
 from actdb.viz.interactive import encode_points
 
-router = APIRouter(prefix="/api/maps")
+router = APIRouter(prefix="/api/maps", responses=ERRORS)
 
 
 class _Stopped(Exception):
@@ -92,7 +93,7 @@ def _map(request: Request, map_id: str):
 
 
 @router.get("")
-def maps(request: Request):
+def maps(request: Request) -> dict[str, Any]:
     """The stored maps and the default map's state."""
     df = request.app.state.db.maps().drop(columns=["settings"])
     return {"default": request.app.state.default_map.status(),
@@ -100,23 +101,24 @@ def maps(request: Request):
 
 
 @router.get("/{map_id}")
-def map_meta(request: Request, map_id: str):
+def map_meta(request: Request, map_id: str) -> dict[str, Any]:
     if map_id == "default" and request.app.state.default_map.map_id is None:
         return {"default": request.app.state.default_map.status()}
     _, meta = points_payload(_map(request, map_id))
     return meta
 
 
-@router.get("/{map_id}/points")
+@router.get("/{map_id}/points", response_class=BytesResponse,
+            responses=binary("application/octet-stream", "The points (module docstring)."))
 def map_points(request: Request, map_id: str):
     data, _ = points_payload(_map(request, map_id))
-    return Response(data, media_type="application/octet-stream")
+    return BytesResponse(data)
 
 
 @router.post("/{map_id}/place")
-async def place(request: Request, map_id: str, image: UploadFile | None = File(None),
-                image_id: int | None = Form(None), vector: str | None = Form(None),
-                distances: bool = Query(False)):
+async def place(request: Request, map_id: str, image: ImagePart = None,
+                image_id: ImageIdPart = None, vector: VectorPart = None,
+                distances: bool = Query(False)) -> dict[str, Any]:
     """The query placed into the map; with ``distances``, base64 float32 L2 distances from it
     to every point of the map (in the points' order)."""
     q = await query_of(request, image, image_id, vector)

@@ -63,4 +63,6 @@ def test_time_limit_stops_long_queries(client):
 def test_bad_sql_is_400(client):
     r = sql(client, "SELEC 1")
     assert r.status_code == 400 and "SQL error" in r.json()["error"]
-    assert client.post("/api/sql", json={}).status_code == 400
+    missing = client.post("/api/sql", json={})  # the body's schema says sql is required
+    assert missing.status_code == 422 and missing.json()["type"] == "ValidationError"
+    assert "sql" in missing.json()["error"]
