@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from actdb.errors import StoreError
+from actdb.store import catalog
 from actdb.store.catalog import files, reads, writes
 from actdb.store.shards import shard_dim
 from actdb.store.store import Store
@@ -36,6 +37,7 @@ class CheckReport:
     bad_shards: list[str] = field(default_factory=list)
     index_bad: bool = False
     stats_bad: bool = False
+    catalog_format: str | None = None  # when DuckDB 1.x clients cannot open the catalog
 
     @property
     def ok(self) -> bool:
@@ -93,6 +95,12 @@ def check_store(store: Store) -> CheckReport:
                 rep.bad_shards.append(name)
         ids = set(reads.image_ids(con).tolist())
         stats = reads.stats_record(con)
+        version = reads.storage_version(con)
+    if not catalog.readable_by_1x(version):
+        rep.notes.append(f"{files.CATALOG} is in DuckDB's storage format {version}, which "
+                         "DuckDB 1.x clients cannot open (`check --repair` rewrites it in "
+                         f"{catalog.STORAGE_VERSION}'s)")
+        rep.catalog_format = version
     _check_index(store, ids, rep)
     if stats is None and rep.images:
         rep.notes.append("statistics not computed yet (`actdb stats`)")
@@ -165,6 +173,10 @@ def repair_store(store: Store) -> CheckReport:
                 files.shard_path(store.path, name).unlink(missing_ok=True)
             done.append(f"dropped {len(bad)} damaged shard(s); their {n} images are listed in "
                         "`repairs` and the next ingest of their root embeds them again")
+        if before.catalog_format:
+            catalog.rewrite_catalog(store.path)
+            done.append(f"rewrote {files.CATALOG} from storage format {before.catalog_format} "
+                        f"to {catalog.STORAGE_VERSION}'s, which DuckDB 1.x clients open")
     leftovers = [p for p in before.problems if "interrupted writer" in p]
     if leftovers or removed:
         done.append(f"removed {max(len(leftovers), len(removed))} file(s) left by "

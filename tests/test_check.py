@@ -122,3 +122,49 @@ def pq_ids(path):
     import pyarrow.parquet as pq
 
     return pq.read_table(path, columns=["image_id"]).column("image_id").to_pylist()
+
+
+def test_a_catalog_in_duckdb_2s_format_is_rewritten_for_duckdb_1x_clients(built_store,
+                                                                         tmp_path):
+    """A catalog an earlier actdb wrote in DuckDB 2.x's format (what a plain ``connect``
+    makes): check says so, ``--repair`` rewrites it, and then the DuckDB 1.x CLI opens it
+    with every row and the views."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import duckdb
+
+    from actdb.check import repair_store
+    from actdb.store import catalog
+
+    s = _copy(built_store, tmp_path)
+    cat = s / "catalog.duckdb"
+    old = tmp_path / "newest.duckdb"
+    con = duckdb.connect(str(old))  # DuckDB's own default: its newest format
+    con.execute(f"SET VARIABLE actdb_store = '{s}'")
+    con.execute(f"ATTACH '{cat}' AS src (READ_ONLY)")
+    con.execute("COPY FROM DATABASE src TO newest")
+    con.execute("DETACH src")
+    version = con.execute("SELECT tags['storage_version'] FROM duckdb_databases() "
+                          "WHERE database_name = current_database()").fetchall()[0][0]
+    con.close()
+    if catalog.readable_by_1x(version):
+        pytest.skip(f"this DuckDB ({duckdb.__version__}) writes {version} by default")
+    old.replace(cat)
+    rep = check(s)
+    assert rep.ok and rep.catalog_format == version
+    assert any("DuckDB 1.x clients cannot open" in n for n in rep.notes)
+    images = actdb.open(s).images()
+    after = repair_store(Store.open(s))
+    assert after.ok and after.catalog_format is None, after.notes
+    assert any("rewrote catalog.duckdb" in r for r in after.repaired)
+    assert actdb.open(s).images().equals(images)
+    cli = Path(sys.executable).with_name("duckdb")
+    res = subprocess.run([str(cli), "-readonly", "-json", str(cat), "-c",
+                          "SELECT (SELECT count(*) FROM images) AS n, "
+                          "(SELECT count(*) FROM activations) AS v"],
+                         capture_output=True, text=True, timeout=60, cwd=s)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout) == [{"n": 18, "v": 18}]

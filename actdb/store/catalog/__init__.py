@@ -10,6 +10,14 @@ SQL against the catalog's tables.
 """
 
 from actdb.store.catalog import files, reads, schema, writes
-from actdb.store.catalog.connection import close_idle, reader, writer
+from actdb.store.catalog.connection import (
+    STORAGE_VERSION,
+    close_idle,
+    readable_by_1x,
+    reader,
+    rewrite_catalog,
+    writer,
+)
 
-__all__ = ["files", "reads", "schema", "writes", "reader", "writer", "close_idle"]
+__all__ = ["files", "reads", "schema", "writes", "reader", "writer", "close_idle",
+           "STORAGE_VERSION", "readable_by_1x", "rewrite_catalog"]

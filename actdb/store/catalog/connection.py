@@ -220,6 +220,30 @@ def close_idle(store: Path) -> None:
     _close_if_idle(_shared(store))
 
 
+def readable_by_1x(version: str) -> bool:
+    """Whether DuckDB 1.x clients open a catalog of this storage version (as DuckDB names
+    it, e.g. ``v1.0.0+``)."""
+    return version.startswith("v1.")
+
+
+def rewrite_catalog(store: Path) -> None:
+    """Copy the catalog into a new file of :data:`STORAGE_VERSION`, then swap it in (for a
+    catalog an earlier actdb wrote in a newer format). The caller holds the store's writer
+    lock; readers of the old file keep reading it until they reopen."""
+    import os
+
+    path = catalog_path(store)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    with writer(store) as con:
+        db = con.execute("SELECT current_database()").fetchall()[0][0]
+        con.execute(f"ATTACH {sql_literal(str(tmp))} AS fresh "
+                    f"(STORAGE_VERSION {sql_literal(STORAGE_VERSION)})")
+        con.execute(f'COPY FROM DATABASE "{db}" TO fresh')
+        con.execute("DETACH fresh")
+    os.replace(tmp, path)
+
+
 @contextlib.contextmanager
 def writer(store: Path, timeout: float = 60.0):
     """A read-write connection, once this process's readers of the store are done."""

@@ -67,6 +67,12 @@ def require_shards(con, store: Path) -> list[str]:
     return names
 
 
+def storage_version(con) -> str:
+    """The storage format of the connection's catalog, as DuckDB names it (``v1.0.0+``)."""
+    return scalar(con, "SELECT tags['storage_version'] FROM duckdb_databases() "
+                  "WHERE database_name = current_database()") or "unknown"
+
+
 def views_kept(con) -> bool:
     """Whether the catalog keeps the ``activations`` and ``queries`` views."""
     return scalar(con, "SELECT count(*) FROM duckdb_views() WHERE NOT temporary "
