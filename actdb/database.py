@@ -304,7 +304,8 @@ class Database:
         _writable(output)
         _writable(save_coords)
         self._require_intact()
-        cfg = PlotConfig(parse_classes(classes), random_classes, per_class, seed, log, bins)
+        cfg = PlotConfig(classes=parse_classes(classes), random_classes=random_classes,
+                         per_class=per_class, seed=seed, log=log, bins=bins)
         qs = self.resolve(queries) if as_list(queries) else []
         return plot(self.store, kind, qs, cfg, output=output, save_coords=save_coords,
                     progress=progress)
@@ -420,7 +421,7 @@ class Database:
             ids, note = ex.stratified(self.store, self._allowed(classes, None, where),
                                       per_class, DEFAULT_POINTS, seed)
             _, vecs = self.store.vectors(ids)
-            proj = Projector(ProjectionConfig(method, seed=seed))
+            proj = Projector(ProjectionConfig(method=method, seed=seed))
             xy = proj.fit(vecs, progress)
             points = pd.DataFrame({"image_id": ids, "x": xy[:, 0], "y": xy[:, 1]})
             placed = proj.transform(np.stack([q.vec for q in qs])) if qs else np.zeros((0, 2))
@@ -451,8 +452,10 @@ class Database:
         if output is not None and Path(output).exists() and not Path(output).is_dir():
             raise UsageError(f"cannot write the atlas into {output}: it is a file, not a folder")
         self._require_intact()
-        cfg = AtlasConfig(chans, recipe, steps, size, batch, tuple(models), k, examples, seed,
-                          variants, precision, heatmaps, output)
+        cfg = AtlasConfig(channels=chans, recipe=recipe, steps=steps, size=size, batch=batch,
+                          models=tuple(models), k=k, examples=examples, seed=seed,
+                          variants=variants, precision=precision, heatmaps=heatmaps,
+                          output=output)
         return run_atlas(self, cfg, progress, stage)
 
     def channels(self):
@@ -472,8 +475,9 @@ class Database:
         _positive("k", k)
         _writable(output)
         qs = self.resolve(queries)
-        cfg = ReportConfig(k=k, plot=PlotConfig(parse_classes(classes), random_classes,
-                                                per_class, seed))
+        cfg = ReportConfig(k=k, plot=PlotConfig(classes=parse_classes(classes),
+                                                random_classes=random_classes,
+                                                per_class=per_class, seed=seed))
         say = progress or (lambda _: None)
         say("nearest neighbours")
         near = self.nearest(qs, k=k)

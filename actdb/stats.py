@@ -32,7 +32,7 @@ from actdb.store.writer import StoreWriter
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class StatsConfig:
     """Sample sizes and seed of the statistics."""
 

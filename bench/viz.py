@@ -60,7 +60,7 @@ def main() -> None:
         x, queries = x[:n], x[n:]  # 11 vectors the maps never saw
         x50 = PCA(50, random_state=0).fit_transform(x)
         for method, label in (("tsne", "openTSNE"), ("umap", "umap-learn")):
-            proj = Projector(ProjectionConfig(method))
+            proj = Projector(ProjectionConfig(method=method))
             t = time.perf_counter()
             xy = proj.fit(x)
             fit = time.perf_counter() - t

@@ -70,3 +70,23 @@ def test_no_import_runs_upward():
 def test_no_two_parts_import_each_other():
     edges = set(imports())
     assert not {(a, b) for a, b in edges if (b, a) in edges}
+
+
+def test_configs_and_manifests_take_keywords_only():
+    """A config built from adjacent ints (``k, examples, seed``) cannot swap them silently."""
+    import dataclasses
+    import importlib
+    import pkgutil
+
+    found = []
+    for mod in pkgutil.walk_packages(actdb.__path__, "actdb."):
+        if mod.name.endswith("__main__"):
+            continue
+        for name, obj in vars(importlib.import_module(mod.name)).items():
+            if (dataclasses.is_dataclass(obj) and obj.__module__ == mod.name
+                    and name.endswith(("Config", "Spec", "Manifest"))):
+                found.append(obj)
+    assert len(found) >= 15
+    positional = [c.__name__ for c in found
+                  if any(not f.kw_only for f in dataclasses.fields(c))]
+    assert not positional

@@ -29,7 +29,7 @@ MODEL_COLUMNS = ("vgg19", "vgg16", "resnet50")  # the channels table's per-model
 Progress = Callable[[int, int], None]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class AtlasConfig:
     """Everything ``actdb atlas`` takes. ``steps`` None: the recipe's default."""
 

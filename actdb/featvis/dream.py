@@ -47,7 +47,7 @@ _COLOR_CORR = np.array([[0.26, 0.09, 0.02],
 _COLOR_CORR /= np.max(np.linalg.norm(_COLOR_CORR, axis=0))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DreamConfig:
     """Everything ``actdb dream`` takes."""
 

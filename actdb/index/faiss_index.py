@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -37,7 +36,13 @@ from pathlib import Path
 import numpy as np
 
 from actdb.errors import StoreDamaged, StoreError, UsageError
-from actdb.store.catalog.files import INDEX, INDEX_INFO, index_info_path, index_path
+from actdb.store.catalog.files import (
+    INDEX,
+    INDEX_INFO,
+    atomic_write,
+    index_info_path,
+    index_path,
+)
 
 KINDS = ("auto", "flat", "ivfpq", "ivf", "hnsw")
 METRICS = ("l2", "cosine")
@@ -48,7 +53,7 @@ RECALL_K = 50
 LEVELS = (0.9, 0.95, 0.99)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class IndexConfig:
     """How to build the index."""
 
@@ -328,13 +333,9 @@ def build(ids: np.ndarray, vecs: np.ndarray, cfg: IndexConfig):
 def save_index(store: Path, index, info: dict) -> None:
     """Write the index and its description atomically (temp file + rename, each)."""
     faiss = _faiss()
-    store = Path(store)
-    tmp = store / f".{INDEX}.tmp"
-    faiss.write_index(index, str(tmp))
-    os.replace(tmp, index_path(store))
-    tmpj = store / f".{INDEX_INFO}.tmp"
-    tmpj.write_text(json.dumps(info, indent=2) + "\n")
-    os.replace(tmpj, index_info_path(store))
+    atomic_write(index_path(store), lambda tmp: faiss.write_index(index, str(tmp)))
+    atomic_write(index_info_path(store),
+                 lambda tmp: tmp.write_text(json.dumps(info, indent=2) + "\n"))
 
 
 def load_index(store: Path, mmap: bool = True):

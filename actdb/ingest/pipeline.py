@@ -49,7 +49,7 @@ from actdb.store.writer import StoreWriter
 Progress = Callable[[int, int], None]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class IngestConfig:
     """Everything ``actdb ingest`` takes."""
 
@@ -335,8 +335,9 @@ def ingest(cfg: IngestConfig, progress: Progress | None = None) -> IngestResult:
     if cfg.engine == "ray":
         from actdb.ingest.ray_engine import RayConfig, ingest_ray
 
-        return ingest_ray(cfg, RayConfig(cfg.ray_address, cfg.actors, cfg.actor_cpus,
-                                         cfg.actor_gpus), progress)
+        return ingest_ray(cfg, RayConfig(address=cfg.ray_address, actors=cfg.actors,
+                                         actor_cpus=cfg.actor_cpus,
+                                         actor_gpus=cfg.actor_gpus), progress)
     t0 = time.perf_counter()
     store = Path(cfg.store)
     layout, entries = prepare(cfg)

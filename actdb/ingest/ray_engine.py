@@ -36,7 +36,7 @@ from actdb.heavy import quietly
 BLOCK_ROWS = 256
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RayConfig:
     """How the Ray engine uses the cluster. None: decided from the cluster's resources."""
 

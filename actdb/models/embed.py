@@ -32,7 +32,7 @@ PRECISIONS = ("auto", "fp32", "bf16")
 _BUILD_LOCK = threading.Lock()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class EmbedConfig:
     """How images become vectors. Stored in the manifest; queries reuse it unchanged."""
 

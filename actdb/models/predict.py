@@ -22,7 +22,7 @@ from actdb.models.registry import MODELS
 TOP_SIZE = 224
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PredictConfig:
     """Models, their weights (``{"vgg19": "random:0"}``; default imagenet) and top-K."""
 

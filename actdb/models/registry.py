@@ -24,7 +24,7 @@ from actdb import heavy
 from actdb.errors import UsageError, WeightsUnavailable
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ModelSpec:
     """A Keras application: constructor, preprocessing module and defaults."""
 
@@ -42,19 +42,22 @@ class ModelSpec:
 
 MODELS: dict[str, ModelSpec] = {
     "vgg19": ModelSpec(
-        "vgg19", "VGG19", "vgg19", "block5_conv4",
-        "vgg19_weights_tf_dim_ordering_tf_kernels.h5",
-        "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        name="vgg19", constructor="VGG19", preprocess_module="vgg19",
+        default_layer="block5_conv4",
+        top_weights_file="vgg19_weights_tf_dim_ordering_tf_kernels.h5",
+        notop_weights_file="vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5",
     ),
     "vgg16": ModelSpec(
-        "vgg16", "VGG16", "vgg16", "block5_conv3",
-        "vgg16_weights_tf_dim_ordering_tf_kernels.h5",
-        "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        name="vgg16", constructor="VGG16", preprocess_module="vgg16",
+        default_layer="block5_conv3",
+        top_weights_file="vgg16_weights_tf_dim_ordering_tf_kernels.h5",
+        notop_weights_file="vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
     ),
     "resnet50": ModelSpec(
-        "resnet50", "ResNet50", "resnet50", "conv5_block3_out",
-        "resnet50_weights_tf_dim_ordering_tf_kernels.h5",
-        "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        name="resnet50", constructor="ResNet50", preprocess_module="resnet50",
+        default_layer="conv5_block3_out",
+        top_weights_file="resnet50_weights_tf_dim_ordering_tf_kernels.h5",
+        notop_weights_file="resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
     ),
 }
 

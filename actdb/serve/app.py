@@ -31,7 +31,7 @@ from actdb.errors import (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ServeConfig:
     """How the service runs."""
 

@@ -9,13 +9,12 @@ True
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 
 from actdb.errors import StoreError, StoreMismatch
-from actdb.store.catalog.files import manifest_path
+from actdb.store.catalog.files import atomic_write, manifest_path
 
 #: 2: statistics tables created with the catalog, named queries, repairs.
 FORMAT_VERSION = 2
@@ -30,7 +29,7 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Manifest:
     """The store's embedding recipe and provenance."""
 
@@ -102,7 +101,4 @@ def read_manifest(store: Path) -> Manifest:
 
 def write_manifest(store: Path, manifest: Manifest) -> None:
     """Write atomically (temp file + rename)."""
-    path = manifest_path(store)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(manifest.to_json())
-    os.replace(tmp, path)
+    atomic_write(manifest_path(store), lambda tmp: tmp.write_text(manifest.to_json()))

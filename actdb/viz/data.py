@@ -21,7 +21,7 @@ from actdb.errors import ActdbWarning, UsageError
 from actdb.store.catalog import reads
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SampleConfig:
     """Which stored images a plot shows: named classes, plus random other classes."""
 
@@ -137,8 +137,9 @@ def distance_data(store, qs: list, sample: SampleConfig, bins: int = 40,
         raise UsageError("distance histograms need at least one query")
     if bins < 1:
         raise UsageError(f"bins must be at least 1, not {bins}", param="bins")
-    s = sample_vectors(store, SampleConfig(sample.classes, sample.random_classes, None,
-                                           sample.seed))
+    s = sample_vectors(store, SampleConfig(classes=sample.classes,
+                                           random_classes=sample.random_classes,
+                                           per_class=None, seed=sample.seed))
     rows = []
     x = s.vecs.astype(np.float64)
     for q in qs:

@@ -36,20 +36,22 @@ Stage = Callable[[str], None]
 DEFAULT_POINTS = 50_000
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class MapSpec:
     """What a map is made of: which images (a seeded per-class sample) and which projection.
     Equal specs have equal ``map_id``s."""
 
     sample: SampleConfig = field(default_factory=SampleConfig)
-    projection: ProjectionConfig = field(default_factory=lambda: ProjectionConfig("umap"))
+    projection: ProjectionConfig = field(default_factory=lambda: ProjectionConfig(method="umap"))
 
     @classmethod
     def of(cls, method: str = "umap", per_class: int | None = 100,
            classes: tuple[str, ...] | None = None, random_classes: int = 0,
            seed: int = 0) -> MapSpec:
-        return cls(SampleConfig(tuple(classes) if classes else None, random_classes, per_class,
-                                seed), ProjectionConfig(method, seed=seed))
+        return cls(sample=SampleConfig(classes=tuple(classes) if classes else None,
+                                       random_classes=random_classes, per_class=per_class,
+                                       seed=seed),
+                   projection=ProjectionConfig(method=method, seed=seed))
 
     @classmethod
     def default(cls, n_classes: int, method: str = "umap", seed: int = 0) -> MapSpec:

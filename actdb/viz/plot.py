@@ -23,7 +23,7 @@ from actdb.viz.projection import METHODS
 KINDS = (*METHODS, "profile", "distances")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PlotConfig:
     """What a plot shows. ``per_class`` applies to maps; distances use every image."""
 
@@ -55,7 +55,8 @@ def plot(store, kind: str, queries: list, cfg: PlotConfig | None = None,
     elif kind == "profile":
         fig = figures.draw_profile(profile_data(store, queries, cfg.classes), m)
     else:
-        sample = SampleConfig(cfg.classes, cfg.random_classes, None, cfg.seed)
+        sample = SampleConfig(classes=cfg.classes, random_classes=cfg.random_classes,
+                              per_class=None, seed=cfg.seed)
         d = distance_data(store, queries, sample, bins=cfg.bins, log=cfg.log)
         fig = figures.draw_distances(d, m, log=cfg.log)
     if output is not None:

@@ -6,7 +6,7 @@ it can place new points into a finished embedding (``transform``), which scikit-
 
 >>> import numpy as np
 >>> x = np.random.default_rng(0).normal(size=(40, 8))
->>> p = Projector(ProjectionConfig("pca"))
+>>> p = Projector(ProjectionConfig(method="pca"))
 >>> p.fit(x).shape, p.transform(x[:2]).shape
 ((40, 2), (2, 2))
 """
@@ -22,12 +22,13 @@ import numpy as np
 
 from actdb import heavy
 from actdb.errors import UsageError
+from actdb.store.catalog.files import atomic_write
 
 METHODS = ("tsne", "umap", "pca")
 Stage = Callable[[str], None]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ProjectionConfig:
     """How vectors become 2-D coordinates."""
 
@@ -101,14 +102,14 @@ class Projector:
         return np.asarray(self.model.transform(q), np.float64)
 
     def save(self, path: str | Path) -> None:
-        """Pickle to ``path`` (written to a temporary file, then renamed)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        with open(tmp, "wb") as f:
-            pickle.dump(self.cfg.method, f)  # read first: load imports UMAP through heavy
-            pickle.dump(self, f, protocol=pickle.HIGHEST_PROTOCOL)
-        tmp.replace(path)
+        """Pickle to ``path`` (atomically)."""
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as f:
+                pickle.dump(self.cfg.method, f)  # read first: load imports UMAP through heavy
+                pickle.dump(self, f, protocol=pickle.HIGHEST_PROTOCOL)
+
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(Path(path), write)
 
     @staticmethod
     def load(path: str | Path) -> Projector:

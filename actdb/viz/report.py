@@ -24,7 +24,7 @@ from actdb.viz.plot import PlotConfig, plot
 SECTIONS = ("queries", "neighbours", "votes", "centroids", "map", "tsne", "umap", "distances")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ReportConfig:
     k: int = 12
     plot: PlotConfig = field(default_factory=PlotConfig)

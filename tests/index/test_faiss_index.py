@@ -48,7 +48,8 @@ def test_flat_equals_numpy_brute_force(metric):
     assert info["recall_at_50"] == 1.0
 
 
-@pytest.mark.parametrize("kind", ["ivfpq", "ivf", pytest.param("hnsw", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("kind", [pytest.param("ivfpq", marks=pytest.mark.slow), "ivf",
+                                  pytest.param("hnsw", marks=pytest.mark.slow)])
 def test_approximate_kinds_reach_and_record_their_recall(kind):
     ids, x = overlapping_classes()
     index, info = build(ids, x, IndexConfig(kind=kind, target_recall=0.95, recall_sample=300,

@@ -76,9 +76,10 @@ def test_a_placed_member_lands_among_its_class(db, method):
         assert (m.points.class_name.to_numpy()[nearest] == own).all()
 
 
+@pytest.mark.slow  # t-SNE: about 2 s
 def test_a_saved_projector_places_exactly_like_the_fitted_one(tmp_path):
     x = np.random.default_rng(1).normal(size=(60, 20))
-    p = Projector(ProjectionConfig("tsne", pca_dims=10))
+    p = Projector(ProjectionConfig(method="tsne", pca_dims=10))
     p.fit(x)
     p.save(tmp_path / "p.pkl")
     np.testing.assert_array_equal(Projector.load(tmp_path / "p.pkl").transform(x[:3]),

@@ -33,7 +33,12 @@ import time
 from pathlib import Path
 
 from actdb.errors import StoreError
-from actdb.store.catalog.files import SHARD_DIR, catalog_path, writer_waiting_path
+from actdb.store.catalog.files import (
+    SHARD_DIR,
+    atomic_write,
+    catalog_path,
+    writer_waiting_path,
+)
 from actdb.store.catalog.schema import STORE_VARIABLE, sql_literal
 
 #: A writer's marker older than this is a crashed writer's: readers ignore it.
@@ -230,18 +235,15 @@ def rewrite_catalog(store: Path) -> None:
     """Copy the catalog into a new file of :data:`STORAGE_VERSION`, then swap it in (for a
     catalog an earlier actdb wrote in a newer format). The caller holds the store's writer
     lock; readers of the old file keep reading it until they reopen."""
-    import os
+    def copy(tmp: Path) -> None:
+        with writer(store) as con:
+            db = con.execute("SELECT current_database()").fetchall()[0][0]
+            con.execute(f"ATTACH {sql_literal(str(tmp))} AS fresh "
+                        f"(STORAGE_VERSION {sql_literal(STORAGE_VERSION)})")
+            con.execute(f'COPY FROM DATABASE "{db}" TO fresh')
+            con.execute("DETACH fresh")
 
-    path = catalog_path(store)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.unlink(missing_ok=True)
-    with writer(store) as con:
-        db = con.execute("SELECT current_database()").fetchall()[0][0]
-        con.execute(f"ATTACH {sql_literal(str(tmp))} AS fresh "
-                    f"(STORAGE_VERSION {sql_literal(STORAGE_VERSION)})")
-        con.execute(f'COPY FROM DATABASE "{db}" TO fresh')
-        con.execute("DETACH fresh")
-    os.replace(tmp, path)
+    atomic_write(catalog_path(store), copy)
 
 
 @contextlib.contextmanager

@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 MANIFEST = "manifest.json"
@@ -70,6 +72,42 @@ def shard_files_on_disk(store: Path) -> list[str]:
     return sorted(p.name for p in d.glob(SHARD_GLOB))
 
 
+#: The folders :func:`atomic_write` writes into (a crash leaves its temp files only here).
+WRITTEN_DIRS = ("", SHARD_DIR, MAP_DIR)
+
+
+def temp_path(path: Path) -> Path:
+    """Where :func:`atomic_write` writes ``path`` before renaming it into place.
+
+    >>> temp_path(Path("s/manifest.json")).as_posix()
+    's/.manifest.json.tmp'
+    """
+    return Path(path).with_name(f".{Path(path).name}.tmp")
+
+
+def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
+    """Make ``path`` by ``write(temp)``, then fsync and rename it into place, so a reader
+    sees the old file or the whole new one; a crash leaves only a :func:`temp_files` entry.
+    """
+    path = Path(path)
+    tmp = temp_path(path)
+    tmp.unlink(missing_ok=True)
+    write(tmp)
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    try:
+        fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return path
+    try:
+        os.fsync(fd)  # the rename itself
+    finally:
+        os.close(fd)
+    return path
+
+
 def temp_files(store: Path) -> list[Path]:
-    """Hidden temporary files a crashed writer may have left (shards, index)."""
-    return [*(Path(store) / SHARD_DIR).glob(".*.tmp"), *Path(store).glob(".*.tmp")]
+    """Temporary files a crashed writer may have left (every :func:`atomic_write`'s)."""
+    return sorted(p for d in WRITTEN_DIRS for p in (Path(store) / d).glob(temp_path(
+        Path("*")).name) if p.is_file())
