@@ -520,8 +520,8 @@ class Database:
             return self._cache
 
     def _catalog_signature(self) -> tuple:
-        cat = str(files.catalog_path(self.path))
-        return self._signature(cat, cat + ".wal")
+        return self._signature(str(files.catalog_path(self.path)),
+                               str(files.catalog_wal_path(self.path)))
 
     def _from_catalog(self, slot: str, read: Callable):
         """``read(con)``, kept in ``self.<slot>`` until the images or their statistics change.

@@ -90,3 +90,22 @@ def test_configs_and_manifests_take_keywords_only():
     positional = [c.__name__ for c in found
                   if any(not f.kw_only for f in dataclasses.fields(c))]
     assert not positional
+
+
+def test_no_store_file_name_is_spelled_outside_the_catalogs_files_module():
+    """Code (docstrings aside) names the store's files only through ``catalog.files``."""
+    from actdb.store.catalog import files
+
+    names = (files.MANIFEST, files.CATALOG, files.INDEX, files.INDEX_INFO, files.WRITER_LOCK,
+             files.WRITER_WAITING, ".wal", ".tmp", "part-")
+    found = []
+    for path in PACKAGE.rglob("*.py"):
+        if path == PACKAGE / "store" / "catalog" / "files.py":
+            continue
+        tree = ast.parse(path.read_text())
+        docs = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Expr)}
+        found += [f"{path.relative_to(PACKAGE)}:{n.lineno}: {n.value!r}"
+                  for n in ast.walk(tree) if isinstance(n, ast.Constant)
+                  and isinstance(n.value, str) and id(n) not in docs
+                  and any(name in n.value for name in names)]
+    assert not found

@@ -26,6 +26,7 @@ from actdb.store.catalog.files import (
     WRITER_LOCK,
     manifest_path,
     shard_files_on_disk,
+    shard_name,
     shard_path,
     temp_files,
 )
@@ -130,7 +131,7 @@ class StoreWriter:
         name = None
         if len(ids):
             self._seq += 1
-            name = f"part-r{self.run_id:04d}-{self._seq:05d}-{os.getpid()}.parquet"
+            name = shard_name(self.run_id, self._seq, os.getpid())
             write_shard(self.path, name, ids, vecs)
         with self.connect() as con:
             writes.commit_shard(con, name, len(ids), images, failures, self.run_id,

@@ -31,6 +31,20 @@ def catalog_path(store: Path) -> Path:
     return Path(store) / CATALOG
 
 
+def catalog_wal_path(store: Path) -> Path:
+    """DuckDB's write-ahead log beside the catalog (present while a commit is unfinished)."""
+    return Path(store) / f"{CATALOG}.wal"
+
+
+def shard_name(run_id: int, seq: int, pid: int) -> str:
+    """A new shard's file name: unique per run, commit and process; matches SHARD_GLOB.
+
+    >>> shard_name(3, 12, 999)
+    'part-r0003-00012-999.parquet'
+    """
+    return f"part-r{run_id:04d}-{seq:05d}-{pid}.parquet"
+
+
 def index_path(store: Path) -> Path:
     return Path(store) / INDEX
 
