@@ -120,8 +120,8 @@ def main() -> None:
               f"{rates} img/s (target >= 5000 on an H200)", flush=True)
         best = max(best, *r["rates"].values())
 
+    from actdb.ingest.engine import decoded as _decoded
     from actdb.ingest.layout import detect_layout
-    from actdb.ingest.pipeline import _decoded
 
     entries = detect_layout(root).entries
     list(_decoded(entries[:64], root, args.size, "squash", args.workers, True))

@@ -138,8 +138,8 @@ def decode_only(args) -> None:
     worker processes (and threads), per core; then full vs draft-mode decoding of large
     JPEGs (Pillow's DCT-domain downscaling)."""
     from actdb.images import decode_image
+    from actdb.ingest.engine import decoded as _decoded
     from actdb.ingest.layout import detect_layout
-    from actdb.ingest.pipeline import _decoded
 
     print(machine_line())
     tmp = Path(tempfile.mkdtemp(prefix="actdb-bench-dec-"))

@@ -12,8 +12,7 @@ PACKAGE = Path(actdb.__file__).parent
 LAYERS = [
     ("errors", "heavy", "version"),
     ("images",),
-    ("models",),
-    ("store",),
+    ("models", "store"),  # side by side
     ("index",),
     ("stats",),
     ("query", "featvis", "viz"),
@@ -109,3 +108,53 @@ def test_no_store_file_name_is_spelled_outside_the_catalogs_files_module():
                   and isinstance(n.value, str) and id(n) not in docs
                   and any(name in n.value for name in names)]
     assert not found
+
+
+def module_imports() -> dict[str, set[str]]:
+    """{module: the actdb modules it imports} (lazy imports inside functions included; a
+    package's own ``__init__`` re-exports are edges to the package)."""
+    graph: dict[str, set[str]] = {}
+    names = set()
+    for path in PACKAGE.rglob("*.py"):
+        rel = path.relative_to(PACKAGE.parent).with_suffix("")
+        names.add(".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts))
+    for path in PACKAGE.rglob("*.py"):
+        rel = path.relative_to(PACKAGE.parent).with_suffix("")
+        module = ".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)
+        out = graph.setdefault(module, set())
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                targets = [f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in names
+                           else node.module for a in node.names]
+            else:
+                continue
+            out.update(t for t in targets if t in names and t != module)
+    return graph
+
+
+def test_no_import_circle_between_any_two_modules():
+    """Module by module, not part by part: a circle inside a package counts too (the face
+    ``actdb/__init__`` and the packages' ``__init__`` re-exports aside)."""
+    graph = {m: {t for t in ts if t not in PACKAGES} for m, ts in module_imports().items()
+             if m not in PACKAGES}
+    circles, state = [], {}
+
+    def visit(m: str, path: list[str]) -> None:
+        state[m] = "open"
+        for t in sorted(graph.get(m, ())):
+            if state.get(t) == "open":
+                circles.append(" -> ".join([*path[path.index(t):], t]))
+            elif t not in state:
+                visit(t, [*path, t])
+        state[m] = "done"
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [m])
+    assert not circles
+
+
+PACKAGES = {".".join(p.relative_to(PACKAGE.parent).parts[:-1])
+            for p in PACKAGE.rglob("__init__.py")}

@@ -1,10 +1,13 @@
 """``actdb ingest``: reader (layout + decoders) -> mapper (model) -> writer (store).
 
-Decoding runs ahead of the model in a pool of threads (TensorFlow and Pillow release the GIL;
-enough when the CPU also runs the model) or of worker processes (to feed a GPU: Pillow decodes
-a few hundred images a second per core). The model is built once per run, and shards are
-committed every ``rows_per_shard`` images, so a killed run loses at most one shard of work
-and resumes where it stopped.
+This module is the one driver: it checks the options, finds the layout and the images, then
+hands the images not yet in the store to an engine (``engine.LocalEngine``, or the Ray
+engine), which produces their vectors in listing order; the driver assigns ids, commits a
+shard every ``rows_per_shard`` images (so a killed run loses at most one shard of work and
+resumes where it stopped), records failures and the run, and refreshes the index and the
+statistics. Locally, decoding runs ahead of the model in a pool of threads (TensorFlow and
+Pillow release the GIL; enough when the CPU also runs the model) or of worker processes (to
+feed a GPU: Pillow decodes a few hundred images a second per core).
 
 Most callers use ``actdb.open(store).ingest(root, ...)``; underneath, for example::
 
@@ -15,29 +18,20 @@ from __future__ import annotations
 
 import collections
 import hashlib
-import os
 import time
 import zlib
-from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
 
-from actdb.errors import ImageError, IngestFailed, StoreMismatch, UsageError
-from actdb.images import decode_files
+from actdb.errors import IngestFailed, StoreMismatch, UsageError
 from actdb.ingest.datasets import DATASETS, fetch
+from actdb.ingest.engine import DECODERS, Embedded, LocalEngine
 from actdb.ingest.layout import SPLITS, ImageEntry, detect_layout
 from actdb.models.classes import CLASS_INDEX_VERSION
-from actdb.models.embed import (
-    EmbedConfig,
-    Embedder,
-    backend,
-    default_batch_size,
-    gpu_capability,
-    shared_embedder,
-)
+from actdb.models.embed import EmbedConfig, Embedder, backend
 from actdb.stats import refresh
 from actdb.store.catalog import reads
 from actdb.store.catalog.files import manifest_path
@@ -168,85 +162,42 @@ def select_entries(entries: list[ImageEntry], cfg: IngestConfig) -> list[ImageEn
     return out
 
 
-DECODERS = ("auto", "threads", "processes")
 ENGINES = ("local", "ray")
 
 
-def _decoded(entries: list[ImageEntry], root: Path, size: int, resize: str, workers: int,
-             processes: bool, chunk: int = 16) -> Iterator[tuple[ImageEntry, object]]:
-    """Yield (entry, (array, (w, h), bytes) | ImageError) in listing order, decoding ahead in
-    ``workers`` threads or processes, ``chunk`` files a task (a few batches in flight)."""
-    if processes:
-        import multiprocessing
+class _Commits:
+    """Embedded rows -> committed shards (with their failures). Ids are assigned in listing
+    order as rows arrive; what is not committed when a run dies is simply lost, and the next
+    run assigns the same ids again."""
 
-        pool = ProcessPoolExecutor(max_workers=workers,  # forkserver: never fork TensorFlow
-                                   mp_context=multiprocessing.get_context("forkserver"))
-    else:
-        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="actdb-decode")
-    pending: collections.deque = collections.deque()
-    chunks = (entries[i : i + chunk] for i in range(0, len(entries), chunk))
-    with pool:
-        try:
-            for part in chunks:
-                pending.append((part, pool.submit(decode_files, [str(root / e.path)
-                                                                 for e in part], size, resize)))
-                if len(pending) >= 2 * workers:
-                    part0, f0 = pending.popleft()
-                    yield from zip(part0, f0.result(), strict=True)
-            while pending:
-                part0, f0 = pending.popleft()
-                yield from zip(part0, f0.result(), strict=True)
-        finally:
-            for _, f in pending:
-                f.cancel()
-
-
-class _ShardBuffer:
-    """Decoded images -> embedded batches -> one committed shard (with its failures).
-
-    Ids are assigned in listing order as batches are embedded; what is not committed when
-    a run dies is simply lost, and the next run assigns the same ids again.
-    """
-
-    def __init__(self, writer: StoreWriter, emb: Embedder, root: str, next_id: int):
-        self.w, self.emb, self.root, self.next_id = writer, emb, root, next_id
-        self.batch: list[tuple[ImageEntry, np.ndarray, tuple[int, int], int]] = []
-        self.ids: list[np.ndarray] = []
+    def __init__(self, writer: StoreWriter, root: str, next_id: int, dim: int):
+        self.w, self.root, self.next_id, self.dim = writer, root, next_id, dim
+        self.ids: list[int] = []
         self.vecs: list[np.ndarray] = []
         self.rows: list[tuple] = []
         self.pending_failures: list[tuple] = []
         self.failures: list[tuple[str, str]] = []
         self.ingested = 0
 
-    def fail(self, e: ImageEntry, reason: str) -> None:
-        self.failures.append((e.path, reason))
-        self.pending_failures.append((self.root, e.path, e.split, e.synset, e.class_name,
-                                      reason))
-
-    def embed_batch(self) -> None:
-        if not self.batch:
+    def add(self, r: Embedded) -> None:
+        e = r.entry
+        if r.error is not None:
+            self.failures.append((e.path, r.error))
+            self.pending_failures.append((self.root, e.path, e.split, e.synset, e.class_name,
+                                          r.error))
             return
-        ids = np.arange(self.next_id, self.next_id + len(self.batch), dtype=np.int64)
-        self.next_id += len(self.batch)
-        self.ids.append(ids)
-        self.vecs.append(self.emb.embed(np.stack([b[1] for b in self.batch])))
-        for i, (e, _, (wd, ht), nbytes) in zip(ids, self.batch, strict=True):
-            self.rows.append((int(i), self.root, e.path, e.split, e.synset, e.class_name,
-                              e.class_index, wd, ht, nbytes))
-        self.batch.clear()
-
-    def rows_pending(self) -> int:
-        return len(self.rows)
+        self.ids.append(self.next_id)
+        self.vecs.append(r.vec)
+        self.rows.append((self.next_id, self.root, e.path, e.split, e.synset, e.class_name,
+                          e.class_index, r.width, r.height, r.nbytes))
+        self.next_id += 1
 
     def commit(self) -> None:
-        """Embed what is batched, then write the shard and its rows in one commit."""
-        self.embed_batch()
+        """Write the shard and its rows, and the failures, in one commit."""
         if not self.rows and not self.pending_failures:
             return
-        ids = np.concatenate(self.ids) if self.ids else np.zeros(0, np.int64)
-        vecs = (np.concatenate(self.vecs) if self.vecs
-                else np.zeros((0, self.emb.dim), np.float32))
-        self.w.commit(ids, vecs, self.rows, self.pending_failures)
+        vecs = np.asarray(self.vecs, np.float32).reshape(len(self.ids), self.dim)
+        self.w.commit(np.asarray(self.ids, np.int64), vecs, self.rows, self.pending_failures)
         self.ingested += len(self.rows)
         self.ids, self.vecs, self.rows, self.pending_failures = [], [], [], []
 
@@ -330,67 +281,66 @@ def prepare(cfg: IngestConfig):
     return layout, select_entries(layout.entries, cfg)
 
 
-def ingest(cfg: IngestConfig, progress: Progress | None = None) -> IngestResult:
-    """Embed the images under ``cfg.root`` into the store; resume/skip what is there."""
+def make_engine(cfg: IngestConfig):
+    """The engine ``cfg.engine`` names (``engine.LocalEngine`` or ``ray_engine.RayEngine``)."""
     if cfg.engine == "ray":
-        from actdb.ingest.ray_engine import RayConfig, ingest_ray
+        from actdb.ingest.ray_engine import RayConfig, RayEngine
 
-        return ingest_ray(cfg, RayConfig(address=cfg.ray_address, actors=cfg.actors,
-                                         actor_cpus=cfg.actor_cpus,
-                                         actor_gpus=cfg.actor_gpus), progress)
+        return RayEngine(RayConfig(address=cfg.ray_address, actors=cfg.actors,
+                                   actor_cpus=cfg.actor_cpus, actor_gpus=cfg.actor_gpus),
+                         batch_size=cfg.batch_size, rows_per_shard=cfg.rows_per_shard)
+    return LocalEngine(batch_size=cfg.batch_size, workers=cfg.workers, decoders=cfg.decoders)
+
+
+def ingest(cfg: IngestConfig, progress: Progress | None = None,
+           engine=None) -> IngestResult:
+    """Embed the images under ``cfg.root`` into the store; resume/skip what is there. The
+    one driver of every engine (``engine``: by default the one ``cfg.engine`` names)."""
     t0 = time.perf_counter()
     store = Path(cfg.store)
     layout, entries = prepare(cfg)
-    ec = _check_cheap(store, cfg.embed)
-    emb = shared_embedder(ec)
-    if cfg.batch_size is None:
-        cfg = replace(cfg, batch_size=default_batch_size())
-    processes = cfg.decoders == "processes" or (
-        cfg.decoders == "auto" and gpu_capability() is not None)
-    if cfg.workers is None:
-        cfg = replace(cfg, workers=max(1, (os.cpu_count() or 2) - 1) if processes else 4)
-    manifest = _manifest(emb, cfg.embed.weights)
+    ec = _check_cheap(store, cfg.embed)  # a mismatching store is refused before any model
+    engine = engine or make_engine(cfg)
     root = str(layout.root)
-    options = {k: v for k, v in asdict(cfg).items() if k not in ("root", "store")}
-    options["backend"] = backend()  # in the run, not the manifest: vectors do not depend on it
-    with StoreWriter(store, manifest) as w:
-        present = w.existing_paths(root)
-        todo = [e for e in entries if e.path not in present]
-        skipped = len(entries) - len(todo)
-        run_id = w.start_run(root, layout.name, options)
-        buf = _ShardBuffer(w, emb, root, w.next_image_id())
-        done, status = 0, "interrupted"
-        try:
-            stream = _decoded(todo, layout.root, ec.image_size, ec.resize, cfg.workers,
-                              processes)
-            for e, res in stream:
-                done += 1
-                if isinstance(res, ImageError):
-                    buf.fail(e, str(res))
-                    if cfg.strict:
-                        buf.commit()
-                        status = "failed"
-                        raise IngestFailed(
-                            f"{e.path}: {res} (strict); fix or remove the file, or ingest "
-                            "without strict to record failures and go on")
-                    continue
-                buf.batch.append((e, *res))
-                if len(buf.batch) >= cfg.batch_size:
-                    buf.embed_batch()
+    with engine:
+        emb = engine.prepare(ec)
+        manifest = _manifest(emb, cfg.embed.weights)
+        options = {k: v for k, v in asdict(cfg).items() if k not in ("root", "store")}
+        # the backend is in the run, not the manifest: vectors do not depend on it
+        options.update(backend=backend(), **engine.options())
+        with StoreWriter(store, manifest) as w:
+            present = w.existing_paths(root)
+            todo = [e for e in entries if e.path not in present]
+            skipped = len(entries) - len(todo)
+            run_id = w.start_run(root, layout.name, options)
+            out = _Commits(w, root, w.next_image_id(), manifest.dim)
+            done, status = 0, "interrupted"
+            try:
+                for batch in engine.produce(todo, layout.root) if todo else ():
+                    for r in batch:
+                        if r.entry.path in present:  # a retried task's second answer
+                            continue
+                        present.add(r.entry.path)
+                        out.add(r)
+                        if r.error is not None and cfg.strict:
+                            out.commit()
+                            status = "failed"
+                            raise IngestFailed(
+                                f"{r.entry.path}: {r.error} (strict); fix or remove the "
+                                "file, or ingest without strict to record failures and go on")
+                    done += len(batch)
                     if progress:
                         progress(done, len(todo))
-                    if buf.rows_pending() >= cfg.rows_per_shard:
-                        buf.commit()
-            buf.commit()
-            if progress:
-                progress(done, len(todo))
-            status = "done"
-        finally:
-            w.finish_run(status, buf.ingested, skipped, len(buf.failures))
+                    if len(out.rows) >= cfg.rows_per_shard:
+                        out.commit()
+                out.commit()
+                status = "done"
+            finally:
+                w.finish_run(status, out.ingested, skipped, len(out.failures))
     result = IngestResult(
         store=str(store), layout=layout.name, layout_notes=layout.notes, run_id=run_id,
-        total=len(entries), ingested=buf.ingested, skipped=skipped, failed=len(buf.failures),
-        failures=buf.failures, seconds=time.perf_counter() - t0,
+        total=len(entries), ingested=out.ingested, skipped=skipped, failed=len(out.failures),
+        failures=out.failures, seconds=time.perf_counter() - t0,
         precision=emb.config.precision,
     )
     return _after_ingest(store, cfg, result)

@@ -1,15 +1,17 @@
 """``actdb ingest --engine ray``: the same ingest on Ray Data, across the cores of a machine or
 the machines of a cluster.
 
-The driver does what the local engine does around the model: layout, selection, the store's
-writer lock, resume (paths already committed), the run record, and afterwards the index and
-the statistics. Only ``(seq, path)`` rows travel to Ray. Decoding runs as CPU tasks with
-actdb's own decoder (a bad file becomes a row with an ``error``, never an exception); the
-model runs in actors, each building the store's embedder once and refusing to embed if its
-fingerprint is not the manifest's; Ray restarts an actor that dies and retries its batch.
-Results come back in listing order (``preserve_order``) and the driver commits them through
-the store's writer, skipping any path already committed, so ids, vectors and failures equal
-the local engine's and a retried task cannot duplicate a row.
+The ingest driver (``pipeline.ingest``) does everything around the model, as for the local
+engine: layout, selection, the store's writer lock, resume (paths already committed), the run
+record, the commits, and afterwards the index and the statistics. This engine only produces
+the embedded rows (``engine.Embedded``). Only ``(seq, path)`` rows travel to Ray. Decoding
+runs as CPU tasks with actdb's own decoder (a bad file becomes a row with an ``error``, never
+an exception); the model runs in actors, each building the store's embedder once and
+refusing to embed if its fingerprint is not the manifest's; Ray restarts an actor that dies
+and retries its batch.
+Results come back in listing order (``preserve_order``) and the driver commits them,
+skipping any path already committed, so ids, vectors and failures equal the local engine's
+and a retried task cannot duplicate a row.
 
 With no address (``--ray-address``, ``$RAY_ADDRESS``) a local Ray is started with the
 machine's CPUs and shut down at the end; a Ray already initialised in the process is used
@@ -23,7 +25,6 @@ turned off (``RAY_AUTH_MODE=disabled``).
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -31,6 +32,7 @@ import numpy as np
 
 from actdb.errors import IngestFailed, UsageError
 from actdb.heavy import quietly
+from actdb.models.embed import default_batch_size
 
 #: Rows of (seq, path) per block handed to Ray: small enough to spread over the decoders.
 BLOCK_ROWS = 256
@@ -109,15 +111,8 @@ class EmbedActor:
         if self.emb.fingerprint != fingerprint:
             raise IngestFailed(f"a model actor built {self.emb.fingerprint}, not the store's "
                                f"{fingerprint}: every node needs the same weights file")
-        crash = os.environ.get("ACTDB_TEST_ACTOR_CRASH_ONCE")  # tests: die once, mid-run
-        self._crash = crash if crash and not Path(crash).exists() else None
-        self.batches = 0
 
     def __call__(self, batch: dict) -> dict:
-        self.batches += 1
-        if self._crash and self.batches == 2:
-            Path(self._crash).touch()
-            os._exit(1)
         ok = np.asarray([not e for e in batch["error"]])
         vecs = np.zeros((len(ok), self.emb.dim), np.float32)
         if ok.any():
@@ -145,119 +140,84 @@ def _resources(ray, rc: RayConfig) -> tuple[int, float, float, int]:
     return actors, actor_cpus, actor_gpus, max(1, int(round(actor_cpus)))
 
 
-def ingest_ray(cfg, rc: RayConfig, progress=None):
-    """The Ray engine's ``ingest`` (IngestConfig in, IngestResult out)."""
-    from actdb.ingest.pipeline import (
-        IngestResult,
-        _after_ingest,
-        _check_cheap,
-        _manifest,
-        prepare,
-    )
-    from actdb.models.embed import Embedder, backend
-    from actdb.store.writer import StoreWriter
+class RayEngine:
+    """The engine on Ray Data (see the module docstring). ``actor`` is the class the model
+    runs in (tests hand it one that fails)."""
 
-    ray = _ray()
-    t0 = time.perf_counter()
-    store = Path(cfg.store)
-    layout, entries = prepare(cfg)
-    ec = _check_cheap(store, cfg.embed)  # a mismatching store is refused before Ray starts
-    ours = not ray.is_initialized()
-    if ours:
-        _init(ray, rc.address or os.environ.get("RAY_ADDRESS"))
-    try:
-        actors, actor_cpus, actor_gpus, threads = _resources(ray, rc)
+    def __init__(self, rc: RayConfig, *, batch_size: int | None = None,
+                 rows_per_shard: int = 1024, actor: type = EmbedActor):
+        self.rc, self.asked_batch, self.rows_per_shard, self.actor = (
+            rc, batch_size, rows_per_shard, actor)
+        self.ray = _ray()
+        self.ours = False
+        self.emb = None
+
+    def __enter__(self) -> RayEngine:
+        self.ours = not self.ray.is_initialized()
+        if self.ours:
+            _init(self.ray, self.rc.address or os.environ.get("RAY_ADDRESS"))
+        try:
+            self.actors, self.actor_cpus, self.actor_gpus, self.threads = _resources(
+                self.ray, self.rc)
+        except BaseException:
+            self.__exit__()
+            raise
+        self.batch_size = self.asked_batch or default_batch_size(gpu=bool(self.actor_gpus))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.ours:
+            self.ray.shutdown()
+            self.ours = False
+
+    def prepare(self, ec):
+        from actdb.models.embed import Embedder, resolve_precision
+
         if ec.precision == "auto":  # resolved where the model runs, not on the driver
-            from actdb.models.embed import resolve_precision
+            ec = replace(ec, precision=self.ray.get(self.ray.remote(resolve_precision).options(
+                num_cpus=min(self.actor_cpus, 1), num_gpus=self.actor_gpus).remote("auto")))
+        self.emb = Embedder(ec)  # the manifest's weights hash and fingerprint
+        return self.emb
 
-            ec = replace(ec, precision=ray.get(ray.remote(resolve_precision).options(
-                num_cpus=min(actor_cpus, 1), num_gpus=actor_gpus).remote("auto")))
-        emb = Embedder(ec)  # the manifest's weights hash and fingerprint
-        manifest = _manifest(emb, cfg.embed.weights)
-        batch_size = cfg.batch_size or (256 if actor_gpus else 32)
-        root = str(layout.root)
-        options = {k: v for k, v in asdict(cfg).items() if k not in ("root", "store")}
-        options.update(engine="ray", backend=backend(), actors=actors, actor_cpus=actor_cpus,
-                       actor_gpus=actor_gpus, batch_size=batch_size)
-        with StoreWriter(store, manifest) as w:
-            present = w.existing_paths(root)
-            todo = [e for e in entries if e.path not in present]
-            skipped = len(entries) - len(todo)
-            run_id = w.start_run(root, layout.name, options)
-            ingested, failures, status = 0, [], "interrupted"
-            try:
-                if todo:
-                    ingested, failures = _run(ray, w, todo, root, ec, manifest, batch_size,
-                                              cfg, (actors, actor_cpus, actor_gpus, threads),
-                                              present, progress)
-                status = "done"
-            finally:
-                w.finish_run(status, ingested, skipped, len(failures))
-    finally:
-        if ours:
-            ray.shutdown()
-    result = IngestResult(
-        store=str(store), layout=layout.name, layout_notes=layout.notes, run_id=run_id,
-        total=len(entries), ingested=ingested, skipped=skipped, failed=len(failures),
-        failures=failures, seconds=time.perf_counter() - t0, precision=ec.precision)
-    return _after_ingest(store, cfg, result)
+    def options(self) -> dict:
+        return {"actors": self.actors, "actor_cpus": self.actor_cpus,
+                "actor_gpus": self.actor_gpus, "batch_size": self.batch_size}
 
+    def produce(self, todo, root: Path):
+        """Batches of ``rows_per_shard`` rows, in listing order (a retried task may answer a
+        path twice: the driver commits it once)."""
+        import pyarrow as pa
+        from ray.data import ActorPoolStrategy, DataContext
 
-def _run(ray, w, todo, root, ec, manifest, batch_size, cfg, res, present, progress):
-    import pyarrow as pa
-    from ray.data import ActorPoolStrategy, DataContext
+        from actdb.ingest.engine import Embedded
 
-    actors, actor_cpus, actor_gpus, threads = res
-    ctx = DataContext.get_current()
-    saved = (ctx.execution_options.preserve_order, ctx.enable_progress_bars)
-    ctx.execution_options.preserve_order = True  # listing order: the local engine's ids
-    ctx.enable_progress_bars = False
-    try:
-        rows = pa.table({"seq": np.arange(len(todo), dtype=np.int64),
-                         "path": [e.path for e in todo]})
-        ds = ray.data.from_arrow([rows.slice(i, BLOCK_ROWS)
-                                  for i in range(0, len(todo), BLOCK_ROWS)])
-        ds = ds.map_batches(_decode, fn_kwargs={"size": ec.image_size, "resize": ec.resize,
-                                                "root": root},
-                            batch_size=None, batch_format="numpy", num_cpus=0.5)
-        env = {k: v for k, v in os.environ.items() if k.startswith("ACTDB_")}
-        ds = ds.map_batches(EmbedActor, fn_constructor_kwargs={
-            "config": asdict(ec), "fingerprint": manifest.fingerprint, "threads": threads},
-            batch_size=batch_size, batch_format="numpy",
-            compute=ActorPoolStrategy(size=actors), num_cpus=actor_cpus,
-            num_gpus=actor_gpus or None, runtime_env={"env_vars": env} if env else None)
-        next_id = w.next_image_id()
-        ingested, failures, done = 0, [], 0
-        for batch in ds.iter_batches(batch_size=cfg.rows_per_shard, batch_format="numpy",
+        if not todo:
+            return
+        ec = self.emb.config
+        ctx = DataContext.get_current()
+        saved = (ctx.execution_options.preserve_order, ctx.enable_progress_bars)
+        ctx.execution_options.preserve_order = True  # listing order: the local engine's ids
+        ctx.enable_progress_bars = False
+        try:
+            rows = pa.table({"seq": np.arange(len(todo), dtype=np.int64),
+                             "path": [e.path for e in todo]})
+            ds = self.ray.data.from_arrow([rows.slice(i, BLOCK_ROWS)
+                                           for i in range(0, len(todo), BLOCK_ROWS)])
+            ds = ds.map_batches(_decode, fn_kwargs={"size": ec.image_size,
+                                                    "resize": ec.resize, "root": str(root)},
+                                batch_size=None, batch_format="numpy", num_cpus=0.5)
+            ds = ds.map_batches(self.actor, fn_constructor_kwargs={
+                "config": asdict(ec), "fingerprint": self.emb.fingerprint,
+                "threads": self.threads},
+                batch_size=self.batch_size, batch_format="numpy",
+                compute=ActorPoolStrategy(size=self.actors), num_cpus=self.actor_cpus,
+                num_gpus=self.actor_gpus or None)
+            for b in ds.iter_batches(batch_size=self.rows_per_shard, batch_format="numpy",
                                      prefetch_batches=1):
-            ids, vecs, image_rows, fail_rows = [], [], [], []
-            for k, seq in enumerate(batch["seq"]):
-                e = todo[int(seq)]
-                if e.path in present:  # a retried task's second answer: never twice
-                    continue
-                present.add(e.path)
-                err = batch["error"][k]
-                if err:
-                    failures.append((e.path, str(err)))
-                    fail_rows.append((root, e.path, e.split, e.synset, e.class_name, str(err)))
-                    continue
-                ids.append(next_id)
-                vecs.append(batch["vec"][k])
-                image_rows.append((next_id, root, e.path, e.split, e.synset, e.class_name,
-                                   e.class_index, int(batch["width"][k]),
-                                   int(batch["height"][k]), int(batch["nbytes"][k])))
-                next_id += 1
-            if image_rows or fail_rows:
-                w.commit(np.asarray(ids, np.int64),
-                         np.asarray(vecs, np.float32).reshape(len(ids), manifest.dim),
-                         image_rows, fail_rows)
-            ingested += len(image_rows)
-            done += len(batch["seq"])
-            if cfg.strict and fail_rows:
-                raise IngestFailed(f"{fail_rows[0][1]}: {fail_rows[0][5]} (strict); fix or "
-                                   "remove the file, or ingest without strict")
-            if progress:
-                progress(done, len(todo))
-        return ingested, failures
-    finally:
-        ctx.execution_options.preserve_order, ctx.enable_progress_bars = saved
+                yield [Embedded(entry=todo[int(seq)], error=str(b["error"][k]))
+                       if b["error"][k] else
+                       Embedded(entry=todo[int(seq)], vec=b["vec"][k], width=int(b["width"][k]),
+                                height=int(b["height"][k]), nbytes=int(b["nbytes"][k]))
+                       for k, seq in enumerate(b["seq"])]
+        finally:
+            ctx.execution_options.preserve_order, ctx.enable_progress_bars = saved

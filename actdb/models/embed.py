@@ -95,9 +95,15 @@ def resolve_precision(precision: str) -> str:
     return "bf16" if cpu_has_bf16() else "fp32"
 
 
-def default_batch_size() -> int:
-    """Images per forward pass: 256 on a GPU, 32 on a CPU."""
-    return 256 if gpu_capability() is not None else 32
+def default_batch_size(gpu: bool | None = None) -> int:
+    """Images per forward pass: 256 on a GPU, 32 on a CPU (``gpu`` None: this process's).
+
+    >>> default_batch_size(gpu=True), default_batch_size(gpu=False)
+    (256, 32)
+    """
+    if gpu is None:
+        gpu = gpu_capability() is not None
+    return 256 if gpu else 32
 
 
 class Embedder:

@@ -14,7 +14,9 @@ import pytest
 
 import actdb
 from actdb.errors import StoreMismatch, UsageError
-from actdb.ingest.ray_engine import _init
+from actdb.ingest.pipeline import IngestConfig, ingest
+from actdb.ingest.ray_engine import EmbedActor, RayConfig, RayEngine, _init
+from actdb.models.embed import EmbedConfig
 from tests.helpers import SIZE, add_bad_files, make_tree
 
 ray = pytest.importorskip("ray")
@@ -57,13 +59,31 @@ def test_ray_store_equals_the_local_one_bad_files_included(cluster, tmp_path):
     assert '"engine": "ray"' in run["options"]
 
 
+def crash_once_actor(marker: str):
+    """A model actor that dies on its second batch the first time (Ray pickles this class by
+    value, so its processes need no test module)."""
+
+    class CrashOnce(EmbedActor):
+        def __call__(self, batch: dict) -> dict:
+            self.batches = getattr(self, "batches", 0) + 1
+            if self.batches == 2 and not os.path.exists(marker):
+                open(marker, "w").close()  # noqa: SIM115 - closed at once; then die
+                os._exit(1)
+            return super().__call__(batch)
+
+    return CrashOnce
+
+
 @pytest.mark.timeout(600)
-def test_a_model_actor_that_dies_is_replaced_and_nothing_is_lost_or_doubled(
-        cluster, tmp_path, monkeypatch):
+def test_a_model_actor_that_dies_is_replaced_and_nothing_is_lost_or_doubled(cluster, tmp_path):
     root = make_tree(tmp_path / "data", per_class=8)
     marker = tmp_path / "crashed"
-    monkeypatch.setenv("ACTDB_TEST_ACTOR_CRASH_ONCE", str(marker))
-    res = actdb.open(tmp_path / "ray").ingest(root, engine="ray", **KW)
+    cfg = IngestConfig(root=root, store=tmp_path / "ray", engine="ray", batch_size=8,
+                       rows_per_shard=8, embed=EmbedConfig(weights="random:0", image_size=SIZE,
+                                                           precision="fp32"))
+    engine = RayEngine(RayConfig(), batch_size=8, rows_per_shard=8,
+                       actor=crash_once_actor(str(marker)))
+    res = ingest(cfg, engine=engine)  # faults come in through the engine seam
     assert marker.exists()  # the actor did die (on its second batch)
     assert res.ingested == 24
     actdb.open(tmp_path / "local").ingest(root, **KW)
