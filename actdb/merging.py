@@ -66,30 +66,31 @@ def merge_stores(out: str | Path, sources: list[str | Path],
             with store.reader() as con:
                 rows, fails = reads.merge_rows(con)
             before = len(rows)
-            rows = [r for r in rows if (r[1], r[2]) not in have]
+            rows = [r for r in rows if (r.root, r.path) not in have]
             skipped += before - len(rows)
             for start in range(0, len(rows), rows_per_shard):
                 chunk = rows[start : start + rows_per_shard]
-                _, vecs = store.vectors([r[0] for r in chunk])
+                _, vecs = store.vectors([r.image_id for r in chunk])
                 new_rows = []
                 for r in chunk:
-                    new_id = r[0]
+                    new_id = r.image_id
                     if new_id in used:
                         new_id, next_id = next_id, next_id + 1
                         renumbered += 1
                     used.add(new_id)
                     next_id = max(next_id, new_id + 1)
-                    have.add((r[1], r[2]))
-                    new_rows.append((new_id, *r[1:]))
-                w.commit([r[0] for r in new_rows], vecs, new_rows, [])
+                    have.add((r.root, r.path))
+                    new_rows.append(r._replace(image_id=new_id))
+                w.commit([r.image_id for r in new_rows], vecs, new_rows, [])
                 added += len(new_rows)
             seen = have | failed
-            fails = [f for f in fails if (f[0], f[1]) not in seen]
-            failed.update((f[0], f[1]) for f in fails)
+            fails = [f for f in fails if (f.root, f.path) not in seen]
+            failed.update((f.root, f.path) for f in fails)
             if fails:
                 w.commit([], [], [], fails)
                 n_fail += len(fails)
         w.finish_run("done", added, skipped, n_fail)
-    result = MergeResult(str(out), [str(s) for s in srcs], added, skipped, renumbered, n_fail)
+    result = MergeResult(out=str(out), sources=[str(s) for s in srcs], added=added,
+                         skipped=skipped, renumbered=renumbered, failures=n_fail)
     result.index, result.stats = refresh(Store.open(out))
     return result

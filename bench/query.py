@@ -51,6 +51,7 @@ def write_store(path: Path, n: int, dim: int, classes: int, seed: int,
                 generator=synthetic_activations) -> None:
     """A real store of synthetic vectors, committed in shards like an ingest."""
     from actdb.models.classes import class_index
+    from actdb.store.catalog.schema import ImageRow
     from actdb.store.manifest import Manifest
     from actdb.store.writer import StoreWriter
 
@@ -66,8 +67,10 @@ def write_store(path: Path, n: int, dim: int, classes: int, seed: int,
             rows = []
             for i, c in zip(ids, labels, strict=True):
                 cls = idx.classes[int(c) % 1000]
-                rows.append((int(i), "/synthetic", f"{cls.wnid}/{i}.JPEG", "train", cls.wnid,
-                             cls.name, cls.index, 500, 375, 0))
+                rows.append(ImageRow(image_id=int(i), root="/synthetic",
+                                     path=f"{cls.wnid}/{i}.JPEG", split="train",
+                                     synset=cls.wnid, class_name=cls.name,
+                                     class_index=cls.index, width=500, height=375, bytes=0))
             w.commit(ids, x, rows, [])
             next_id += len(x)
         w.finish_run("done", n, 0, 0)

@@ -139,6 +139,7 @@ def synthetic_store(path: Path, n: int, dim: int = 16, classes: int = 1000,
     """A store of ``n`` random vectors in ``classes`` ImageNet classes, without images or a
     model (for tests that need many points quickly)."""
     from actdb.models.classes import class_index
+    from actdb.store.catalog.schema import ImageRow
     from actdb.store.manifest import Manifest
     from actdb.store.writer import StoreWriter
 
@@ -153,8 +154,9 @@ def synthetic_store(path: Path, n: int, dim: int = 16, classes: int = 1000,
     rows = []
     for i, c in enumerate(labels):
         cls = idx.classes[int(c)]
-        rows.append((i, "/synthetic", f"{cls.wnid}/{i}.JPEG", "train", cls.wnid, cls.name,
-                     cls.index, 500, 375, 0))
+        rows.append(ImageRow(image_id=i, root="/synthetic", path=f"{cls.wnid}/{i}.JPEG",
+                             split="train", synset=cls.wnid, class_name=cls.name,
+                             class_index=cls.index, width=500, height=375, bytes=0))
     with StoreWriter(path, m) as w:
         w.start_run("/synthetic", "synthetic", {"n": n, "seed": seed})
         w.commit(np.arange(n), vecs, rows, [])

@@ -35,6 +35,7 @@ from actdb.models.embed import EmbedConfig, Embedder, backend
 from actdb.stats import refresh
 from actdb.store.catalog import reads
 from actdb.store.catalog.files import manifest_path
+from actdb.store.catalog.schema import FailureRow, ImageRow
 from actdb.store.manifest import Manifest, mismatch, read_manifest
 from actdb.store.store import Store
 from actdb.store.writer import StoreWriter
@@ -174,8 +175,8 @@ class _Commits:
         self.w, self.root, self.next_id, self.dim = writer, root, next_id, dim
         self.ids: list[int] = []
         self.vecs: list[np.ndarray] = []
-        self.rows: list[tuple] = []
-        self.pending_failures: list[tuple] = []
+        self.rows: list[ImageRow] = []
+        self.pending_failures: list[FailureRow] = []
         self.failures: list[tuple[str, str]] = []
         self.ingested = 0
 
@@ -183,13 +184,16 @@ class _Commits:
         e = r.entry
         if r.error is not None:
             self.failures.append((e.path, r.error))
-            self.pending_failures.append((self.root, e.path, e.split, e.synset, e.class_name,
-                                          r.error))
+            self.pending_failures.append(FailureRow(
+                root=self.root, path=e.path, split=e.split, synset=e.synset,
+                class_name=e.class_name, reason=r.error))
             return
         self.ids.append(self.next_id)
         self.vecs.append(r.vec)
-        self.rows.append((self.next_id, self.root, e.path, e.split, e.synset, e.class_name,
-                          e.class_index, r.width, r.height, r.nbytes))
+        self.rows.append(ImageRow(
+            image_id=self.next_id, root=self.root, path=e.path, split=e.split,
+            synset=e.synset, class_name=e.class_name, class_index=e.class_index,
+            width=r.width, height=r.height, bytes=r.nbytes))
         self.next_id += 1
 
     def commit(self) -> None:

@@ -30,6 +30,7 @@ from actdb.store.catalog.files import (
     shard_path,
     temp_files,
 )
+from actdb.store.catalog.schema import FailureRow, ImageRow
 from actdb.store.manifest import Manifest, read_manifest, write_manifest
 from actdb.store.shards import write_shard
 
@@ -121,12 +122,9 @@ class StoreWriter:
         with self.connect() as con:
             writes.finish_run(con, self.run_id, status, ingested, skipped, failed)
 
-    def commit(self, ids: np.ndarray, vecs: np.ndarray, images: list[tuple],
-               failures: list[tuple]) -> str | None:
+    def commit(self, ids: np.ndarray, vecs: np.ndarray, images: list[ImageRow],
+               failures: list[FailureRow]) -> str | None:
         """Write a shard for (ids, vecs) and record its images and these failures atomically.
-
-        ``images`` rows follow ``schema.IMAGE_COLUMNS``; ``failures`` rows follow
-        ``schema.FAILURE_COLUMNS``.
         """
         name = None
         if len(ids):

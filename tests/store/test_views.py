@@ -55,3 +55,20 @@ def test_a_catalog_without_kept_views_is_read_and_gets_them_on_the_next_write(st
     with catalog.reader(store) as con:
         assert reads.views_kept(con)
     assert plain(store, "SELECT count(*) FROM activations") == [(db.count(),)]
+
+
+def test_the_row_types_agree_with_the_catalogs_tables(store):
+    """``ImageRow``/``FailureRow`` and the Arrow types derived from them name the tables'
+    columns with their DuckDB types (the commit inserts them by name)."""
+    from actdb.store.catalog.schema import FailureRow, ImageRow, arrow_types
+
+    duck = {"BIGINT": "int64", "VARCHAR": "string", "INTEGER": "int32"}
+    with catalog.reader(store) as con:
+        for table, row in (("images", ImageRow), ("failures", FailureRow)):
+            cols = dict(con.execute(f"SELECT column_name, data_type FROM "
+                                    f"information_schema.columns WHERE table_name = '{table}'"
+                                    ).fetchall())
+            assert set(row._fields) <= set(cols), table
+            if row is ImageRow:
+                assert [str(t) for t in arrow_types(row)] == [duck[cols[f]]
+                                                              for f in row._fields]

@@ -14,7 +14,7 @@ import numpy as np
 
 from actdb.errors import QueryError, StatsMissing, StoreDamaged
 from actdb.store.catalog.files import shard_path
-from actdb.store.catalog.schema import sql_literal, views_sql
+from actdb.store.catalog.schema import FailureRow, ImageRow, sql_literal, views_sql
 
 
 def one(con, sql: str, params=None):
@@ -236,14 +236,12 @@ def summary(con) -> dict:
             **counts}
 
 
-def merge_rows(con) -> tuple[list[tuple], list[tuple]]:
-    """A store's image rows (IMAGE_COLUMNS, by id) and failure rows (FAILURE_COLUMNS)."""
-    from actdb.store.catalog.schema import FAILURE_COLUMNS, IMAGE_COLUMNS
-
-    rows = con.execute(f"SELECT {', '.join(IMAGE_COLUMNS)} FROM images ORDER BY image_id"
+def merge_rows(con) -> tuple[list[ImageRow], list[FailureRow]]:
+    """A store's image rows (by id) and failure rows."""
+    rows = con.execute(f"SELECT {', '.join(ImageRow._fields)} FROM images ORDER BY image_id"
                        ).fetchall()
-    fails = con.execute(f"SELECT {', '.join(FAILURE_COLUMNS)} FROM failures").fetchall()
-    return rows, fails
+    fails = con.execute(f"SELECT {', '.join(FailureRow._fields)} FROM failures").fetchall()
+    return [ImageRow(*r) for r in rows], [FailureRow(*f) for f in fails]
 
 
 def root_paths(con) -> set[tuple[str, str]]:

@@ -14,6 +14,8 @@ CREATE OR REPLACE VIEW activations AS SELECT image_id, vec::FLOAT[4]
 
 from __future__ import annotations
 
+from typing import NamedTuple, get_args, get_type_hints
+
 from actdb.store.catalog.files import SHARD_DIR
 
 #: The user-facing views and tables of ``actdb sql`` (documented in the README).
@@ -238,7 +240,47 @@ def views_sql(shards: list[str], dim: int, fingerprint: str, *, temp: bool = Fal
 #: Tables the statistics fill (replaced together in one transaction).
 STATS_TABLES = ("stats_config", "centroids", "class_stats", "pair_stats", "nn_sample")
 
-#: Columns of the rows a writer commits (``shard`` and ``run_id`` are added by the commit).
-IMAGE_COLUMNS = ("image_id", "root", "path", "split", "synset", "class_name", "class_index",
-                 "width", "height", "bytes")
-FAILURE_COLUMNS = ("root", "path", "split", "synset", "class_name", "reason")
+class ImageRow(NamedTuple):
+    """An image a writer commits (``shard`` and ``run_id`` are added by the commit)."""
+
+    image_id: int
+    root: str
+    path: str
+    split: str | None
+    synset: str | None
+    class_name: str | None
+    class_index: int | None
+    width: int
+    height: int
+    bytes: int
+
+
+class FailureRow(NamedTuple):
+    """An image that could not be embedded, and why."""
+
+    root: str
+    path: str
+    split: str | None
+    synset: str | None
+    class_name: str | None
+    reason: str
+
+
+IMAGE_COLUMNS = ImageRow._fields
+FAILURE_COLUMNS = FailureRow._fields
+#: The ``images`` columns stored as INTEGER (int32); other ints are BIGINT.
+_INT32 = {"class_index", "width", "height"}
+
+
+def arrow_types(row: type) -> list:
+    """The Arrow type of each field of a row type, from its annotations and the table's
+    INTEGER columns.
+
+    >>> [str(t) for t in arrow_types(ImageRow)][:3], str(arrow_types(ImageRow)[-2])
+    (['int64', 'string', 'string'], 'int32')
+    """
+    import pyarrow as pa
+
+    kinds = {int: pa.int64(), str: pa.string()}
+    return [pa.int32() if name in _INT32 else kinds[(get_args(kind) or (kind,))[0]]
+            for name, kind in get_type_hints(row).items()]

@@ -14,6 +14,9 @@ from actdb.store.catalog.schema import (
     FAILURE_COLUMNS,
     IMAGE_COLUMNS,
     STATS_TABLES,
+    FailureRow,
+    ImageRow,
+    arrow_types,
     schema_sql,
     views_sql,
 )
@@ -63,24 +66,22 @@ def finish_run(con, run_id: int, status: str, ingested: int, skipped: int,
                 [_now(), status, ingested, skipped, failed, run_id])
 
 
-def _images_table(rows: list[tuple], shard: str, run_id: int | None):
-    """Image rows (IMAGE_COLUMNS) as an Arrow table DuckDB inserts in one statement."""
+def _images_table(rows: list[ImageRow], shard: str, run_id: int | None):
+    """Image rows as an Arrow table DuckDB inserts in one statement."""
     import pyarrow as pa
 
     cols = list(zip(*rows, strict=True)) if rows else [()] * len(IMAGE_COLUMNS)
-    types = [pa.int64(), pa.string(), pa.string(), pa.string(), pa.string(), pa.string(),
-             pa.int32(), pa.int32(), pa.int32(), pa.int64()]
+    types = arrow_types(ImageRow)
     arrays = [pa.array(list(c), type=t) for c, t in zip(cols, types, strict=True)]
     n = len(rows)
     arrays += [pa.array([shard] * n, pa.string()), pa.array([run_id] * n, pa.int32())]
     return pa.table(arrays, names=[*IMAGE_COLUMNS, "shard", "run_id"])
 
 
-def commit_shard(con, shard: str | None, n_rows: int, images: list[tuple],
-                 failures: list[tuple], run_id: int | None, *, dim: int,
+def commit_shard(con, shard: str | None, n_rows: int, images: list[ImageRow],
+                 failures: list[FailureRow], run_id: int | None, *, dim: int,
                  fingerprint: str) -> None:
-    """List a shard with its image rows (and in the views), and record failures
-    (FAILURE_COLUMNS rows)."""
+    """List a shard with its image rows (and in the views), and record failures."""
     with transaction(con):
         if shard:
             con.register("new_images", _images_table(images, shard, run_id))
