@@ -566,13 +566,12 @@ class Database:
 
     def _loaded_index(self):
         """The store's LoadedIndex, reloaded when another process rewrites the index."""
-        from actdb.index.faiss_index import load_index
         from actdb.index.loaded import LoadedIndex
 
         sig = self._signature()
         with self._lock:
             if self._index is None or self._index[0] != sig:
-                self._index = (sig, LoadedIndex(*load_index(self.path)))
+                self._index = (sig, LoadedIndex.open(self.path))
             return self._index[1]
 
     def _stored_vectors(self, ids: list[int]) -> np.ndarray:

@@ -215,13 +215,12 @@ def _nn_sample(store: Store, all_ids, vecs, labelled, cfg: StatsConfig, rng):
 
 def _approximate_l2_index(store: Store):
     """The store's approximate L2 index, loaded for searching (None when exact or none)."""
-    from actdb.index.faiss_index import load_index
     from actdb.index.loaded import LoadedIndex
 
     info = store.index_info()
     if info is None or info.get("kind") == "flat" or info.get("metric") != "l2":
         return None
-    return LoadedIndex(*load_index(store.path))
+    return LoadedIndex.open(store.path)
 
 
 def refresh(store: Store, index: bool = True, stats: bool = True) -> tuple[dict | None,

@@ -43,6 +43,7 @@ from actdb.store.catalog.files import (
     index_info_path,
     index_path,
 )
+from actdb.store.store import read_index_info
 
 KINDS = ("auto", "flat", "ivfpq", "ivf", "hnsw")
 METRICS = ("l2", "cosine")
@@ -367,10 +368,11 @@ def _search_on_every_core(index) -> None:
 
 
 def load_info(store: Path) -> dict:
-    try:
-        return json.loads(index_info_path(store).read_text())
-    except FileNotFoundError:
-        raise StoreError(f"no index in {store}; run `actdb index` (or db.index())") from None
+    """The index's description (StoreError when the store has none)."""
+    info = read_index_info(store)
+    if info is None:
+        raise StoreError(f"no index in {store}; run `actdb index` (or db.index())")
+    return info
 
 
 def reconstruct(index, info: dict, positions: np.ndarray) -> np.ndarray | None:

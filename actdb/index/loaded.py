@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 
 import numpy as np
 
 from actdb.errors import QueryError
 from actdb.index.faiss_index import (
+    load_index,
     prepare,
     reconstruct,
     search_params,
@@ -34,6 +36,11 @@ class LoadedIndex:
 
     index: object
     info: dict
+
+    @classmethod
+    def open(cls, store: Path) -> LoadedIndex:
+        """The store's index, memory-mapped, with its description (StoreError when none)."""
+        return cls(*load_index(store))
 
     def params(self, recall: float | None = None):
         """FAISS search parameters for ``recall`` (cached: built once per level)."""

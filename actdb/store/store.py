@@ -33,6 +33,15 @@ def resolve_store_path(path: str | Path | None = None) -> Path:
     return Path(path or os.environ.get("ACTDB_STORE") or DEFAULT_STORE).expanduser()
 
 
+def read_index_info(store: Path) -> dict | None:
+    """What the store's ``index.json`` records, or None when the store has no index (the one
+    reader of that file)."""
+    try:
+        return json.loads(files.index_info_path(store).read_text())
+    except FileNotFoundError:
+        return None
+
+
 class Store:
     """A store directory opened for reading."""
 
@@ -105,10 +114,7 @@ class Store:
 
     def index_info(self) -> dict | None:
         """What ``index.json`` records, or None when the store has no index."""
-        info_path = files.index_info_path(self.path)
-        if not info_path.exists():
-            return None
-        return json.loads(info_path.read_text())
+        return read_index_info(self.path)
 
     def info(self) -> dict:
         """What is in the store: recipe, counts per split and root, classes, failures, size,
