@@ -128,6 +128,7 @@ def create_app(cfg: ServeConfig):
     app.include_router(page.router)
     app.include_router(api.router)
     app.include_router(maps.router)
+    app.mount("/atlas", page.AtlasFiles(db.path), name="atlas")
     declare_error_body(app)
     return app
 

@@ -1,13 +1,14 @@
 """The web page (one HTML file that calls the JSON API), the scripts it loads (the map's
 ``map.js`` and plotly.js, served from the installed packages, never from the network), and
-the atlas's static site at ``/atlas``."""
+the atlas's static site at ``/atlas`` (:class:`AtlasFiles`, mounted by the app)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
+from fastapi import APIRouter, HTTPException
+from fastapi.responses import FileResponse, HTMLResponse
+from starlette.staticfiles import StaticFiles
 
 from actdb.viz.interactive import map_js, plotly_js
 
@@ -36,23 +37,16 @@ def plotly_script():
     return FileResponse(plotly_js(), media_type="text/javascript", headers=CACHED)
 
 
-@router.get("/atlas", include_in_schema=False)
-def atlas_root():
-    return RedirectResponse("/atlas/")  # the site's links are relative to its folder
+class AtlasFiles(StaticFiles):
+    """The atlas's static site as ``actdb atlas`` wrote it into the store (Starlette serves
+    it: index pages, media types, paths kept inside the folder); made later is fine."""
 
+    def __init__(self, store: Path):
+        from actdb.store.catalog.files import atlas_site
 
-@router.get("/atlas/{path:path}", include_in_schema=False)
-def atlas_page(request: Request, path: str):
-    """The atlas's static site as ``actdb atlas`` wrote it into the store."""
-    from actdb.store.catalog.files import atlas_site
+        super().__init__(directory=atlas_site(store), html=True, check_dir=False)
 
-    site = atlas_site(request.app.state.db.path).resolve()
-    target = (site / path).resolve()
-    if not target.is_relative_to(site):
-        raise HTTPException(403, "path outside the atlas")
-    if target.is_dir():
-        target = target / "index.html"
-    if not target.is_file():
-        raise HTTPException(404, "no such atlas page" if site.is_dir() else
-                            "this store has no atlas yet; make it with actdb atlas")
-    return FileResponse(target)
+    async def check_config(self) -> None:
+        if not Path(self.directory).is_dir():
+            raise HTTPException(404, "this store has no atlas yet; make it with actdb atlas")
+        await super().check_config()

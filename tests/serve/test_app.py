@@ -36,6 +36,12 @@ def test_health_info_classes(client):
     assert "/api/nearest" in client.get("/openapi.json").json()["paths"]
 
 
+def test_a_store_without_an_atlas_says_how_to_make_one(client):
+    r = client.get("/atlas/")
+    assert r.status_code == 404 and "make it with actdb atlas" in r.json()["error"]
+    assert client.get("/atlas", follow_redirects=False).status_code in (307, 308)
+
+
 def test_nearest_by_id_is_the_cli_content(client, built_store):
     r = client.post("/api/nearest?k=5", data={"image_id": "3"})
     assert r.status_code == 200
