@@ -241,6 +241,7 @@ def _main(version: bool = typer.Option(False, "--version", callback=_version, is
 
 @command()
 def ingest(
+    ctx: typer.Context,
     root: Path = typer.Argument(..., help="Dataset root (ImageNet train/val, Kaggle CLS-LOC, "
                                 "flat val, or any class-per-folder tree), or imagenette, "
                                 "imagenette-160, imagenette-320 (downloaded, verified)."),
@@ -293,14 +294,10 @@ def ingest(
 
     Example: actdb ingest imagenet/ --per-class 100 --seed 0
     """
-    options = dict(model=model, layer=layer, pool=pool, weights=weights,
-                   image_size=image_size, resize=resize, per_class=per_class, limit=limit,
-                   seed=seed, split=split, batch_size=batch_size, precision=precision,
-                   strict=strict, shard=shard, workers=workers, decoders=decoders,
-                   rows_per_shard=rows_per_shard, engine=engine)
+    ray_only = RAY_OPTIONS if engine != "ray" else ()  # $RAY_ADDRESS alone picks no engine
+    options = {k: v for k, v in ctx.params.items()
+               if k not in ("root", "store", "as_json", *ray_only)}  # the rest, by name
     if engine == "ray":
-        options.update(ray_address=ray_address, actors=actors, actor_cpus=actor_cpus,
-                       actor_gpus=actor_gpus)
         _quiet_ray()
     with _bar(not as_json, "ingest") as bar:
         result = _db(store).ingest(root, progress=bar, **options)
@@ -320,6 +317,9 @@ def ingest(
     if result.index:
         typer.echo(f"index: {result.index['kind']} ({result.index['metric']}), "
                    f"{result.index['ntotal']} vectors")
+
+
+RAY_OPTIONS = ("ray_address", "actors", "actor_cpus", "actor_gpus")
 
 
 def _quiet_ray() -> None:
