@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from actdb.errors import QueryError, StoreError, UsageError
+from actdb.errors import NotFound, QueryError, Refused, StoreError, UsageError
 from actdb.query.resolve import QueryVector, as_list
 from actdb.store.catalog import files, reads
 from actdb.store.store import Store, resolve_store_path
@@ -197,14 +197,26 @@ class Database:
         with self.store.reader() as con:
             return reads.classes_df(con)
 
-    def image_path(self, image_id: int) -> tuple[Path, Path]:
-        """(dataset root, full path) of a stored image's file."""
+    def image_file(self, image_id: int) -> Path:
+        """The file of a stored image, as ingested (NotFound when there is no such image or
+        its file is gone; Refused for a path outside its dataset root)."""
         with self.store.reader() as con:
             meta = reads.image_meta(con, [image_id], missing_ok=True)
         if meta["root"][0] is None:
-            raise QueryError(f"no stored image with id {image_id}")
-        root = Path(meta["root"][0])
-        return root, root / meta["path"][0]
+            raise NotFound(f"no stored image with id {image_id}")
+        root = Path(meta["root"][0]).resolve()
+        full = (root / meta["path"][0]).resolve()
+        if not full.is_relative_to(root):  # never read outside the dataset root
+            raise Refused(f"the path of image {image_id} is outside its dataset root")
+        if not full.is_file():
+            raise NotFound(f"the file of image {image_id} is gone")
+        return full
+
+    def thumbnail(self, image_id: int, size: int = 128) -> bytes:
+        """A JPEG thumbnail of a stored image, at most ``size`` px a side (never enlarged)."""
+        from actdb.viz.report import thumbnail
+
+        return thumbnail(self.image_file(image_id), size)
 
     def vectors(self, ids=None) -> tuple[np.ndarray, np.ndarray]:
         """(ids, vectors) of every stored image, or of these ids in their order."""

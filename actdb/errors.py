@@ -85,7 +85,15 @@ class QueryError(ActdbError):
     """A query cannot be answered (bad vector dim, unknown class, bad SQL, ...)."""
 
 
-class SqlRefused(QueryError):
+class NotFound(QueryError):
+    """What a query names is not in the store (a stored image, its file, a map)."""
+
+
+class Refused(QueryError):
+    """A request the store will not answer (SQL beyond reading, a file outside its root)."""
+
+
+class SqlRefused(Refused):
     """A SQL statement tries to do something the read-only SQL interface forbids."""
 
 

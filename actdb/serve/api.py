@@ -12,7 +12,7 @@ from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
 from actdb import render
-from actdb.errors import QueryError, WeightsUnavailable
+from actdb.errors import WeightsUnavailable
 from actdb.query.resolve import Upload
 from actdb.serve.models import (
     ERRORS,
@@ -112,28 +112,13 @@ async def centroids(request: Request, image: ImagePart = None,
 @router.get("/images/{image_id}", response_class=FileResponse,
             responses=binary("image/*", "The image file as stored."))
 def image_file(request: Request, image_id: int):
-    return FileResponse(_stored_file(request, image_id))
+    return FileResponse(request.app.state.db.image_file(image_id))
 
 
 @router.get("/images/{image_id}/thumb", response_class=JPEGResponse,
             responses=binary("image/jpeg", "A JPEG thumbnail, at most size px a side."))
 def image_thumb(request: Request, image_id: int, size: int = Query(128, ge=16, le=512)):
-    from actdb.viz.report import thumbnail
-
-    return JPEGResponse(thumbnail(_stored_file(request, image_id), size))
-
-
-def _stored_file(request: Request, image_id: int) -> Path:
-    try:
-        root, path = request.app.state.db.image_path(image_id)
-    except QueryError as exc:
-        raise HTTPException(404, str(exc)) from None
-    root, full = root.resolve(), path.resolve()
-    if not full.is_relative_to(root):  # never serve outside the dataset root
-        raise HTTPException(403, "path outside the dataset root")
-    if not full.is_file():
-        raise HTTPException(404, f"the file of image {image_id} is gone")
-    return full
+    return JPEGResponse(request.app.state.db.thumbnail(image_id, size))
 
 
 @router.post("/sql")

@@ -22,8 +22,9 @@ from pathlib import Path
 from actdb.errors import (
     ActdbError,
     ImageError,
+    NotFound,
     QueryError,
-    SqlRefused,
+    Refused,
     SqlTimeout,
     StatsMissing,
     StoreError,
@@ -46,8 +47,8 @@ class ServeConfig:
     map_method: str | None = "umap"
 
 
-STATUS = ((SqlTimeout, 504), (SqlRefused, 403), (WeightsUnavailable, 503), (StatsMissing, 409),
-          (ImageError, 400), (QueryError, 400), (StoreError, 500))
+STATUS = ((SqlTimeout, 504), (Refused, 403), (NotFound, 404), (WeightsUnavailable, 503),
+          (StatsMissing, 409), (ImageError, 400), (QueryError, 400), (StoreError, 500))
 
 
 def status_of(exc: ActdbError) -> int:

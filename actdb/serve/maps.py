@@ -19,7 +19,6 @@ from actdb import render
 from actdb.errors import ActdbError
 from actdb.serve.api import query_of
 from actdb.serve.models import ERRORS, BytesResponse, ImageIdPart, ImagePart, VectorPart, binary
-from actdb.viz.interactive import encode_points
 
 router = APIRouter(prefix="/api/maps", responses=ERRORS)
 
@@ -77,7 +76,7 @@ class DefaultMap:
 
 def points_payload(m) -> tuple[bytes, dict]:
     """The binary points of a map and the JSON that describes them."""
-    data, meta = encode_points(m.points)
+    data, meta = m.payload()
     return data, {**render.plain(m.describe()), **meta}
 
 

@@ -109,6 +109,12 @@ class StoredMap:
         diff = self._vectors - np.asarray(vec, np.float32).reshape(1, -1)
         return np.sqrt(np.einsum("ij,ij->i", diff, diff))
 
+    def payload(self) -> tuple[bytes, dict]:
+        """The points as one binary payload and its layout (``interactive.encode_points``)."""
+        from actdb.viz.interactive import encode_points
+
+        return encode_points(self.points)
+
     def describe(self) -> dict:
         return {"map_id": self.map_id, "method": self.method, "points": len(self.points),
                 "current": self.current, "seconds": self.seconds,
