@@ -17,7 +17,9 @@ Two recipes:
   robustness), and saved as proper RGB.
 
 Objectives: ``channel`` (mean of the channel over all positions, as in the study) or
-``neuron`` (the channel at the centre position).
+``neuron`` (the channel at the centre position). The parts compose as in lucent:
+``param`` (what is optimised), ``transforms`` (robustness), ``objectives`` (what is
+maximised); this module runs them.
 
 For example (the Python face of ``actdb dream``)::
 
@@ -35,16 +37,11 @@ from pathlib import Path
 import numpy as np
 
 from actdb.errors import UsageError
+from actdb.featvis.objectives import OBJECTIVES, channel_objectives
+from actdb.featvis.param import fourier_image, seed_start
+from actdb.featvis.transforms import robustness
 
 RECIPES = ("seed", "improved")
-OBJECTIVES = ("channel", "neuron")
-
-# Colour correlation (sqrt of the ImageNet RGB covariance), as used by Lucid/Lucent to
-# decorrelate colour channels; normalised by its largest column norm.
-_COLOR_CORR = np.array([[0.26, 0.09, 0.02],
-                        [0.27, 0.00, -0.05],
-                        [0.27, -0.09, 0.03]], dtype=np.float32)
-_COLOR_CORR /= np.max(np.linalg.norm(_COLOR_CORR, axis=0))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -118,35 +115,10 @@ def image_format(output: str | Path) -> str:
     return fmt
 
 
-def _objectives(cfg: DreamConfig, channels: list[int], dim: int):
-    """The objective of each image of a batch, each for its own channel: (B, h, w, C) -> (B,).
-    Written per image, as a single ``dream`` computes it, so that a batch gives each channel
-    what a run of its own gives."""
-    import tensorflow as tf
-
-    for ch in channels:
-        if not 0 <= ch < dim:
-            raise UsageError(f"channel {ch} out of range; {cfg.layer} has {dim} channels")
-
-    def objectives(act):
-        act = tf.cast(act, tf.float32)  # bf16 features: reduce in float32
-        if cfg.objective == "neuron":
-            h, w = act.shape[1] // 2, act.shape[2] // 2
-            return tf.stack([tf.reduce_mean(act[i, h, w, ch]) for i, ch in enumerate(channels)])
-        return tf.stack([tf.reduce_mean(act[i, :, :, ch]) for i, ch in enumerate(channels)])
-
-    return objectives
-
-
-def seed_start(size: int, seed: int) -> np.ndarray:
-    """The original's start: uniform random uint8 in 0..254 (``randint(0, 255)``)."""
-    return np.random.RandomState(seed).randint(0, 255, size=(size, size, 3), dtype=np.uint8)
-
-
 def _run_seed(emb, cfg, objectives, n: int, progress):
     import tensorflow as tf
 
-    one = emb._preprocess(seed_start(cfg.size, cfg.seed).astype(np.float32))
+    one = emb.preprocess_tensor(seed_start(cfg.size, cfg.seed).astype(np.float32))
     imgs = [tf.convert_to_tensor(one) for _ in range(n)]  # every channel from the same start
     start = objectives(emb.features(tf.stack(imgs), training=False)).numpy()
 
@@ -171,53 +143,16 @@ def _run_seed(emb, cfg, objectives, n: int, progress):
     return out, np.asarray(values).T, start
 
 
-def _fourier_scale(size: int) -> np.ndarray:
-    fy = np.fft.fftfreq(size)[:, None]
-    fx = np.fft.rfftfreq(size)[None, :]
-    freqs = np.sqrt(fx**2 + fy**2)
-    # 1/f decay, times sqrt(h * w) to undo irfft2d's 1/(h * w) normalisation (as in Lucid)
-    return (size / np.maximum(freqs, 1.0 / size)).astype(np.float32)
-
-
 def _run_improved(emb, cfg, objectives, n: int, progress):
     import tensorflow as tf
 
-    size = cfg.size
-    rng = np.random.default_rng(cfg.seed)
-    shape = (3, size, size // 2 + 1)
-    re, im = rng.normal(0, 0.01, shape), rng.normal(0, 0.01, shape)
     # every channel starts from the seed's spectrum and sees the seed's jitter: a channel in a
     # batch gets what a run of its own gets
-    spec_re = tf.Variable(np.broadcast_to(re, (n, *shape)).astype(np.float32))
-    spec_im = tf.Variable(np.broadcast_to(im, (n, *shape)).astype(np.float32))
-    scale = tf.constant(_fourier_scale(size))
-    corr = tf.constant(_COLOR_CORR.T)
-    tf_rng = tf.random.Generator.from_seed(cfg.seed)
+    variables, to_rgb = fourier_image(n, cfg.size, cfg.seed)
+    robust = robustness(n, cfg.size, cfg.seed)
 
-    def to_rgb():
-        spec = tf.complex(spec_re * scale, spec_im * scale)
-        x = tf.signal.irfft2d(spec, fft_length=[size, size])  # (n, 3, size, size)
-        x = tf.transpose(x, [0, 2, 3, 1]) / 4.0  # Lucid's constant: keeps the start near grey
-        x = tf.tensordot(x, corr, 1)
-        return tf.sigmoid(x)  # valid pixels, [0, 1]
-
-    def crop(x, side):  # a seeded random crop, the same for every image of the batch
-        room = tf.shape(x)[1] - side + 1
-        oy, ox = tf_rng.uniform([], 0, room, tf.int32), tf_rng.uniform([], 0, room, tf.int32)
-        return tf.reshape(x[:, oy:oy + side, ox:ox + side, :], [n, side, side, 3])
-
-    def robust(x):  # transformation robustness: pad, jitter, scale, jitter
-        x = tf.pad(x, [[0, 0], [12, 12], [12, 12], [0, 0]], mode="REFLECT")
-        x = crop(x, size + 16)
-        s = tf_rng.uniform([], 0.9, 1.1)
-        new = tf.cast(tf.round(s * (size + 16)), tf.int32)
-        x = tf.image.resize(x, [new, new])
-        x = tf.image.resize_with_crop_or_pad(x, size + 8, size + 8)
-        return crop(x, size)
-
-    def score(x01):
-        # keras' preprocess_input works on tensors too (RGB in, model's convention out)
-        return objectives(emb.features(emb._preprocess(x01 * 255.0), training=False))
+    def score(x01):  # RGB in [0, 1] -> each image's objective
+        return objectives(emb.features(emb.preprocess_tensor(x01 * 255.0), training=False))
 
     opt = tf.keras.optimizers.Adam(cfg.step_size)
     start = score(to_rgb()).numpy()
@@ -227,8 +162,8 @@ def _run_improved(emb, cfg, objectives, n: int, progress):
         with tf.GradientTape() as tape:
             values = score(robust(to_rgb()))
             loss = -tf.reduce_sum(values)
-        grads = tape.gradient(loss, [spec_re, spec_im])
-        opt.apply_gradients(zip(grads, [spec_re, spec_im], strict=True))
+        grads = tape.gradient(loss, variables)
+        opt.apply_gradients(zip(grads, variables, strict=True))
         return values
 
     values = []
@@ -269,7 +204,7 @@ def dream_batch(cfg: DreamConfig, channels: list[int], outputs: list[str | Path]
         raise UsageError("give one output per channel, and at least one channel")
     fmts = [image_format(o) for o in outputs]
     emb = emb or dream_embedder(cfg)
-    objectives = _objectives(cfg, channels, emb.dim)
+    objectives = channel_objectives(cfg.objective, channels, emb.dim, cfg.layer)
     run = _run_seed if cfg.recipe == "seed" else _run_improved
     images, values, start = run(emb, cfg, objectives, len(channels), progress)
     reread = []
@@ -279,7 +214,8 @@ def dream_batch(cfg: DreamConfig, channels: list[int], outputs: list[str | Path]
         Image.fromarray(img, "RGB").save(output, format=fmt)
         # the saved file read back and embedded as any query image would be
         reread.append(np.asarray(Image.open(output).convert("RGB"), np.float32))
-    final = objectives(emb.features(emb._preprocess(np.stack(reread)), training=False)).numpy()
+    final = objectives(emb.features(emb.preprocess_tensor(np.stack(reread)),
+                                    training=False)).numpy()
     results = []
     for i, (ch, output) in enumerate(zip(channels, outputs, strict=True)):
         output = Path(output)

@@ -164,6 +164,11 @@ class Embedder:
         return np.asarray(self._preprocess(np.asarray(images, dtype=np.float32).copy()),
                           np.float32)
 
+    def preprocess_tensor(self, x):
+        """The model's ``preprocess_input`` on float RGB in 0..255, a tensor (gradients flow
+        through it) or an array (which it may change in place)."""
+        return self._preprocess(x)
+
     def embed(self, images: np.ndarray) -> np.ndarray:
         """Pooled float32 vectors for a (n, size, size, 3) uint8 RGB batch."""
         x = self.preprocess(images)
