@@ -86,7 +86,7 @@ class QueryError(ActdbError):
 
 
 class NotFound(QueryError):
-    """What a query names is not in the store (a stored image, its file, a map)."""
+    """What a query names is not in the store (a stored image, or its file)."""
 
 
 class Refused(QueryError):

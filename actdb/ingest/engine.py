@@ -11,7 +11,7 @@ An engine is a context manager (a cluster it starts is stopped on exit) with:
 - ``prepare(ec) -> Embedder``: the embedder whose fingerprint the manifest records (its
   ``config`` is the resolved recipe);
 - ``options() -> dict``: what the run record adds for this engine;
-- ``produce(todo, root) -> Iterator[list[Embedded]]``.
+- ``produce(todo, root) -> Iterator[list[Embedded]]`` (only called with images to do).
 """
 
 from __future__ import annotations

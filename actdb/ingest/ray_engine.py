@@ -8,10 +8,9 @@ the embedded rows (``engine.Embedded``). Only ``(seq, path)`` rows travel to Ray
 runs as CPU tasks with actdb's own decoder (a bad file becomes a row with an ``error``, never
 an exception); the model runs in actors, each building the store's embedder once and
 refusing to embed if its fingerprint is not the manifest's; Ray restarts an actor that dies
-and retries its batch.
-Results come back in listing order (``preserve_order``) and the driver commits them,
-skipping any path already committed, so ids, vectors and failures equal the local engine's
-and a retried task cannot duplicate a row.
+and retries its batch. Results come back in listing order (``preserve_order``) and the
+driver commits them, skipping any path already committed, so ids, vectors and failures equal
+the local engine's and a retried task cannot duplicate a row.
 
 With no address (``--ray-address``, ``$RAY_ADDRESS``) a local Ray is started with the
 machine's CPUs and shut down at the end; a Ray already initialised in the process is used
@@ -32,6 +31,7 @@ import numpy as np
 
 from actdb.errors import IngestFailed, UsageError
 from actdb.heavy import quietly
+from actdb.ingest.engine import Embedded
 from actdb.models.embed import default_batch_size
 
 #: Rows of (seq, path) per block handed to Ray: small enough to spread over the decoders.
@@ -184,15 +184,12 @@ class RayEngine:
                 "actor_gpus": self.actor_gpus, "batch_size": self.batch_size}
 
     def produce(self, todo, root: Path):
-        """Batches of ``rows_per_shard`` rows, in listing order (a retried task may answer a
-        path twice: the driver commits it once)."""
+        """Batches of ``rows_per_shard`` rows of ``todo`` (never empty: the driver asks only
+        when there is work), in listing order; a retried task may answer a path twice, and
+        the driver commits it once."""
         import pyarrow as pa
         from ray.data import ActorPoolStrategy, DataContext
 
-        from actdb.ingest.engine import Embedded
-
-        if not todo:
-            return
         ec = self.emb.config
         ctx = DataContext.get_current()
         saved = (ctx.execution_options.preserve_order, ctx.enable_progress_bars)

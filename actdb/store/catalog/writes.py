@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from actdb.store.catalog.reads import views_kept
+from actdb.store.catalog.reads import committed_shards, views_kept
 from actdb.store.catalog.schema import (
     FAILURE_COLUMNS,
     IMAGE_COLUMNS,
@@ -49,8 +49,7 @@ def ensure_views(con, dim: int, fingerprint: str) -> None:
 
 
 def _write_views(con, dim: int, fingerprint: str) -> None:
-    names = [r[0] for r in con.execute("SELECT name FROM shards ORDER BY name").fetchall()]
-    con.execute(views_sql(names, dim, fingerprint))
+    con.execute(views_sql(committed_shards(con), dim, fingerprint))
 
 
 def start_run(con, run_id: int, root: str, layout: str, options: dict) -> None:
