@@ -11,9 +11,10 @@ costs ~13 ms), unless a writer wants in.
 
 A writer waits until the process's readers are done (and closes a lingering instance), opens
 the file read-write for the moment of its commit, and retries while another process holds
-DuckDB's lock, touching a marker file meanwhile; readers that see the marker close instead
-of lingering and wait a moment before opening the file again, so a busy server cannot starve
-an ingest in another process.
+DuckDB's lock, touching a marker file meanwhile; while the marker is fresh, new readers
+neither join the open instance nor open the file (for up to ``YIELD_S``), and the last one
+out closes it instead of lingering, so a busy server cannot starve an ingest in another
+process.
 
 The shared read-only instance has file access restricted to the store's shard folder and its
 configuration locked, so user SQL (``actdb sql``, ``POST /api/sql``) can read the store and
@@ -174,15 +175,23 @@ def reader(store: Path, timeout: float = 60.0, threads: int | None = None,
     sh = _shared(store)
     nested = id(sh) in _holding()  # this thread reads already: never wait on a writer
     with sh.cond:
-        while sh.writing or (sh.writers_waiting and not nested):
-            sh.cond.wait()  # a waiting writer goes first, so steady reads cannot starve it
+        yield_until = time.monotonic() + YIELD_S
+        while True:
+            if sh.writing or (sh.writers_waiting and not nested):
+                sh.cond.wait()  # a waiting writer goes first, so steady reads cannot starve it
+            elif (not nested and time.monotonic() < yield_until
+                  and _writer_waiting(store)):
+                # Another process's writer waits: join no open instance (overlapping readers
+                # would keep the file open for ever), let it close, hold off opening.
+                if not sh.readers:
+                    _close(sh)
+                sh.cond.wait(0.05)
+            else:
+                break
         if sh.closer is not None:
             sh.closer.cancel()
             sh.closer = None
         if sh.con is None:
-            until = time.monotonic() + YIELD_S
-            while _writer_waiting(store) and time.monotonic() < until:
-                sh.cond.wait(0.05)  # let the other process's writer in first
             con = _open(store, True, timeout, {"threads": threads} if threads else None)
             _restrict(con, store)
             sh.con = con
