@@ -21,15 +21,18 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
 
-from actdb.errors import NotFound, QueryError, Refused, StoreError, UsageError
-from actdb.query.resolve import QueryVector, as_list
-from actdb.store.catalog import files, reads
+from actdb.errors import NotFound, QueryError, Refused, UsageError
+from actdb.query.context import QueryContext
+from actdb.query.nearest import allowed_ids, parse_classes
+from actdb.query.resolve import QueryVector, Upload, as_list, resolve
+from actdb.store.catalog import reads
 from actdb.store.store import Store, resolve_store_path
+
+__all__ = ["Database", "Upload"]
 
 Progress = Callable[[str], None]
 
@@ -37,10 +40,6 @@ Progress = Callable[[str], None]
 def _positive(name: str, value: int) -> None:
     if value < 1:
         raise UsageError(f"{name} must be at least 1, not {value}", param=name)
-
-
-#: How often a server writes the query vectors it computed (``sql`` writes them first).
-CACHE_FLUSH_S = 10.0
 
 
 def _writable(output: str | Path | None) -> None:
@@ -57,12 +56,12 @@ class Database:
     ``linger`` keeps the catalog open that many seconds after a read (opening it costs
     ~13 ms; a writer in this process or another still gets in at once); ``defer_cache_writes``
     writes the query cache from a background thread every ``CACHE_FLUSH_S`` seconds (each
-    write closes the shared catalog instance, and what is held from the catalog is checked
-    against its data version), and keeps the cache's keys in memory;
+    write closes the shared catalog instance) and keeps the cache's keys in memory;
     ``batch_uploads`` lets concurrent image queries share forward passes; ``cache_metadata``
     keeps the images' names and paths in memory (~70 bytes an image) once the handle has
     answered a few queries (True: from the first; False: never), instead of a catalog read
-    per answer. The service sets all of them.
+    per answer. The service sets all of them. What queries keep between calls lives in one
+    :class:`~actdb.query.context.QueryContext`, refreshed at the start of each call.
     """
 
     def __init__(self, path: str | Path | None = None, *, sql_threads: int | None = None,
@@ -71,19 +70,10 @@ class Database:
         self.path = resolve_store_path(path)
         self.sql_threads = sql_threads
         self.linger = linger
-        self.cache_metadata = cache_metadata
-        self._meta = None  # (catalog signature, data version, reads.ImageMeta)
-        self._answered = 0
-        self.defer_cache_writes = defer_cache_writes
-        self.batch_uploads = batch_uploads
-        self._lock = threading.RLock()
-        self._store: Store | None = None
-        self._index = None  # (file signature, LoadedIndex)
-        self._embedder = None
-        self._cache = None
-        self._ref = None
-        self._intact = False
-        self._maps = {}  # map_id -> StoredMap, its projection loaded once
+        self._options = {"defer_cache_writes": defer_cache_writes,
+                         "batch_uploads": batch_uploads, "cache_metadata": cache_metadata}
+        self._lock = threading.Lock()
+        self._context: QueryContext | None = None
 
     def __repr__(self) -> str:
         return f"Database({str(self.path)!r})"
@@ -97,30 +87,41 @@ class Database:
     def close(self) -> None:
         """Flush and stop background writers and batching; drop the loaded index and model."""
         with self._lock:
-            if self._cache is not None:
-                self._cache.close()
-            if hasattr(self._embedder, "close"):
-                self._embedder.close()
-            self._cache = self._embedder = self._index = None
-            self._maps = {}
+            ctx, self._context = self._context, None
+        if ctx is not None:
+            ctx.close()
         if self.linger:
             from actdb.store import catalog
 
             catalog.close_idle(self.path)
+
+    def _ctx(self, refresh: bool = True) -> QueryContext:
+        """The query context (made on first use: StoreError when there is no store yet),
+        brought up to date with the store's files."""
+        with self._lock:
+            if self._context is None:
+                store = Store.open(self.path, self.sql_threads, self.linger)
+                self._context = QueryContext(store, **self._options)
+            ctx = self._context
+        if refresh:
+            ctx.refresh_if_changed()
+        return ctx
 
     # -- the store ---------------------------------------------------------------------------
 
     @property
     def store(self) -> Store:
         """The opened store (StoreError when there is none yet)."""
-        with self._lock:
-            if self._store is None:
-                self._store = Store.open(self.path, self.sql_threads, self.linger)
-            return self._store
+        return self._ctx(refresh=False).store
 
     @property
     def manifest(self):
         return self.store.manifest
+
+    @property
+    def embedder(self):
+        """The store's model, built on first use, its weights checked against the manifest."""
+        return self._ctx(refresh=False).embedder
 
     def ingest(self, root: str | Path, progress: Callable[[int, int], None] | None = None,
                **options):
@@ -130,20 +131,13 @@ class Database:
 
         Options are :class:`~actdb.ingest.pipeline.IngestConfig`'s (``per_class``, ``limit``,
         ``seed``, ``split``, ``batch_size``, ``strict``, ``shard``, ``rows_per_shard``,
-        ``workers``) and :class:`~actdb.models.embed.EmbedConfig`'s (``model``, ``layer``,
-        ``pool``, ``weights``, ``image_size``, ``resize``, ``precision``).
+        ``workers``, ``engine``...) and :class:`~actdb.models.embed.EmbedConfig`'s (``model``,
+        ``layer``, ``pool``, ``weights``, ``image_size``, ``resize``, ``precision``).
         """
-        from actdb.ingest.pipeline import RECIPE, IngestConfig, ingest, store_recipe
+        from actdb.ingest.pipeline import IngestConfig, ingest
 
-        ingest_names = {f.name for f in fields(IngestConfig)} - {"root", "store", "embed"}
-        unknown = set(options) - set(RECIPE) - ingest_names
-        if unknown:
-            raise UsageError(f"unknown ingest option(s): {', '.join(sorted(unknown))}")
-        embed = store_recipe(self.path, {k: v for k, v in options.items() if k in RECIPE})
-        rest = {k: v for k, v in options.items() if k in ingest_names}
-        result = ingest(IngestConfig(root=root, store=self.path, embed=embed, **rest), progress)
-        with self._lock:
-            self._store = None  # the manifest may be new
+        result = ingest(IngestConfig.of(root, self.path, **options), progress)
+        self.close()  # the store may be new: open it again on the next call
         return result
 
     def info(self) -> dict:
@@ -227,17 +221,10 @@ class Database:
     def resolve(self, queries, names: list[str] | None = None) -> list[QueryVector]:
         """Image files, ``id:N``, ``.npy`` files, arrays or uploads -> query vectors, embedded
         exactly as the stored images were (and cached by content)."""
-        from actdb.query.resolve import bind_cached, embed_cached, resolve
-
         specs = as_list(queries)
         if not specs:
             raise UsageError("give at least one query")
-        def embed_bytes(data: list[bytes], sources: list[str]) -> np.ndarray:  # new content
-            return self.embedder.embed_bytes(data, names=sources)
-
-        return resolve(specs, names, self.manifest.dim, self._stored_vectors,
-                       lambda images: embed_cached(images, self._query_cache(), embed_bytes),
-                       lambda vectors: bind_cached(vectors, self._query_cache()))
+        return resolve(specs, names, self._ctx())
 
     def nearest(self, queries, k: int = 10, classes=None, split: str | None = None,
                 where: str | None = None, names: list[str] | None = None,
@@ -251,24 +238,22 @@ class Database:
         _positive("k", k)
         if recall is not None and not 0 < recall <= 1:
             raise UsageError(f"recall must be in (0, 1], not {recall}", param="recall")
-        self._require_intact()
-        with self._query_cache().holding():  # cache new queries after the reads below
+        ctx = self._ctx()
+        ctx.require_intact()
+        with ctx.cache.holding():  # cache new queries after the reads below
             qs = self.resolve(queries, names)
-            loaded = self._loaded_index()
-            if loaded.ntotal == 0:
+            if ctx.index.ntotal == 0:
                 raise QueryError("the store has no images yet; ingest some first")
-            allowed = self._allowed(classes, split, where)
-            return nearest(qs, k, loaded, self.store, allowed, include_self, recall,
-                           self._reference(), self._meta_for())
+            allowed = allowed_ids(ctx.store, classes, split, where)
+            return nearest(qs, k, ctx, allowed, include_self, recall)
 
     def centroids(self, queries, k: int = 10, classes=None):
         """Classes ranked by the distance from each query to their centroid, with each
         class's spread (DataFrame)."""
         from actdb.query.centroids import centroids
-        from actdb.query.nearest import parse_classes
 
         _positive("k", k)
-        self._require_intact()
+        self._ctx().require_intact()
         qs = self.resolve(queries)
         names = parse_classes(classes)
         with self.store.reader() as con:
@@ -289,9 +274,9 @@ class Database:
 
         if max_rows is not None:
             _positive("max_rows", max_rows)
-        if self._cache is not None:
-            self._cache.flush()  # the ``queries`` view shows every query asked so far
-        return run_sql(self.store, query, max_rows, timeout)
+        ctx = self._ctx(refresh=False)
+        ctx.flush_cache()  # the ``queries`` view shows every query asked so far
+        return run_sql(ctx.store, query, max_rows, timeout)
 
     def embed(self, images) -> np.ndarray:
         """Pooled vectors of image files (or bytes), exactly as ``nearest`` embeds them."""
@@ -299,7 +284,7 @@ class Database:
         for p in paths:
             if not isinstance(p, bytes) and not Path(p).is_file():
                 raise QueryError(f"{p} is not a file")
-        return self.embedder.embed_files(paths)
+        return self._ctx(refresh=False).embed_images(paths)
 
     # -- pictures ----------------------------------------------------------------------------
 
@@ -310,17 +295,24 @@ class Database:
         """A matplotlib Figure: ``tsne``, ``umap`` or ``pca`` maps, a channel ``profile``, or
         ``distances`` histograms, with the queries highlighted; saved when ``output`` is given
         (.png, .svg, .pdf)."""
-        from actdb.query.nearest import parse_classes
-        from actdb.viz.plot import PlotConfig, plot
+        from actdb.viz.plot import KINDS, PlotConfig, plot
 
+        if kind not in KINDS:  # a picture there is no such thing as (404 in the service)
+            raise NotFound(f"unknown plot {kind!r}; use one of {', '.join(KINDS)}")
         _writable(output)
         _writable(save_coords)
-        self._require_intact()
+        self._ctx().require_intact()
         cfg = PlotConfig(classes=parse_classes(classes), random_classes=random_classes,
                          per_class=per_class, seed=seed, log=log, bins=bins)
         qs = self.resolve(queries) if as_list(queries) else []
         return plot(self.store, kind, qs, cfg, output=output, save_coords=save_coords,
                     progress=progress)
+
+    def plot_png(self, kind: str, queries=(), **options) -> bytes:
+        """``plot`` as PNG bytes (what the service sends); options as ``plot``'s."""
+        from actdb.viz.figures import png_bytes
+
+        return png_bytes(self.plot(kind, queries, **options))
 
     def map(self, method: str = "umap", *, per_class: int | None = None, classes=None,
             random_classes: int = 0, seed: int = 0, build: bool = True,
@@ -328,7 +320,6 @@ class Database:
         """The stored 2-D map (StoredMap) of a sample and a projection (``umap``, ``tsne``,
         ``pca``), made and stored when missing or stale. ``per_class=None`` with no classes
         is the default map: every class, at most 50,000 points."""
-        from actdb.query.nearest import parse_classes
         from actdb.viz.maps import MapSpec, get_map
 
         names = parse_classes(classes)
@@ -338,10 +329,10 @@ class Database:
             if per_class is not None:
                 _positive("per_class", per_class)
             spec = MapSpec.of(method, per_class or 100, names, random_classes, seed)
-        self._require_intact()
-        m = get_map(self.store, spec, progress, build=build)
-        with self._lock:
-            self._maps[m.map_id] = m
+        ctx = self._ctx()
+        ctx.require_intact()
+        m = get_map(ctx.store, spec, progress, build=build)
+        ctx.keep_map(m)
         return m
 
     def maps(self):
@@ -365,20 +356,13 @@ class Database:
     def stored_map(self, map_id: str | None = None):
         """A stored map by id (the default UMAP map when None), kept loaded by this handle
         while it stays current; QueryError when there is none."""
-        from actdb.viz.maps import MapSpec, find_map, map_state
+        from actdb.viz.maps import MapSpec
 
         if map_id is None:
             map_id = MapSpec.default(len(self.classes())).map_id
-        state = map_state(self.store, map_id)
-        with self._lock:
-            m = self._maps.get(map_id)
-            if m is not None and (not m.stored or state == (str(m.created_at), True)):
-                return m
-        m = find_map(self.store, map_id)
+        m = self._ctx().stored_map(map_id)
         if m is None:
             raise QueryError(f"no map {map_id} in the store; make one with actdb map")
-        with self._lock:
-            self._maps[map_id] = m
         return m
 
     def export(self, to: str, path: str | Path, *, classes=None, per_class: int | None = None,
@@ -399,51 +383,29 @@ class Database:
         if per_class is not None:
             _positive("per_class", per_class)
         _writable(path)
-        self._require_intact()
+        ctx = self._ctx()
+        ctx.require_intact()
         if to == "atlas":
-            return self._export_atlas(path, classes, per_class, where, seed, queries, method,
-                                      progress)
-        ids = self._allowed(classes, None, where)
+            qs = self.resolve(queries) if as_list(queries) else []
+            first = self.nearest(qs[:1], k=50).classes.class_name.tolist() if qs else None
+            if where is None:  # the stored map of this sample (made once, reused)
+                m = self.map(method, per_class=per_class, classes=classes, seed=seed,
+                             progress=progress)
+                return ex.export_atlas(ctx.store, path, qs, stored_map=m, first_classes=first,
+                                       stage=progress)
+            return ex.export_atlas(ctx.store, path, qs, method=method, seed=seed,
+                                   ids=allowed_ids(ctx.store, classes, None, where),
+                                   per_class=per_class, first_classes=first, stage=progress)
+        ids = allowed_ids(ctx.store, classes, None, where)
         if ids is None:
-            with self.store.reader() as con:
+            with ctx.store.reader() as con:
                 ids = reads.image_ids(con)
         cap = ex.PROJECTOR_MAX_POINTS if to == "projector" else None
-        ids, note = ex.stratified(self.store, ids, per_class, cap, seed)
+        ids, note = ex.stratified(ctx.store, ids, per_class, cap, seed)
         if to == "projector":
-            return ex.export_projector(self.store, ids, path, note, base_url=base_url,
+            return ex.export_projector(ctx.store, ids, path, note, base_url=base_url,
                                        stage=progress)
-        return ex.export_parquet(self.store, ids, path, note, stage=progress)
-
-    def _export_atlas(self, path, classes, per_class, where, seed, queries, method,
-                      progress):
-        import pandas as pd
-
-        from actdb.viz import export as ex
-        from actdb.viz.maps import DEFAULT_POINTS
-        from actdb.viz.projection import ProjectionConfig, Projector
-
-        qs = self.resolve(queries) if as_list(queries) else []
-        note = None
-        if where is None:  # the stored map of this sample (made once, reused)
-            m = self.map(method, per_class=per_class, classes=classes, seed=seed,
-                         progress=progress)
-            points = m.points[["image_id", "x", "y"]]
-            placed = m.place(np.stack([q.vec for q in qs])) if qs else np.zeros((0, 2))
-        else:  # a selection no stored map describes: fitted for this export
-            ids, note = ex.stratified(self.store, self._allowed(classes, None, where),
-                                      per_class, DEFAULT_POINTS, seed)
-            _, vecs = self.store.vectors(ids)
-            proj = Projector(ProjectionConfig(method=method, seed=seed))
-            xy = proj.fit(vecs, progress)
-            points = pd.DataFrame({"image_id": ids, "x": xy[:, 0], "y": xy[:, 1]})
-            placed = proj.transform(np.stack([q.vec for q in qs])) if qs else np.zeros((0, 2))
-        with self.store.reader() as con:
-            meta = pd.DataFrame(reads.image_meta(con, points.image_id.to_numpy()))
-        points = points.merge(meta, on="image_id")
-        qdf = pd.DataFrame({"name": [q.name for q in qs], "x": placed[:, 0],
-                            "y": placed[:, 1], "source": [str(q.source) for q in qs]})
-        first = (self.nearest(qs[:1], k=50).classes.class_name.tolist() if qs else None)
-        return ex.export_atlas(points, path, qdf, note, first, stage=progress)
+        return ex.export_parquet(ctx.store, ids, path, note, stage=progress)
 
     def atlas(self, channels=None, *, recipe: str = "improved", steps: int | None = None,
               size: int = 224, batch: int = 8, models=("vgg19", "vgg16", "resnet50"),
@@ -463,12 +425,19 @@ class Database:
                  if isinstance(channels, str) else tuple(channels) if channels else None)
         if output is not None and Path(output).exists() and not Path(output).is_dir():
             raise UsageError(f"cannot write the atlas into {output}: it is a file, not a folder")
-        self._require_intact()
+        self._ctx().require_intact()
         cfg = AtlasConfig(channels=chans, recipe=recipe, steps=steps, size=size, batch=batch,
                           models=tuple(models), k=k, examples=examples, seed=seed,
                           variants=variants, precision=precision, heatmaps=heatmaps,
                           output=output)
         return run_atlas(self, cfg, progress, stage)
+
+    @property
+    def atlas_site(self) -> Path:
+        """Where ``atlas`` writes its static site by default (what ``serve`` shows)."""
+        from actdb.store.catalog.files import atlas_site
+
+        return atlas_site(self.path)
 
     def channels(self):
         """The atlas's channels table (DataFrame; empty before ``atlas`` runs)."""
@@ -480,7 +449,6 @@ class Database:
                progress: Progress | None = None) -> Path:
         """One self-contained HTML file: the queries, their neighbours, class vote, centroid
         ranking, t-SNE and UMAP maps and distance histograms."""
-        from actdb.query.nearest import parse_classes
         from actdb.viz.plot import PlotConfig
         from actdb.viz.report import ReportConfig, build_report
 
@@ -496,114 +464,3 @@ class Database:
         cents = self.centroids(qs, k=10)
         return build_report(self.store, qs, near, cents, output, cfg, progress)
 
-    # -- what the methods share --------------------------------------------------------------
-
-    @property
-    def embedder(self):
-        """The store's model, built on first use, its weights checked against the manifest."""
-        with self._lock:
-            if self._embedder is None:
-                from actdb.models.embed import store_embedder
-
-                emb = store_embedder(self.manifest)
-                if self.batch_uploads:
-                    from actdb.models.batching import BatchingEmbedder
-
-                    emb = BatchingEmbedder(emb)
-                self._embedder = emb
-            return self._embedder
-
-    def _require_intact(self) -> None:
-        """StoreDamaged when a shard the catalog lists is gone (checked once per handle)."""
-        if not self._intact:
-            with self.store.reader() as con:
-                reads.require_shards(con, self.path)
-            self._intact = True
-
-    def _query_cache(self):
-        from actdb.query.cache import QueryCache
-
-        with self._lock:
-            if self._cache is None:
-                self._cache = QueryCache(self.store, deferred=self.defer_cache_writes,
-                                         interval_s=CACHE_FLUSH_S,
-                                         signature=(self._catalog_signature
-                                                    if self.defer_cache_writes else None))
-            return self._cache
-
-    def _catalog_signature(self) -> tuple:
-        return self._signature(str(files.catalog_path(self.path)),
-                               str(files.catalog_wal_path(self.path)))
-
-    def _from_catalog(self, slot: str, read: Callable):
-        """``read(con)``, kept in ``self.<slot>`` until the images or their statistics change.
-        A change of the catalog file (a query-cache write, say) costs one cheap check."""
-        sig = self._catalog_signature()
-        with self._lock:
-            held = getattr(self, slot)  # (file signature, data version, value)
-            if held is None or held[0] != sig:
-                with self.store.reader() as con:
-                    version = reads.data_version(con)
-                    value = held[2] if held and held[1] == version else read(con)
-                held = (sig, version, value)
-                setattr(self, slot, held)
-            return held[2]
-
-    def _reference(self):
-        """The distance reference of query context."""
-        return self._from_catalog("_ref", reads.distance_reference)
-
-    def _meta_for(self):
-        """``ids -> rows`` from an in-memory copy of the images' metadata, once this handle
-        has answered a few queries (see ``cache_metadata``); None: read per answer."""
-        with self._lock:
-            self._answered += 1
-            wanted = self.cache_metadata or (self.cache_metadata is None and self._answered > 2)
-            if not wanted:
-                return None
-        return self._from_catalog("_meta", reads.ImageMeta.read).rows
-
-    def _signature(self, *paths) -> tuple:
-        """(mtime, size) of files (the index's by default): changes when a writer commits."""
-        import os
-
-        sig = []
-        for p in paths or (files.index_path(self.path), files.index_info_path(self.path)):
-            try:
-                st = os.stat(p)
-                sig.append((st.st_mtime_ns, st.st_size))
-            except FileNotFoundError:
-                sig.append(None)
-        return tuple(sig)
-
-    def _loaded_index(self):
-        """The store's LoadedIndex, reloaded when another process rewrites the index."""
-        from actdb.index.loaded import LoadedIndex
-
-        sig = self._signature()
-        with self._lock:
-            if self._index is None or self._index[0] != sig:
-                self._index = (sig, LoadedIndex.open(self.path))
-            return self._index[1]
-
-    def _stored_vectors(self, ids: list[int]) -> np.ndarray:
-        """Stored vectors: straight from the index when it holds them unchanged (memory-mapped
-        rows), else from the shards."""
-        try:
-            vecs = self._loaded_index().vectors(ids)
-        except StoreError:
-            vecs = None
-        return self.store.vectors(ids)[1] if vecs is None else vecs
-
-    def _allowed(self, classes, split: str | None, where: str | None) -> np.ndarray | None:
-        from actdb.query.nearest import parse_classes
-
-        names = parse_classes(classes)
-        if not (names or split or where):
-            return None
-        with self.store.reader() as con:
-            if split is not None and split not in (have := reads.splits(con)):
-                raise UsageError(f"unknown split {split!r}; this store has: "
-                                 f"{', '.join(have) or 'none'}")
-            keys = reads.resolve_classes(con, names) if names else None
-            return reads.filtered_ids(con, keys, split, where)

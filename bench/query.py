@@ -111,7 +111,7 @@ def memory_child(store: str, queries: str) -> None:
     import faiss  # noqa: F401 - imported before the baseline is taken
 
     before = rss_mb()
-    loaded = db._loaded_index()
+    loaded = db._ctx().index
     for row in q:
         loaded.search(row[None], K)
     after = rss_mb()
@@ -139,7 +139,7 @@ def measure_kind(store: Path, kind: str, name: str, queries, truth, tmp: Path) -
     db = actdb.open(store)
     p50, p99 = latency(lambda q: db.nearest(q, k=K), queries)
     p50, p99 = latency(lambda q: db.nearest(q, k=K), queries)  # rows of re-ranking mapped
-    loaded = db._loaded_index()
+    loaded = db._ctx().index
     s50, s99 = latency(lambda q: loaded.search(q[None], K), queries)
     got = [a.image_id for a in db.nearest(queries, k=K).answers]
     qfile = tmp / "q.npy"

@@ -69,6 +69,19 @@ class IngestConfig:
     actor_cpus: float | None = None
     actor_gpus: float | None = None
 
+    @classmethod
+    def of(cls, root: str | Path, store: str | Path, **options) -> IngestConfig:
+        """A config from options by name: the recipe's (:class:`EmbedConfig`'s, over the
+        store's own recipe: :func:`store_recipe`) and the run's (this class's other fields).
+        """
+        run = {f.name for f in fields(cls)} - {"root", "store", "embed"}
+        unknown = set(options) - set(RECIPE) - run
+        if unknown:
+            raise UsageError(f"unknown ingest option(s): {', '.join(sorted(unknown))}")
+        embed = store_recipe(store, {k: v for k, v in options.items() if k in RECIPE})
+        return cls(root=root, store=store, embed=embed,
+                   **{k: v for k, v in options.items() if k in run})
+
 
 @dataclass
 class IngestResult:

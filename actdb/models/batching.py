@@ -23,8 +23,6 @@ from concurrent.futures import Future
 
 import numpy as np
 
-from actdb.models.embed import embed_decoded
-
 _STOP = object()
 
 
@@ -54,13 +52,6 @@ class BatchingEmbedder:
         with self._callers:
             self._queue.put((np.asarray(images), fut))
             return fut.result()
-
-    def embed_files(self, paths, batch_size: int = 32, names: list[str] | None = None
-                    ) -> np.ndarray:
-        """The same decoding as :class:`Embedder`, then the batching :meth:`embed`."""
-        return embed_decoded(self, paths, batch_size, names)
-
-    embed_bytes = embed_files
 
     def close(self) -> None:
         """Finish the requests already queued, then stop the worker thread."""

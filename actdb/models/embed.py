@@ -184,13 +184,12 @@ class Embedder:
         error names it (``names``, else its path)."""
         return embed_decoded(self, paths, batch_size, names)
 
-    embed_bytes = embed_files
-
 
 def embed_decoded(emb, paths: list[str | Path | bytes], batch_size: int = 32,
                   names: list[str] | None = None) -> np.ndarray:
     """Decode images with ``emb``'s size and resize method, then ``emb.embed`` them in
-    batches."""
+    batches (``emb``: an Embedder, or anything with its ``config``, ``dim`` and ``embed``,
+    such as a BatchingEmbedder)."""
     c = emb.config
     arrays = [decode_named(p, c.image_size, c.resize, names[i] if names else None)
               for i, p in enumerate(paths)]

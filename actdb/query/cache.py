@@ -8,8 +8,9 @@ Writes are immediate by default, or wait for the end of a :meth:`holding` block.
 defers them (``deferred=True``): a background thread writes everything pending once per
 ``interval_s`` in one transaction, pending vectors are served from memory meanwhile, and
 :meth:`close` stops the thread after a last flush. A server also keeps the cache's keys
-(hashes and name bindings) in memory, re-read only when ``signature()`` (the catalog
-file's) changes, so a new upload reads nothing from the catalog.
+(hashes and name bindings) in memory (``keep_keys``), read again after :meth:`forget_keys`
+(which the query context calls when the catalog file changes), so a new upload reads nothing
+from the catalog.
 
 >>> cache = QueryCache(Store.open(store))
 >>> cache.get(["0" * 64])                             # never seen
@@ -22,7 +23,6 @@ import collections
 import contextlib
 import threading
 import weakref
-from collections.abc import Callable
 
 import numpy as np
 
@@ -37,11 +37,11 @@ class QueryCache:
     """The store's cached query vectors, with an in-process memo."""
 
     def __init__(self, store: Store, deferred: bool = False, interval_s: float = 1.0,
-                 signature: Callable[[], object] | None = None):
+                 keep_keys: bool = False):
         self.store = store
         self.fingerprint = store.manifest.fingerprint
-        self._signature = signature
-        self._keys: tuple[object, set[str], dict[str, str]] | None = None  # (sig, shas, names)
+        self.keep_keys = keep_keys
+        self._keys: tuple[set[str], dict[str, str]] | None = None  # (shas, names)
         self._lock = threading.Lock()
         self._memo: collections.OrderedDict[str, np.ndarray] = collections.OrderedDict()
         self._pending: list[tuple[str, str, str, np.ndarray]] = []
@@ -62,7 +62,7 @@ class QueryCache:
         with self._lock:
             found = {s: self._memo[s] for s in shas if s in self._memo}
         unknown = [s for s in dict.fromkeys(shas) if s not in found]
-        if unknown and self._signature is not None:
+        if unknown and self.keep_keys:
             have = self._catalog_keys()[0]
             unknown = [s for s in unknown if s in have]
         if unknown:
@@ -83,7 +83,7 @@ class QueryCache:
         with self._lock:
             before = {n: self._pending_names[n] for n in names if n in self._pending_names}
         try:
-            if self._signature is not None:
+            if self.keep_keys:
                 bound = self._catalog_keys()[1]
                 before = {**{n: bound[n] for n in names if n in bound}, **before}
             else:
@@ -136,15 +136,18 @@ class QueryCache:
             self._thread = None
         self.flush()
 
+    def forget_keys(self) -> None:
+        """The catalog changed: read the kept keys again when next needed."""
+        self._keys = None
+
     def _catalog_keys(self) -> tuple[set[str], dict[str, str]]:
-        """The catalog's cached hashes and name bindings, as of its current signature."""
-        sig = self._signature()
+        """The catalog's cached hashes and name bindings (kept until :meth:`forget_keys`)."""
         keys = self._keys
-        if keys is None or keys[0] != sig:
+        if keys is None:
             with self.store.reader() as con:
-                keys = (sig, *reads.query_cache_keys(con, self.fingerprint))
+                keys = reads.query_cache_keys(con, self.fingerprint)
             self._keys = keys
-        return keys[1], keys[2]
+        return keys
 
     def _remember(self, vecs: dict[str, np.ndarray]) -> None:
         with self._lock:

@@ -18,12 +18,16 @@ import collections
 import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from actdb.errors import ActdbWarning
+from actdb.errors import ActdbWarning, UsageError
 from actdb.query.resolve import QueryVector
 from actdb.store.catalog import reads
+
+if TYPE_CHECKING:
+    from actdb.query.context import QueryContext
 
 META = ("class_name", "synset", "split", "path", "root")
 
@@ -38,6 +42,21 @@ def parse_classes(classes) -> tuple[str, ...] | None:
         return None
     items = classes.split(",") if isinstance(classes, str) else classes
     return tuple(c.strip() for c in items if c.strip()) or None
+
+
+def allowed_ids(store, classes=None, split: str | None = None, where: str | None = None
+                ) -> np.ndarray | None:
+    """The ids of the stored images a filter keeps (classes, a split, a SQL predicate over
+    ``images``); None when nothing filters."""
+    names = parse_classes(classes)
+    if not (names or split or where):
+        return None
+    with store.reader() as con:
+        if split is not None and split not in (have := reads.splits(con)):
+            raise UsageError(f"unknown split {split!r}; this store has: "
+                             f"{', '.join(have) or 'none'}")
+        keys = reads.resolve_classes(con, names) if names else None
+        return reads.filtered_ids(con, keys, split, where)
 
 
 @dataclass
@@ -121,12 +140,12 @@ class NearestResult:
         return pd.DataFrame([{"query": a.query.name, **a.context} for a in self.answers])
 
 
-def nearest(queries: list[QueryVector], k: int, loaded, store, allowed: np.ndarray | None,
-            include_self: bool = False, recall: float | None = None, reference=None,
-            meta_for=None) -> NearestResult:
-    """k nearest stored images of each query (``loaded``: the store's LoadedIndex), with
-    class vote and distance context. ``reference`` (the store's distance reference) and
-    ``meta_for(ids)`` (the neighbours' rows) are read from the catalog when None."""
+def nearest(queries: list[QueryVector], k: int, ctx: QueryContext,
+            allowed: np.ndarray | None, include_self: bool = False,
+            recall: float | None = None) -> NearestResult:
+    """k nearest stored images of each query, with class vote and distance context, from the
+    store's query context (its index, distance reference and images' rows)."""
+    loaded, store = ctx.index, ctx.store
     excluding = not include_self and any(q.image_id is not None for q in queries)
     x = np.stack([q.vec for q in queries])
 
@@ -145,12 +164,7 @@ def nearest(queries: list[QueryVector], k: int, loaded, store, allowed: np.ndarr
     # stored images' nearest neighbours, whatever the filter kept
     nn_all = [d for d, _ in search(1, None)] if allowed is not None else None
     flat = np.concatenate([r[1] for r in rows]) if rows else np.zeros(0, np.int64)
-    if meta_for is not None and reference is not None:
-        meta, ref = meta_for(flat), reference
-    else:
-        with store.reader() as con:
-            meta = reads.image_meta(con, flat)
-            ref = reads.distance_reference(con) if reference is None else reference
+    meta, ref = ctx.image_meta(flat), ctx.reference
     answers, at = [], 0
     for qi, (q, (d, i)) in enumerate(zip(queries, rows, strict=True)):
         m = {c: np.asarray(meta[c][at : at + len(i)], dtype=object) for c in META}

@@ -12,13 +12,16 @@ embedded together in one batch by the store's own model and cached by content
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from actdb.errors import QueryError
+
+if TYPE_CHECKING:
+    from actdb.query.context import QueryContext
 
 
 @dataclass
@@ -82,15 +85,12 @@ def _from_npy(path: Path, name: str, dim: int) -> list[QueryVector]:
     return _from_array(arr, name, str(path), dim)
 
 
-def resolve(specs: list, names: list[str] | None, dim: int,
-            stored_vectors: Callable[[list[int]], np.ndarray],
-            embed_images: Callable[[list[tuple[str, str, bytes]]], list[QueryVector]],
-            bind_vectors: Callable[[list[QueryVector]], None] | None = None,
-            ) -> list[QueryVector]:
-    """Resolve every spec. ``stored_vectors(ids)`` reads stored vectors; ``embed_images``
-    turns (name, source, bytes) into query vectors (cached, or through the model);
-    ``bind_vectors`` gives vectors (``.npy``, ``id:``, arrays) that were named explicitly
-    their names, as image queries get theirs."""
+def resolve(specs: list, names: list[str] | None, ctx: QueryContext) -> list[QueryVector]:
+    """Resolve every spec with the store's query context: ``id:`` queries read stored
+    vectors, images go through the query cache (the model runs on new content only), and
+    vectors that were named explicitly (``.npy``, ``id:``, arrays) are bound to their names,
+    as image queries are."""
+    dim = ctx.store.manifest.dim
     out: list = []
     images: list[tuple[int, str, str, bytes]] = []  # (slot, name, source, bytes)
     ids: list[tuple[int, int, str]] = []  # (slot, image_id, name)
@@ -120,14 +120,15 @@ def resolve(specs: list, names: list[str] | None, dim: int,
         if name and not isinstance(spec, QueryVector | Upload):
             named.extend(range(at, len(out)))
     if ids:
-        vecs = stored_vectors([i for _, i, _ in ids])
+        vecs = ctx.stored_vectors([i for _, i, _ in ids])
         for (slot, image_id, name), vec in zip(ids, vecs, strict=True):
             out[slot] = QueryVector(name, f"id:{image_id}", vec, image_id=image_id)
     if images:
-        for (slot, *_), q in zip(images, embed_images([i[1:] for i in images]), strict=True):
+        for (slot, *_), q in zip(images, embed_cached([i[1:] for i in images], ctx),
+                                 strict=True):
             out[slot] = q
-    if named and bind_vectors is not None:
-        bind_vectors([out[i] for i in named])
+    if named:
+        bind_cached([out[i] for i in named], ctx.cache)
     return out
 
 
@@ -147,16 +148,16 @@ def bind_cached(queries: list[QueryVector], cache) -> None:
         q.rebound = q.name in rebound
 
 
-def embed_cached(images: list[tuple[str, str, bytes]], cache, embed_bytes
+def embed_cached(images: list[tuple[str, str, bytes]], ctx: QueryContext
                  ) -> list[QueryVector]:
-    """Image queries through the cache: only content never seen before runs the model
-    (``embed_bytes(list of bytes, their sources) -> vectors``); names are bound to what
-    they show now."""
+    """Image queries (name, source, bytes) through the cache: only content never seen before
+    runs the model; names are bound to what they show now."""
+    cache = ctx.cache
     shas = [hashlib.sha256(data).hexdigest() for _, _, data in images]
     known = cache.get(shas)
     todo = [i for i, s in enumerate(shas) if s not in known]
     if todo:
-        vecs = embed_bytes([images[i][2] for i in todo], [images[i][1] for i in todo])
+        vecs = ctx.embed_images([images[i][2] for i in todo], [images[i][1] for i in todo])
         for i, vec in zip(todo, vecs, strict=True):
             known[shas[i]] = vec
     rebound = cache.put([(s, name, source, known[s])

@@ -12,8 +12,8 @@ from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
 from actdb import render
+from actdb.database import Upload
 from actdb.errors import WeightsUnavailable
-from actdb.query.resolve import Upload
 from actdb.serve.models import (
     ERRORS,
     Health,
@@ -26,7 +26,6 @@ from actdb.serve.models import (
     VectorPart,
     binary,
 )
-from actdb.viz.plot import KINDS
 
 router = APIRouter(prefix="/api", responses=ERRORS)
 
@@ -139,11 +138,7 @@ async def plot(request: Request, kind: str, image: ImagePart = None,
                image_id: ImageIdPart = None, vector: VectorPart = None,
                classes: str | None = Query(None), random_classes: int = Query(0, ge=0),
                per_class: int = Query(100, ge=1, le=2000), log: bool = Query(False)):
-    from actdb.viz.figures import png_bytes
-
-    if kind not in KINDS:
-        raise HTTPException(404, f"unknown plot {kind!r}; one of {', '.join(KINDS)}")
     q = await query_of(request, image, image_id, vector)
-    fig = await run_in_threadpool(request.app.state.db.plot, kind, [q], classes=classes,
+    png = await run_in_threadpool(request.app.state.db.plot_png, kind, [q], classes=classes,
                                   random_classes=random_classes, per_class=per_class, log=log)
-    return PNGResponse(png_bytes(fig))
+    return PNGResponse(png)

@@ -129,7 +129,7 @@ def create_app(cfg: ServeConfig):
     app.include_router(page.router)
     app.include_router(api.router)
     app.include_router(maps.router)
-    app.mount("/atlas", page.AtlasFiles(db.path), name="atlas")
+    app.mount("/atlas", page.AtlasFiles(db.atlas_site), name="atlas")
     declare_error_body(app)
     return app
 

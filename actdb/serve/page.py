@@ -41,10 +41,8 @@ class AtlasFiles(StaticFiles):
     """The atlas's static site as ``actdb atlas`` wrote it into the store (Starlette serves
     it: index pages, media types, paths kept inside the folder); made later is fine."""
 
-    def __init__(self, store: Path):
-        from actdb.store.catalog.files import atlas_site
-
-        super().__init__(directory=atlas_site(store), html=True, check_dir=False)
+    def __init__(self, site: Path):
+        super().__init__(directory=site, html=True, check_dir=False)
 
     async def check_config(self) -> None:
         if not Path(self.directory).is_dir():

@@ -235,7 +235,35 @@ def projector_json(name: str, shape: tuple[int, int], tile: int,
         "modelCheckpointPath": name}
 
 
-def export_atlas(points: pd.DataFrame, path: str | Path, queries: pd.DataFrame | None = None,
+def export_atlas(store, path: str | Path, queries: list, *, stored_map=None,
+                 ids: np.ndarray | None = None, per_class: int | None = None,
+                 method: str = "umap", seed: int = 0, first_classes: list[str] | None = None,
+                 stage: Stage | None = None) -> ExportResult:
+    """The Embedding Atlas export: the points of ``stored_map``, or (a selection no stored map
+    describes) a per-class sample of ``ids`` projected for this export, with the query
+    vectors ``queries`` placed into the same map; ``first_classes`` (the first query's
+    nearest classes) keep their own colour."""
+    from actdb.viz.maps import DEFAULT_POINTS
+    from actdb.viz.projection import ProjectionConfig, Projector
+
+    note = None
+    vecs = np.stack([q.vec for q in queries]) if queries else None
+    if stored_map is not None:
+        points = stored_map.points[["image_id", "x", "y"]]
+        placed = stored_map.place(vecs) if queries else np.zeros((0, 2))
+    else:
+        ids, note = stratified(store, ids, per_class, DEFAULT_POINTS, seed)
+        proj = Projector(ProjectionConfig(method=method, seed=seed))
+        xy = proj.fit(store.vectors(ids)[1], stage)
+        points = pd.DataFrame({"image_id": ids, "x": xy[:, 0], "y": xy[:, 1]})
+        placed = proj.transform(vecs) if queries else np.zeros((0, 2))
+    points = points.merge(_meta_frame(store, points.image_id.to_numpy()), on="image_id")
+    placed_queries = pd.DataFrame({"name": [q.name for q in queries], "x": placed[:, 0],
+                                   "y": placed[:, 1], "source": [str(q.source) for q in queries]})
+    return _write_atlas(points, path, placed_queries, note, first_classes, stage=stage)
+
+
+def _write_atlas(points: pd.DataFrame, path: str | Path, queries: pd.DataFrame | None = None,
                  note: str | None = None, first_classes: list[str] | None = None,
                  thumb: int = 64, stage: Stage | None = None) -> ExportResult:
     """An Embedding Atlas Parquet of map ``points`` (image_id, x, y, class_name, split, path,

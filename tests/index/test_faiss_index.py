@@ -166,13 +166,14 @@ def test_a_level_no_setting_reaches_is_recorded_as_unreached():
     loaded = LoadedIndex(index, info)
     assert loaded.measured_recall(1.0) == best
     q = [QueryVector(name="q", source="q", vec=x[0] + 0.01)]
-    store = types.SimpleNamespace(vectors=None)
-    kw = dict(reference=(None, None), meta_for=lambda i: {c: [None] * len(i) for c in META})
+    ctx = types.SimpleNamespace(index=loaded, store=types.SimpleNamespace(vectors=None),
+                                reference=(None, None),
+                                image_meta=lambda i: {c: [None] * len(i) for c in META})
     with pytest.warns(ActdbWarning, match=f"recall 1.0 is beyond .*recall@50 {best}"):
-        res = nearest(q, 5, loaded, store, None, recall=1.0, **kw)
+        res = nearest(q, 5, ctx, None, recall=1.0)
     assert res.recall == {"asked": 1.0, "measured": best, "reached": False}
     low = min(p["recall"] for p in info["operating_points"])
     with warnings.catch_warnings():
         warnings.simplefilter("error", ActdbWarning)  # a level that was reached: no word
-        res = nearest(q, 5, loaded, store, None, recall=low, **kw)
+        res = nearest(q, 5, ctx, None, recall=low)
     assert res.recall["reached"] and res.to_dict()["recall"] == res.recall

@@ -97,7 +97,7 @@ def test_writes_inside_a_holding_block_wait_for_its_end(store, tmp_path):
         return other.sql("SELECT count(*) AS n FROM queries WHERE name = 'held'"
                          ).to_pylist()[0]["n"]
 
-    with db._query_cache().holding():
+    with db._ctx().cache.holding():
         first = db.resolve(str(q))[0]
         assert written() == 0 and db.resolve(str(q))[0].cached  # served from memory
     assert written() == 1

@@ -74,7 +74,7 @@ def test_image_query_is_embedded_like_the_data_and_cached(built_store, tmp_path)
     assert first.neighbors.distance.iloc[0] < 1e-5
     fresh = actdb.open(built_store)  # a new process-like handle: no model built yet
     res = fresh.nearest(str(tmp_path / "again.jpeg"), k=1, names=["again"])
-    assert res.context.cached.iloc[0] and fresh._embedder is None
+    assert res.context.cached.iloc[0] and fresh._ctx(refresh=False)._embedder is None
     got = fresh.sql("SELECT name FROM queries ORDER BY name").to_pandas().name.tolist()
     assert "again" in got
 

@@ -143,7 +143,7 @@ def test_uploads_reach_the_query_cache_in_one_deferred_write(client, built_store
     again = client.post("/api/nearest?k=1",
                         files={"image": ("deferred.png", _png(class_image(0, 5)), "image/png")})
     assert again.json()["queries"][0]["context"]["cached"] is True  # served from memory
-    client.app.state.db._query_cache().flush()
+    client.app.state.db._ctx(refresh=False).flush_cache()
     names = actdb.open(built_store).sql("SELECT name FROM queries").to_pandas().name.tolist()
     assert "deferred" in names
 
