@@ -126,6 +126,63 @@ def command(*args, **kwargs):
     return deco
 
 
+class Output:
+    """How a command that prints rows prints them: ``--format`` (``--json``, ``--csv``) and
+    ``-o``, shared by every such command (see :func:`output_options`)."""
+
+    def __init__(self, fmt: str, path: Path | None):
+        self.fmt, self.path = fmt, path
+
+    @property
+    def table(self) -> bool:
+        """The command draws its own tables (to the terminal, or TSV in a pipe)."""
+        return self.fmt == "table" and self.path is None
+
+    def rows(self, rows: list[dict], columns: list[str], whole=None) -> None:
+        """Print (or write to ``-o``) the rows; JSON prints ``whole`` when given."""
+        from actdb import render
+
+        text = render.write_rows(rows, columns, self.fmt, self.path, whole)
+        if text is not None:
+            typer.echo(text, nl=False)
+
+
+def output_options(fn):
+    """Give a command the shared output options; it receives them as ``out: Output``."""
+    import inspect
+    import typing
+
+    extra = {
+        "fmt": (str, typer.Option("table", "--format", help="table (TSV when piped) | tsv | "
+                                  "csv | json | parquet (with -o).")),
+        "as_json": (bool, typer.Option(False, "--json", help="The same as --format json.")),
+        "as_csv": (bool, typer.Option(False, "--csv", help="The same as --format csv.")),
+        "output": (Path, typer.Option(None, "-o", "--output", help="Write to this file.")),
+    }
+
+    @functools.wraps(fn)
+    def wrapper(*args, fmt: str, as_json: bool, as_csv: bool, output: Path | None, **kwargs):
+        from actdb import render
+
+        if as_json + as_csv + (fmt != "table") > 1:
+            raise UsageError("choose one of --format, --json and --csv")
+        fmt = "json" if as_json else "csv" if as_csv else fmt
+        if fmt not in render.FORMATS:
+            raise UsageError(f"--format must be one of {', '.join(render.FORMATS)}")
+        if fmt == "parquet" and output is None:
+            raise UsageError("--format parquet needs -o FILE")
+        return fn(*args, out=Output(fmt, output), **kwargs)
+
+    own = [p for p in inspect.signature(fn).parameters.values() if p.name != "out"]
+    wrapper.__signature__ = inspect.Signature([*own, *(
+        inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=o, annotation=t)
+        for n, (t, o) in extra.items())])
+    hints = typing.get_type_hints(fn)
+    hints.pop("out", None)
+    wrapper.__annotations__ = {**hints, **{n: t for n, (t, _) in extra.items()}}
+    return wrapper
+
+
 def _db(store: Path | None):
     import actdb
 
@@ -155,57 +212,16 @@ def _rebound(queries) -> None:
                   "content before (use --name to keep both)")
 
 
-def _progress(enabled: bool, unit: str = "img/s"):
-    """A rich progress bar (rate, ETA) on a terminal; None elsewhere."""
-    if not enabled or not sys.stderr.isatty():
-        return None
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TaskProgressColumn,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
-    class Rate(TextColumn):
-        def render(self, task):
-            speed = task.finished_speed or task.speed
-            return f"{speed:.1f} {unit}" if speed else "…"
-
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TaskProgressColumn(), Rate(""), TimeRemainingColumn(),
-                    console=Console(stderr=True))
-
-
-@contextlib.contextmanager
 def _bar(enabled: bool, name: str, unit: str = "img/s"):
-    """Yield a callback(done, total, description=None) that drives a progress bar."""
-    bar = _progress(enabled, unit)
-    if bar is None:
-        yield None
-        return
-    with bar:
-        task = bar.add_task(name, total=None)
+    from actdb import render
 
-        def update(done, total, description=None):
-            bar.update(task, completed=done, total=total,
-                       **({"description": description} if description else {}))
-
-        yield update
+    return render.progress_bar(enabled and sys.stderr.isatty(), name, unit)
 
 
-@contextlib.contextmanager
 def _stages():
-    """Yield a callback that shows the current long step on a terminal spinner."""
-    if not sys.stderr.isatty():
-        yield None
-        return
-    from rich.console import Console
+    from actdb import render
 
-    with Console(stderr=True).status("working") as status:
-        yield status.update
+    return render.spinner(sys.stderr.isatty())
 
 
 def _version(value: bool) -> None:
@@ -452,6 +468,7 @@ def _unreached(info: dict | None) -> None:
 
 
 @command()
+@output_options
 def stats(
     store: Path = StoreOpt,
     seed: int = typer.Option(None, help="Seed of the pair samples (default: as recorded, "
@@ -461,7 +478,7 @@ def stats(
                                         "recorded, else 500)."),
     pair_sample: int = typer.Option(None, help="Random pairs for the random-pair row "
                                     "(default: as recorded, else 100000)."),
-    as_json: bool = JsonOpt,
+    out: Output = None,
 ):
     """(Re)compute centroids, class_stats and pair_stats. Ingest does this too, with the
     settings recorded here.
@@ -470,11 +487,10 @@ def stats(
     """
     res = _db(store).stats(seed=seed, pairs_per_class=pairs_per_class,
                            pair_sample=pair_sample)
-    if as_json:
-        _echo_json(res)
-        return
-    _echo_table(res["pair_stats"], ["kind", "count", "sampled", "mean", "std", "p05", "p50",
-                                    "p95"],
+    cols = ["kind", "count", "sampled", "mean", "std", "p05", "p50", "p95"]
+    if not out.table:
+        return out.rows(res["pair_stats"], cols, whole=res)
+    _echo_table(res["pair_stats"], cols,
                 title=f"{res['images']} images, {res['classes']} classes ({res['seconds']}s)")
 
 
@@ -500,6 +516,7 @@ def _context_line(c: dict) -> str:
 
 
 @command()
+@output_options
 def nearest(
     queries: list[str] = QueriesArg,
     k: int = typer.Option(10, "-k", "--k", help="Number of neighbours."),
@@ -514,31 +531,21 @@ def nearest(
     name: list[str] = typer.Option(None, help="Name to cache the query under (default: file "
                                    "stem); repeat for several queries."),
     store: Path = StoreOpt,
-    as_json: bool = JsonOpt,
-    as_csv: bool = typer.Option(False, "--csv", help="Print the neighbours as CSV."),
+    out: Output = None,
 ):
     """Which stored images and classes does each query land near, and how far is it?
 
     Example: actdb nearest node4.png -k 50 --classes sea_cucumber,groenendael
     """
-    from actdb import render
-
-    if as_json and as_csv:
-        raise UsageError("choose one of --json and --csv")
     res = _db(store).nearest(queries, k=k, classes=classes, split=split, where=where,
                              names=name, include_self=include_self, recall=recall)
     _rebound(a.query for a in res.answers)
     d = res.to_dict()
-    if as_json:
-        _echo_json(d)
-        return
-    if as_csv:
+    if not out.table:
         cols = ["query", "rank", "distance", "image_id", "class_name", "synset", "split",
                 "path", "root", "nn_distance", "nn_percentile", "mean_distance_k"]
-        rows = [{"query": q["query"], **n, **q["context"]} for q in d["queries"]
-                for n in q["neighbors"]]
-        typer.echo(render.csv_text(rows, cols), nl=False)
-        return
+        return out.rows([{"query": q["query"], **n, **q["context"]} for q in d["queries"]
+                         for n in q["neighbors"]], cols, whole=d)
     for q in d["queries"]:
         if not q["neighbors"]:
             typer.echo(f"{q['query']}: no images match")
@@ -551,12 +558,13 @@ def nearest(
 
 
 @command("centroids")
+@output_options
 def centroids_cmd(
     queries: list[str] = QueriesArg,
     k: int = typer.Option(10, "-k", "--k", help="Number of classes."),
     classes: str = ClassesOpt,
     store: Path = StoreOpt,
-    as_json: bool = JsonOpt,
+    out: Output = None,
 ):
     """Rank classes by the distance from the query to each class centroid.
 
@@ -565,13 +573,13 @@ def centroids_cmd(
     from actdb import render
 
     rows = render.records(_db(store).centroids(queries, k=k, classes=classes))
-    if as_json:
-        _echo_json(rows)
-        return
+    cols = ["rank", "distance", "class_name", "synset", "n", "class_mean_dist",
+            "class_p95_dist", "inside"]
+    if not out.table:
+        return out.rows(rows, ["query", *cols])
     for q in dict.fromkeys(r["query"] for r in rows):
-        _echo_table([r for r in rows if r["query"] == q],
-                    ["rank", "distance", "class_name", "synset", "n", "class_mean_dist",
-                     "class_p95_dist", "inside"], title=f"{q}: nearest class centroids")
+        _echo_table([r for r in rows if r["query"] == q], cols,
+                    title=f"{q}: nearest class centroids")
 
 
 def _sql_text(query: str) -> str:
@@ -584,51 +592,29 @@ def _sql_text(query: str) -> str:
 
 
 @command()
+@output_options
 def sql(
     query: str = typer.Argument(..., help="One SQL statement over the store's views; - reads "
                                 "it from standard input, @FILE from a file."),
     store: Path = StoreOpt,
-    fmt: str = typer.Option("table", "--format", help="table | csv | json | parquet."),
-    output: Path = typer.Option(None, "-o", "--output", help="Write to this file."),
+    out: Output = None,
 ):
     """Read-only DuckDB SQL over images, activations, classes, centroids, class_stats,
     pair_stats, nn_sample, queries, failures, runs, repairs.
 
     Example: actdb sql "SELECT class_name, mean_dist FROM class_stats ORDER BY mean_dist LIMIT 5"
     """
-    from actdb import render
-
-    if fmt not in ("table", "csv", "json", "parquet"):
-        raise UsageError("--format must be table, csv, json or parquet")
-    if fmt == "parquet" and output is None:
-        raise UsageError("--format parquet needs -o FILE")
     table = _db(store).sql(_sql_text(query))
-    if fmt == "parquet":
-        import pyarrow.parquet as pq
-
-        pq.write_table(table, output)
-        return
-    rows, cols = table.to_pylist(), table.column_names
-    if fmt == "csv":
-        text = render.csv_text(rows, cols)
-    elif fmt == "json":
-        text = render.to_json(rows) + "\n"
-    elif output is not None:
-        text = render.rich_table(rows, cols, width=10_000)
-    else:
-        text = render.table(rows, cols)
-    if output is not None:
-        output.write_text(text)
-    else:
-        typer.echo(text, nl=False)
+    out.rows(table.to_pylist(), table.column_names)
 
 
 @command("examples")
+@output_options
 def examples_cmd(
     channel: int = typer.Option(..., "--channel", "-c", help="Channel index (0-based)."),
     k: int = typer.Option(20, "-k", "--k", help="Number of images."),
     store: Path = StoreOpt,
-    as_json: bool = JsonOpt,
+    out: Output = None,
 ):
     """The stored images that excite one channel most (as OpenAI Microscope shows them).
 
@@ -637,10 +623,10 @@ def examples_cmd(
     from actdb import render
 
     res = _db(store).examples(channel, k)
-    if as_json:
-        _echo_json(res.to_dict())
-        return
-    _echo_table(render.records(res.top), ["rank", "value", "class_name", "synset", "path"],
+    cols = ["rank", "value", "class_name", "synset", "path"]
+    if not out.table:
+        return out.rows(render.records(res.top), cols, whole=res.to_dict())
+    _echo_table(render.records(res.top), cols,
                 title=f"channel {channel}: top {len(res.top)} of the store "
                       f"(mean {res.channel_mean:.4g}, max {res.channel_max:.4g})")
     _echo_table([{**r, "share": f"{r['share']:.0%}"} for r in render.records(res.classes)],
@@ -697,13 +683,14 @@ def dream(
 
 
 @command()
+@output_options
 def predict(
     images: list[Path] = typer.Argument(..., help="Image files."),
     models: str = typer.Option("vgg19,vgg16,resnet50", help="Comma-separated models."),
     top: int = typer.Option(3, help="Classes per model."),
     weights: list[str] = typer.Option(None, help="imagenet | PATH | random:SEED for all "
                                       "models, or MODEL=SOURCE per model; repeatable."),
-    as_json: bool = JsonOpt,
+    out: Output = None,
 ):
     """What do full ImageNet classifiers call these images? (offline class names)
 
@@ -716,12 +703,12 @@ def predict(
     default, per_model = parse_weights_options(weights)
     res = actdb.predict(images, models=names,
                         weights={**dict.fromkeys(names, default), **per_model}, top=top)
-    if as_json:
-        _echo_json(res)
-        return
     rows = [{"image": r["image"], "model": r["model"], "rank": i + 1, **t}
             for r in res for i, t in enumerate(r["top"])]
-    _echo_table(rows, ["image", "model", "rank", "class_name", "wnid", "probability"])
+    cols = ["image", "model", "rank", "class_name", "wnid", "probability"]
+    if not out.table:
+        return out.rows(rows, cols, whole=res)
+    _echo_table(rows, cols)
 
 
 @command()
@@ -868,6 +855,7 @@ def report(
 
 
 @command("map")
+@output_options
 def map_cmd(
     method: str = typer.Option("umap", help="umap, tsne (openTSNE) or pca."),
     per_class: int = typer.Option(None, help="Images per class (seeded sample; default: every "
@@ -877,7 +865,7 @@ def map_cmd(
     seed: int = SeedOpt,
     list_maps: bool = typer.Option(False, "--list", help="List the stored maps instead."),
     store: Path = StoreOpt,
-    as_json: bool = JsonOpt,
+    out: Output = None,
 ):
     """Make a 2-D map of the store once and keep it: the page, plots, reports and exports
     reuse it, and new queries are placed into it in milliseconds. An up-to-date map of the
@@ -891,12 +879,14 @@ def map_cmd(
     if list_maps:
         df = db.maps().drop(columns=["settings"])
         rows = render.records(df)
-        return _echo_json(rows) if as_json else _echo_table(rows, list(df.columns), "maps")
+        return _echo_table(rows, list(df.columns), "maps") if out.table else out.rows(
+            rows, list(df.columns))
     with _stages() as stage:
         m = db.map(method, per_class=per_class, classes=classes,
                    random_classes=random_classes, seed=seed, progress=stage)
-    if as_json:
-        return _echo_json(render.plain(m.describe()))
+    if not out.table:
+        d = render.plain(m.describe())
+        return out.rows([d], list(d), whole=d)
     how = f"made in {m.seconds:.1f} s" if m.made else f"up to date, made {m.created_at}"
     typer.echo(f"map {m.map_id}: {len(m.points)} points by {m.method}, {how}")
 

@@ -1,4 +1,5 @@
-r"""How the command line shows results: tables, JSON, CSV and files (no Typer here).
+r"""How the command line shows results: tables, JSON, CSV, Parquet, files and progress (no
+Typer here).
 
 On a terminal a table is drawn with rich; anywhere else (a pipe, a file) it is tab-separated
 with every value in full, so nothing is cut to the terminal's width. JSON keeps every float
@@ -10,6 +11,7 @@ at full precision; CSV writes array values as JSON lists, which parse back.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
@@ -145,3 +147,84 @@ def write_vectors(path: str | Path, names: list[str], vecs: np.ndarray) -> Path:
         raise UsageError(f"cannot write {path.suffix or 'a file without extension'}: "
                          "use -o FILE.npy or FILE.parquet")
     return path
+
+
+#: What a command that prints rows can print them as (``--format``).
+FORMATS = ("table", "tsv", "csv", "json", "parquet")
+
+
+def write_rows(rows: list[dict], columns: list[str], fmt: str, path: Path | None = None,
+               whole=None) -> str | None:
+    """Rows in one of :data:`FORMATS`: the text to print (None when written to ``path``).
+    ``json`` prints ``whole`` when given (a command's full answer), else the rows; a table
+    written to a file is drawn at full width; ``parquet`` needs ``path``.
+
+    >>> write_rows([{"a": 1}], ["a"], "csv")
+    'a\n1\n'
+    """
+    if fmt == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.table({c: [plain(r.get(c)) for r in rows] for c in columns}), path)
+        return None
+    if fmt == "json":
+        text = to_json(rows if whole is None else whole) + "\n"
+    elif fmt == "csv":
+        text = csv_text(rows, columns)
+    elif fmt == "tsv":
+        text = tsv(rows, columns)
+    else:
+        text = rich_table(rows, columns, width=10_000) if path is not None else table(rows,
+                                                                                      columns)
+    if path is None:
+        return text
+    Path(path).write_text(text)
+    return None
+
+
+@contextlib.contextmanager
+def progress_bar(shown: bool, name: str, unit: str = "img/s"):
+    """Yield a callback(done, total, description=None) that drives a rich progress bar on
+    stderr (rate, ETA), or None when not ``shown``."""
+    if not shown:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    class Rate(TextColumn):
+        def render(self, task):
+            speed = task.finished_speed or task.speed
+            return f"{speed:.1f} {unit}" if speed else "…"
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TaskProgressColumn(), Rate(""), TimeRemainingColumn(),
+                  console=Console(stderr=True)) as bar:
+        task = bar.add_task(name, total=None)
+
+        def update(done, total, description=None):
+            bar.update(task, completed=done, total=total,
+                       **({"description": description} if description else {}))
+
+        yield update
+
+
+@contextlib.contextmanager
+def spinner(shown: bool):
+    """Yield a callback that shows the current long step on a spinner on stderr (None when
+    not ``shown``)."""
+    if not shown:
+        yield None
+        return
+    from rich.console import Console
+
+    with Console(stderr=True).status("working") as status:
+        yield status.update

@@ -122,6 +122,42 @@ def test_output_off_a_terminal_keeps_every_value_whole(built_store, tmp_path):
     assert res.exit_code == 0 and "━" in text and "class_name" in text and "tench" in text
 
 
+ROW_COMMANDS = [["nearest", "id:1", "-k", "3"], ["centroids", "id:1", "-k", "2"],
+                ["sql", "SELECT class_name, n_images FROM classes ORDER BY 1"], ["stats"],
+                ["examples", "--channel", "4", "-k", "3"], ["map", "--list"]]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cmd", ROW_COMMANDS, ids=lambda c: c[0])
+def test_every_command_that_prints_rows_prints_them_in_every_format(built_store, tmp_path,
+                                                                    cmd):
+    """One shared set of output options: the rows of tsv, csv and parquet agree, and --json
+    is --format json."""
+    import csv
+    import io
+
+    import pyarrow.parquet as pq
+
+    args = [*cmd, "--store", str(built_store)]
+    out = {f: runner.invoke(app, [*args, "--format", f]) for f in ("tsv", "csv", "json")}
+    assert all(r.exit_code == 0 for r in out.values()), {f: r.output for f, r in out.items()}
+    tsv = list(csv.reader(io.StringIO(out["tsv"].stdout), delimiter="\t"))
+    assert tsv == list(csv.reader(io.StringIO(out["csv"].stdout)))
+    def answer(text):  # stats says how long it took
+        d = json.loads(text)
+        return {k: v for k, v in d.items() if k != "seconds"} if isinstance(d, dict) else d
+
+    assert answer(runner.invoke(app, [*args, "--json"]).stdout) == answer(out["json"].stdout)
+    res = runner.invoke(app, [*args, "--format", "parquet", "-o", str(tmp_path / "r.parquet")])
+    assert res.exit_code == 0, res.output
+    t = pq.read_table(tmp_path / "r.parquet")
+    assert t.column_names == tsv[0] and t.num_rows == len(tsv) - 1
+    res = runner.invoke(app, [*args, "--format", "parquet"])
+    assert res.exit_code == 2 and "needs -o" in res.stderr
+    res = runner.invoke(app, [*args, "--json", "--csv"])
+    assert res.exit_code == 2 and "choose one" in res.stderr
+
+
 def test_sql_from_stdin_and_from_a_file(built_store, tmp_path):
     q = "-- a comment first, as in the README\nSELECT count(*) AS n FROM images"
     res = runner.invoke(app, ["sql", "-", "--store", str(built_store), "--format", "json"],
