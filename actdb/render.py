@@ -123,6 +123,75 @@ def table(rows: list[dict], columns: list[str], title: str | None = None) -> str
     return (f"# {title}\n" if title else "") + tsv(rows, columns)
 
 
+def info_text(d: dict) -> str:
+    """``info``'s answer as aligned lines, for a person."""
+    ix, st = d["index"], d["stats"]
+    lines = [
+        ("store", d["store"]),
+        ("model", f"{d['model']} / {d['layer']} / {d['pool']}-pooled, dim {d['dim']}"),
+        ("input", f"{d['image_size']}px, resize {d['resize']}, precision {d['precision']}"),
+        ("weights", f"{d['weights']} (sha256 {d['weights_sha256'][:16]}…)"),
+        ("images", f"{d['images']} ("
+                   + (", ".join(f"{k} {v}" for k, v in d["images_per_split"].items())
+                      or "none") + f") in {d['classes']} classes"),
+        ("roots", "; ".join(f"{r} ({n})" for r, n in d["roots"].items()) or "none"),
+        ("failures", str(d["failures"]) + (f"; {d['repairs']} awaiting re-ingest after a "
+                                           "repair" if d["repairs"] else "")),
+        ("size", f"{d['size_bytes'] / 1e6:.1f} MB in {d['shards']} shards, {d['runs']} runs"),
+        ("index", f"{ix['kind']} ({ix['metric']}), {ix['ntotal']} vectors, recall@50 "
+                  f"{ix.get('recall_at_50')}" if ix else "none (run `actdb index`)"),
+        ("stats", f"seed {st['seed']}, {st['pairs_per_class']} pairs per class, "
+                  f"{st['pair_sample']} random pairs" if st
+         else "not computed (run `actdb stats`)"),
+    ]
+    return "".join(f"{k:<10} {v}\n" for k, v in lines)
+
+
+def context_line(c: dict) -> str:
+    """A query's distance context (``nearest``'s) as one sentence."""
+    if c["nn_distance"] is None:
+        return "no neighbours"
+    line = f"nearest-neighbour distance {c['nn_distance']:.4g}"
+    if c.get("filtered"):
+        line += " among all stored images"
+    if c.get("nn_percentile") is not None:
+        line += (f", farther than {c['nn_percentile']:.1f}% of stored images' nearest "
+                 f"neighbours (their median {c['store_median_nn_distance']:.4g})")
+    if c.get("filtered"):
+        nearest_kept = c["filtered_nn_distance"]
+        line += ("; nearest of the filtered images "
+                 + ("none" if nearest_kept is None else f"{nearest_kept:.4g}"))
+    if c.get("store_median_random_pair") is not None:
+        line += f"; median random-pair distance {c['store_median_random_pair']:.4g}"
+    return line
+
+
+def ingest_text(result) -> str:
+    """``ingest``'s summary (an IngestResult): layout, the first failures, counts, index."""
+    notes = f" ({'; '.join(result.layout_notes)})" if result.layout_notes else ""
+    lines = [f"layout: {result.layout}{notes}"]
+    lines += [f"  failed: {path}: {reason}" for path, reason in result.failures[:20]]
+    if len(result.failures) > 20:
+        lines.append(f"  ... and {len(result.failures) - 20} more (see the failures table)")
+    lines.append(f"ingested {result.ingested}, skipped {result.skipped} already present, "
+                 f"failed {result.failed} in {result.seconds:.1f}s "
+                 f"({result.images_per_s:.1f} img/s, {result.precision}) -> {result.store}")
+    if result.index:
+        lines.append(f"index: {result.index['kind']} ({result.index['metric']}), "
+                     f"{result.index['ntotal']} vectors")
+    return "".join(line + "\n" for line in lines)
+
+
+def check_text(rep) -> str:
+    """``check``'s report (a CheckReport): what was repaired, problems, notes, a summary."""
+    lines = [*(f"repaired: {r}" for r in rep.repaired), *(f"problem: {p}" for p in rep.problems),
+             *(f"note: {n}" for n in rep.notes)]
+    state = "ok" if rep.ok else f"{len(rep.problems)} problem(s)"
+    lines.append(f"{state}: {rep.images} images, {rep.vectors} vectors in {rep.shards} shards"
+                 + (f", index holds {rep.index_ids}" if rep.index_ids is not None else ""))
+    return "".join(line + "\n" for line in lines)
+
+
 def records(df) -> list[dict]:
     """A DataFrame's rows as plain dicts."""
     return [{k: plain(v) for k, v in r.items()} for r in df.to_dict("records")]
@@ -160,7 +229,7 @@ def write_rows(rows: list[dict], columns: list[str], fmt: str, path: Path | None
     written to a file is drawn at full width; ``parquet`` needs ``path``.
 
     >>> write_rows([{"a": 1}], ["a"], "csv")
-    'a\n1\n'
+    'a\\n1\\n'
     """
     if fmt == "parquet":
         import pyarrow as pa

@@ -50,13 +50,20 @@ Stage = Callable[[str], None]
 
 @dataclass
 class ExportResult:
-    """What was written: where, how many rows, which files, and a note on any sampling."""
+    """What was written: where, how many rows, which files, a note on any sampling, and how
+    to open it in its tool."""
 
     to: str
     path: Path
     rows: int
     files: list[str] = field(default_factory=list)
     note: str | None = None
+    open_with: str | None = None
+
+
+def _url(base_url: str | None, file: str) -> str:
+    """Where the standalone projector finds ``file`` of a folder served at ``base_url``."""
+    return f"{base_url.rstrip('/')}/{file}" if base_url else file
 
 
 def stratified(store, ids: np.ndarray, per_class: int | None, cap: int | None, seed: int
@@ -215,7 +222,11 @@ def export_projector(store, ids: np.ndarray, folder: str | Path, note: str | Non
         encoding="utf-8")
     files = ["tensors.tsv", "metadata.tsv", "sprite.png", "projector_config.pbtxt",
              "projector_config.json"]
-    return ExportResult("projector", folder, len(ids), files, note)
+    how = (f"or https://projector.tensorflow.org/?config={_url(base_url, files[-1])}"
+           if base_url else "or serve the folder and export again with --base-url for "
+           "projector.tensorflow.org")
+    return ExportResult("projector", folder, len(ids), files, note,
+                        f"tensorboard --logdir {folder} (pip install tensorboard), {how}")
 
 
 def projector_json(name: str, shape: tuple[int, int], tile: int,
@@ -225,13 +236,10 @@ def projector_json(name: str, shape: tuple[int, int], tile: int,
     >>> projector_json("t", (18, 512), 32, "https://x.org/p")["embeddings"][0]["sprite"]
     {'imagePath': 'https://x.org/p/sprite.png', 'singleImageDim': [32, 32]}
     """
-    def url(file: str) -> str:
-        return f"{base_url.rstrip('/')}/{file}" if base_url else file
-
     return {"embeddings": [{
         "tensorName": name, "tensorShape": [int(shape[0]), int(shape[1])],
-        "tensorPath": url("tensors.tsv"), "metadataPath": url("metadata.tsv"),
-        "sprite": {"imagePath": url("sprite.png"), "singleImageDim": [tile, tile]}}],
+        "tensorPath": _url(base_url, "tensors.tsv"), "metadataPath": _url(base_url, "metadata.tsv"),
+        "sprite": {"imagePath": _url(base_url, "sprite.png"), "singleImageDim": [tile, tile]}}],
         "modelCheckpointPath": name}
 
 
@@ -301,4 +309,5 @@ def _write_atlas(points: pd.DataFrame, path: str | Path, queries: pd.DataFrame |
     pq.write_table(t.replace_schema_metadata({"actdb": "open with: embedding-atlas "
                                               f"{path.name} --x x --y y --image thumbnail"}),
                    path)
-    return ExportResult("atlas", path, t.num_rows, [path.name], note)
+    return ExportResult("atlas", path, t.num_rows, [path.name], note,
+                        f"embedding-atlas {path} --x x --y y --image thumbnail")

@@ -1,0 +1,224 @@
+"""Commands that build and keep a store: ingest, info, check, merge, index, stats."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import typer
+
+from actdb.cli.app import (
+    JsonOpt,
+    Output,
+    StoreOpt,
+    _bar,
+    _db,
+    _echo_json,
+    _echo_table,
+    _fail,
+    _note,
+    command,
+    output_options,
+)
+
+
+@command()
+def ingest(
+    ctx: typer.Context,
+    root: Path = typer.Argument(..., help="Dataset root (ImageNet train/val, Kaggle CLS-LOC, "
+                                "flat val, or any class-per-folder tree), or imagenette, "
+                                "imagenette-160, imagenette-320 (downloaded, verified)."),
+    store: Path = StoreOpt,
+    model: str = typer.Option(None, help="vgg19 (default), vgg16 or resnet50. Every recipe "
+                              "option defaults to the store's when it exists.",
+                              show_default=False),
+    layer: str = typer.Option(None, help="Layer to read (default: vgg19 block5_conv4, vgg16 "
+                              "block5_conv3, resnet50 conv5_block3_out)."),
+    pool: str = typer.Option(None, help="mean (default: the original study's) or max over "
+                             "positions.", show_default=False),
+    weights: str = typer.Option(None, help="imagenet (default) | PATH to a Keras weights file "
+                                "| random:SEED.", show_default=False),
+    image_size: int = typer.Option(None, help="Square input size in pixels (default 224).",
+                                   show_default=False),
+    resize: str = typer.Option(None, help="squash (default: whole image to size x size, "
+                               "bilinear) or center-crop. Query images get the same.",
+                               show_default=False),
+    per_class: int = typer.Option(None, help="Seeded random sample of N images per class "
+                                  "(across the splits selected: both, or --split's)."),
+    limit: int = typer.Option(None, help="Seeded random sample of N images overall."),
+    seed: int = typer.Option(0, help="Seed for --per-class and --limit."),
+    split: str = typer.Option(None, help="Only this split: train or val (default both)."),
+    batch_size: int = typer.Option(None, help="Images per forward pass (default: 32 on a CPU, "
+                                   "256 on a GPU)."),
+    precision: str = typer.Option(None, help="auto (default) | fp32 | bf16 (auto: bf16 "
+                                  "where the hardware has it; see README).",
+                                  show_default=False),
+    strict: bool = typer.Option(False, help="Stop with an error at the first bad image."),
+    shard: str = typer.Option(None, help="K/N: ingest only this 1/N slice (K = 1..N), for "
+                              "several workers; combine with `actdb merge`."),
+    workers: int = typer.Option(None, help="Decoding workers (default: 4 threads on a CPU, "
+                                "cores - 1 processes when a GPU runs the model)."),
+    decoders: str = typer.Option("auto", help="threads | processes | auto (processes when a "
+                                 "GPU runs the model)."),
+    rows_per_shard: int = typer.Option(1024, help="Images per committed Parquet shard (a "
+                                       "killed run loses at most this much work)."),
+    engine: str = typer.Option("local", help="local, or ray (Ray Data: decode tasks on every "
+                               "core, model actors on GPUs or CPUs, across a cluster)."),
+    ray_address: str = typer.Option(None, envvar="RAY_ADDRESS", help="ray: the cluster to "
+                                    "join (default: start a local Ray)."),
+    actors: int = typer.Option(None, help="ray: model actors (default: one per GPU, else one)."),
+    actor_cpus: float = typer.Option(None, help="ray: CPUs per model actor."),
+    actor_gpus: float = typer.Option(None, help="ray: GPUs per model actor (default: 1 when "
+                                     "the cluster has GPUs)."),
+    as_json: bool = JsonOpt,
+):
+    """Embed the images under ROOT into the store (resumes and skips what is there), then
+    update its index and statistics.
+
+    Example: actdb ingest imagenet/ --per-class 100 --seed 0
+    """
+    ray_only = RAY_OPTIONS if engine != "ray" else ()  # $RAY_ADDRESS alone picks no engine
+    options = {k: v for k, v in ctx.params.items()
+               if k not in ("root", "store", "as_json", *ray_only)}  # the rest, by name
+    if engine == "ray":
+        _quiet_ray()
+    with _bar(not as_json, "ingest") as bar:
+        result = _db(store).ingest(root, progress=bar, **options)
+    _unreached(result.index)
+    if as_json:
+        _echo_json(result.to_dict())
+        return
+    from actdb import render
+
+    typer.echo(render.ingest_text(result), nl=False)
+
+
+RAY_OPTIONS = ("ray_address", "actors", "actor_cpus", "actor_gpus")
+
+
+def _quiet_ray() -> None:
+    """Ray Data logs each run at INFO on stderr; the command shows its own progress."""
+    import logging
+
+    with contextlib.suppress(ImportError):
+        import ray.data  # noqa: F401 - configures Ray's loggers, which are then quieted
+
+        for name in ("ray", "ray.data"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+
+
+@command()
+def info(store: Path = StoreOpt, as_json: bool = JsonOpt):
+    """What is in the store: model, layer, counts, failures, size, index, statistics.
+
+    Example: actdb info --store actdb-store --json
+    """
+    d = _db(store).info()
+    if as_json:
+        _echo_json(d)
+    else:
+        from actdb import render
+
+        typer.echo(render.info_text(d), nl=False)
+    if d["damaged"]:
+        _fail(f"store damaged: {'; '.join(d['damaged'])}; run `actdb check --repair`", 1)
+
+
+@command()
+def check(store: Path = StoreOpt,
+          repair: bool = typer.Option(False, "--repair", help="Rebuild what can be rebuilt "
+                                      "(index, statistics); drop lost shards so the next "
+                                      "ingest embeds their images again."),
+          as_json: bool = JsonOpt):
+    """Verify the manifest, catalog, shards, index and statistics agree; exit 1 when not.
+
+    Example: actdb check --store actdb-store --repair
+    """
+    rep = _db(store).check(repair=repair)
+    if as_json:
+        _echo_json(rep.to_dict())
+    else:
+        from actdb import render
+
+        typer.echo(render.check_text(rep), nl=False)
+    if not rep.ok:
+        raise typer.Exit(1)
+
+
+@command()
+def merge(
+    out: Path = typer.Argument(..., help="Store to create (or add to)."),
+    stores: list[Path] = typer.Argument(..., help="Stores with identical manifests."),
+    as_json: bool = JsonOpt,
+):
+    """Combine stores ingested with --shard K/N (or any identical manifests) into OUT, then
+    index it and compute its statistics.
+
+    Example: actdb merge all-store s1 s2 s3
+    """
+    import actdb
+
+    res = actdb.merge(out, stores)
+    if as_json:
+        _echo_json(res.to_dict())
+    else:
+        typer.echo(f"merged {len(res.sources)} stores into {res.out}: added {res.added}, "
+                   f"skipped {res.skipped} already present, {res.renumbered} given new ids, "
+                   f"{res.failures} failures recorded")
+
+
+@command("index")
+def index_cmd(
+    store: Path = StoreOpt,
+    kind: str = typer.Option("auto", help="auto (exact up to ~100k images, else ivfpq) | flat "
+                             "| ivfpq | ivf | hnsw."),
+    metric: str = typer.Option("l2", help="l2 (the original study's) or cosine."),
+    target_recall: float = typer.Option(0.95, help="Recall@50 the approximate kinds must reach."),
+    as_json: bool = JsonOpt,
+):
+    """(Re)build the FAISS index of the store.
+
+    Example: actdb index --kind hnsw --metric cosine
+    """
+    info_ = _db(store).index(kind=kind, metric=metric, target_recall=target_recall)
+    _unreached(info_)
+    if as_json:
+        _echo_json(info_)
+    else:
+        typer.echo(f"built {info_['kind']} index ({info_['metric']}) over {info_['ntotal']} "
+                   f"vectors in {info_['build_seconds']}s, recall@50 {info_['recall_at_50']}")
+
+
+def _unreached(info: dict | None) -> None:
+    """Say on stderr which recall levels no setting of the index reached."""
+    if info and info.get("unreached_recall"):
+        levels = ", ".join(str(r) for r in info["unreached_recall"])
+        _note(f"no setting of this {info['kind']} index reaches recall@50 {levels}; the best "
+              f"measured, {info['recall_at_50']}, answers for it (try --kind flat or hnsw)")
+
+
+@command()
+@output_options
+def stats(
+    store: Path = StoreOpt,
+    seed: int = typer.Option(None, help="Seed of the pair samples (default: as recorded, "
+                             "else 0)."),
+    pairs_per_class: int = typer.Option(None, help="Same- and different-class pairs per "
+                                        "class, every pair when fewer exist (default: as "
+                                        "recorded, else 500)."),
+    pair_sample: int = typer.Option(None, help="Random pairs for the random-pair row "
+                                    "(default: as recorded, else 100000)."),
+    out: Output = None,
+):
+    """(Re)compute centroids, class_stats and pair_stats. Ingest does this too, with the
+    settings recorded here.
+
+    Example: actdb stats --seed 1 && actdb sql "SELECT * FROM pair_stats"
+    """
+    res = _db(store).stats(seed=seed, pairs_per_class=pairs_per_class,
+                           pair_sample=pair_sample)
+    cols = ["kind", "count", "sampled", "mean", "std", "p05", "p50", "p95"]
+    if not out.table:
+        return out.rows(res["pair_stats"], cols, whole=res)
+    _echo_table(res["pair_stats"], cols,
+                title=f"{res['images']} images, {res['classes']} classes ({res['seconds']}s)")

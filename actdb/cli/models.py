@@ -1,0 +1,124 @@
+"""Commands that run models without a store: dream, predict, embed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from actdb.cli.app import (
+    JsonOpt,
+    Output,
+    _bar,
+    _db,
+    _echo_json,
+    _echo_table,
+    command,
+    output_options,
+)
+from actdb.errors import UsageError
+
+
+@command()
+def dream(
+    ctx: typer.Context,
+    output: Path = typer.Option(..., "-o", "--output", help="Image to write (its name says "
+                                "the format: .png, .jpg, ...), plus a .json sidecar with every "
+                                "parameter and the objective per step."),
+    model: str = typer.Option("vgg19", help="vgg19, vgg16 or resnet50."),
+    layer: str = typer.Option(None, help="Layer (default: the model's default layer)."),
+    channel: int = typer.Option(4, help="Channel to maximise (0-based)."),
+    weights: str = typer.Option("imagenet", help="imagenet | PATH | random:SEED."),
+    size: int = typer.Option(224, help="Image size in pixels."),
+    steps: int = typer.Option(None, help="Optimisation steps (seed: 100, improved: 256)."),
+    step_size: float = typer.Option(None, help="seed: gradient step (0.1); improved: Adam "
+                                    "learning rate (0.05)."),
+    seed: int = typer.Option(0, help="Random seed of the start image."),
+    recipe: str = typer.Option("improved", help="seed (the original write-up, quirks "
+                               "included) or improved (Fourier + decorrelated colour + "
+                               "jitter/scale robustness)."),
+    objective: str = typer.Option("channel", help="channel (mean over positions) or neuron "
+                                  "(centre position)."),
+    as_json: bool = JsonOpt,
+):
+    """Make a feature visualization: an image optimised to excite one channel.
+
+    Runs on the TensorFlow backend of Keras.
+
+    Example: actdb dream --channel 4 --recipe seed --steps 100 --step-size 0.1 -o node4.png
+    """
+    import actdb
+
+    options = {k: v for k, v in ctx.params.items() if k not in ("output", "as_json")}
+    with _bar(not as_json, "dream", "steps/s") as bar:
+        show = (lambda step, total, value: bar(step, total, f"objective {value:.4g}")) \
+            if bar else None
+        res = actdb.dream(output, progress=show, **options)
+    if as_json:
+        _echo_json(res.to_dict())
+    else:
+        typer.echo(f"wrote {res.image} and {res.sidecar}: objective {res.start_activation:.4g} "
+                   f"at the start, {res.final_activation:.4g} on the saved image")
+
+
+@command()
+@output_options
+def predict(
+    images: list[Path] = typer.Argument(..., help="Image files."),
+    models: str = typer.Option("vgg19,vgg16,resnet50", help="Comma-separated models."),
+    top: int = typer.Option(3, help="Classes per model."),
+    weights: list[str] = typer.Option(None, help="imagenet | PATH | random:SEED for all "
+                                      "models, or MODEL=SOURCE per model; repeatable."),
+    out: Output = None,
+):
+    """What do full ImageNet classifiers call these images? (offline class names)
+
+    Example: actdb predict node4.png --models vgg19,vgg16,resnet50 --top 3
+    """
+    import actdb
+    from actdb.models.predict import parse_weights_options
+
+    names = [m.strip().lower() for m in models.split(",") if m.strip()]
+    default, per_model = parse_weights_options(weights)
+    res = actdb.predict(images, models=names,
+                        weights={**dict.fromkeys(names, default), **per_model}, top=top)
+    rows = [{"image": r["image"], "model": r["model"], "rank": i + 1, **t}
+            for r in res for i, t in enumerate(r["top"])]
+    cols = ["image", "model", "rank", "class_name", "wnid", "probability"]
+    if not out.table:
+        return out.rows(rows, cols, whole=res)
+    _echo_table(rows, cols)
+
+
+@command()
+def embed(
+    images: list[Path] = typer.Argument(..., help="Image files."),
+    output: Path = typer.Option(..., "-o", "--output", help="FILE.npy or FILE.parquet."),
+    store: Path = typer.Option(None, "--store", help="Embed exactly as this store's images "
+                               "(the default when no --model is given).", show_default=False),
+    model: str = typer.Option(None, help="Embed with this recipe instead of a store's."),
+    layer: str = typer.Option(None, help="With --model: the layer (default: the model's)."),
+    pool: str = typer.Option("mean", help="With --model: mean or max."),
+    weights: str = typer.Option("imagenet", help="With --model: imagenet | PATH | "
+                                "random:SEED."),
+    image_size: int = typer.Option(224, help="With --model: input size in pixels."),
+    resize: str = typer.Option("squash", help="With --model: squash or center-crop."),
+    precision: str = typer.Option("auto", help="With --model: auto | fp32 | bf16."),
+):
+    """Write the pooled vector(s) of images, as `nearest` computes them, to .npy or Parquet.
+
+    Example: actdb embed node4.png -o node4.npy && actdb nearest node4.npy -k 50
+    """
+    import actdb
+    from actdb import render
+
+    if output.suffix.lower() not in (".npy", ".parquet"):
+        raise UsageError(f"cannot write {output.suffix or 'a file without extension'}: use "
+                         "-o FILE.npy or FILE.parquet")
+    if model is None:
+        vecs = _db(store).embed(images)
+    else:
+        vecs = actdb.embed(images, model=model, layer=layer, pool=pool, weights=weights,
+                           image_size=image_size, resize=resize, precision=precision)
+    render.write_vectors(output, [p.stem for p in images], vecs)
+    typer.echo(f"wrote {len(images)} vector(s) of dim {vecs.shape[1]} to {output}")
