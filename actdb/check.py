@@ -155,6 +155,7 @@ def _check_index(store: Store, ids: set[int], rep: CheckReport) -> None:
 def repair_store(store: Store) -> CheckReport:
     """Fix what :func:`check_store` finds, then check again (the report lists the repairs)."""
     from actdb.index.faiss_index import IndexConfig
+    from actdb.index.info import IndexInfo
     from actdb.index.store_index import index_store
     from actdb.stats import compute_stats, settings
     from actdb.store.writer import StoreWriter
@@ -182,9 +183,8 @@ def repair_store(store: Store) -> CheckReport:
         done.append(f"removed {max(len(leftovers), len(removed))} file(s) left by "
                     "interrupted writers")
     if before.index_bad or before.bad_shards:
-        info = store.index_info()
-        index_store(store, IndexConfig(**info["config"]) if info and "config" in info
-                    else None)
+        info = IndexInfo.of_store(store.path)
+        index_store(store, IndexConfig(**info.config) if info and info.config else None)
         done.append("rebuilt the index")
     if before.stats_bad or before.bad_shards:
         compute_stats(store, settings(store))

@@ -215,10 +215,11 @@ def _nn_sample(store: Store, all_ids, vecs, labelled, cfg: StatsConfig, rng):
 
 def _approximate_l2_index(store: Store):
     """The store's approximate L2 index, loaded for searching (None when exact or none)."""
+    from actdb.index.info import IndexInfo
     from actdb.index.loaded import LoadedIndex
 
-    info = store.index_info()
-    if info is None or info.get("kind") == "flat" or info.get("metric") != "l2":
+    info = IndexInfo.of_store(store.path)
+    if info is None or info.kind == "flat" or info.metric != "l2":
         return None
     return LoadedIndex.open(store.path)
 

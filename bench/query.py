@@ -158,11 +158,12 @@ def measure_kind(store: Path, kind: str, name: str, queries, truth, tmp: Path) -
           f"queries {mem['file']:.0f} MB; index file "
           f"{(store / 'index.faiss').stat().st_size / 1e6:.0f} MB", flush=True)
     if info["kind"] == "ivfpq":
-        from actdb.index.faiss_index import setting_for
+        from actdb.index.info import IndexInfo
 
         h50, h99 = latency(lambda q: db.nearest(q, k=K, recall=0.99), queries)
         got = [a.image_id for a in db.nearest(queries, k=K, recall=0.99).answers]
-        print(f"  {info['kind']} --recall 0.99 ({name}): setting {setting_for(info, 0.99)}, "
+        setting = IndexInfo.from_dict(info).setting_for(0.99)
+        print(f"  {info['kind']} --recall 0.99 ({name}): setting {setting}, "
               f"recall@50 {recall_at_k(got, truth):.3f}, p50 {h50:.2f} ms, p99 {h99:.2f} ms",
               flush=True)
         import faiss

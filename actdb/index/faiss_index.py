@@ -21,7 +21,7 @@ normalised, distance = 1 - cosine similarity).
 
 >>> x = np.random.default_rng(0).random((200, 8), dtype=np.float32)
 >>> index, info = build(np.arange(200), x, IndexConfig(kind="flat"))
->>> info["kind"], info["ntotal"], info["recall_at_50"]
+>>> info.kind, info.ntotal, info.recall_at_50
 ('flat', 200, 1.0)
 """
 
@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from actdb.errors import StoreDamaged, StoreError, UsageError
+from actdb.index.info import IndexInfo, cheapest
 from actdb.store.catalog.files import (
     INDEX,
     INDEX_INFO,
@@ -43,7 +44,6 @@ from actdb.store.catalog.files import (
     index_info_path,
     index_path,
 )
-from actdb.store.store import read_index_info
 
 KINDS = ("auto", "flat", "ivfpq", "ivf", "hnsw")
 METRICS = ("l2", "cosine")
@@ -135,12 +135,10 @@ def _make(kind: str, dim: int, n: int, cfg: IndexConfig):
     raise UsageError(f"unknown index kind {kind!r}; use one of {', '.join(KINDS)}")
 
 
-def search_params(info: dict, setting: dict | None = None):
-    """FAISS per-call search parameters for a recorded setting (the default one when None);
+def search_params(kind: str, s: dict):
+    """FAISS per-call search parameters of a ``kind`` for a setting (``IndexInfo.setting``);
     None for exact search. Per call, so concurrent searches never share a knob."""
     faiss = _faiss()
-    s = setting or info.get("search", {})
-    kind = info["kind"]
     if kind == "ivfpq":
         return faiss.IndexRefineSearchParameters(
             k_factor=float(s["k_factor"]),
@@ -150,18 +148,6 @@ def search_params(info: dict, setting: dict | None = None):
     if kind == "hnsw":
         return faiss.SearchParametersHNSW(efSearch=int(s["efSearch"]))
     return None
-
-
-def setting_for(info: dict, recall: float | None) -> dict | None:
-    """The cheapest recorded setting whose measured recall reaches ``recall`` (the default
-    setting when None; the most accurate one measured when none reaches it)."""
-    if recall is None or info["kind"] == "flat":
-        return None
-    points = sorted(info.get("operating_points", []), key=lambda p: p["p50_ms"])
-    if not points:
-        return None
-    reaching = [p for p in points if p["recall"] >= recall]
-    return reaching[0] if reaching else max(points, key=lambda p: p["recall"])
 
 
 def _others(rows: np.ndarray, own: np.ndarray, k: int) -> list[np.ndarray]:
@@ -204,10 +190,11 @@ class RecallProbe:
         return float(np.median(times) * 1e3)
 
 
-def measure_recall(index, ids: np.ndarray, vecs: np.ndarray, metric: str, info: dict,
+def measure_recall(index, ids: np.ndarray, vecs: np.ndarray, metric: str, info: IndexInfo,
                    k: int = RECALL_K, sample: int = 500, seed: int = 0) -> float:
     """Mean recall@k of ``index`` with its default setting, on a sample of ``vecs``."""
-    return RecallProbe(ids, vecs, metric, k, sample, seed).recall(index, search_params(info))
+    return RecallProbe(ids, vecs, metric, k, sample, seed).recall(
+        index, search_params(info.kind, info.search))
 
 
 def _grid(kind: str, built: dict, n: int) -> list[dict]:
@@ -250,14 +237,13 @@ def _tune(index, kind: str, built: dict, ids, vecs, cfg: IndexConfig) -> dict:
     if kind == "flat" or n < 2:
         return {"search": {}, "recall": 1.0, "operating_points": [], "unreached": []}
     probe = RecallProbe(ids, vecs, cfg.metric, sample=cfg.recall_sample, seed=cfg.seed)
-    info = {"kind": kind}
     grid = _grid(kind, built, n)
     levels = sorted({*LEVELS, cfg.target_recall})
     recalls: dict[int, float] = {}
 
     def recall(i: int) -> float:
         if i not in recalls:
-            recalls[i] = probe.recall(index, search_params(info, grid[i]))
+            recalls[i] = probe.recall(index, search_params(kind, grid[i]))
         return recalls[i]
 
     chosen = set()
@@ -279,9 +265,9 @@ def _tune(index, kind: str, built: dict, ids, vecs, cfg: IndexConfig) -> dict:
     for i in sorted(chosen):
         timed = None if time.monotonic() < deadline else MIN_TIMED
         points.append({**grid[i], "recall": round(recall(i), 4),
-                       "p50_ms": round(probe.p50_ms(index, search_params(info, grid[i]),
+                       "p50_ms": round(probe.p50_ms(index, search_params(kind, grid[i]),
                                                     timed), 3)})
-    best = setting_for({"kind": kind, "operating_points": points}, cfg.target_recall)
+    best = cheapest(points, cfg.target_recall)
     search = {k: v for k, v in best.items() if k not in ("recall", "p50_ms")}
     unreached = [lv for lv in levels if not any(p["recall"] >= lv for p in points)]
     return {"search": search, "recall": best["recall"], "operating_points": points,
@@ -297,7 +283,7 @@ def choose_kind(kind: str, n: int, dim: int) -> str:
 
 
 def build(ids: np.ndarray, vecs: np.ndarray, cfg: IndexConfig):
-    """Build and tune an index over (ids, vecs); returns (index, info dict)."""
+    """Build and tune an index over (ids, vecs); returns (index, IndexInfo)."""
     if cfg.metric not in METRICS:
         raise UsageError(f"unknown metric {cfg.metric!r}; use one of {', '.join(METRICS)}")
     if not 0 < cfg.target_recall <= 1:
@@ -319,24 +305,23 @@ def build(ids: np.ndarray, vecs: np.ndarray, cfg: IndexConfig):
         index.add_with_ids(x, np.asarray(ids, dtype=np.int64))
     build_s = time.perf_counter() - t0
     tuned = _tune(index, kind, built, ids, vecs, cfg)
-    info = {"kind": kind, "requested_kind": cfg.kind, "metric": cfg.metric, "dim": dim,
-            "ntotal": int(index.ntotal), "trained_ntotal": int(index.ntotal), **built,
-            "search": tuned["search"],
-            f"recall_at_{RECALL_K}": round(tuned["recall"], 4),
-            "target_recall": cfg.target_recall, "operating_points": tuned["operating_points"],
-            "unreached_recall": tuned["unreached"],
-            "build_seconds": round(build_s, 3),
-            "tune_seconds": round(time.perf_counter() - t0 - build_s, 3),
-            "config": asdict(cfg)}
+    info = IndexInfo(kind=kind, requested_kind=cfg.kind, metric=cfg.metric, dim=dim,
+                     ntotal=int(index.ntotal), trained_ntotal=int(index.ntotal), params=built,
+                     search=tuned["search"], recall_at_50=round(tuned["recall"], 4),
+                     target_recall=cfg.target_recall,
+                     operating_points=tuned["operating_points"],
+                     unreached_recall=tuned["unreached"], build_seconds=round(build_s, 3),
+                     tune_seconds=round(time.perf_counter() - t0 - build_s, 3),
+                     config=asdict(cfg))
     return index, info
 
 
-def save_index(store: Path, index, info: dict) -> None:
+def save_index(store: Path, index, info: IndexInfo) -> None:
     """Write the index and its description atomically (temp file + rename, each)."""
     faiss = _faiss()
     atomic_write(index_path(store), lambda tmp: faiss.write_index(index, str(tmp)))
     atomic_write(index_info_path(store),
-                 lambda tmp: tmp.write_text(json.dumps(info, indent=2) + "\n"))
+                 lambda tmp: tmp.write_text(json.dumps(info.to_dict(), indent=2) + "\n"))
 
 
 def load_index(store: Path, mmap: bool = True):
@@ -354,7 +339,7 @@ def load_index(store: Path, mmap: bool = True):
                            ) from None
     if not hasattr(index, "id_map"):
         raise StoreDamaged(f"{INDEX} is not an index of image ids; run `actdb index`")
-    if info["kind"] in ("ivf", "ivfpq"):
+    if info.kind in ("ivf", "ivfpq"):
         _search_on_every_core(index)
     return index, info
 
@@ -367,18 +352,18 @@ def _search_on_every_core(index) -> None:
     _faiss().extract_index_ivf(index).parallel_mode = 1
 
 
-def load_info(store: Path) -> dict:
+def load_info(store: Path) -> IndexInfo:
     """The index's description (StoreError when the store has none)."""
-    info = read_index_info(store)
+    info = IndexInfo.of_store(store)
     if info is None:
         raise StoreError(f"no index in {store}; run `actdb index` (or db.index())")
     return info
 
 
-def reconstruct(index, info: dict, positions: np.ndarray) -> np.ndarray | None:
+def reconstruct(index, info: IndexInfo, positions: np.ndarray) -> np.ndarray | None:
     """The vectors stored at these internal positions, or None when the index cannot give
     them unchanged (cosine indexes hold normalised vectors; IVF/HNSW need a direct map)."""
-    if info["metric"] != "l2" or info["kind"] not in ("flat", "ivfpq"):
+    if info.metric != "l2" or info.kind not in ("flat", "ivfpq"):
         return None
     inner = _faiss().downcast_index(index.index)
     return np.stack([inner.reconstruct(int(p)) for p in positions])

@@ -22,9 +22,9 @@ from actdb.index.faiss_index import (
     prepare,
     reconstruct,
     search_params,
-    setting_for,
     to_distance,
 )
+from actdb.index.info import IndexInfo
 
 #: ivfpq: subsets at least this share of the store are searched approximately, then filtered.
 POSTFILTER_SHARE = 0.1
@@ -35,7 +35,7 @@ class LoadedIndex:
     """A FAISS index (IndexIDMap over the store's vectors) and its ``index.json``."""
 
     index: object
-    info: dict
+    info: IndexInfo
 
     @classmethod
     def open(cls, store: Path) -> LoadedIndex:
@@ -46,13 +46,13 @@ class LoadedIndex:
         """FAISS search parameters for ``recall`` (cached: built once per level)."""
         cache = self.__dict__.setdefault("_params", {})
         if recall not in cache:
-            cache[recall] = search_params(self.info, setting_for(self.info, recall))
+            cache[recall] = search_params(self.info.kind, self.info.setting(recall))
         return cache[recall]
 
     def measured_recall(self, recall: float | None) -> float | None:
         """The recall@50 that tuning measured for the setting answering ``recall`` (None for
         an exact index, or when nothing was measured)."""
-        point = setting_for(self.info, recall)
+        point = self.info.setting_for(recall)
         return None if point is None else point.get("recall")
 
     @property
@@ -61,7 +61,7 @@ class LoadedIndex:
 
     @property
     def metric(self) -> str:
-        return self.info["metric"]
+        return self.info.metric
 
     @cached_property
     def ids(self) -> np.ndarray:
@@ -104,7 +104,7 @@ class LoadedIndex:
         if k == 0:
             return np.zeros((len(q), 0)), np.zeros((len(q), 0), np.int64)
         params = self.params(recall)
-        kind = self.info["kind"]
+        kind = self.info.kind
         if allowed is None:
             raw, ids = self.index.search(q, k, params=params)
             return to_distance(raw, self.metric), ids

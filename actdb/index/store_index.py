@@ -14,7 +14,6 @@ from actdb.index.faiss_index import (
     choose_kind,
     index_ids,
     load_index,
-    load_info,
     measure_recall,
     prepare,
     save_index,
@@ -33,7 +32,7 @@ def index_store(store: Store, cfg: IndexConfig | None = None) -> dict:
     ids, vecs = store.vectors()
     index, info = build(ids, vecs, cfg or IndexConfig())
     save_index(store.path, index, info)
-    return info
+    return info.to_dict()
 
 
 def update_index(store: Store) -> dict:
@@ -46,31 +45,28 @@ def update_index(store: Store) -> dict:
     s = store
     if not files.index_path(s.path).exists():
         return index_store(s)
-    info = load_info(s.path)
-    cfg = IndexConfig(**info.get("config", {}))
     index, info = load_index(s.path, mmap=False)  # a mapped index cannot be added to
+    cfg = IndexConfig(**info.config)
     have = index_ids(index)
     with s.reader() as con:
         rows, stale = reads.images_not_in(con, have)
     n_total = len(have) + len(rows)
-    trained = info.get("trained_ntotal", info["ntotal"])
-    if (stale or choose_kind(cfg.kind, n_total, s.manifest.dim) != info["kind"]
-            or (info["kind"] != "flat" and n_total > REBUILD_GROWTH * max(trained, 1))):
+    if (stale or choose_kind(cfg.kind, n_total, s.manifest.dim) != info.kind
+            or (info.kind != "flat" and n_total > REBUILD_GROWTH * max(info.trained, 1))):
         return index_store(s, cfg)
     if not rows:
-        return info
+        return info.to_dict()
     shards = sorted({r[1] for r in rows})
     sids, svecs = read_shards([files.shard_path(s.path, n) for n in shards], s.manifest.dim)
     missing = np.array(sorted(r[0] for r in rows), dtype=np.int64)
     keep = np.isin(sids, missing)
     order = np.argsort(sids[keep])  # ids ascending keeps the id map sorted
     index.add_with_ids(prepare(svecs[keep][order], cfg.metric), sids[keep][order])
-    info["ntotal"] = int(index.ntotal)
-    info.setdefault("trained_ntotal", trained)
-    if info["kind"] != "flat":
+    recall = None
+    if info.kind != "flat":
         all_ids, all_vecs = s.vectors()
-        info["recall_at_50"] = round(measure_recall(
-            index, all_ids, all_vecs, cfg.metric, info, sample=cfg.recall_sample,
-            seed=cfg.seed), 4)
+        recall = round(measure_recall(index, all_ids, all_vecs, cfg.metric, info,
+                                      sample=cfg.recall_sample, seed=cfg.seed), 4)
+    info = info.grown(int(index.ntotal), recall)
     save_index(s.path, index, info)
-    return info
+    return info.to_dict()

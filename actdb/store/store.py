@@ -112,10 +112,6 @@ class Store:
         with self.reader() as con:
             return reads.images(con, where)
 
-    def index_info(self) -> dict | None:
-        """What ``index.json`` records, or None when the store has no index."""
-        return read_index_info(self.path)
-
     def info(self) -> dict:
         """What is in the store: recipe, counts per split and root, classes, failures, size,
         index, statistics."""
@@ -125,7 +121,7 @@ class Store:
             stats = reads.stats_config(con)
             lost = reads.missing_shards(con, self.path)
         size = sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())
-        index = self.index_info()
+        index = read_index_info(self.path)
         damaged = [f"{len(lost)} shard file(s) missing"] if lost else []
         if index is not None and not files.index_path(self.path).exists():
             damaged.append(f"{files.INDEX} missing")

@@ -45,7 +45,7 @@ def test_flat_equals_numpy_brute_force(metric):
 
     np.testing.assert_allclose(to_distance(raw, metric), d_ref, rtol=1e-4, atol=1e-4)
     assert (got == ids[pos]).mean() > 0.99  # ties aside, the same ids
-    assert info["recall_at_50"] == 1.0
+    assert info.recall_at_50 == 1.0
 
 
 @pytest.mark.parametrize("kind", [pytest.param("ivfpq", marks=pytest.mark.slow), "ivf",
@@ -54,13 +54,13 @@ def test_approximate_kinds_reach_and_record_their_recall(kind):
     ids, x = overlapping_classes()
     index, info = build(ids, x, IndexConfig(kind=kind, target_recall=0.95, recall_sample=300,
                                             pq_m=24))  # 2 dims a code: 48-d test vectors
-    assert info["kind"] == kind and info["ntotal"] == len(ids)
-    assert info["recall_at_50"] >= 0.95
+    assert info.kind == kind and info.ntotal == len(ids)
+    assert info.recall_at_50 >= 0.95
     # an independent measurement on other queries agrees with the recorded figure
     again = measure_recall(index, ids, x, "l2", info, sample=300, seed=7)
-    assert abs(again - info["recall_at_50"]) <= 0.03
+    assert abs(again - info.recall_at_50) <= 0.03
     assert sorted(index_ids(index).tolist()) == ids.tolist()
-    points = info["operating_points"]
+    points = info.operating_points
     assert points and all({"recall", "p50_ms"} <= set(p) for p in points)
 
 
@@ -69,7 +69,7 @@ def test_ivfpq_is_exact_when_every_list_is_probed_and_every_candidate_reranked()
     index, info = build(ids, x, IndexConfig(kind="ivfpq", nlist=16, recall_sample=50))
     q = x[:25] * 0.97 + 0.05
     every = {"nprobe": 16, "k_factor": len(ids) / 10}
-    raw, got = index.search(q, 10, params=search_params(info, every))
+    raw, got = index.search(q, 10, params=search_params(info.kind, every))
     d_ref, pos = brute(q, x, 10)
     np.testing.assert_array_equal(got, ids[pos])
     np.testing.assert_allclose(np.sqrt(raw), d_ref, rtol=1e-4)
@@ -140,13 +140,13 @@ def test_tuning_reaches_the_target_on_a_clock_that_has_already_run_out(kind, mon
     ids, x = overlapping_classes()
     index, info = build(ids, x, IndexConfig(kind=kind, target_recall=0.95, recall_sample=300,
                                             pq_m=24, tune_seconds=0.0))
-    assert info["recall_at_50"] >= 0.95
+    assert info.recall_at_50 >= 0.95
     again = measure_recall(index, ids, x, "l2", info, sample=300, seed=7)
-    assert abs(again - info["recall_at_50"]) <= 0.03  # recorded as measured
-    points = info["operating_points"]
-    assert all(p["recall"] >= 0.9 for p in points) or info["unreached_recall"]
+    assert abs(again - info.recall_at_50) <= 0.03  # recorded as measured
+    points = info.operating_points
+    assert all(p["recall"] >= 0.9 for p in points) or info.unreached_recall
     for level in (0.9, 0.95, 0.99):  # each level reached, or said to be out of reach
-        assert any(p["recall"] >= level for p in points) or level in info["unreached_recall"]
+        assert any(p["recall"] >= level for p in points) or level in info.unreached_recall
 
 
 def test_a_level_no_setting_reaches_is_recorded_as_unreached():
@@ -160,9 +160,9 @@ def test_a_level_no_setting_reaches_is_recorded_as_unreached():
     ids, x = overlapping_classes(n=3000)
     index, info = build(ids, x, IndexConfig(kind="ivfpq", target_recall=1.0, recall_sample=100,
                                             pq_m=6))  # coarse codes: 8 dims a sub-quantizer
-    best = max(p["recall"] for p in info["operating_points"])
-    assert best < 1.0 and 1.0 in info["unreached_recall"]
-    assert info["recall_at_50"] == best  # the most accurate setting stands for it
+    best = max(p["recall"] for p in info.operating_points)
+    assert best < 1.0 and 1.0 in info.unreached_recall
+    assert info.recall_at_50 == best  # the most accurate setting stands for it
     loaded = LoadedIndex(index, info)
     assert loaded.measured_recall(1.0) == best
     q = [QueryVector(name="q", source="q", vec=x[0] + 0.01)]
@@ -172,7 +172,7 @@ def test_a_level_no_setting_reaches_is_recorded_as_unreached():
     with pytest.warns(ActdbWarning, match=f"recall 1.0 is beyond .*recall@50 {best}"):
         res = nearest(q, 5, ctx, None, recall=1.0)
     assert res.recall == {"asked": 1.0, "measured": best, "reached": False}
-    low = min(p["recall"] for p in info["operating_points"])
+    low = min(p["recall"] for p in info.operating_points)
     with warnings.catch_warnings():
         warnings.simplefilter("error", ActdbWarning)  # a level that was reached: no word
         res = nearest(q, 5, ctx, None, recall=low)
