@@ -40,6 +40,16 @@ DECODERS = ("auto", "threads", "processes")
 
 
 @dataclass(frozen=True, kw_only=True)
+class RayConfig:
+    """How the Ray engine uses the cluster. None: decided from the cluster's resources."""
+
+    address: str | None = None
+    actors: int | None = None
+    actor_cpus: float | None = None
+    actor_gpus: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class Embedded:
     """One image as an engine hands it back: its vector, or the reason it failed."""
 

@@ -28,7 +28,7 @@ import numpy as np
 
 from actdb.errors import IngestFailed, StoreMismatch, UsageError
 from actdb.ingest.datasets import DATASETS, fetch
-from actdb.ingest.engine import DECODERS, Embedded, LocalEngine
+from actdb.ingest.engine import DECODERS, Embedded, LocalEngine, RayConfig
 from actdb.ingest.layout import SPLITS, ImageEntry, detect_layout
 from actdb.models.classes import CLASS_INDEX_VERSION
 from actdb.models.embed import EmbedConfig, Embedder, backend
@@ -64,22 +64,20 @@ class IngestConfig:
     build_index: bool = True
     compute_stats: bool = True
     engine: str = "local"  # local | ray
-    ray_address: str | None = None  # ray: a cluster's address (None: $RAY_ADDRESS, or local)
-    actors: int | None = None  # ray: model actors (None: one per GPU, or one on CPUs)
-    actor_cpus: float | None = None
-    actor_gpus: float | None = None
+    ray: RayConfig | None = None  # engine ray: how it uses the cluster (None: as it finds it)
 
     @classmethod
     def of(cls, root: str | Path, store: str | Path, **options) -> IngestConfig:
         """A config from options by name: the recipe's (:class:`EmbedConfig`'s, over the
         store's own recipe: :func:`store_recipe`) and the run's (this class's other fields).
         """
-        run = {f.name for f in fields(cls)} - {"root", "store", "embed"}
-        unknown = set(options) - set(RECIPE) - run
+        run = {f.name for f in fields(cls)} - {"root", "store", "embed", "ray"}
+        unknown = set(options) - set(RECIPE) - run - set(RAY_OPTIONS)
         if unknown:
             raise UsageError(f"unknown ingest option(s): {', '.join(sorted(unknown))}")
         embed = store_recipe(store, {k: v for k, v in options.items() if k in RECIPE})
-        return cls(root=root, store=store, embed=embed,
+        ray = {RAY_OPTIONS[k]: v for k, v in options.items() if k in RAY_OPTIONS}
+        return cls(root=root, store=store, embed=embed, ray=RayConfig(**ray) if ray else None,
                    **{k: v for k, v in options.items() if k in run})
 
 
@@ -144,8 +142,7 @@ def validate(cfg: IngestConfig) -> None:
     if cfg.engine not in ENGINES:
         raise UsageError(f"engine must be one of {', '.join(ENGINES)}, not {cfg.engine!r}",
                          param="engine")
-    if cfg.engine == "local" and (cfg.ray_address or cfg.actors or cfg.actor_cpus
-                                  or cfg.actor_gpus):
+    if cfg.engine == "local" and cfg.ray not in (None, RayConfig()):
         raise UsageError("ray_address, actors, actor_cpus and actor_gpus need engine ray")
 
 
@@ -252,6 +249,9 @@ def _check_cheap(store: Path, ec: EmbedConfig) -> EmbedConfig:
 #: The recipe options of an ingest: a new store takes them (or EmbedConfig's defaults), a
 #: store that exists is their default.
 RECIPE = tuple(f.name for f in fields(EmbedConfig))
+#: The Ray engine's options by the names ``ingest`` takes them (``RayConfig``'s fields).
+RAY_OPTIONS = {"ray_address": "address", "actors": "actors", "actor_cpus": "actor_cpus",
+               "actor_gpus": "actor_gpus"}
 
 
 def store_recipe(store: str | Path, given: dict) -> EmbedConfig:
@@ -301,10 +301,9 @@ def prepare(cfg: IngestConfig):
 def make_engine(cfg: IngestConfig):
     """The engine ``cfg.engine`` names (``engine.LocalEngine`` or ``ray_engine.RayEngine``)."""
     if cfg.engine == "ray":
-        from actdb.ingest.ray_engine import RayConfig, RayEngine
+        from actdb.ingest.ray_engine import RayEngine
 
-        return RayEngine(RayConfig(address=cfg.ray_address, actors=cfg.actors,
-                                   actor_cpus=cfg.actor_cpus, actor_gpus=cfg.actor_gpus),
+        return RayEngine(cfg.ray or RayConfig(),
                          batch_size=cfg.batch_size, rows_per_shard=cfg.rows_per_shard)
     return LocalEngine(batch_size=cfg.batch_size, workers=cfg.workers, decoders=cfg.decoders)
 

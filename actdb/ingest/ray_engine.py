@@ -24,28 +24,18 @@ turned off (``RAY_AUTH_MODE=disabled``).
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 
 from actdb.errors import IngestFailed, UsageError
 from actdb.heavy import quietly
-from actdb.ingest.engine import Embedded
+from actdb.ingest.engine import Embedded, RayConfig
 from actdb.models.embed import default_batch_size
 
 #: Rows of (seq, path) per block handed to Ray: small enough to spread over the decoders.
 BLOCK_ROWS = 256
-
-
-@dataclass(frozen=True, kw_only=True)
-class RayConfig:
-    """How the Ray engine uses the cluster. None: decided from the cluster's resources."""
-
-    address: str | None = None
-    actors: int | None = None
-    actor_cpus: float | None = None
-    actor_gpus: float | None = None
 
 
 def _ray():
