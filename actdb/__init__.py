@@ -7,7 +7,8 @@
 
 :func:`open` returns a :class:`~actdb.database.Database`, whose methods do everything the
 ``actdb`` command and the HTTP service do; :func:`merge`, :func:`dream`, :func:`predict` and
-:func:`embed` work without a store. Heavy libraries (TensorFlow, FAISS, DuckDB) are imported
+:func:`embed` work without a store, and :func:`layers` says which networks and layers
+there are. Heavy libraries (TensorFlow, FAISS, DuckDB) are imported
 only when a call needs them.
 """
 
@@ -17,7 +18,8 @@ from pathlib import Path
 
 from actdb.errors import ActdbError
 
-__all__ = ["__version__", "ActdbError", "open", "merge", "dream", "predict", "embed"]
+__all__ = ["__version__", "ActdbError", "open", "merge", "dream", "predict", "embed",
+           "layers"]
 
 
 def __getattr__(name: str):
@@ -74,3 +76,14 @@ def embed(images, **recipe):
 
     return Embedder(EmbedConfig(**recipe)).embed_files(
         [images] if isinstance(images, str | Path) else list(images))
+
+
+def layers(model: str | None = None, *, image_size: int | None = None,
+           preprocess: str | None = None) -> list:
+    """Without ``model``: every registry network (ModelRow: native size, default layer).
+    With one (a name or a saved FILE.keras): its layers and output shapes (LayerRow)."""
+    from actdb.models import registry
+
+    if model is None:
+        return registry.model_rows()
+    return registry.layer_rows(model, image_size=image_size, preprocess=preprocess)

@@ -14,15 +14,15 @@ LAYERS = [
     ("images",),
     ("models", "store"),  # side by side
     ("index",),
-    ("stats",),
+    ("stats", "compare"),
     ("query", "featvis", "viz"),
     ("ingest", "check", "merging", "atlas"),
-    ("database", "actdb"),  # the face: Database, and actdb.open/merge/dream/predict/embed
+    ("database", "actdb"),  # the face: Database, and actdb.open/merge/dream/predict/embed/layers
     ("render",),
     ("cli", "serve", "__main__"),
 ]
 RANK = {part: i for i, names in enumerate(LAYERS) for part in names}
-FACE_NAMES = {"open", "merge", "dream", "predict", "embed"}
+FACE_NAMES = {"open", "merge", "dream", "predict", "embed", "layers"}
 
 
 def part_of(module: str) -> str:

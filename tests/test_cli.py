@@ -257,3 +257,42 @@ def test_a_reader_that_leaves_early_gets_no_error(built_store):
            f"{built_store} | head -n 1")
     res = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=120)
     assert res.stdout.strip() and "error" not in res.stderr and "Traceback" not in res.stderr
+
+
+@pytest.mark.slow
+def test_a_saved_keras_model_ingests_and_answers_queries_like_a_registry_model(tmp_path):
+    import keras
+
+    import actdb
+
+    inp = keras.Input((SIZE, SIZE, 3))
+    x = keras.layers.Conv2D(8, 3, activation="relu", name="c1")(inp)
+    x = keras.layers.Conv2D(12, 3, strides=2, activation="relu", name="c2")(x)
+    out = keras.layers.Dense(3, name="head")(keras.layers.GlobalAveragePooling2D()(x))
+    model_file = tmp_path / "tuned.keras"
+    keras.Model(inp, out).save(model_file)
+    root = make_tree(tmp_path / "data", per_class=2)
+    store = tmp_path / "s"
+    res = runner.invoke(app, ["ingest", str(root), "--store", str(store), "--model",
+                              str(model_file)])
+    assert res.exit_code == 2 and "--preprocess" in res.stderr.strip().splitlines()[-1]
+    res = runner.invoke(app, ["ingest", str(root), "--store", str(store), "--model",
+                              str(model_file), "--preprocess", "tf", "--precision", "fp32"])
+    assert res.exit_code == 0, res.output
+    m = json.loads((store / "manifest.json").read_text())
+    assert (m["layer"], m["dim"], m["image_size"], m["preprocess"], m["weights"]) == (
+        "c2", 12, SIZE, "tf", "saved")
+    db = actdb.open(store)
+    image = next(root.rglob("*.JPEG"))
+    hit = db.nearest(str(image), k=1, include_self=True)
+    assert hit.context.nn_distance[0] < 1e-4
+    res = runner.invoke(app, ["layers", str(model_file), "--preprocess", "tf", "--json"])
+    rows = json.loads(res.stdout)
+    assert [r["layer"] for r in rows if r["default"]] == ["c2"]
+    assert {r["layer"]: r["spatial"] for r in rows}["head"] is False
+    res = runner.invoke(app, ["dream", "--model", str(model_file), "--preprocess", "tf",
+                              "--channel", "3", "--steps", "2", "-o", str(tmp_path / "d.png"),
+                              "--json"])
+    assert res.exit_code == 0, res.output
+    dreamt = json.loads(res.stdout)["config"]
+    assert (dreamt["layer"], dreamt["size"], dreamt["channel"]) == ("c2", SIZE, 3)

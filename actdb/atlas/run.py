@@ -85,7 +85,9 @@ def parse_channels(text: str | None, dim: int) -> list[int]:
 
 def predict_weights(model: str, weights: str) -> tuple[str, dict[str, str]]:
     """The classifiers' weights: a weights file is the store's model's own; ``imagenet`` and
-    ``random:SEED`` apply to every model."""
+    ``random:SEED`` apply to every model (a saved model's own weights: imagenet for them)."""
+    if weights == "saved":
+        return "imagenet", {}
     if weights == "imagenet" or weights.startswith("random:"):
         return weights, {}
     return "imagenet", {model: weights}
@@ -201,8 +203,9 @@ def run_atlas(db, cfg: AtlasConfig, progress: Progress | None = None,
     channels = sorted(set(cfg.channels)) if cfg.channels else list(range(m.dim))
     parse_channels(",".join(map(str, channels)), m.dim)  # range check
     base = resolved(DreamConfig(model=m.model, layer=m.layer, weights=m.weights,
-                                size=cfg.size, steps=cfg.steps, seed=cfg.seed,
-                                recipe=cfg.recipe, precision=resolve_precision(cfg.precision)))
+                                preprocess=m.preprocess, size=cfg.size, steps=cfg.steps,
+                                seed=cfg.seed, recipe=cfg.recipe,
+                                precision=resolve_precision(cfg.precision)))
     jobs = [(replace(base, objective="channel"), False)]
     if cfg.variants:  # how stable is the picture: another objective, another seed
         jobs += [(replace(base, objective="neuron"), True),

@@ -29,16 +29,22 @@ def ingest(
                                 "flat val, or any class-per-folder tree), or imagenette, "
                                 "imagenette-160, imagenette-320 (downloaded, verified)."),
     store: Path = StoreOpt,
-    model: str = typer.Option(None, help="vgg19 (default), vgg16 or resnet50. Every recipe "
-                              "option defaults to the store's when it exists.",
-                              show_default=False),
-    layer: str = typer.Option(None, help="Layer to read (default: vgg19 block5_conv4, vgg16 "
-                              "block5_conv3, resnet50 conv5_block3_out)."),
+    model: str = typer.Option(None, help="vgg19 (default), any keras.applications model by "
+                              "its lower-case name (`actdb layers` lists them), or a saved "
+                              "FILE.keras. Every recipe option defaults to the store's when "
+                              "it exists.", show_default=False),
+    layer: str = typer.Option(None, help="Layer to read (default: the model's last "
+                              "convolutional stage, e.g. vgg19 block5_conv4; `actdb layers "
+                              "MODEL` lists them)."),
+    preprocess: str = typer.Option(None, help="A saved model's input scaling: caffe | tf | "
+                                   "torch | none (registry models have their own).",
+                                   show_default=False),
     pool: str = typer.Option(None, help="mean (default: the original study's) or max over "
                              "positions.", show_default=False),
     weights: str = typer.Option(None, help="imagenet (default) | PATH to a Keras weights file "
                                 "| random:SEED.", show_default=False),
-    image_size: int = typer.Option(None, help="Square input size in pixels (default 224).",
+    image_size: int = typer.Option(None, help="Square input size in pixels (default: the "
+                                   "model's native size, e.g. 224, inception_v3 299).",
                                    show_default=False),
     resize: str = typer.Option(None, help="squash (default: whole image to size x size, "
                                "bilinear) or center-crop. Query images get the same.",

@@ -25,11 +25,14 @@ def dream(
     output: Path = typer.Option(..., "-o", "--output", help="Image to write (its name says "
                                 "the format: .png, .jpg, ...), plus a .json sidecar with every "
                                 "parameter and the objective per step."),
-    model: str = typer.Option("vgg19", help="vgg19, vgg16 or resnet50."),
+    model: str = typer.Option("vgg19", help="A registry model (`actdb layers` lists them) "
+                              "or a saved FILE.keras (with --preprocess)."),
+    preprocess: str = typer.Option(None, help="With a saved model: caffe | tf | torch | none."),
     layer: str = typer.Option(None, help="Layer (default: the model's default layer)."),
     channel: int = typer.Option(4, help="Channel to maximise (0-based)."),
     weights: str = typer.Option("imagenet", help="imagenet | PATH | random:SEED."),
-    size: int = typer.Option(224, help="Image size in pixels."),
+    size: int = typer.Option(None, help="Image size in pixels (default: the model's native "
+                             "size)."),
     steps: int = typer.Option(None, help="Optimisation steps (seed: 100, improved: 256)."),
     step_size: float = typer.Option(None, help="seed: gradient step (0.1); improved: Adam "
                                     "learning rate (0.05)."),
@@ -65,7 +68,8 @@ def dream(
 @output_options
 def predict(
     images: list[Path] = typer.Argument(..., help="Image files."),
-    models: str = typer.Option("vgg19,vgg16,resnet50", help="Comma-separated models."),
+    models: str = typer.Option("vgg19,vgg16,resnet50", help="Comma-separated classifiers: "
+                               "any registry model (`actdb layers`), each at its own size."),
     top: int = typer.Option(3, help="Classes per model."),
     weights: list[str] = typer.Option(None, help="imagenet | PATH | random:SEED for all "
                                       "models, or MODEL=SOURCE per model; repeatable."),
@@ -91,17 +95,52 @@ def predict(
 
 
 @command()
+@output_options
+def layers(
+    model: str = typer.Argument(None, help="A registry model, or a saved FILE.keras; "
+                                "leave out to list the models."),
+    image_size: int = typer.Option(None, help="Input size for the output shapes (default: "
+                                   "the model's native size)."),
+    preprocess: str = typer.Option(None, help="With a saved model: caffe | tf | torch | none."),
+    spatial: bool = typer.Option(False, "--spatial", help="Only layers with a spatial "
+                                 "output (the ones --layer can embed with)."),
+    out: Output = None,
+):
+    """Which networks actdb knows, or one network's layers and output shapes.
+
+    Example: actdb layers inception_v3 --spatial
+    """
+    import actdb
+
+    rows = [r._asdict() for r in actdb.layers(model, image_size=image_size,
+                                              preprocess=preprocess)]
+    if model is not None and spatial:
+        rows = [r for r in rows if r["spatial"]]
+    cols = list(rows[0]) if rows else []
+    if not out.table:
+        return out.rows(rows, cols)
+    if model is not None:
+        for r in rows:
+            r["default"] = "default" if r["default"] else ""
+    _echo_table(rows, cols)
+
+
+@command()
 def embed(
     images: list[Path] = typer.Argument(..., help="Image files."),
     output: Path = typer.Option(..., "-o", "--output", help="FILE.npy or FILE.parquet."),
     store: Path = typer.Option(None, "--store", help="Embed exactly as this store's images "
                                "(the default when no --model is given).", show_default=False),
-    model: str = typer.Option(None, help="Embed with this recipe instead of a store's."),
+    model: str = typer.Option(None, help="Embed with this recipe instead of a store's: a "
+                              "registry model or a saved FILE.keras."),
     layer: str = typer.Option(None, help="With --model: the layer (default: the model's)."),
     pool: str = typer.Option("mean", help="With --model: mean or max."),
     weights: str = typer.Option("imagenet", help="With --model: imagenet | PATH | "
                                 "random:SEED."),
-    image_size: int = typer.Option(224, help="With --model: input size in pixels."),
+    image_size: int = typer.Option(None, help="With --model: input size in pixels (default: "
+                                   "the model's native size)."),
+    preprocess: str = typer.Option(None, help="With a saved --model: caffe | tf | torch | "
+                                   "none."),
     resize: str = typer.Option("squash", help="With --model: squash or center-crop."),
     precision: str = typer.Option("auto", help="With --model: auto | fp32 | bf16."),
 ):
@@ -119,6 +158,7 @@ def embed(
         vecs = _db(store).embed(images)
     else:
         vecs = actdb.embed(images, model=model, layer=layer, pool=pool, weights=weights,
-                           image_size=image_size, resize=resize, precision=precision)
+                           image_size=image_size, resize=resize, precision=precision,
+                           preprocess=preprocess)
     render.write_vectors(output, [p.stem for p in images], vecs)
     typer.echo(f"wrote {len(images)} vector(s) of dim {vecs.shape[1]} to {output}")

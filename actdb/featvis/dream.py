@@ -52,7 +52,8 @@ class DreamConfig:
     layer: str | None = None
     channel: int = 4
     weights: str = "imagenet"
-    size: int = 224
+    size: int | None = None  # None: the model's native size
+    preprocess: str | None = None  # a saved model's input scaling
     steps: int | None = None  # seed: 100, improved: 256
     step_size: float | None = None  # seed: 0.1, improved: Adam learning rate 0.05
     seed: int = 0
@@ -83,8 +84,10 @@ def resolved(cfg: DreamConfig) -> DreamConfig:
 
     from actdb.models.registry import get_spec
 
-    if cfg.size < 32:
-        raise UsageError(f"size must be at least 32, not {cfg.size}", param="size")
+    spec = get_spec(cfg.model, cfg.preprocess)
+    size = cfg.size or spec.native_size  # a saved model's: found when it is built
+    if size is not None and size < 32:
+        raise UsageError(f"size must be at least 32, not {size}", param="size")
     if cfg.steps is not None and cfg.steps < 1:
         raise UsageError(f"steps must be at least 1, not {cfg.steps}",
                          param="steps")
@@ -95,7 +98,7 @@ def resolved(cfg: DreamConfig) -> DreamConfig:
                          f"{', '.join(OBJECTIVES)}")
     seed_recipe = cfg.recipe == "seed"
     return replace(
-        cfg, model=get_spec(cfg.model).name, layer=cfg.layer or get_spec(cfg.model).default_layer,
+        cfg, model=spec.name, layer=cfg.layer or spec.default_layer, size=size,
         steps=cfg.steps if cfg.steps is not None else (100 if seed_recipe else 256),
         step_size=cfg.step_size if cfg.step_size is not None else (0.1 if seed_recipe else 0.05))
 
@@ -185,7 +188,8 @@ def dream_embedder(cfg: DreamConfig):
         raise UsageError(f"dream runs on Keras' TensorFlow backend; KERAS_BACKEND is "
                          f"{backend()}: run it with KERAS_BACKEND=tensorflow")
     return Embedder(EmbedConfig(model=cfg.model, layer=cfg.layer, weights=cfg.weights,
-                                image_size=cfg.size, precision=cfg.precision))
+                                image_size=cfg.size, precision=cfg.precision,
+                                preprocess=cfg.preprocess))
 
 
 def dream_batch(cfg: DreamConfig, channels: list[int], outputs: list[str | Path],
@@ -204,6 +208,8 @@ def dream_batch(cfg: DreamConfig, channels: list[int], outputs: list[str | Path]
         raise UsageError("give one output per channel, and at least one channel")
     fmts = [image_format(o) for o in outputs]
     emb = emb or dream_embedder(cfg)
+    # a saved model's default layer and input size are found when it is built
+    cfg = replace(cfg, layer=emb.config.layer, size=emb.config.image_size)
     objectives = channel_objectives(cfg.objective, channels, emb.dim, cfg.layer)
     run = _run_seed if cfg.recipe == "seed" else _run_improved
     images, values, start = run(emb, cfg, objectives, len(channels), progress)

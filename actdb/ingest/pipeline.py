@@ -216,13 +216,13 @@ class _Commits:
         self.ids, self.vecs, self.rows, self.pending_failures = [], [], [], []
 
 
-def _manifest(emb: Embedder, weights: str) -> Manifest:
+def _manifest(emb: Embedder) -> Manifest:
     from actdb.version import __version__
 
     c = emb.config
     return Manifest(
         model=c.model, layer=c.layer, pool=c.pool, dim=emb.dim, image_size=c.image_size,
-        resize=c.resize, precision=c.precision, weights=weights,
+        resize=c.resize, precision=c.precision, weights=c.weights, preprocess=c.preprocess,
         weights_sha256=emb.weights_sha256, fingerprint=emb.fingerprint,
         class_index_version=CLASS_INDEX_VERSION, actdb_version=__version__,
     )
@@ -237,10 +237,12 @@ def _check_cheap(store: Path, ec: EmbedConfig) -> EmbedConfig:
     m = read_manifest(store)
     if ec.precision == "auto":
         ec = replace(ec, precision=m.precision)
-    layer = ec.layer or get_spec(ec.model).default_layer
-    mine = {"model": get_spec(ec.model).name, "layer": layer, "pool": ec.pool,
-            "image_size": ec.image_size, "resize": ec.resize, "precision": ec.precision}
-    diff = [f"{k}: {getattr(m, k)} != {v}" for k, v in mine.items() if getattr(m, k) != v]
+    spec = get_spec(ec.model, ec.preprocess)
+    mine = {"model": spec.name, "layer": ec.layer or spec.default_layer, "pool": ec.pool,
+            "image_size": ec.image_size or spec.native_size, "resize": ec.resize,
+            "precision": ec.precision}
+    diff = [f"{k}: {getattr(m, k)} != {v}" for k, v in mine.items()
+            if v is not None and getattr(m, k) != v]
     if diff:
         raise mismatch(f"the store at {store}", diff)
     return ec
@@ -272,19 +274,24 @@ def store_recipe(store: str | Path, given: dict) -> EmbedConfig:
         raise UsageError(f"unknown recipe option(s): {', '.join(sorted(unknown))}")
     if not manifest_path(Path(store)).exists():
         return EmbedConfig(**given)
-    from actdb.models.registry import get_spec
-
     m = read_manifest(Path(store))
     stored = {k: getattr(m, k) for k in RECIPE}
+    preprocess = given.get("preprocess") or m.preprocess
     conflicts = {k: f"{k} {v} conflicts with the store's {stored[k]}"
                  for k, v in sorted(given.items(), key=lambda kv: RECIPE.index(kv[0]))
                  if k != "weights" and not (k == "precision" and v == "auto")
-                 and (get_spec(v).name if k == "model" else v) != stored[k]}
+                 and (_model_name(v, preprocess) if k == "model" else v) != stored[k]}
     if conflicts:
         them = "it" if len(conflicts) == 1 else "them"
         raise StoreMismatch(f"{'; '.join(conflicts.values())}; leave {them} out to ingest "
                             "with the store's recipe, or use another store", param=conflicts)
     return EmbedConfig(**{**stored, **{k: v for k, v in given.items() if k == "weights"}})
+
+
+def _model_name(model: str, preprocess: str | None) -> str:
+    from actdb.models.registry import get_spec
+
+    return get_spec(model, preprocess).name
 
 
 def prepare(cfg: IngestConfig):
@@ -320,7 +327,7 @@ def ingest(cfg: IngestConfig, progress: Progress | None = None,
     root = str(layout.root)
     with engine:
         emb = engine.prepare(ec)
-        manifest = _manifest(emb, cfg.embed.weights)
+        manifest = _manifest(emb)
         options = {k: v for k, v in asdict(cfg).items() if k not in ("root", "store")}
         # the backend is in the run, not the manifest: vectors do not depend on it
         options.update(backend=backend(), **engine.options())

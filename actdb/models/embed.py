@@ -25,7 +25,14 @@ import numpy as np
 from actdb import heavy
 from actdb.errors import StoreMismatch, UsageError
 from actdb.images import RESIZE_METHODS, decode_named
-from actdb.models.registry import get_spec, load_application, weights_sha256
+from actdb.models.registry import (
+    default_weights,
+    get_spec,
+    last_spatial,
+    layer_names,
+    load_application,
+    weights_sha256,
+)
 
 POOLS = ("mean", "max")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -36,13 +43,14 @@ _BUILD_LOCK = threading.Lock()
 class EmbedConfig:
     """How images become vectors. Stored in the manifest; queries reuse it unchanged."""
 
-    model: str = "vgg19"
+    model: str = "vgg19"  # a registry name, or a saved model's path
     layer: str | None = None  # None: the model's default layer
     pool: str = "mean"
     weights: str = "imagenet"
-    image_size: int = 224
+    image_size: int | None = None  # None: the model's native size (a saved model's, or 224)
     resize: str = "squash"
     precision: str = "auto"
+    preprocess: str | None = None  # a saved model's mode (registry models have their own)
 
 
 def backend() -> str:
@@ -106,42 +114,76 @@ def default_batch_size(gpu: bool | None = None) -> int:
     return 256 if gpu else 32
 
 
-class Embedder:
-    """A built, ready-to-run feature extractor (model up to ``layer``, then pooling)."""
+class Network:
+    """A network built once with its weights and precision, at one input size: the base that
+    one Embedder, or several layers' Embedders in one forward pass, cut and pool."""
 
     def __init__(self, config: EmbedConfig):
         keras = heavy.keras()
-        spec = get_spec(config.model)
-        layer = config.layer or spec.default_layer
-        if config.pool not in POOLS:
-            raise UsageError(f"unknown pool {config.pool!r}; use one of {', '.join(POOLS)}")
+        self.spec = spec = get_spec(config.model, config.preprocess)
         if config.resize not in RESIZE_METHODS:
             raise UsageError(
                 f"unknown resize {config.resize!r}; use one of {', '.join(RESIZE_METHODS)}"
             )
-        if config.image_size < 32:
-            raise UsageError(f"image_size must be at least 32, not {config.image_size}",
-                             param="image_size")
-        precision = resolve_precision(config.precision)
-        self.config = replace(config, model=spec.name, layer=layer, precision=precision)
-        self.spec = spec
+        self.size = size = config.image_size or spec.native_size or 224
+        if size < 32:
+            raise UsageError(f"image_size must be at least 32, not {size}", param="image_size")
+        self.precision = resolve_precision(config.precision)
         with _BUILD_LOCK:  # the dtype policy is Keras' global setting, restored after
             previous = keras.config.dtype_policy()
-            keras.config.set_dtype_policy("mixed_bfloat16" if precision == "bf16" else "float32")
+            keras.config.set_dtype_policy(
+                "mixed_bfloat16" if self.precision == "bf16" else "float32")
             try:
-                base = load_application(
-                    spec, config.weights, include_top=False,
-                    input_shape=(config.image_size, config.image_size, 3),
-                )
+                self.base = load_application(spec, config.weights, include_top=False,
+                                             input_shape=(size, size, 3))
             finally:
                 keras.config.set_dtype_policy(previous)
-        names = [lyr.name for lyr in base.layers]
-        if layer not in names:
-            raise UsageError(
-                f"unknown layer {layer!r} for {spec.name}; valid layers: {', '.join(names[1:])}"
-            )
+        fixed = tuple(self.base.input.shape[1:3])
+        if spec.saved and None not in fixed:  # a saved model may take one size only
+            if config.image_size not in (None, fixed[0]):
+                raise UsageError(f"{spec.name} takes {fixed[0]}x{fixed[1]} images; pass "
+                                 f"--image-size {fixed[0]} or leave it out", param="image_size")
+            self.size = int(fixed[0])
+        #: layers by their stable names (``registry.layer_names``)
+        self.layers = dict(zip(layer_names(self.base, renumber=not spec.saved),
+                               self.base.layers, strict=True))
+
+
+def _forward(model, x: np.ndarray, jax: bool) -> list[np.ndarray]:
+    """A Keras model's outputs (one or several) on a preprocessed batch, as float32."""
+    n = len(x)
+    if jax and n & (n - 1):  # JAX compiles per shape: pad to a power of two
+        x = np.concatenate([x, np.zeros((1 << n.bit_length(), *x.shape[1:]),
+                                        np.float32)[: (1 << n.bit_length()) - n]])
+    out = model.predict_on_batch(x)
+    return [np.asarray(o, dtype=np.float32)[:n] for o in (out if isinstance(out, list | tuple)
+                                                           else [out])]
+
+
+class Embedder:
+    """A built, ready-to-run feature extractor (model up to ``layer``, then pooling)."""
+
+    def __init__(self, config: EmbedConfig, *, network: Network | None = None):
+        keras = heavy.keras()
+        if config.pool not in POOLS:
+            raise UsageError(f"unknown pool {config.pool!r}; use one of {', '.join(POOLS)}")
+        net = network or Network(config)
+        spec, size, precision, base, layers = (net.spec, net.size, net.precision, net.base,
+                                               net.layers)
+        layer = config.layer or spec.default_layer or last_spatial(layers)
+        if layer not in layers:
+            import difflib
+
+            close = difflib.get_close_matches(layer, list(layers), n=3)
+            hint = f" (close: {', '.join(close)})" if close else ""
+            raise UsageError(f"unknown layer {layer!r} for {spec.name}{hint}; `actdb layers "
+                             f"{config.model}` lists its {len(layers)} layers", param="layer")
+        self.config = replace(config, model=spec.name, layer=layer, precision=precision,
+                              image_size=size, weights=default_weights(spec, config.weights),
+                              preprocess=spec.preprocess if spec.saved else None)
+        self.spec = spec
         #: the model up to the layer (its spatial activations: dream, heatmaps)
-        self.features = keras.Model(base.input, base.get_layer(layer).output)
+        self.features = keras.Model(base.input, layers[layer].output)
         if len(self.features.output.shape) != 4:
             raise UsageError(f"layer {layer!r} is not a spatial (4-D) layer", param="layer")
         pool = (keras.layers.GlobalAveragePooling2D if config.pool == "mean"
@@ -152,7 +194,7 @@ class Embedder:
         self.weights_sha256 = weights_sha256(self.features)
         self._preprocess = spec.preprocess_input()
         self._jax = keras.backend.backend() == "jax"
-        self.embed(np.zeros((1, config.image_size, config.image_size, 3), np.uint8))  # compile
+        self.embed(np.zeros((1, size, size, 3), np.uint8))  # compile
 
     @property
     def fingerprint(self) -> str:
@@ -171,18 +213,39 @@ class Embedder:
 
     def embed(self, images: np.ndarray) -> np.ndarray:
         """Pooled float32 vectors for a (n, size, size, 3) uint8 RGB batch."""
-        x = self.preprocess(images)
-        n = len(x)
-        if self._jax and n & (n - 1):  # JAX compiles per shape: pad to a power of two
-            x = np.concatenate([x, np.zeros((1 << n.bit_length(), *x.shape[1:]),
-                                            np.float32)[: (1 << n.bit_length()) - n]])
-        return np.asarray(self.model.predict_on_batch(x), dtype=np.float32)[:n]
+        return _forward(self.model, self.preprocess(images), self._jax)[0]
 
     def embed_files(self, paths: list[str | Path | bytes], batch_size: int = 32,
                     names: list[str] | None = None) -> np.ndarray:
         """Decode and embed image files (or raw bytes) exactly as ingest does; a bad image's
         error names it (``names``, else its path)."""
         return embed_decoded(self, paths, batch_size, names)
+
+
+class LayersEmbedder:
+    """Several layers of one network in one forward pass (one Keras model with an output per
+    layer): ``members`` are the layers' Embedders, each exactly what ``Embedder`` gives alone
+    (its config, fingerprint and vectors).
+
+    >>> two = LayersEmbedder(EmbedConfig(weights="random:0", image_size=32, precision="fp32"),
+    ...                      ["block4_conv4", "block5_conv4"])
+    >>> [v.shape for v in two.embed(np.zeros((2, 32, 32, 3), np.uint8))]
+    [(2, 512), (2, 512)]
+    """
+
+    def __init__(self, config: EmbedConfig, layers: list[str]):
+        if not layers or len(set(layers)) != len(layers):
+            raise UsageError("name each layer once, and at least one", param="layers")
+        keras = heavy.keras()
+        net = Network(config)
+        self.members = [Embedder(replace(config, layer=lyr), network=net) for lyr in layers]
+        first = self.members[0]
+        self.model = keras.Model(net.base.input, [m.model.output for m in self.members])
+        self.config, self._preprocess, self._jax = first.config, first.preprocess, first._jax
+
+    def embed(self, images: np.ndarray) -> list[np.ndarray]:
+        """Each layer's pooled float32 vectors for a uint8 RGB batch, from one forward pass."""
+        return _forward(self.model, self._preprocess(images), self._jax)
 
 
 def embed_decoded(emb, paths: list[str | Path | bytes], batch_size: int = 32,
@@ -232,7 +295,7 @@ def store_embedder(manifest) -> Embedder:
     m = manifest
     emb = shared_embedder(EmbedConfig(model=m.model, layer=m.layer, pool=m.pool, weights=m.weights,
                                image_size=m.image_size, resize=m.resize,
-                               precision=m.precision))
+                               precision=m.precision, preprocess=m.preprocess))
     if emb.weights_sha256 != m.weights_sha256:
         raise StoreMismatch(
             f"the weights at {m.weights} are not the ones this store was built with "
@@ -245,5 +308,9 @@ def model_fingerprint(config: EmbedConfig, weights_sha: str) -> str:
     """sha256 (16 hex digits) of the resolved embedding recipe and the weights' hash."""
     d = asdict(config)
     d.pop("weights")  # the source does not matter, the weights themselves do
+    if d["preprocess"] is None:
+        d.pop("preprocess")  # registry models: fingerprints as before saved models came
+    else:
+        d["model"] = "saved"  # a saved model is its weights, wherever its file lies
     d["weights_sha256"] = weights_sha
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]

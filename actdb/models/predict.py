@@ -1,8 +1,8 @@
 """``actdb predict``: ask several full ImageNet classifiers what they see.
 
-Each model gets its own ``preprocess_input`` (the image is resized to 224 x 224 with the same
-decoder ingest uses); class names come from the offline class index, never from Keras'
-downloaded JSON.
+Each model gets its own ``preprocess_input`` at its own native input size (the image is
+resized with the same decoder ingest uses: 224 x 224 for VGG, 299 for Inception); class
+names come from the offline class index, never from Keras' downloaded JSON.
 
 For example::
 
@@ -17,9 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from actdb.errors import UsageError
-from actdb.models.registry import MODELS
-
-TOP_SIZE = 224
+from actdb.models.registry import find_spec
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,15 +41,26 @@ def parse_weights_options(values: list[str] | None) -> tuple[str, dict[str, str]
     default, per_model = "imagenet", {}
     for v in values or []:
         name, sep, source = v.partition("=")
-        if sep and name.strip().lower() in MODELS:
-            per_model[name.strip().lower()] = source
+        if sep and find_spec(name.strip()):
+            per_model[find_spec(name.strip()).name] = source
         elif sep and not Path(v).exists():
             raise UsageError(f"weights {v!r}: {name!r} is not a model; use MODEL=SOURCE with "
-                             f"one of {', '.join(MODELS)}, or one SOURCE for every model",
+                             "a registry model (`actdb layers` lists them), or one SOURCE for "
+                             "every model",
                              param="weights")
         else:
             default = v
     return default, per_model
+
+
+def classifier(name: str):
+    """The registry model whose full ImageNet classifier ``predict`` runs."""
+    spec = find_spec(name)
+    if spec is None:
+        raise UsageError(f"unknown model {name!r} for predict, which runs the ImageNet "
+                         "classifiers of the registry models (`actdb layers` lists them)",
+                         param="models")
+    return spec
 
 
 class Predictor:
@@ -59,7 +68,7 @@ class Predictor:
     hundreds of pictures). ``predict`` is one call of a fresh Predictor."""
 
     def __init__(self, cfg: PredictConfig | None = None):
-        from actdb.models.registry import get_spec
+        from dataclasses import replace
 
         cfg = cfg or PredictConfig()
         if not 1 <= cfg.top <= 1000:
@@ -67,8 +76,10 @@ class Predictor:
                              param="top")
         if not cfg.models:
             raise UsageError("name at least one model")
-        names = [get_spec(m).name for m in cfg.models]
-        stray = sorted(set(cfg.weights) - set(names))
+        names = [classifier(m).name for m in cfg.models]
+        weights = {(find_spec(k).name if find_spec(k) else k): v for k, v in cfg.weights.items()}
+        cfg = replace(cfg, models=tuple(names), weights=weights)
+        stray = sorted(set(weights) - set(names))
         if stray:
             raise UsageError(f"weights are given for {', '.join(stray)}, which is not among "
                              f"the models to run ({', '.join(names)})", param="weights")
@@ -88,18 +99,21 @@ class Predictor:
         """Top-K (wnid, name, probability) per image per model, as a list of records."""
         from actdb.images import decode_named
         from actdb.models.classes import class_index
-        from actdb.models.registry import get_spec
 
         cfg = self.cfg
         for p in images:
             if not isinstance(p, bytes) and not Path(p).is_file():
                 raise UsageError(f"image {p} is not a file")
         idx = class_index()
-        batch = np.stack([decode_named(p, TOP_SIZE, name=getattr(p, "name", None))
-                          for p in images]).astype(np.float32)
+        batches: dict[int, np.ndarray] = {}  # decoded once per input size
         out = []
         for name in cfg.models:
-            spec = get_spec(name)
+            spec = classifier(name)
+            size = spec.native_size
+            if size not in batches:
+                batches[size] = np.stack([decode_named(p, size, name=getattr(p, "name", None))
+                                          for p in images]).astype(np.float32)
+            batch = batches[size]
             model, pre = self._model(spec), spec.preprocess_input()
             probs = np.concatenate([  # in batches: many images' activations at once are large
                 np.asarray(model(pre(batch[i:i + 32].copy()), training=False), np.float64)

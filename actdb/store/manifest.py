@@ -22,7 +22,7 @@ FORMAT_VERSION = 2
 FIX = "use the store's settings or another --store"
 #: Fields that must agree before vectors can share a store (or be compared at all).
 COMPAT_FIELDS = ("model", "layer", "pool", "dim", "image_size", "resize", "precision",
-                 "weights_sha256")
+                 "preprocess", "weights_sha256")
 
 
 def _now() -> str:
@@ -42,11 +42,17 @@ class Manifest:
     precision: str
     weights: str
     weights_sha256: str
+    preprocess: str | None = None  # a saved model's input scaling (registry models: own)
     fingerprint: str = ""
     class_index_version: str = ""
     actdb_version: str = ""
     format_version: int = FORMAT_VERSION
     created_at: str = field(default_factory=_now)
+
+    @property
+    def model_label(self) -> str:
+        """The model by name: a saved model's file name, never a path of this machine."""
+        return Path(self.model).name
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"

@@ -160,7 +160,8 @@ def export_parquet(store, ids: np.ndarray, path: str | Path, note: str | None = 
             if writer is None:
                 m = store.manifest
                 t = t.replace_schema_metadata({"actdb": (
-                    f"{m.model} {m.layer}, {m.pool}-pooled, {dim}-d, weights {m.weights}")})
+                    f"{m.model_label} {m.layer}, {m.pool}-pooled, {dim}-d, "
+                    f"weights {Path(m.weights).name}")})
                 writer = pq.ParquetWriter(path, t.schema)
             writer.write_table(t.cast(writer.schema))
     finally:
@@ -208,7 +209,7 @@ def export_projector(store, ids: np.ndarray, folder: str | Path, note: str | Non
     m = store.manifest
     (folder / "projector_config.pbtxt").write_text(
         "embeddings {\n"
-        f'  tensor_name: "actdb {m.model} {m.layer}"\n'
+        f'  tensor_name: "actdb {m.model_label} {m.layer}"\n'
         '  tensor_path: "tensors.tsv"\n'
         '  metadata_path: "metadata.tsv"\n'
         "  sprite {\n"
@@ -218,7 +219,7 @@ def export_projector(store, ids: np.ndarray, folder: str | Path, note: str | Non
         "  }\n"
         "}\n", encoding="utf-8")
     (folder / "projector_config.json").write_text(json.dumps(projector_json(
-        f"actdb {m.model} {m.layer}", vecs.shape, size, base_url), indent=2) + "\n",
+        f"actdb {m.model_label} {m.layer}", vecs.shape, size, base_url), indent=2) + "\n",
         encoding="utf-8")
     files = ["tensors.tsv", "metadata.tsv", "sprite.png", "projector_config.pbtxt",
              "projector_config.json"]

@@ -101,9 +101,10 @@ def test_different_settings_are_refused(tmp_path, built_store):
                                                  precision="fp32"))
 
 
-def test_unknown_layer_lists_valid_ones(tmp_path):
+def test_unknown_layer_points_to_the_layers_command(tmp_path):
     root = make_tree(tmp_path / "data", per_class=1)
-    with pytest.raises(UsageError, match="valid layers: .*block5_conv4"):
+    with pytest.raises(UsageError, match=r"'nope' for vgg19.*`actdb layers vgg19` lists its "
+                       r"2\d layers"):
         run(root, tmp_path / "s", embed=EmbedConfig(weights=WEIGHTS, image_size=SIZE,
                                                     layer="nope"))
 

@@ -62,3 +62,21 @@ def test_embedders_of_one_recipe_are_shared_and_a_changed_weights_file_is_built_
     os.utime(path, ns=(1, 1))  # the file changed: its model is built again
     assert embed.shared_embedder(replace(cfg, weights=str(path))) is not from_file
     assert len(embed._shared) <= embed.SHARED_MAX
+
+
+@pytest.mark.slow  # four VGG19 builds
+@pytest.mark.parametrize("pool", ["mean", "max"])
+def test_several_layers_in_one_pass_equal_each_layer_alone(pool):
+    from actdb.models.embed import LayersEmbedder
+
+    cfg = EmbedConfig(weights="random:0", image_size=32, precision="fp32", pool=pool)
+    layers = ["block3_conv4", "block4_conv4", "block5_conv4"]
+    both = LayersEmbedder(cfg, layers)
+    imgs = np.stack([np.asarray(class_image(c, 0).resize((32, 32))) for c in range(3)])
+    got = both.embed(imgs)
+    for lyr, vecs, member in zip(layers, got, both.members, strict=True):
+        alone = Embedder(replace(cfg, layer=lyr))
+        assert member.fingerprint == alone.fingerprint and member.dim == alone.dim
+        np.testing.assert_allclose(vecs, alone.embed(imgs), rtol=1e-6, atol=1e-6)
+    with pytest.raises(UsageError, match="each layer once"):
+        LayersEmbedder(cfg, ["block5_conv4", "block5_conv4"])

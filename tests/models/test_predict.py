@@ -45,3 +45,26 @@ def test_bad_top_and_unavailable_weights(image, monkeypatch):
     monkeypatch.setattr(fu, "get_file", offline)
     with pytest.raises(WeightsUnavailable, match="--weights FILE"):
         predict([image], PredictConfig(models=("resnet50",)))
+
+
+@pytest.mark.slow
+def test_each_classifier_sees_the_image_at_its_own_size(image):
+    """inception_v3 classifies at 299 x 299: its top-1 equals Keras' own classifier on the
+    image decoded at 299 with inception's preprocess_input."""
+    import keras
+    import numpy as np
+
+    from actdb.images import decode_named
+    from tests.helpers import keras_reference
+
+    res = predict([image], PredictConfig(models=("InceptionV3",), top=2,
+                                         weights={"inception_v3": "random:0"}))
+    assert [r["model"] for r in res] == ["inception_v3"]
+    ref = keras_reference("InceptionV3", include_top=True)
+    x = keras.applications.inception_v3.preprocess_input(
+        decode_named(image, 299).astype(np.float32)[None])
+    probs = np.asarray(ref(x, training=False))[0]
+    top = np.argsort(-probs, kind="stable")[:2]
+    assert [t["wnid"] for t in res[0]["top"]] == [class_index().classes[i].wnid for i in top]
+    np.testing.assert_allclose([t["probability"] for t in res[0]["top"]], probs[top],
+                               rtol=1e-5)
