@@ -20,6 +20,7 @@ TINY = {
                  "--atlas-channels", "2"],
     "serve.py": ["--size", "32", "--images", "16", "--requests", "2", "--uploads", "1"],
     "viz.py": ["--sizes", "200"],
+    "spaces.py": ["--images", "8", "--size", "32", "--batch", "4", "--sample", "2000"],
     "vs_notebook.py": ["--images", "8", "--size", "32"],
     "vs_engines.py": ["--n", "3000", "--classes", "20", "--queries", "5", "--slow-queries",
                       "2"],
