@@ -129,7 +129,8 @@ def info_text(d: dict) -> str:
     lines = [
         ("store", d["store"]),
         ("model", f"{d['model']} / {d['layer']} / {d['pool']}-pooled, dim {d['dim']}"),
-        ("input", f"{d['image_size']}px, resize {d['resize']}, precision {d['precision']}"),
+        ("input", f"{d['image_size']}px, resize {d['resize']}, precision {d['precision']}"
+                  + (f", preprocess {d['preprocess']}" if d.get("preprocess") else "")),
         ("weights", f"{d['weights']} (sha256 {d['weights_sha256'][:16]}…)"),
         ("images", f"{d['images']} ("
                    + (", ".join(f"{k} {v}" for k, v in d["images_per_split"].items())

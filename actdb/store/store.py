@@ -131,7 +131,7 @@ class Store:
             "model": m.model, "layer": m.layer, "pool": m.pool, "dim": m.dim,
             "image_size": m.image_size, "resize": m.resize, "precision": m.precision,
             "weights": m.weights, "weights_sha256": m.weights_sha256,
-            "model_fingerprint": m.fingerprint,
+            "preprocess": m.preprocess, "model_fingerprint": m.fingerprint,
             **counts, "size_bytes": size, "index": index, "stats": stats,
             "damaged": damaged,
         }

@@ -1,0 +1,52 @@
+"""A store made by an earlier actdb (tests/fixtures/make_old_store.py, at the commit its JSON
+names) opens with today's code and answers exactly as it did then."""
+
+import json
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import actdb
+
+FIXTURES = Path(__file__).parents[1] / "fixtures"
+THEN = json.loads((FIXTURES / "store-format2.json").read_text())
+
+
+@pytest.fixture
+def old(tmp_path):
+    with tarfile.open(FIXTURES / "store-format2.tgz") as tar:
+        tar.extractall(tmp_path, filter="data")
+    return tmp_path
+
+
+def test_an_old_store_answers_nearest_centroids_and_sql_as_it_did(old):
+    from tests.fixtures.make_old_store import QUERIES
+
+    with actdb.open(old / "store") as db:
+        near = db.nearest("id:0", k=5).neighbors
+        assert near.image_id.tolist() == THEN["nearest_id0"]["image_id"]
+        np.testing.assert_allclose(near.distance, THEN["nearest_id0"]["distance"], rtol=1e-6)
+        cents = db.centroids("id:4", k=3)
+        for col, values in THEN["centroids_id4"].items():
+            if col in ("class_name", "inside"):
+                assert cents[col].tolist() == values
+            else:
+                np.testing.assert_allclose(cents[col], values, rtol=1e-6)
+        for name, q in QUERIES.items():
+            rows = db.sql(q).to_pylist()
+            assert len(rows) == len(THEN["sql"][name]), name
+            for row, then in zip(rows, THEN["sql"][name], strict=True):
+                assert row == pytest.approx(then), name
+        info = db.info()
+        assert info["model_fingerprint"] == THEN["manifest"]["fingerprint"]
+        assert (info["images"], info["damaged"]) == (9, [])
+
+
+@pytest.mark.slow  # builds the store's model
+def test_an_old_stores_model_and_image_queries_are_unchanged(old):
+    with actdb.open(old / "store") as db:
+        assert db.embedder.fingerprint == THEN["manifest"]["fingerprint"]
+        got = db.embed([str(old / "data" / THEN["embed"]["image"])])[0]
+    np.testing.assert_allclose(got, THEN["embed"]["vector"], rtol=1e-6, atol=1e-7)
