@@ -10,6 +10,16 @@ from _pytest.doctest import DoctestItem
 
 from tests.helpers import SIZE, WEIGHTS, make_tree
 
+#: Docstring examples that take seconds (they build a network or merge stores): slow-marked,
+#: so the fast subset stays under a minute; the full suite runs them.
+SLOW_DOCTESTS = {"actdb.models.embed.LayersEmbedder", "actdb.merging"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if isinstance(item, DoctestItem) and item.name in SLOW_DOCTESTS:
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(scope="session")
 def built_store(tmp_path_factory) -> Path:

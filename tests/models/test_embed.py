@@ -12,7 +12,7 @@ from tests.helpers import class_image, keras_reference
 @pytest.mark.parametrize("model,layer,dim,module", [
     pytest.param("vgg16", "block5_conv3", 512, "vgg16", marks=pytest.mark.slow),
     pytest.param("resnet50", "conv5_block3_out", 2048, "resnet50", marks=pytest.mark.slow),
-    ("vgg19", "block4_pool", 512, "vgg19"),
+    pytest.param("vgg19", "block4_pool", 512, "vgg19", marks=pytest.mark.slow),
 ])
 def test_each_model_equals_keras_with_its_own_preprocessing(model, layer, dim, module):
     import keras

@@ -43,6 +43,7 @@ def test_preprocessing_is_the_registry_models_own_and_a_saved_models_choice(tmp_
                                .preprocess_input()(x.copy()), 255.0)
 
 
+@pytest.mark.slow  # two builds of mobilenet_v3_small
 def test_counter_named_layers_get_the_same_names_in_every_build():
     """Keras names unnamed layers by a process-wide counter (activation_316); actdb numbers
     them within the model, so a store's layer means the same layer in every process."""
