@@ -113,3 +113,22 @@ def test_a_saved_model_embeds_like_keras_with_its_preprocessing_and_its_weights_
         Embedder(EmbedConfig(model=str(path), preprocess="torch", image_size=64))
     with pytest.raises(UsageError, match="no saved weights"):
         Embedder(EmbedConfig(model="vgg19", weights="saved", image_size=32))
+
+
+def test_a_failed_download_names_the_file_keras_wanted(monkeypatch, tmp_path):
+    import keras.src.utils.file_utils as fu
+
+    from actdb.errors import WeightsUnavailable
+
+    url = "https://storage.example/keras-applications/mobilenet_1_0_224_tf_no_top.h5"
+
+    def offline(*a, **k):
+        raise Exception(f"URL fetch failure on {url}: None -- [Errno -3] no network")
+
+    monkeypatch.setattr(fu, "get_file", offline)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    with pytest.raises(WeightsUnavailable) as err:
+        Embedder(EmbedConfig(model="mobilenet", image_size=128))
+    msg = str(err.value)
+    assert "put mobilenet_1_0_224_tf_no_top.h5 in " + str(tmp_path / "models") in msg
+    assert "no network" in msg and "\n" not in msg
