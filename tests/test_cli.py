@@ -296,3 +296,13 @@ def test_a_saved_keras_model_ingests_and_answers_queries_like_a_registry_model(t
     assert res.exit_code == 0, res.output
     dreamt = json.loads(res.stdout)["config"]
     assert (dreamt["layer"], dreamt["size"], dreamt["channel"]) == ("c2", SIZE, 3)
+    # a retrained file is refused by its weights, a lost one named
+    retrained = keras.saving.load_model(model_file)
+    retrained.get_layer("c1").kernel.assign(retrained.get_layer("c1").kernel * 2)
+    retrained.save(model_file)
+    other = sorted(root.rglob("*.JPEG"))[-1]  # not asked before: not in the query cache
+    res = runner.invoke(app, ["nearest", str(other), "--store", str(store)])
+    assert res.exit_code == 1 and f"weights at {model_file.resolve()} are not" in res.stderr
+    model_file.unlink()
+    res = runner.invoke(app, ["nearest", str(other), "--store", str(store)])
+    assert res.exit_code == 1 and "model file" in res.stderr and "is missing" in res.stderr

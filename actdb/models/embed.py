@@ -280,8 +280,10 @@ def _weights_identity(weights: str) -> tuple:
 
 def shared_embedder(config: EmbedConfig) -> Embedder:
     """An Embedder for ``config``, shared with earlier calls of this process for the same
-    recipe and weights (an Embedder holds no state a caller changes)."""
-    key = (*asdict(replace(config, weights="")).items(), _weights_identity(config.weights))
+    recipe and weights, a weights file or saved model known by its path, size and
+    modification time (an Embedder holds no state a caller changes)."""
+    key = (*asdict(replace(config, weights="")).items(), _weights_identity(config.weights),
+           _weights_identity(config.model))  # a saved model's file holds weights too
     with _shared_lock:
         emb = _shared.pop(key, None) or Embedder(config)
         _shared[key] = emb  # the most recently used last
@@ -293,12 +295,16 @@ def shared_embedder(config: EmbedConfig) -> Embedder:
 def store_embedder(manifest) -> Embedder:
     """The Embedder of a store's manifest, refused when its weights are not the store's."""
     m = manifest
+    if m.preprocess is not None and not Path(m.model).is_file():
+        raise StoreMismatch(f"this store's model file {m.model} is missing; put it back (its "
+                            f"weights are checked by sha256 {m.weights_sha256[:12]})")
     emb = shared_embedder(EmbedConfig(model=m.model, layer=m.layer, pool=m.pool, weights=m.weights,
                                image_size=m.image_size, resize=m.resize,
                                precision=m.precision, preprocess=m.preprocess))
     if emb.weights_sha256 != m.weights_sha256:
+        where = m.model if m.weights == "saved" else m.weights
         raise StoreMismatch(
-            f"the weights at {m.weights} are not the ones this store was built with "
+            f"the weights at {where} are not the ones this store was built with "
             f"(sha256 {emb.weights_sha256[:12]} != {m.weights_sha256[:12]}); "
             "restore the original weights file")
     return emb
