@@ -1,4 +1,5 @@
-"""Model registry: which Keras applications actdb can embed with, and how to load them.
+"""Model registry: every Keras application by name, a user's saved models, stable layer
+names, and how to load weights.
 
 Weights are one of ``imagenet`` (Keras' own download and cache), a path to a Keras weights
 file, or ``random:SEED``: Keras' initialisation scheme (Glorot-uniform kernels; biases and
@@ -33,7 +34,7 @@ PREPROCESS_MODES = ("caffe", "tf", "torch", "none")
 @dataclass(frozen=True, kw_only=True)
 class ModelSpec:
     """A network actdb embeds with: a ``keras.applications`` model, or a saved Keras model
-    (``path``), with its preprocessing, native input size and default layer."""
+    (``name`` is its path), with its preprocessing, native input size and default layer."""
 
     name: str  # registry name; a saved model's resolved path
     family: str = ""
@@ -138,8 +139,9 @@ def get_spec(name: str, preprocess: str | None = None) -> ModelSpec:
         return saved_spec(name, preprocess)
     spec = find_spec(name)
     if spec is None:
-        raise UsageError(f"unknown model {name!r}; choose one of {', '.join(MODELS)} (see "
-                         "`actdb layers`), or give a saved model FILE.keras", param="model")
+        raise UsageError(f"unknown model {name!r}; `actdb layers` lists the {len(MODELS)} "
+                         "models (vgg19, resnet50, inception_v3, ...), or give a saved model "
+                         "FILE.keras", param="model")
     if preprocess not in (None, "", spec.preprocess):
         raise UsageError(f"{spec.name} has its own preprocessing; leave --preprocess out",
                          param="preprocess")
