@@ -82,6 +82,7 @@ def test_every_registry_model_builds_with_random_weights_and_embeds_at_its_own_s
     assert emb.dim == net.base.output.shape[-1]
 
 
+@pytest.mark.slow  # builds and saves a Keras model
 def test_a_saved_model_embeds_like_keras_with_its_preprocessing_and_its_weights_name_it(
         tmp_path):
     import shutil

@@ -21,6 +21,7 @@ def old(tmp_path):
     return tmp_path
 
 
+@pytest.mark.slow  # a second of queries; the full suite runs it
 def test_an_old_store_answers_nearest_centroids_and_sql_as_it_did(old):
     from tests.fixtures.make_old_store import QUERIES
 
