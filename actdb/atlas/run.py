@@ -156,7 +156,7 @@ def _analyse(db, results, jobs_cfg, predictor, data: ChannelData, cfg: AtlasConf
         c = cents[cents["query"] == names[i]].iloc[0]
         c_key = c.synset or c.class_name
         t_key, t_name = data.top_class.get(ch, (None, None))
-        row = {"model": m.model, "layer": m.layer, "channel": ch, "recipe": cfg.recipe,
+        row = {"model": m.model_label, "layer": m.layer, "channel": ch, "recipe": cfg.recipe,
                "objective": jobs_cfg.objective, "seed": jobs_cfg.seed, "steps": jobs_cfg.steps,
                "size": cfg.size, "variant": variant,
                "start_activation": res.start_activation, "objective_value": res.final_activation,
@@ -212,7 +212,7 @@ def run_atlas(db, cfg: AtlasConfig, progress: Progress | None = None,
                  (replace(base, seed=base.seed + 1), True)]
     with db.store.reader() as con:
         todo = [(job, variant, [ch for ch in channels if ch not in reads.channels_done(
-            con, m.model, m.layer, job.recipe, job.objective, job.seed, job.steps, cfg.size)])
+            con, m.model_label, m.layer, job.recipe, job.objective, job.seed, job.steps, cfg.size)])
             for job, variant in jobs]
     total = len(channels) * len(jobs)
     remaining = sum(len(t[2]) for t in todo)
@@ -229,7 +229,7 @@ def run_atlas(db, cfg: AtlasConfig, progress: Progress | None = None,
         for job, variant, chans in todo:
             for start in range(0, len(chans), cfg.batch):
                 part = chans[start:start + cfg.batch]
-                outs = [files.atlas_picture(db.path, m.model, m.layer, job.recipe,
+                outs = [files.atlas_picture(db.path, m.model_label, m.layer, job.recipe,
                                             job.objective, job.seed, ch) for ch in part]
                 results = dream_batch(job, part, outs, emb=emb)
                 rows = _analyse(db, results, job, predictor, data, cfg, variant)

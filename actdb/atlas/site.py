@@ -23,8 +23,8 @@ SHOWN = 6  # top examples with heatmaps on a channel page
 
 
 def page_path(model: str, layer: str, channel: int) -> str:
-    """A channel page's address inside the site (a saved model: by its file's name)."""
-    return f"{Path(model).name}/{layer}/{channel}.html"
+    """A channel page's address inside the site (``model``: the atlas rows' model label)."""
+    return f"{model}/{layer}/{channel}.html"
 
 
 def _thumbs(db, folder: Path, ids: set[int], size: int = 112) -> dict[int, str]:

@@ -163,7 +163,8 @@ def _forward(model, x: np.ndarray, jax: bool) -> list[np.ndarray]:
 class Embedder:
     """A built, ready-to-run feature extractor (model up to ``layer``, then pooling)."""
 
-    def __init__(self, config: EmbedConfig, *, network: Network | None = None):
+    def __init__(self, config: EmbedConfig, *, network: Network | None = None,
+                 warm: bool = True):
         keras = heavy.keras()
         if config.pool not in POOLS:
             raise UsageError(f"unknown pool {config.pool!r}; use one of {', '.join(POOLS)}")
@@ -194,7 +195,8 @@ class Embedder:
         self.weights_sha256 = weights_sha256(self.features)
         self._preprocess = spec.preprocess_input()
         self._jax = keras.backend.backend() == "jax"
-        self.embed(np.zeros((1, size, size, 3), np.uint8))  # compile
+        if warm:
+            self.embed(np.zeros((1, size, size, 3), np.uint8))  # compile
 
     @property
     def fingerprint(self) -> str:
@@ -238,10 +240,13 @@ class LayersEmbedder:
             raise UsageError("name each layer once, and at least one", param="layers")
         keras = heavy.keras()
         net = Network(config)
-        self.members = [Embedder(replace(config, layer=lyr), network=net) for lyr in layers]
+        # the members are not compiled: only the model with every layer's output runs
+        self.members = [Embedder(replace(config, layer=lyr), network=net, warm=False)
+                        for lyr in layers]
         first = self.members[0]
         self.model = keras.Model(net.base.input, [m.model.output for m in self.members])
         self.config, self._preprocess, self._jax = first.config, first.preprocess, first._jax
+        self.embed(np.zeros((1, net.size, net.size, 3), np.uint8))  # compile
 
     def embed(self, images: np.ndarray) -> list[np.ndarray]:
         """Each layer's pooled float32 vectors for a uint8 RGB batch, from one forward pass."""

@@ -41,8 +41,8 @@ def parse_weights_options(values: list[str] | None) -> tuple[str, dict[str, str]
     default, per_model = "imagenet", {}
     for v in values or []:
         name, sep, source = v.partition("=")
-        if sep and find_spec(name.strip()):
-            per_model[find_spec(name.strip()).name] = source
+        if sep and (spec := find_spec(name.strip())):
+            per_model[spec.name] = source
         elif sep and not Path(v).exists():
             raise UsageError(f"weights {v!r}: {name!r} is not a model; use MODEL=SOURCE with "
                              "a registry model (`actdb layers` lists them), or one SOURCE for "
@@ -77,7 +77,7 @@ class Predictor:
         if not cfg.models:
             raise UsageError("name at least one model")
         names = [classifier(m).name for m in cfg.models]
-        weights = {(find_spec(k).name if find_spec(k) else k): v for k, v in cfg.weights.items()}
+        weights = {getattr(find_spec(k), "name", k): v for k, v in cfg.weights.items()}
         cfg = replace(cfg, models=tuple(names), weights=weights)
         stray = sorted(set(weights) - set(names))
         if stray:

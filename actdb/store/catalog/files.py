@@ -59,13 +59,9 @@ def writer_waiting_path(store: Path) -> Path:
 
 def atlas_picture(store: Path, model: str, layer: str, recipe: str, objective: str, seed: int,
                   channel: int) -> Path:
-    """A channel's picture (its JSON sidecar beside it); a saved model's folder is its file's
-    name.
-
-    >>> atlas_picture(Path("s"), "/m/tuned.keras", "c2", "seed", "channel", 0, 4).parent.parent
-    PosixPath('s/atlas/tuned.keras/c2')
-    """
-    return (Path(store) / ATLAS_DIR / Path(model).name / layer / f"{recipe}-{objective}-seed{seed}"
+    """A channel's picture (its JSON sidecar beside it); ``model`` is a name, never a path
+    (``Manifest.model_label``)."""
+    return (Path(store) / ATLAS_DIR / model / layer / f"{recipe}-{objective}-seed{seed}"
             / f"{channel}.png")
 
 
