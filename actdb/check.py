@@ -34,9 +34,9 @@ class CheckReport:
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # incomplete, not inconsistent
     repaired: list[str] = field(default_factory=list)
-    bad_shards: list[str] = field(default_factory=list)
-    index_bad: bool = False
-    stats_bad: bool = False
+    bad_shards: list[str] = field(default_factory=list)  # by name: the same in every space
+    index_bad: list[str] = field(default_factory=list)  # the spaces whose index to rebuild
+    stats_bad: list[str] = field(default_factory=list)  # ... and statistics to recompute
     catalog_format: str | None = None  # when DuckDB 1.x clients cannot open the catalog
 
     @property
@@ -55,101 +55,120 @@ def _sample(rows: list[tuple]) -> str:
 
 
 def check_store(store: Store) -> CheckReport:
-    """Verify every invariant of the store format; never modifies the store."""
+    """Verify every invariant of the store format, in every space; never modifies the store.
+    The counts are the default space's; a problem in another space names it."""
     path = store.path
     rep = CheckReport(store=str(path))
-    m = store.manifest
     if not files.catalog_path(path).exists():
         rep.problems.append(f"{files.CATALOG} is missing")
         return rep
+    for tmp in files.temp_files(path):
+        rep.problems.append(f"{tmp.name} is a temporary file left by an interrupted writer")
     with store.reader() as con:
-        listed = reads.shard_rows(con)
-        rep.shards = len(listed)
-        on_disk = set(files.shard_files_on_disk(path))
-        for name in sorted(set(listed) - on_disk):
-            rep.problems.append(f"shard {name} is listed in the catalog but missing on disk")
-            rep.bad_shards.append(name)
-        for name in sorted(on_disk - set(listed)):
-            rep.problems.append(f"shard {name} is not in the catalog (left by an interrupted "
-                                "writer; the next ingest or `check --repair` removes it)")
-        for tmp in files.temp_files(path):
-            rep.problems.append(f"{tmp.name} is a temporary file left by an interrupted writer")
-        present = []
-        for name in sorted(set(listed) & on_disk):
-            try:
-                d = shard_dim(files.shard_path(path, name))
-            except Exception as exc:  # noqa: BLE001 - pyarrow's errors for a broken file
-                rep.problems.append(f"shard {name} cannot be read ({str(exc)[:100]})")
-                rep.bad_shards.append(name)
-                continue
-            if d != m.dim:
-                rep.problems.append(f"shard {name} has dim {d}, manifest says {m.dim}")
-                rep.bad_shards.append(name)
-            present.append(name)  # its ids still take part in the checks below
-        rep.images, rep.vectors, found, wrong = reads.consistency(con, path, present)
-        for label, rows in found.items():
-            rep.problems.append(f"{len(rows)} {label}: {_sample(rows)}")
-        for name, n in wrong:
-            if name in present:
-                rep.problems.append(f"shard {name} should hold {n} rows but does not")
-                rep.bad_shards.append(name)
-        ids = set(reads.image_ids(con).tolist())
-        stats = reads.stats_record(con)
         version = reads.storage_version(con)
     if not catalog.readable_by_1x(version):
         rep.notes.append(f"{files.CATALOG} is in DuckDB's storage format {version}, which "
                          "DuckDB 1.x clients cannot open (`check --repair` rewrites it in "
                          f"{catalog.STORAGE_VERSION}'s)")
         rep.catalog_format = version
-    _check_index(store, ids, rep)
-    if stats is None and rep.images:
-        rep.notes.append("statistics not computed yet (`actdb stats`)")
-        rep.stats_bad = True
-    elif stats is not None and stats["images"] != rep.images:
-        rep.notes.append(f"statistics cover {stats['images']} images, the store has "
-                         f"{rep.images} (`actdb stats`)")
-        rep.stats_bad = True
+    for row in store.spaces():
+        _check_space(store.in_space(row.name), rep)
     return rep
 
 
-def _check_index(store: Store, ids: set[int], rep: CheckReport) -> None:
-    path = store.path
-    has_info, has_index = files.index_info_path(path).exists(), files.index_path(path).exists()
+def _check_space(store: Store, rep: CheckReport) -> None:
+    folder, m, space = store.dir, store.manifest, store.space
+    said = "" if space.is_default else f"space {space.name}: "
+    problems, notes = [], []
+    with store.reader() as con:
+        listed = reads.shard_rows(con, space.name)
+        on_disk = set(files.shard_files_on_disk(folder))
+        for name in sorted(set(listed) - on_disk):
+            problems.append(f"shard {name} is listed in the catalog but missing on disk")
+            rep.bad_shards.append(name)
+        for name in sorted(on_disk - set(listed)):
+            problems.append(f"shard {name} is not in the catalog (left by an interrupted "
+                            "writer; the next ingest or `check --repair` removes it)")
+        present = []
+        for name in sorted(set(listed) & on_disk):
+            try:
+                d = shard_dim(files.shard_path(folder, name))
+            except Exception as exc:  # noqa: BLE001 - pyarrow's errors for a broken file
+                problems.append(f"shard {name} cannot be read ({str(exc)[:100]})")
+                rep.bad_shards.append(name)
+                continue
+            if d != m.dim:
+                problems.append(f"shard {name} has dim {d}, manifest says {m.dim}")
+                rep.bad_shards.append(name)
+            present.append(name)  # its ids still take part in the checks below
+        images, vectors, found, wrong = reads.consistency(con, folder, space, present)
+        for label, rows in found.items():
+            problems.append(f"{len(rows)} {label}: {_sample(rows)}")
+        for name, n in wrong:
+            if name in present:
+                problems.append(f"shard {name} should hold {n} rows but does not")
+                rep.bad_shards.append(name)
+        ids = {int(r[0]) for r in con.execute("SELECT image_id FROM space_images").fetchall()}
+        unfilled = len(reads.shards_to_fill(con, space.name))
+        stats = reads.stats_record(con, space.name)
+    if space.is_default:
+        rep.images, rep.vectors, rep.shards = images, vectors, len(listed)
+    elif unfilled:
+        notes.append(f"{unfilled} shard(s) of images not embedded in this space yet (run "
+                     "`actdb ingest` again to fill it)")
+    index_ids, index_bad = _check_index(store, ids, problems, notes)
+    if space.is_default:
+        rep.index_ids = index_ids
+    if index_bad:
+        rep.index_bad.append(space.name)
+    if stats is None and images:
+        notes.append("statistics not computed yet (`actdb stats`)")
+    elif stats is not None and stats["images"] != images:
+        notes.append(f"statistics cover {stats['images']} images, the space has "
+                     f"{images} (`actdb stats`)")
+    if stats is None and images or stats is not None and stats["images"] != images:
+        rep.stats_bad.append(space.name)
+    rep.problems += [said + p for p in problems]
+    rep.notes += [said + n for n in notes]
+
+
+def _check_index(store: Store, ids: set[int], problems: list[str], notes: list[str]
+                 ) -> tuple[int | None, bool]:
+    """Check a space's index against its image ids: how many ids it holds (None: no index)
+    and whether it needs rebuilding."""
+    folder = store.dir
+    has_info = files.index_info_path(folder).exists()
+    has_index = files.index_path(folder).exists()
     if not has_info and not has_index:
         if ids:
-            rep.notes.append("the store has no index yet (`actdb index`)")
-            rep.index_bad = True
-        return
+            notes.append("the store has no index yet (`actdb index`)")
+        return None, bool(ids)
     if has_info != has_index:
         present, missing = ((files.INDEX_INFO, files.INDEX) if has_info
                             else (files.INDEX, files.INDEX_INFO))
-        rep.problems.append(f"{present} is present but {missing} is missing")
-        rep.index_bad = True
-        return
+        problems.append(f"{present} is present but {missing} is missing")
+        return None, True
     from actdb.index.faiss_index import index_ids, load_index
 
     try:
-        index, _ = load_index(path)
+        index, _ = load_index(folder)
     except StoreError as exc:
-        rep.problems.append(str(exc))
-        rep.index_bad = True
-        return
-    if index.d != store.manifest.dim:
-        rep.problems.append(f"index dim {index.d} differs from manifest dim "
-                            f"{store.manifest.dim}")
+        problems.append(str(exc))
+        return None, True
+    dim = store.manifest.dim
+    if index.d != dim:
+        problems.append(f"index dim {index.d} differs from manifest dim {dim}")
     got = index_ids(index)
-    rep.index_ids = len(got)
     if len(got) != len(set(got.tolist())):
-        rep.problems.append("index holds duplicate ids")
+        problems.append("index holds duplicate ids")
     missing, extra = ids - set(got.tolist()), set(got.tolist()) - ids
-    if extra or index.d != store.manifest.dim:
-        rep.problems.append(f"index ids differ from the catalog ({len(missing)} missing, "
-                            f"{len(extra)} extra)")
-        rep.index_bad = True
+    if extra or index.d != dim:
+        problems.append(f"index ids differ from the catalog ({len(missing)} missing, "
+                        f"{len(extra)} extra)")
     elif missing:
-        rep.notes.append(f"the index lacks {len(missing)} stored images (an interrupted "
-                         "ingest? `actdb index` or `check --repair` adds them)")
-        rep.index_bad = True
+        notes.append(f"the index lacks {len(missing)} stored images (an interrupted "
+                     "ingest? `actdb index` or `check --repair` adds them)")
+    return len(got), bool(extra or missing or index.d != dim)
 
 
 def repair_store(store: Store) -> CheckReport:
@@ -162,16 +181,17 @@ def repair_store(store: Store) -> CheckReport:
 
     before = check_store(store)
     done = []
-    with StoreWriter(store.path, store.manifest, check_shards=False) as w:
+    rows = store.spaces()
+    with StoreWriter(store.path, check_shards=False) as w:
         removed = w.remove_orphans()  # also on entry; listed here for the report
         if before.bad_shards:
             bad = sorted(set(before.bad_shards))
             with w.connect() as con:
-                n = writes.forget_shards(con, bad, "shard lost or damaged; re-ingest",
-                                        dim=store.manifest.dim,
-                                        fingerprint=store.manifest.fingerprint)
-            for name in bad:
-                files.shard_path(store.path, name).unlink(missing_ok=True)
+                n = writes.forget_shards(con, bad, "shard lost or damaged; re-ingest")
+            for row in rows:
+                for name in bad:
+                    files.shard_path(files.space_dir(store.path, row.folder),
+                                     name).unlink(missing_ok=True)
             done.append(f"dropped {len(bad)} damaged shard(s); their {n} images are listed in "
                         "`repairs` and the next ingest of their root embeds them again")
         if before.catalog_format:
@@ -182,13 +202,16 @@ def repair_store(store: Store) -> CheckReport:
     if leftovers or removed:
         done.append(f"removed {max(len(leftovers), len(removed))} file(s) left by "
                     "interrupted writers")
-    if before.index_bad or before.bad_shards:
-        info = IndexInfo.of_store(store.path)
-        index_store(store, IndexConfig(**info.config) if info and info.config else None)
-        done.append("rebuilt the index")
-    if before.stats_bad or before.bad_shards:
-        compute_stats(store, settings(store))
-        done.append("recomputed the statistics")
+    for row in rows:
+        space = store.in_space(row.name)
+        named = "" if row.is_default else f" of {row.name}"
+        if row.name in before.index_bad or before.bad_shards:
+            info = IndexInfo.of_store(space.dir)
+            index_store(space, IndexConfig(**info.config) if info and info.config else None)
+            done.append(f"rebuilt the index{named}")
+        if row.name in before.stats_bad or before.bad_shards:
+            compute_stats(space, settings(space))
+            done.append(f"recomputed the statistics{named}")
     after = check_store(store)
     after.repaired = done
     return after

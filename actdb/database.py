@@ -62,21 +62,29 @@ class Database:
     answered a few queries (True: from the first; False: never), instead of a catalog read
     per answer. The service sets all of them. What queries keep between calls lives in one
     :class:`~actdb.query.context.QueryContext`, refreshed at the start of each call.
+
+    ``space`` picks the space every method works in (``vgg19/block4_conv4``, or a unique
+    short form such as ``block4_conv4``); None: the default space. :meth:`in_space` gives a
+    handle on another space of the same store.
     """
 
-    def __init__(self, path: str | Path | None = None, *, sql_threads: int | None = None,
-                 linger: float = 1.0, defer_cache_writes: bool = False,
-                 batch_uploads: bool = False, cache_metadata: bool | None = None):
+    def __init__(self, path: str | Path | None = None, *, space: str | None = None,
+                 sql_threads: int | None = None, linger: float = 1.0,
+                 defer_cache_writes: bool = False, batch_uploads: bool = False,
+                 cache_metadata: bool | None = None):
         self.path = resolve_store_path(path)
+        self.space = space
         self.sql_threads = sql_threads
         self.linger = linger
         self._options = {"defer_cache_writes": defer_cache_writes,
                          "batch_uploads": batch_uploads, "cache_metadata": cache_metadata}
         self._lock = threading.Lock()
         self._context: QueryContext | None = None
+        self._spaces: dict[str, Database] = {}  # handles in_space() gave, closed with this
 
     def __repr__(self) -> str:
-        return f"Database({str(self.path)!r})"
+        space = f", space={self.space!r}" if self.space else ""
+        return f"Database({str(self.path)!r}{space})"
 
     def __enter__(self) -> Database:
         return self
@@ -88,6 +96,9 @@ class Database:
         """Flush and stop background writers and batching; drop the loaded index and model."""
         with self._lock:
             ctx, self._context = self._context, None
+            others, self._spaces = list(self._spaces.values()), {}
+        for db in others:
+            db.close()
         if ctx is not None:
             ctx.close()
         if self.linger:
@@ -100,7 +111,8 @@ class Database:
         brought up to date with the store's files."""
         with self._lock:
             if self._context is None:
-                store = Store.open(self.path, self.sql_threads, self.linger)
+                store = Store.open(self.path, self.sql_threads, self.linger, self.space)
+                store.space  # noqa: B018 - an unknown space is a clear error, now
                 self._context = QueryContext(store, **self._options)
             ctx = self._context
         if refresh:
@@ -123,6 +135,24 @@ class Database:
         """The store's model, built on first use, its weights checked against the manifest."""
         return self._ctx(refresh=False).embedder
 
+    def in_space(self, name: str | None) -> Database:
+        """A handle on another space of this store (kept, and closed with this one)."""
+        full = self.store.space_of(name).name
+        with self._lock:
+            if full not in self._spaces:
+                self._spaces[full] = Database(self.path, space=full,
+                                              sql_threads=self.sql_threads,
+                                              linger=self.linger, **self._options)
+            return self._spaces[full]
+
+    def spaces(self):
+        """Every space of the store (DataFrame: name, default, model, layer, pool, dim,
+        image_size, precision, fingerprint, shards, vectors, index, view), the default
+        first."""
+        import pandas as pd
+
+        return pd.DataFrame(self.store.info()["spaces"])
+
     def ingest(self, root: str | Path, progress: Callable[[int, int], None] | None = None,
                **options):
         """Embed the images under ``root`` into this store (made when missing), resuming and
@@ -133,6 +163,9 @@ class Database:
         ``seed``, ``split``, ``batch_size``, ``strict``, ``shard``, ``rows_per_shard``,
         ``workers``, ``engine``...) and :class:`~actdb.models.embed.EmbedConfig`'s (``model``,
         ``layer``, ``pool``, ``weights``, ``image_size``, ``resize``, ``precision``).
+        ``layers`` ("a,b" or a list) embeds several layers of the model in one forward pass,
+        a space each. Another model or layer than the store's adds a space, and fills it with
+        every image the store holds; new images go into every space.
         """
         from actdb.ingest.pipeline import IngestConfig, ingest
 
@@ -247,6 +280,19 @@ class Database:
             allowed = allowed_ids(ctx.store, classes, split, where)
             return nearest(qs, k, ctx, allowed, include_self, recall)
 
+    def across_spaces(self, queries, k: int = 50):
+        """Where each query lands in every space (DataFrame, a row per query and space):
+        the class its ``k`` nearest images vote for, the nearest centroid and whether it lies
+        inside that class's p95 radius, the nearest-neighbour distance in context. Image
+        queries are embedded once per network."""
+        from actdb.query.across import across_spaces
+
+        _positive("k", k)
+        specs = as_list(queries)
+        if not specs:
+            raise UsageError("give at least one query")
+        return across_spaces(self, specs, k)
+
     def centroids(self, queries, k: int = 10, classes=None):
         """Classes ranked by the distance from each query to their centroid, with each
         class's spread (DataFrame)."""
@@ -257,7 +303,7 @@ class Database:
         qs = self.resolve(queries)
         names = parse_classes(classes)
         with self.store.reader() as con:
-            cent = reads.centroids(con)
+            cent = reads.centroids(con, self.store.space.name)
             if names:
                 cent = cent[cent.class_key.isin(reads.resolve_classes(con, names))]
         return centroids(qs, cent, k)
@@ -359,7 +405,7 @@ class Database:
         from actdb.viz.maps import MapSpec
 
         if map_id is None:
-            map_id = MapSpec.default(len(self.classes())).map_id
+            map_id = MapSpec.default(len(self.classes())).in_space(self.store).map_id
         m = self._ctx().stored_map(map_id)
         if m is None:
             raise QueryError(f"no map {map_id} in the store; make one with actdb map")

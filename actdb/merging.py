@@ -1,5 +1,6 @@
-"""``merge DEST STORE...``: combine stores made with identical manifests, then index them and
-compute their statistics (exactly what ``actdb merge`` does).
+"""``merge DEST STORE...``: combine stores made with identical manifests (the same spaces,
+each of the same recipe), then index them and compute their statistics (exactly what
+``actdb merge`` does).
 
 Workers ingest disjoint ``--shard K/N`` slices into stores of their own; merging them gives
 one store with every image exactly once. An image already in DEST (same root and path) is
@@ -18,7 +19,6 @@ from pathlib import Path
 from actdb.errors import UsageError
 from actdb.stats import refresh
 from actdb.store.catalog import reads
-from actdb.store.manifest import read_manifest
 from actdb.store.store import Store
 from actdb.store.writer import StoreWriter
 
@@ -48,11 +48,18 @@ def merge_stores(out: str | Path, sources: list[str | Path],
     srcs = [Path(s) for s in sources]
     if any(s.resolve() == out.resolve() for s in srcs):
         raise UsageError("the destination must not also be one of the stores to merge")
-    manifests = [read_manifest(s) for s in srcs]
-    first = manifests[0]
-    for s, m in zip(srcs[1:], manifests[1:], strict=True):
-        first.ensure_compatible(m, what=f"store {s}", fix="merge only stores made with the "
-                                "same recipe (actdb info shows each one's)")
+    opened = [Store.open(s) for s in srcs]
+    names = [r.name for r in opened[0].spaces()]
+    first = [opened[0].in_space(n).manifest for n in names]
+    for s, store in zip(srcs[1:], opened[1:], strict=True):
+        theirs = [r.name for r in store.spaces()]
+        if theirs != names:
+            raise UsageError(f"store {s} has the spaces {', '.join(theirs)}, the first "
+                             f"{', '.join(names)}; merge only stores of the same spaces")
+        for n, m in zip(names, first, strict=True):
+            m.ensure_compatible(store.in_space(n).manifest, what=f"store {s}",
+                                fix="merge only stores made with the same recipe (actdb "
+                                "info shows each one's)")
     added = skipped = renumbered = n_fail = 0
     with StoreWriter(out, first) as w:
         w.start_run("", "merge", {"sources": [str(s.resolve()) for s in srcs]})
@@ -61,8 +68,7 @@ def merge_stores(out: str | Path, sources: list[str | Path],
             have = reads.root_paths(con)
         failed: set[tuple[str, str]] = set()
         next_id = max(used, default=-1) + 1
-        for src in srcs:
-            store = Store.open(src)
+        for store in opened:
             with store.reader() as con:
                 rows, fails = reads.merge_rows(con)
             before = len(rows)
@@ -70,7 +76,8 @@ def merge_stores(out: str | Path, sources: list[str | Path],
             skipped += before - len(rows)
             for start in range(0, len(rows), rows_per_shard):
                 chunk = rows[start : start + rows_per_shard]
-                _, vecs = store.vectors([r.image_id for r in chunk])
+                ids = [r.image_id for r in chunk]
+                vecs = [store.in_space(n).vectors(ids)[1] for n in names]
                 new_rows = []
                 for r in chunk:
                     new_id = r.image_id

@@ -145,6 +145,13 @@ def info_text(d: dict) -> str:
                   f"{st['pair_sample']} random pairs" if st
          else "not computed (run `actdb stats`)"),
     ]
+    if len(d.get("spaces", [])) > 1:
+        lines.append(("spaces", "; ".join(
+            f"{s['name']}{' (default)' if s['default'] else ''}: {s['dim']}-d, "
+            f"{s['vectors']} vectors" for s in d["spaces"])))
+    if not next((s["default"] for s in d.get("spaces", []) if s["name"] == d.get("space")),
+                True):
+        lines.insert(1, ("space", d["space"]))
     return "".join(f"{k:<10} {v}\n" for k, v in lines)
 
 

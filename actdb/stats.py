@@ -105,7 +105,7 @@ def settings(store: Store, **changes) -> StatsConfig:
     """The recorded settings (defaults for a store without statistics), with ``changes``
     (None values ignored) applied."""
     with store.reader() as con:
-        recorded = reads.stats_config(con)
+        recorded = reads.stats_config(con, store.space.name)
     cfg = StatsConfig(**recorded) if recorded else StatsConfig()
     return replace(cfg, **{k: v for k, v in changes.items() if v is not None})
 
@@ -125,8 +125,9 @@ def compute_stats(store: Store, cfg: StatsConfig | None = None) -> dict:
         first = reads.classes(con)
         rows = reads.labelled_images(con)  # grouped by class, then id
     all_ids, vecs = store.vectors()
-    labels = np.asarray(rows["label"], np.int64)
-    ids = np.asarray(rows["image_id"], np.int64)
+    held = np.isin(rows["image_id"], all_ids)  # a space being filled holds fewer images
+    labels = np.asarray(rows["label"], np.int64)[held]
+    ids = np.asarray(rows["image_id"], np.int64)[held]
     order = np.searchsorted(all_ids, ids)  # class-grouped rows of ``vecs``
     keys = [r[0] for r in first]
     rng = np.random.default_rng(cfg.seed)
@@ -180,8 +181,9 @@ def compute_stats(store: Store, cfg: StatsConfig | None = None) -> dict:
     cls = pd.DataFrame(class_rows, columns=[
         "class_key", "class_name", "n", "mean_dist", "same_pairs", "mean_other_dist",
         "other_pairs", "nearest_class", "nearest_class_key", "nearest_class_dist"])
-    with StoreWriter(store.path, store.manifest) as w, w.connect() as con:
-        writes.write_stats(con, {**asdict(cfg), "images": n, "classes": k, "seconds": seconds},
+    with StoreWriter(store.path) as w, w.connect() as con:
+        writes.write_stats(con, store.space.name,
+                           {**asdict(cfg), "images": n, "classes": k, "seconds": seconds},
                            cent, cls, pd.DataFrame(pairs),
                            pd.DataFrame({"image_id": nn_ids, "dist": nn_d}))
     return {"classes": k, "images": n, "seconds": seconds, "config": asdict(cfg),
@@ -218,18 +220,34 @@ def _approximate_l2_index(store: Store):
     from actdb.index.info import IndexInfo
     from actdb.index.loaded import LoadedIndex
 
-    info = IndexInfo.of_store(store.path)
+    info = IndexInfo.of_store(store.dir)
     if info is None or info.kind == "flat" or info.metric != "l2":
         return None
-    return LoadedIndex.open(store.path)
+    return LoadedIndex.open(store.dir)
 
 
-def refresh(store: Store, index: bool = True, stats: bool = True) -> tuple[dict | None,
-                                                                            dict | None]:
-    """What every writer of vectors does last (ingest, merge): bring the index up to date,
-    then recompute the statistics with their recorded settings. Returns (index info, stats
-    summary)."""
+def refresh(store: Store, index: bool = True, stats: bool = True, stale_only: bool = False
+            ) -> tuple[dict | None, dict | None]:
+    """What every writer of vectors does last (ingest, merge), in every space: bring the index
+    up to date, then recompute the statistics with their recorded settings (``stale_only``:
+    only where they are missing or cover another number of images). Returns the default
+    space's (index info, stats summary)."""
     from actdb.index.store_index import update_index
 
-    return (update_index(store) if index else None,
-            compute_stats(store) if stats else None)
+    out: tuple[dict | None, dict | None] = (None, None)
+    for row in store.spaces():
+        space = store.in_space(row.name)
+        got = (update_index(space) if index else None,
+               compute_stats(space) if stats and not (stale_only and _current(space))
+               else None)
+        if row.is_default:
+            out = got
+    return out
+
+
+def _current(store: Store) -> bool:
+    """Whether a space's statistics cover exactly the images it holds."""
+    with store.reader() as con:
+        rec = reads.stats_record(con, store.space.name)
+        n = reads.labelled_count(con, store.space.name)
+    return rec is not None and rec["images"] == n

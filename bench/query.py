@@ -71,7 +71,7 @@ def write_store(path: Path, n: int, dim: int, classes: int, seed: int,
                                      path=f"{cls.wnid}/{i}.JPEG", split="train",
                                      synset=cls.wnid, class_name=cls.name,
                                      class_index=cls.index, width=500, height=375, bytes=0))
-            w.commit(ids, x, rows, [])
+            w.commit(ids, [x], rows, [])
             next_id += len(x)
         w.finish_run("done", n, 0, 0)
 

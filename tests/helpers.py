@@ -159,6 +159,6 @@ def synthetic_store(path: Path, n: int, dim: int = 16, classes: int = 1000,
                              class_index=cls.index, width=500, height=375, bytes=0))
     with StoreWriter(path, m) as w:
         w.start_run("/synthetic", "synthetic", {"n": n, "seed": seed})
-        w.commit(np.arange(n), vecs, rows, [])
+        w.commit(np.arange(n), [vecs], rows, [])
         w.finish_run("done", n, 0, 0)
     return path

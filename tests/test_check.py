@@ -49,7 +49,8 @@ def test_wrong_dim_and_duplicate_ids_are_reported(built_store, tmp_path):
     s = _copy(built_store, tmp_path)
     write_shard(s, "part-bad.parquet", np.array([0, 1]), np.zeros((2, 7), np.float32))
     con = duckdb.connect(str(s / "catalog.duckdb"))
-    con.execute("INSERT INTO shards VALUES ('part-bad.parquet', 2, 99, now())")
+    con.execute("INSERT INTO shards VALUES ('vgg19/block5_conv4', 'part-bad.parquet', 2, 99, "
+                "now())")
     con.close()
     text = " ".join(check(s).problems)
     assert "dim 7" in text and "duplicate vector ids" in text

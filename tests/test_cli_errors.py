@@ -23,7 +23,8 @@ def stores(built_store, tmp_path_factory):
     nostats = base / "nostats"
     shutil.copytree(built_store, nostats)
     con = duckdb.connect(str(nostats / "catalog.duckdb"))
-    for t in ("stats_config", "centroids", "class_stats", "pair_stats", "nn_sample"):
+    for t in ("stats_config_all", "centroids_all", "class_stats_all", "pair_stats_all",
+              "nn_sample_all"):
         con.execute(f"DELETE FROM {t}")
     con.close()
     bad = base / "bad" / "n01440764"

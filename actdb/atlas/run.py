@@ -233,7 +233,7 @@ def run_atlas(db, cfg: AtlasConfig, progress: Progress | None = None,
                                             job.objective, job.seed, ch) for ch in part]
                 results = dream_batch(job, part, outs, emb=emb)
                 rows = _analyse(db, results, job, predictor, data, cfg, variant)
-                with StoreWriter(db.path, m) as w, w.connect() as con:
+                with StoreWriter(db.path) as w, w.connect() as con:
                     writes.put_channels(con, rows)
                 done += len(part)
                 if progress:

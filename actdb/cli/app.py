@@ -32,6 +32,9 @@ app = typer.Typer(
 StoreOpt = typer.Option(None, "--store", help="Store directory (default $ACTDB_STORE, else "
                         "./actdb-store).", show_default=False)
 JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON.")
+SpaceOpt = typer.Option(None, "--space", help="The space to use: MODEL/LAYER, or a unique "
+                        "short form such as block4_conv4 (default: the store's first; "
+                        "`actdb spaces` lists them).", show_default=False)
 QueriesArg = typer.Argument(..., help="Image files, id:<image_id> of stored images, or .npy "
                             "vectors of the store's dim.")
 ClassesOpt = typer.Option(None, help="Only these classes (comma-separated short names or "
@@ -185,10 +188,10 @@ def output_options(fn):
     return wrapper
 
 
-def _db(store: Path | None):
+def _db(store: Path | None, space: str | None = None):
     import actdb
 
-    return actdb.open(store)
+    return actdb.open(store, space=space)
 
 
 def _echo_json(obj) -> None:

@@ -11,6 +11,7 @@ from actdb.cli.app import (
     ClassesOpt,
     Output,
     QueriesArg,
+    SpaceOpt,
     StoreOpt,
     _db,
     _echo_table,
@@ -35,6 +36,10 @@ def nearest(
                                  "it; default: the index's target, 0.95)."),
     name: list[str] = typer.Option(None, help="Name to cache the query under (default: file "
                                    "stem); repeat for several queries."),
+    space: str = typer.Option(None, "--space", help="The space to search: MODEL/LAYER, a "
+                              "unique short form such as block4_conv4, or all (one row per "
+                              "space: class vote, nearest centroid, distance in context).",
+                              show_default=False),
     store: Path = StoreOpt,
     out: Output = None,
 ):
@@ -42,7 +47,9 @@ def nearest(
 
     Example: actdb nearest node4.png -k 50 --classes sea_cucumber,groenendael
     """
-    res = _db(store).nearest(queries, k=k, classes=classes, split=split, where=where,
+    if space == "all":
+        return _across(queries, k, store, out)
+    res = _db(store, space).nearest(queries, k=k, classes=classes, split=split, where=where,
                              names=name, include_self=include_self, recall=recall)
     from actdb import render
 
@@ -70,6 +77,9 @@ def centroids_cmd(
     queries: list[str] = QueriesArg,
     k: int = typer.Option(10, "-k", "--k", help="Number of classes."),
     classes: str = ClassesOpt,
+    space: str = typer.Option(None, "--space", help="The space: MODEL/LAYER, a unique short "
+                              "form, or all (one row per space, as nearest --space all).",
+                              show_default=False),
     store: Path = StoreOpt,
     out: Output = None,
 ):
@@ -79,7 +89,9 @@ def centroids_cmd(
     """
     from actdb import render
 
-    rows = render.records(_db(store).centroids(queries, k=k, classes=classes))
+    if space == "all":
+        return _across(queries, 50, store, out)
+    rows = render.records(_db(store, space).centroids(queries, k=k, classes=classes))
     cols = ["rank", "distance", "class_name", "synset", "n", "class_mean_dist",
             "class_p95_dist", "inside"]
     if not out.table:
@@ -87,6 +99,20 @@ def centroids_cmd(
     for q in dict.fromkeys(r["query"] for r in rows):
         _echo_table([r for r in rows if r["query"] == q], cols,
                     title=f"{q}: nearest class centroids")
+
+
+def _across(queries: list[str], k: int, store: Path | None, out: Output) -> None:
+    """One row per query and space: where each query lands in every space."""
+    from actdb import render
+    from actdb.query.across import COLUMNS
+
+    rows = render.records(_db(store).across_spaces(queries, k=k))
+    if not out.table:
+        return out.rows(rows, COLUMNS)
+    for q in dict.fromkeys(r["query"] for r in rows):
+        _echo_table([{**r, "vote_share": f"{r['vote_share']:.0%}"} for r in rows
+                     if r["query"] == q], COLUMNS[1:], title=f"{q}: in every space "
+                     f"({k} nearest)")
 
 
 def _sql_text(query: str) -> str:
@@ -120,6 +146,7 @@ def sql(
 def examples_cmd(
     channel: int = typer.Option(..., "--channel", "-c", help="Channel index (0-based)."),
     k: int = typer.Option(20, "-k", "--k", help="Number of images."),
+    space: str = SpaceOpt,
     store: Path = StoreOpt,
     out: Output = None,
 ):
@@ -129,7 +156,7 @@ def examples_cmd(
     """
     from actdb import render
 
-    res = _db(store).examples(channel, k)
+    res = _db(store, space).examples(channel, k)
     cols = ["rank", "value", "class_name", "synset", "path"]
     if not out.table:
         return out.rows(render.records(res.top), cols, whole=res.to_dict())

@@ -10,6 +10,7 @@ import typer
 from actdb.cli.app import (
     JsonOpt,
     Output,
+    SpaceOpt,
     StoreOpt,
     _bar,
     _db,
@@ -36,6 +37,11 @@ def ingest(
     layer: str = typer.Option(None, help="Layer to read (default: the model's last "
                               "convolutional stage, e.g. vgg19 block5_conv4; `actdb layers "
                               "MODEL` lists them)."),
+    layers: str = typer.Option(None, help="Several layers, comma-separated, from one forward "
+                               "pass: a space each (the first is the default of a new "
+                               "store). Another model or layer than the store's adds a "
+                               "space and embeds every stored image in it.",
+                               show_default=False),
     preprocess: str = typer.Option(None, help="A saved model's input scaling: caffe | tf | "
                                    "torch | none (registry models have their own).",
                                    show_default=False),
@@ -114,12 +120,13 @@ def _quiet_ray() -> None:
 
 
 @command()
-def info(store: Path = StoreOpt, as_json: bool = JsonOpt):
-    """What is in the store: model, layer, counts, failures, size, index, statistics.
+def info(space: str = SpaceOpt, store: Path = StoreOpt, as_json: bool = JsonOpt):
+    """What is in the store: model, layer, counts, failures, size, index, statistics, and
+    its spaces.
 
     Example: actdb info --store actdb-store --json
     """
-    d = _db(store).info()
+    d = _db(store, space).info()
     if as_json:
         _echo_json(d)
     else:
@@ -128,6 +135,21 @@ def info(store: Path = StoreOpt, as_json: bool = JsonOpt):
         typer.echo(render.info_text(d), nl=False)
     if d["damaged"]:
         _fail(f"store damaged: {'; '.join(d['damaged'])}; run `actdb check --repair`", 1)
+
+
+@command()
+@output_options
+def spaces(store: Path = StoreOpt, out: Output = None):
+    """The store's spaces (one recipe's vectors each: model, layer, pooling, size,
+    precision), with their counts and index; the first is the default.
+
+    Example: actdb spaces && actdb nearest node4.png --space block4_conv4
+    """
+    from actdb import render
+
+    cols = ["name", "default", "model", "layer", "pool", "dim", "image_size", "precision",
+            "vectors", "shards", "index", "view"]
+    out.rows(render.records(_db(store).spaces()), cols)
 
 
 @command()
@@ -175,6 +197,7 @@ def merge(
 
 @command("index")
 def index_cmd(
+    space: str = SpaceOpt,
     store: Path = StoreOpt,
     kind: str = typer.Option("auto", help="auto (exact up to ~100k images, else ivfpq) | flat "
                              "| ivfpq | ivf | hnsw."),
@@ -182,11 +205,11 @@ def index_cmd(
     target_recall: float = typer.Option(0.95, help="Recall@50 the approximate kinds must reach."),
     as_json: bool = JsonOpt,
 ):
-    """(Re)build the FAISS index of the store.
+    """(Re)build the FAISS index of the store (of one space: --space).
 
     Example: actdb index --kind hnsw --metric cosine
     """
-    info_ = _db(store).index(kind=kind, metric=metric, target_recall=target_recall)
+    info_ = _db(store, space).index(kind=kind, metric=metric, target_recall=target_recall)
     _unreached(info_)
     if as_json:
         _echo_json(info_)
@@ -206,6 +229,7 @@ def _unreached(info: dict | None) -> None:
 @command()
 @output_options
 def stats(
+    space: str = SpaceOpt,
     store: Path = StoreOpt,
     seed: int = typer.Option(None, help="Seed of the pair samples (default: as recorded, "
                              "else 0)."),
@@ -221,8 +245,8 @@ def stats(
 
     Example: actdb stats --seed 1 && actdb sql "SELECT * FROM pair_stats"
     """
-    res = _db(store).stats(seed=seed, pairs_per_class=pairs_per_class,
-                           pair_sample=pair_sample)
+    res = _db(store, space).stats(seed=seed, pairs_per_class=pairs_per_class,
+                                  pair_sample=pair_sample)
     cols = ["kind", "count", "sampled", "mean", "std", "p05", "p50", "p95"]
     if not out.table:
         return out.rows(res["pair_stats"], cols, whole=res)

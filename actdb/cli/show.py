@@ -10,6 +10,7 @@ from actdb.cli.app import (
     JsonOpt,
     Output,
     QueriesArg,
+    SpaceOpt,
     StoreOpt,
     _bar,
     _db,
@@ -35,9 +36,9 @@ OutOpt = typer.Option(..., "-o", "--output", help="Figure file: .png, .svg or .p
 SeedOpt = typer.Option(0, help="Seed of the sample and the projection.")
 
 
-def _plot(kind: str, queries, output: Path, store, **options) -> None:
+def _plot(kind: str, queries, output: Path, store, space, **options) -> None:
     with _stages() as stage:
-        _db(store).plot(kind, queries or [], output, progress=stage, **options)
+        _db(store, space).plot(kind, queries or [], output, progress=stage, **options)
     typer.echo(f"wrote {output}")
 
 
@@ -53,9 +54,10 @@ def _add_map_command(method: str, label: str) -> None:
         output: Path = OutOpt,
         save_coords: Path = typer.Option(None, help="Save coordinates, sample ids and "
                                          "parameters to this .parquet."),
-        store: Path = StoreOpt,
+        space: str = SpaceOpt,
+    store: Path = StoreOpt,
     ):
-        _plot(method, query, output, store, classes=classes, random_classes=random_classes,
+        _plot(method, query, output, store, space, classes=classes, random_classes=random_classes,
               per_class=per_class, seed=seed, save_coords=save_coords)
 
     cmd.__doc__ = (f"{label} map of stored vectors coloured by class, queries on top.\n\n"
@@ -75,13 +77,14 @@ def plot_profile(
     classes: str = typer.Option(None, help="Classes whose mean profile to overlay "
                                 "(comma-separated)."),
     output: Path = OutOpt,
+    space: str = SpaceOpt,
     store: Path = StoreOpt,
 ):
     """The query's channel values, overlaid with each named class's mean profile.
 
     Example: actdb plot profile node4.png --classes sea_cucumber,groenendael -o profile.png
     """
-    _plot("profile", queries, output, store, classes=classes)
+    _plot("profile", queries, output, store, space, classes=classes)
 
 
 @plot_app.command("distances")
@@ -95,6 +98,7 @@ def plot_distances(
                              "orders of magnitude farther than in-data pairs)."),
     bins: int = typer.Option(40, help="Histogram bins."),
     output: Path = OutOpt,
+    space: str = SpaceOpt,
     store: Path = StoreOpt,
 ):
     """Histograms of distances from the query to every image of each class, with the
@@ -103,7 +107,7 @@ def plot_distances(
     Example: actdb plot distances node4.png --classes sea_cucumber,groenendael
     --random-classes 10 --log -o dist.png
     """
-    _plot("distances", queries, output, store, classes=classes,
+    _plot("distances", queries, output, store, space, classes=classes,
           random_classes=random_classes, seed=seed, log=log, bins=bins)
 
 
@@ -117,6 +121,7 @@ def report(
     random_classes: int = RandomOpt,
     per_class: int = typer.Option(100, help="Images per class in the maps."),
     seed: int = SeedOpt,
+    space: str = SpaceOpt,
     store: Path = StoreOpt,
 ):
     """One self-contained HTML report: query, neighbours, class vote, centroids, t-SNE and
@@ -125,7 +130,7 @@ def report(
     Example: actdb report node4.png -o report.html
     """
     with _stages() as stage:
-        path = _db(store).report(output, queries, k=k, classes=classes,
+        path = _db(store, space).report(output, queries, k=k, classes=classes,
                                  random_classes=random_classes, per_class=per_class,
                                  seed=seed, progress=stage)
     typer.echo(f"wrote {path}")
@@ -141,6 +146,7 @@ def map_cmd(
     random_classes: int = RandomOpt,
     seed: int = SeedOpt,
     list_maps: bool = typer.Option(False, "--list", help="List the stored maps instead."),
+    space: str = SpaceOpt,
     store: Path = StoreOpt,
     out: Output = None,
 ):
@@ -152,7 +158,7 @@ def map_cmd(
     """
     from actdb import render
 
-    db = _db(store)
+    db = _db(store, space)
     if list_maps:
         df = db.maps().drop(columns=["settings"])
         rows = render.records(df)
@@ -189,6 +195,7 @@ def atlas_cmd(
                                   "images each channel fires (runs the model on them)."),
     output: Path = typer.Option(None, "-o", "--output", help="Folder for the static site "
                                 "(default: the store's atlas/site, what actdb serve shows)."),
+    space: str = SpaceOpt,
     store: Path = StoreOpt,
     as_json: bool = JsonOpt,
 ):
@@ -217,8 +224,10 @@ def atlas_cmd(
             if update:
                 update(last["done"], last["total"], text)
 
-        options = {k: v for k, v in ctx.params.items() if k not in ("store", "as_json")}
-        r = _db(store).atlas(**{**options, "models": names}, progress=progress, stage=stage)
+        options = {k: v for k, v in ctx.params.items()
+                   if k not in ("store", "space", "as_json")}
+        r = _db(store, space).atlas(**{**options, "models": names}, progress=progress,
+                                    stage=stage)
     if as_json:
         return _echo_json(render.plain(r.to_dict()))
     typer.echo(f"atlas: {r.made} pictures made, {r.skipped} already there, "
@@ -241,6 +250,7 @@ def export_cmd(
     method: str = typer.Option("umap", help="atlas: the map's projection (umap, tsne, pca)."),
     base_url: str = typer.Option(None, help="projector: the URL the folder will be served "
                                  "from, written into projector_config.json."),
+    space: str = SpaceOpt,
     store: Path = StoreOpt,
 ):
     """Write the store for the tools people already use: TensorBoard Projector (a stratified
@@ -252,7 +262,7 @@ def export_cmd(
     embedding-atlas atlas.parquet --x x --y y --image thumbnail
     """
     with _stages() as stage:
-        r = _db(store).export(to, output, classes=classes, per_class=per_class, where=where,
+        r = _db(store, space).export(to, output, classes=classes, per_class=per_class, where=where,
                               seed=seed, queries=query or [], method=method,
                               base_url=base_url, progress=stage)
     typer.echo(f"wrote {r.rows} rows to {r.path} ({', '.join(r.files)})")

@@ -28,10 +28,11 @@ REBUILD_GROWTH = 2.0
 
 
 def index_store(store: Store, cfg: IndexConfig | None = None) -> dict:
-    """(Re)build the store's index from scratch; returns what index.json records."""
+    """(Re)build the index of the store's space from scratch; returns what index.json
+    records."""
     ids, vecs = store.vectors()
     index, info = build(ids, vecs, cfg or IndexConfig())
-    save_index(store.path, index, info)
+    save_index(store.dir, index, info)
     return info.to_dict()
 
 
@@ -43,13 +44,13 @@ def update_index(store: Store) -> dict:
     rebuilt; an approximate one that took new vectors has its recall measured again.
     """
     s = store
-    if not files.index_path(s.path).exists():
+    if not files.index_path(s.dir).exists():
         return index_store(s)
-    index, info = load_index(s.path, mmap=False)  # a mapped index cannot be added to
+    index, info = load_index(s.dir, mmap=False)  # a mapped index cannot be added to
     cfg = IndexConfig(**info.config)
     have = index_ids(index)
     with s.reader() as con:
-        rows, stale = reads.images_not_in(con, have)
+        rows, stale = reads.images_not_in(con, have, s.space.name)
     n_total = len(have) + len(rows)
     if (stale or choose_kind(cfg.kind, n_total, s.manifest.dim) != info.kind
             or (info.kind != "flat" and n_total > REBUILD_GROWTH * max(info.trained, 1))):
@@ -57,7 +58,7 @@ def update_index(store: Store) -> dict:
     if not rows:
         return info.to_dict()
     shards = sorted({r[1] for r in rows})
-    sids, svecs = read_shards([files.shard_path(s.path, n) for n in shards], s.manifest.dim)
+    sids, svecs = read_shards([files.shard_path(s.dir, n) for n in shards], s.manifest.dim)
     missing = np.array(sorted(r[0] for r in rows), dtype=np.int64)
     keep = np.isin(sids, missing)
     order = np.argsort(sids[keep])  # ids ascending keeps the id map sorted
@@ -68,5 +69,5 @@ def update_index(store: Store) -> dict:
         recall = round(measure_recall(index, all_ids, all_vecs, cfg.metric, info,
                                       sample=cfg.recall_sample, seed=cfg.seed), 4)
     info = info.grown(int(index.ntotal), recall)
-    save_index(s.path, index, info)
+    save_index(s.dir, index, info)
     return info.to_dict()

@@ -8,8 +8,9 @@ the statistics. Faults are injected in tests by handing the driver another engin
 
 An engine is a context manager (a cluster it starts is stopped on exit) with:
 
-- ``prepare(ec) -> Embedder``: the embedder whose fingerprint the manifest records (its
-  ``config`` is the resolved recipe);
+- ``prepare(ec, layers) -> list[Embedder]``: one embedder per layer of ``ec``'s network,
+  each the one whose fingerprint its space's manifest records (its ``config`` is the
+  resolved recipe);
 - ``options() -> dict``: what the run record adds for this engine;
 - ``produce(todo, root) -> Iterator[list[Embedded]]`` (only called with images to do).
 """
@@ -33,7 +34,7 @@ from actdb.models.embed import (
     Embedder,
     default_batch_size,
     gpu_capability,
-    shared_embedder,
+    layers_embedder,
 )
 
 DECODERS = ("auto", "threads", "processes")
@@ -51,10 +52,11 @@ class RayConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class Embedded:
-    """One image as an engine hands it back: its vector, or the reason it failed."""
+    """One image as an engine hands it back: its vector in each layer asked, or the reason it
+    failed."""
 
     entry: ImageEntry
-    vec: np.ndarray | None = None
+    vecs: tuple[np.ndarray, ...] | None = None
     error: str | None = None
     width: int = 0
     height: int = 0
@@ -99,7 +101,7 @@ class LocalEngine:
             decoders == "auto" and gpu_capability() is not None)
         self.batch_size = batch_size or default_batch_size()
         self.workers = workers or (max(1, (os.cpu_count() or 2) - 1) if self.processes else 4)
-        self.emb: Embedder | None = None
+        self.emb = None  # a LayersEmbedder or OneLayer
 
     def __enter__(self) -> LocalEngine:
         return self
@@ -107,16 +109,17 @@ class LocalEngine:
     def __exit__(self, *exc) -> None:
         return None
 
-    def prepare(self, ec: EmbedConfig) -> Embedder:
-        self.emb = shared_embedder(ec)
-        return self.emb
+    def prepare(self, ec: EmbedConfig, layers: list[str]) -> list[Embedder]:
+        if self.emb is None or self._asked != (ec, tuple(layers)):
+            self.emb, self._asked = layers_embedder(ec, layers), (ec, tuple(layers))
+        return self.emb.members
 
     def options(self) -> dict:
         return {"batch_size": self.batch_size, "workers": self.workers}
 
     def produce(self, todo: list[ImageEntry], root: Path) -> Iterator[list[Embedded]]:
         """A batch each time ``batch_size`` images are embedded (failures in their place)."""
-        c = self.emb.config
+        c = self.emb.members[0].config
         group: list = []  # Embedded failures, or (entry, array, size, bytes) to embed
         images = 0
         for e, res in decoded(todo, Path(root), c.image_size, c.resize, self.workers,
@@ -134,7 +137,8 @@ class LocalEngine:
 
     def _embedded(self, group: list) -> list[Embedded]:
         todo = [g for g in group if not isinstance(g, Embedded)]
-        vecs = iter(self.emb.embed(np.stack([g[1] for g in todo])) if todo else [])
+        out = self.emb.embed(np.stack([g[1] for g in todo])) if todo else []
+        rows = iter(zip(*out, strict=True))
         return [g if isinstance(g, Embedded) else
-                Embedded(entry=g[0], vec=next(vecs), width=g[2][0], height=g[2][1],
+                Embedded(entry=g[0], vecs=next(rows), width=g[2][0], height=g[2][1],
                          nbytes=g[3]) for g in group]

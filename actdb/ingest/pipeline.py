@@ -36,7 +36,7 @@ from actdb.stats import refresh
 from actdb.store.catalog import reads
 from actdb.store.catalog.files import manifest_path
 from actdb.store.catalog.schema import FailureRow, ImageRow
-from actdb.store.manifest import Manifest, mismatch, read_manifest
+from actdb.store.manifest import Manifest, mismatch
 from actdb.store.store import Store
 from actdb.store.writer import StoreWriter
 
@@ -51,6 +51,7 @@ class IngestConfig:
     root: str | Path
     store: str | Path
     embed: EmbedConfig = field(default_factory=EmbedConfig)
+    layers: tuple[str, ...] | None = None  # several layers of embed's network: a space each
     per_class: int | None = None
     limit: int | None = None
     seed: int = 0
@@ -75,7 +76,12 @@ class IngestConfig:
         unknown = set(options) - set(RECIPE) - run - set(RAY_OPTIONS)
         if unknown:
             raise UsageError(f"unknown ingest option(s): {', '.join(sorted(unknown))}")
-        embed = store_recipe(store, {k: v for k, v in options.items() if k in RECIPE})
+        layers = options.pop("layers", None)
+        if isinstance(layers, str):
+            layers = [x.strip() for x in layers.split(",") if x.strip()]
+        options["layers"] = tuple(layers) if layers else None
+        embed = store_recipe(store, {k: v for k, v in options.items() if k in RECIPE},
+                             options["layers"])
         ray = {RAY_OPTIONS[k]: v for k, v in options.items() if k in RAY_OPTIONS}
         return cls(root=root, store=store, embed=embed, ray=RayConfig(**ray) if ray else None,
                    **{k: v for k, v in options.items() if k in run})
@@ -181,8 +187,8 @@ class _Commits:
     order as rows arrive; what is not committed when a run dies is simply lost, and the next
     run assigns the same ids again."""
 
-    def __init__(self, writer: StoreWriter, root: str, next_id: int, dim: int):
-        self.w, self.root, self.next_id, self.dim = writer, root, next_id, dim
+    def __init__(self, writer: StoreWriter, root: str, next_id: int):
+        self.w, self.root, self.next_id = writer, root, next_id
         self.ids: list[int] = []
         self.vecs: list[np.ndarray] = []
         self.rows: list[ImageRow] = []
@@ -199,7 +205,7 @@ class _Commits:
                 class_name=e.class_name, reason=r.error))
             return
         self.ids.append(self.next_id)
-        self.vecs.append(r.vec)
+        self.vecs.append(r.vecs)
         self.rows.append(ImageRow(
             image_id=self.next_id, root=self.root, path=e.path, split=e.split,
             synset=e.synset, class_name=e.class_name, class_index=e.class_index,
@@ -210,10 +216,15 @@ class _Commits:
         """Write the shard and its rows, and the failures, in one commit."""
         if not self.rows and not self.pending_failures:
             return
-        vecs = np.asarray(self.vecs, np.float32).reshape(len(self.ids), self.dim)
+        vecs = [_stack([v[i] for v in self.vecs], row.dim)
+                for i, row in enumerate(self.w.spaces)]
         self.w.commit(np.asarray(self.ids, np.int64), vecs, self.rows, self.pending_failures)
         self.ingested += len(self.rows)
         self.ids, self.vecs, self.rows, self.pending_failures = [], [], [], []
+
+
+def _stack(vecs: list[np.ndarray], dim: int) -> np.ndarray:
+    return np.asarray(vecs, np.float32).reshape(len(vecs), dim)
 
 
 def _manifest(emb: Embedder) -> Manifest:
@@ -228,23 +239,29 @@ def _manifest(emb: Embedder) -> Manifest:
     )
 
 
-def _check_cheap(store: Path, ec: EmbedConfig) -> EmbedConfig:
-    """Refuse a mismatching store before building a model; resolve ``auto`` to its precision."""
+def _check_cheap(store: Path, ec: EmbedConfig, layers: list[str]) -> EmbedConfig:
+    """Refuse a space of the store that this recipe names but does not match, before building
+    a model (a space it lacks is added); resolve ``auto`` to the store's precision."""
     if not manifest_path(store).exists():
         return ec
     from actdb.models.registry import get_spec
 
-    m = read_manifest(store)
+    s = Store.open(store)
     if ec.precision == "auto":
-        ec = replace(ec, precision=m.precision)
+        ec = replace(ec, precision=s.manifest.precision)
     spec = get_spec(ec.model, ec.preprocess)
-    mine = {"model": spec.name, "layer": ec.layer or spec.default_layer, "pool": ec.pool,
-            "image_size": ec.image_size or spec.native_size, "resize": ec.resize,
-            "precision": ec.precision}
-    diff = [f"{k}: {getattr(m, k)} != {v}" for k, v in mine.items()
-            if v is not None and getattr(m, k) != v]
-    if diff:
-        raise mismatch(f"the store at {store}", diff)
+    have = {r.name: r for r in s.spaces()}
+    for layer in layers:
+        row = have.get(f"{Path(spec.name).name}/{layer}")
+        if row is None:
+            continue
+        m = s.in_space(row.name).manifest
+        mine = {"model": spec.name, "pool": ec.pool, "resize": ec.resize,
+                "image_size": ec.image_size or spec.native_size, "precision": ec.precision}
+        diff = [f"{k}: {getattr(m, k)} != {v}" for k, v in mine.items()
+                if v is not None and getattr(m, k) != v]
+        if diff:
+            raise mismatch(f"the space {row.name} of the store at {store}", diff)
     return ec
 
 
@@ -256,11 +273,13 @@ RAY_OPTIONS = {"ray_address": "address", "actors": "actors", "actor_cpus": "acto
                "actor_gpus": "actor_gpus"}
 
 
-def store_recipe(store: str | Path, given: dict) -> EmbedConfig:
-    """The recipe of an ingest into ``store``: the one its manifest records, else
-    EmbedConfig's defaults, with the options ``given`` (None: not given) over it. A given
-    option that conflicts with the store's is refused, named; weights from another source
-    are checked by their sha256 when the model is built.
+def store_recipe(store: str | Path, given: dict, layers=None) -> EmbedConfig:
+    """The recipe of an ingest into ``store``: the one its manifest records (of the space of
+    the model asked, else the default space), else EmbedConfig's defaults, with the options
+    ``given`` (None: not given) over it. A given option that conflicts with the store's is
+    refused, named; weights from another source are checked by their sha256 when the model
+    is built. Another model or layer (``layers``) makes new spaces: a new model takes the
+    store's pooling, resize, precision and (unless a file) weights, and its own input size.
 
     >>> store_recipe(store, {"pool": None}).weights
     'random:0'
@@ -274,18 +293,29 @@ def store_recipe(store: str | Path, given: dict) -> EmbedConfig:
         raise UsageError(f"unknown recipe option(s): {', '.join(sorted(unknown))}")
     if not manifest_path(Path(store)).exists():
         return EmbedConfig(**given)
-    m = read_manifest(Path(store))
-    stored = {k: getattr(m, k) for k in RECIPE}
+    s = Store.open(Path(store))
+    m = s.manifest
     preprocess = given.get("preprocess") or m.preprocess
+    model = _model_name(given["model"], preprocess) if "model" in given else m.model
+    same = [s.in_space(r.name).manifest for r in s.spaces() if r.model == Path(model).name]
+    if not same:  # a new model: new spaces
+        carried = {k: getattr(m, k) for k in ("pool", "resize", "precision")}
+        if not Path(m.weights).expanduser().is_file() and m.weights != "saved":
+            carried["weights"] = m.weights
+        return EmbedConfig(**{**carried, **given})
+    wanted = layers or ([given["layer"]] if "layer" in given else [])
+    m = next((x for x in same if x.layer in wanted), same[0])
+    stored = {k: getattr(m, k) for k in RECIPE}
     conflicts = {k: f"{k} {v} conflicts with the store's {stored[k]}"
                  for k, v in sorted(given.items(), key=lambda kv: RECIPE.index(kv[0]))
-                 if k != "weights" and not (k == "precision" and v == "auto")
+                 if k not in ("weights", "layer") and not (k == "precision" and v == "auto")
                  and (_model_name(v, preprocess) if k == "model" else v) != stored[k]}
     if conflicts:
         them = "it" if len(conflicts) == 1 else "them"
         raise StoreMismatch(f"{'; '.join(conflicts.values())}; leave {them} out to ingest "
                             "with the store's recipe, or use another store", param=conflicts)
-    return EmbedConfig(**{**stored, **{k: v for k, v in given.items() if k == "weights"}})
+    return EmbedConfig(**{**stored, **{k: v for k, v in given.items()
+                                       if k in ("weights", "layer")}})
 
 
 def _model_name(model: str, preprocess: str | None) -> str:
@@ -318,25 +348,32 @@ def make_engine(cfg: IngestConfig):
 def ingest(cfg: IngestConfig, progress: Progress | None = None,
            engine=None) -> IngestResult:
     """Embed the images under ``cfg.root`` into the store; resume/skip what is there. The
-    one driver of every engine (``engine``: by default the one ``cfg.engine`` names)."""
+    one driver of every engine (``engine``: by default the one ``cfg.engine`` names).
+
+    New images are embedded by the default space's network, into each of its spaces (and
+    any new layer of it asked) in one forward pass; then every space that lacks some of the
+    store's images (a model or layer added now or earlier, or not yet filled when a run was
+    killed) is filled, shard by shard, from the images' files."""
     t0 = time.perf_counter()
     store = Path(cfg.store)
     layout, entries = prepare(cfg)
-    ec = _check_cheap(store, cfg.embed)  # a mismatching store is refused before any model
+    ec, layers = cfg.embed, _layers(cfg)
+    ec = _check_cheap(store, ec, layers)  # a mismatching space is refused before any model
     engine = engine or make_engine(cfg)
     root = str(layout.root)
     with engine:
-        emb = engine.prepare(ec)
-        manifest = _manifest(emb)
+        first, later = _networks(store, ec, layers)
+        _refuse_other_weights(store, engine, ec, layers)  # before anything is written
+        members = engine.prepare(*first)
         options = {k: v for k, v in asdict(cfg).items() if k not in ("root", "store")}
         # the backend is in the run, not the manifest: vectors do not depend on it
         options.update(backend=backend(), **engine.options())
-        with StoreWriter(store, manifest) as w:
+        with StoreWriter(store, [_manifest(m) for m in members]) as w:
             present = w.existing_paths(root)
             todo = [e for e in entries if e.path not in present]
             skipped = len(entries) - len(todo)
             run_id = w.start_run(root, layout.name, options)
-            out = _Commits(w, root, w.next_image_id(), manifest.dim)
+            out = _Commits(w, root, w.next_image_id())
             done, status = 0, "interrupted"
             try:
                 for batch in engine.produce(todo, layout.root) if todo else ():
@@ -360,20 +397,117 @@ def ingest(cfg: IngestConfig, progress: Progress | None = None,
                 status = "done"
             finally:
                 w.finish_run(status, out.ingested, skipped, len(out.failures))
+        for net in [first, *later]:  # each space's missing shards, after the writer above
+            _fill(store, engine, net, run_id, out.failures)
     result = IngestResult(
         store=str(store), layout=layout.name, layout_notes=layout.notes, run_id=run_id,
         total=len(entries), ingested=out.ingested, skipped=skipped, failed=len(out.failures),
         failures=out.failures, seconds=time.perf_counter() - t0,
-        precision=emb.config.precision,
+        precision=members[0].config.precision,
     )
     return _after_ingest(store, cfg, result)
 
 
-def _after_ingest(store: Path, cfg: IngestConfig, result: IngestResult) -> IngestResult:
-    """Bring the index and the class statistics up to date with what this run added."""
+def _layers(cfg: IngestConfig) -> list[str]:
+    """The layers an ingest asks for (the model's default layer when none is named)."""
+    if cfg.layers:
+        if len(set(cfg.layers)) != len(cfg.layers):
+            raise UsageError("name each layer once", param="layers")
+        return list(cfg.layers)
+    if cfg.embed.layer:
+        return [cfg.embed.layer]
+    from actdb.models.registry import get_spec
+
+    return [get_spec(cfg.embed.model, cfg.embed.preprocess).default_layer]
+
+
+def _network_key(c) -> tuple:
+    """What must agree for layers to come from one forward pass (an EmbedConfig or a
+    Manifest)."""
+    return (Path(c.model).name, c.pool, c.weights, c.image_size, c.resize, c.precision,
+            c.preprocess)
+
+
+def _networks(store: Path, ec: EmbedConfig, layers: list[str]
+              ) -> tuple[tuple[EmbedConfig, list[str]], list[tuple[EmbedConfig, list[str]]]]:
+    """(the network new images go through, with its layers; every other network of the
+    store's spaces), each as (recipe, layers). In a new store the asked recipe is the first;
+    in one that exists, the default space's network with its spaces' layers (and the asked
+    layers when the asked recipe is that network)."""
+    if not manifest_path(store).exists():
+        return (ec, layers), []
+    s = Store.open(store)
+    nets: dict[tuple, tuple[EmbedConfig, list[str]]] = {}
+    for row in s.spaces():
+        m = s.in_space(row.name).manifest
+        c = EmbedConfig(**{k: getattr(m, k) for k in RECIPE})
+        nets.setdefault(_network_key(m), (c, []))[1].append(m.layer)
+    asked = nets.setdefault(_network_key(ec), (ec, []))[1]
+    asked += [x for x in layers if x not in asked]
+    first, *later = nets.values()
+    return first, later
+
+
+def _refuse_other_weights(store: Path, engine, ec: EmbedConfig, layers: list[str]) -> None:
+    """StoreMismatch when a space the asked recipe names exists with other weights (a weights
+    file from another source is the same weights when its sha256 is): the model is built
+    for this check only when such a space exists."""
+    if not manifest_path(store).exists():
+        return
+    from actdb.models.registry import get_spec
+
+    s = Store.open(store)
+    have = {r.name for r in s.spaces()}
+    label = Path(get_spec(ec.model, ec.preprocess).name).name
+    if not any(f"{label}/{x}" in have for x in layers):
+        return
+    for m in map(_manifest, engine.prepare(ec, layers)):
+        if m.space_name in have:
+            s.in_space(m.space_name).manifest.ensure_compatible(
+                m, f"the space {m.space_name} of the store")
+
+
+def _fill(store: Path, engine, net: tuple[EmbedConfig, list[str]], run_id: int,
+          failures: list[tuple[str, str]]) -> None:
+    """Embed into the spaces of one network the image shards they lack (each shard written
+    under its image shard's name, listed in one transaction: exactly once)."""
+    ec, layers = net
     s = Store.open(store)
     with s.reader() as con:
-        stale = result.ingested > 0 or not reads.has_stats(con)
-    result.index, result.stats = refresh(s, index=cfg.build_index,
-                                         stats=cfg.compute_stats and stale)
+        rows = {r.name: r for r in reads.spaces(con)}
+        names = [f"{Path(ec.model).name}/{x}" for x in layers]
+        lacking = {n: set(reads.shards_to_fill(con, n)) if n in rows else None for n in names}
+    if not any(v is None or v for v in lacking.values()):
+        return
+    members = engine.prepare(ec, layers)
+    with StoreWriter(store, [_manifest(m) for m in members]) as w:
+        w.run_id = run_id
+        with w.connect() as con:
+            todo = sorted(set().union(*(reads.shards_to_fill(con, r.name) for r in w.spaces)))
+        for shard in todo:
+            with w.connect() as con:
+                spaces = [r for r in w.spaces
+                          if shard in set(reads.shards_to_fill(con, r.name))]
+                images = reads.shard_images(con, shard)
+            entries = [ImageEntry(path=path, split=None, synset=None, class_name=None,
+                                  class_index=None) for _, path in images]
+            by_path = dict((p, i) for i, p in images)
+            ids, vecs, failed = [], [], []
+            for batch in engine.produce(entries, Path("/")):
+                for r in batch:
+                    if r.error is not None:
+                        failed.append(r.entry.path)
+                        failures.append((r.entry.path, r.error))
+                        continue
+                    ids.append(by_path[r.entry.path])
+                    vecs.append(r.vecs)
+            pos = [w.spaces.index(r) for r in spaces]
+            w.fill(shard, spaces, np.asarray(ids, np.int64),
+                   [_stack([v[i] for v in vecs], w.spaces[i].dim) for i in pos], [])
+
+
+def _after_ingest(store: Path, cfg: IngestConfig, result: IngestResult) -> IngestResult:
+    """Bring the index and the class statistics up to date with what this run added."""
+    result.index, result.stats = refresh(Store.open(store), index=cfg.build_index,
+                                         stats=cfg.compute_stats, stale_only=True)
     return result

@@ -88,27 +88,33 @@ class EmbedActor:
     """A Ray actor holding the store's embedder (built once), its threads sized to the CPUs
     Ray gave it. It refuses to embed when its model is not the store's."""
 
-    def __init__(self, config: dict, fingerprint: str, threads: int):
+    def __init__(self, config: dict, layers: list[str], fingerprints: list[str],
+                 threads: int):
         import tensorflow as tf  # this process is the actor's own: size its thread pools
 
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(max(1, threads // 2))
         for gpu in tf.config.list_physical_devices("GPU"):
             tf.config.experimental.set_memory_growth(gpu, True)
-        from actdb.models.embed import EmbedConfig, Embedder
+        from actdb.models.embed import EmbedConfig, layers_embedder
 
-        self.emb = Embedder(EmbedConfig(**config))
-        if self.emb.fingerprint != fingerprint:
-            raise IngestFailed(f"a model actor built {self.emb.fingerprint}, not the store's "
-                               f"{fingerprint}: every node needs the same weights file")
+        self.emb = layers_embedder(EmbedConfig(**config), layers, shared=False)
+        built = [m.fingerprint for m in self.emb.members]
+        if built != fingerprints:
+            raise IngestFailed(f"a model actor built {built[0]}, not the store's "
+                               f"{fingerprints[0]}: every node needs the same weights file")
 
     def __call__(self, batch: dict) -> dict:
         ok = np.asarray([not e for e in batch["error"]])
-        vecs = np.zeros((len(ok), self.emb.dim), np.float32)
-        if ok.any():
-            vecs[ok] = self.emb.embed(batch["image"][ok])
-        return {"seq": batch["seq"], "vec": vecs, "width": batch["width"],
-                "height": batch["height"], "nbytes": batch["nbytes"], "error": batch["error"]}
+        out = {"seq": batch["seq"], "width": batch["width"], "height": batch["height"],
+               "nbytes": batch["nbytes"], "error": batch["error"]}
+        got = self.emb.embed(batch["image"][ok]) if ok.any() else None
+        for i, m in enumerate(self.emb.members):
+            vecs = np.zeros((len(ok), m.dim), np.float32)
+            if got is not None:
+                vecs[ok] = got[i]
+            out[f"vec{i}"] = vecs
+        return out
 
 
 def _resources(ray, rc: RayConfig) -> tuple[int, float, float, int]:
@@ -140,7 +146,7 @@ class RayEngine:
             rc, batch_size, rows_per_shard, actor)
         self.ray = _ray()
         self.ours = False
-        self.emb = None
+        self.members: list = []
 
     def __enter__(self) -> RayEngine:
         self.ours = not self.ray.is_initialized()
@@ -160,14 +166,15 @@ class RayEngine:
             self.ray.shutdown()
             self.ours = False
 
-    def prepare(self, ec):
-        from actdb.models.embed import Embedder, resolve_precision
+    def prepare(self, ec, layers: list[str]):
+        from actdb.models.embed import layers_embedder, resolve_precision
 
         if ec.precision == "auto":  # resolved where the model runs, not on the driver
             ec = replace(ec, precision=self.ray.get(self.ray.remote(resolve_precision).options(
                 num_cpus=min(self.actor_cpus, 1), num_gpus=self.actor_gpus).remote("auto")))
-        self.emb = Embedder(ec)  # the manifest's weights hash and fingerprint
-        return self.emb
+        self.ec, self.layers = ec, list(layers)
+        self.members = layers_embedder(ec, layers).members  # the manifests' hashes
+        return self.members
 
     def options(self) -> dict:
         return {"actors": self.actors, "actor_cpus": self.actor_cpus,
@@ -180,7 +187,7 @@ class RayEngine:
         import pyarrow as pa
         from ray.data import ActorPoolStrategy, DataContext
 
-        ec = self.emb.config
+        ec = self.members[0].config
         ctx = DataContext.get_current()
         saved = (ctx.execution_options.preserve_order, ctx.enable_progress_bars)
         ctx.execution_options.preserve_order = True  # listing order: the local engine's ids
@@ -194,7 +201,8 @@ class RayEngine:
                                                     "resize": ec.resize, "root": str(root)},
                                 batch_size=None, batch_format="numpy", num_cpus=0.5)
             ds = ds.map_batches(self.actor, fn_constructor_kwargs={
-                "config": asdict(ec), "fingerprint": self.emb.fingerprint,
+                "config": asdict(replace(ec, layer=None)), "layers": self.layers,
+                "fingerprints": [m.fingerprint for m in self.members],
                 "threads": self.threads},
                 batch_size=self.batch_size, batch_format="numpy",
                 compute=ActorPoolStrategy(size=self.actors), num_cpus=self.actor_cpus,
@@ -203,8 +211,10 @@ class RayEngine:
                                      prefetch_batches=1):
                 yield [Embedded(entry=todo[int(seq)], error=str(b["error"][k]))
                        if b["error"][k] else
-                       Embedded(entry=todo[int(seq)], vec=b["vec"][k], width=int(b["width"][k]),
-                                height=int(b["height"][k]), nbytes=int(b["nbytes"][k]))
+                       Embedded(entry=todo[int(seq)],
+                                vecs=tuple(b[f"vec{i}"][k] for i in range(len(self.members))),
+                                width=int(b["width"][k]), height=int(b["height"][k]),
+                                nbytes=int(b["nbytes"][k]))
                        for k, seq in enumerate(b["seq"])]
         finally:
             ctx.execution_options.preserve_order, ctx.enable_progress_bars = saved

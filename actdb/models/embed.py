@@ -253,6 +253,26 @@ class LayersEmbedder:
         return _forward(self.model, self._preprocess(images), self._jax)
 
 
+class OneLayer:
+    """One Embedder in :class:`LayersEmbedder`'s shape (``members``, ``embed`` -> a list)."""
+
+    def __init__(self, emb: Embedder):
+        self.members, self.config = [emb], emb.config
+
+    def embed(self, images: np.ndarray) -> list[np.ndarray]:
+        return [self.members[0].embed(images)]
+
+
+def layers_embedder(config: EmbedConfig, layers: list[str], shared: bool = True):
+    """What embeds ``layers`` of ``config``'s network in one forward pass: a
+    :class:`LayersEmbedder`, or for one layer its Embedder (``shared``: this process's
+    :func:`shared_embedder`) as a :class:`OneLayer`."""
+    if len(layers) == 1:
+        one = replace(config, layer=layers[0])
+        return OneLayer(shared_embedder(one) if shared else Embedder(one))
+    return LayersEmbedder(config, layers)
+
+
 def embed_decoded(emb, paths: list[str | Path | bytes], batch_size: int = 32,
                   names: list[str] | None = None) -> np.ndarray:
     """Decode images with ``emb``'s size and resize method, then ``emb.embed`` them in

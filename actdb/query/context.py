@@ -62,7 +62,7 @@ class QueryContext:
         self.batch_uploads = batch_uploads
         self.cache_metadata = cache_metadata
         self._lock = threading.RLock()
-        self._index_files = (files.index_path(store.path), files.index_info_path(store.path))
+        self._index_files = (files.index_path(store.dir), files.index_info_path(store.dir))
         self._catalog_files = (files.catalog_path(store.path),
                                files.catalog_wal_path(store.path))
         self._index_sig = self._catalog_sig = self._version = None
@@ -89,7 +89,7 @@ class QueryContext:
             if self._cache is not None:
                 self._cache.forget_keys()
             with self.store.reader() as con:
-                version = reads.data_version(con)
+                version = reads.data_version(con, self.store.space.name)
             if version != self._version:
                 self._version = version
                 self._reference = self._meta = None
@@ -104,7 +104,7 @@ class QueryContext:
 
         with self._lock:
             if self._index is None:
-                self._index = LoadedIndex.open(self.store.path)
+                self._index = LoadedIndex.open(self.store.dir)
             return self._index
 
     @property
@@ -113,7 +113,8 @@ class QueryContext:
         with self._lock:
             if self._reference is None:
                 with self.store.reader() as con:
-                    self._reference = reads.distance_reference(con)
+                    self._reference = reads.distance_reference(
+                        con, self.store.space.name)
             return self._reference
 
     def image_meta(self, ids: np.ndarray) -> dict[str, np.ndarray]:
@@ -146,7 +147,7 @@ class QueryContext:
         version)."""
         if not self._intact:
             with self.store.reader() as con:
-                reads.require_shards(con, self.store.path)
+                reads.require_shards(con, self.store.dir, self.store.space.name)
             self._intact = True
 
     # -- the model and the query cache -------------------------------------------------------

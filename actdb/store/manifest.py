@@ -16,8 +16,10 @@ from pathlib import Path
 from actdb.errors import StoreError, StoreMismatch
 from actdb.store.catalog.files import atomic_write, manifest_path
 
-#: 2: statistics tables created with the catalog, named queries, repairs.
-FORMAT_VERSION = 2
+#: 2: statistics tables created with the catalog, named queries, repairs; 3: spaces (a
+#: store of format 2 is upgraded when first opened).
+FORMAT_VERSION = 3
+UPGRADABLE = (2,)
 #: What to do about a mismatch, for the commands that take --store.
 FIX = "use the store's settings or another --store"
 #: Fields that must agree before vectors can share a store (or be compared at all).
@@ -54,6 +56,11 @@ class Manifest:
         """The model by name: a saved model's file name, never a path of this machine."""
         return Path(self.model).name
 
+    @property
+    def space_name(self) -> str:
+        """The name of the space these vectors make in a store: ``model/layer``."""
+        return f"{self.model_label}/{self.layer}"
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
 
@@ -88,7 +95,9 @@ def mismatch(what: str, diff: list[str], fix: str = FIX) -> StoreMismatch:
                          f"{fix}")
 
 
-def read_manifest(store: Path) -> Manifest:
+def read_manifest(store: Path, upgrade: bool = False) -> Manifest:
+    """The manifest in ``store`` (a store's or a space's folder); with ``upgrade``, also one
+    of an earlier format this actdb upgrades."""
     path = manifest_path(store)
     try:
         m = Manifest.from_json(path.read_text())
@@ -99,7 +108,7 @@ def read_manifest(store: Path) -> Manifest:
         ) from None
     except (ValueError, TypeError) as exc:
         raise StoreError(f"{path} is not a valid manifest: {exc}") from None
-    if m.format_version != FORMAT_VERSION:
+    if m.format_version != FORMAT_VERSION and not (upgrade and m.format_version in UPGRADABLE):
         raise StoreError(f"the store at {store} has format {m.format_version}; this actdb "
                          f"reads format {FORMAT_VERSION}: ingest into a new store")
     return m

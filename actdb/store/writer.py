@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -28,30 +29,52 @@ from actdb.store.catalog.files import (
     shard_files_on_disk,
     shard_name,
     shard_path,
+    space_dir,
+    space_folder,
     temp_files,
 )
-from actdb.store.catalog.schema import FailureRow, ImageRow
-from actdb.store.manifest import Manifest, read_manifest, write_manifest
+from actdb.store.catalog.schema import FailureRow, ImageRow, SpaceRow
+from actdb.store.manifest import FORMAT_VERSION, Manifest, read_manifest, write_manifest
 from actdb.store.shards import write_shard
+
+
+def space_row(manifest: Manifest, *, folder: str = "", is_default: bool = True,
+              position: int = 0) -> SpaceRow:
+    """The ``spaces`` row of a space made with this recipe."""
+    m = manifest
+    return SpaceRow(name=m.space_name, folder=folder, is_default=is_default,
+                    position=position, model=m.model_label, layer=m.layer, pool=m.pool,
+                    dim=m.dim, fingerprint=m.fingerprint, image_size=m.image_size,
+                    precision=m.precision, weights=m.weights)
 
 
 class StoreWriter:
     """Exclusive writer over a store directory (a context manager).
 
-    For example::
+    ``manifest``: the recipe of the space(s) this writer commits vectors of (a list: several
+    spaces, written by one forward pass), the first one the default when the store is new;
+    a space the store lacks is added; None: the store as it is (statistics, repairs). For
+    example::
 
         with StoreWriter(path, manifest) as w:
             w.start_run(root, "splits", {})
-            w.commit(ids, vecs, image_rows, failure_rows)
+            w.commit(ids, [vecs], image_rows, failure_rows)
     """
 
-    def __init__(self, path: str | Path, manifest: Manifest, check_shards: bool = True):
+    def __init__(self, path: str | Path, manifest: Manifest | list[Manifest] | None = None,
+                 check_shards: bool = True):
         self.path = Path(path)
-        self.manifest = manifest
+        self.manifests = [manifest] if isinstance(manifest, Manifest) else list(manifest or [])
         self.check_shards = check_shards
         self._lock_fh = None
         self._seq = 0
         self.run_id: int | None = None
+        self.spaces: list[SpaceRow] = []  # what commit() writes, in the manifests' order
+
+    @property
+    def manifest(self) -> Manifest:
+        """The default space's recipe."""
+        return read_manifest(self.path)
 
     def __enter__(self) -> StoreWriter:
         self.path.mkdir(parents=True, exist_ok=True)
@@ -64,21 +87,47 @@ class StoreWriter:
                 f"another actdb process is writing to {self.path}; wait for it to finish"
             ) from None
         try:
-            if manifest_path(self.path).exists():
-                read_manifest(self.path).ensure_compatible(self.manifest)
-            else:
-                write_manifest(self.path, self.manifest)
-            (self.path / SHARD_DIR).mkdir(exist_ok=True)
-            with self.connect() as con:
-                writes.ensure_schema(con, self.manifest.dim)
-                if self.check_shards:
-                    reads.require_shards(con, self.path)
-                    writes.ensure_views(con, self.manifest.dim, self.manifest.fingerprint)
-            self.remove_orphans()
+            self._open()
         except BaseException:
             self.__exit__()
             raise
         return self
+
+    def _open(self) -> None:
+        if not manifest_path(self.path).exists():
+            if not self.manifests:
+                raise StoreError(f"no actdb store at {self.path}")
+            write_manifest(self.path, self.manifests[0])
+        default = read_manifest(self.path, upgrade=True)
+        (self.path / SHARD_DIR).mkdir(exist_ok=True)
+        with self.connect() as con:
+            writes.ensure_schema(con, space_row(default))  # a format-2 catalog: migrated
+            rows = {r.name: r for r in reads.spaces(con)}
+            if not rows:
+                writes.add_space(con, rows.setdefault(default.space_name, space_row(default)))
+        if default.format_version != FORMAT_VERSION:
+            write_manifest(self.path, replace(default, format_version=FORMAT_VERSION))
+        for m in self.manifests:
+            row = rows.get(m.space_name) or self._add_space(m, len(rows))
+            rows[row.name] = row
+            read_manifest(space_dir(self.path, row.folder)).ensure_compatible(
+                m, f"the space {row.name} of the store")
+            self.spaces.append(row)
+        if self.check_shards:
+            with self.connect() as con:
+                for row in rows.values():
+                    reads.require_shards(con, space_dir(self.path, row.folder), row.name)
+        self.remove_orphans()
+
+    def _add_space(self, m: Manifest, position: int) -> SpaceRow:
+        row = space_row(m, folder=space_folder(m.model_label, m.layer), is_default=False,
+                        position=position)
+        folder = space_dir(self.path, row.folder)
+        (folder / SHARD_DIR).mkdir(parents=True, exist_ok=True)
+        write_manifest(folder, m)
+        with self.connect() as con:
+            writes.add_space(con, row)
+        return row
 
     def __exit__(self, *exc) -> None:
         if self._lock_fh is not None:
@@ -91,16 +140,19 @@ class StoreWriter:
         return catalog.writer(self.path)
 
     def remove_orphans(self) -> list[str]:
-        """Delete temp files and shard files the catalog does not list (crash leftovers)."""
+        """Delete temp files and shard files the catalog does not list (crash leftovers), in
+        every space."""
         with self.connect() as con:
-            listed = set(reads.committed_shards(con))
+            listed = reads.all_shards(con)
+            rows = reads.spaces(con)
         removed = []
         for p in temp_files(self.path):
             p.unlink(missing_ok=True)
             removed.append(p.name)
-        for name in shard_files_on_disk(self.path):
-            if name not in listed:
-                shard_path(self.path, name).unlink(missing_ok=True)
+        for row in rows:
+            folder = space_dir(self.path, row.folder)
+            for name in sorted(set(shard_files_on_disk(folder)) - set(listed.get(row.name, []))):
+                shard_path(folder, name).unlink(missing_ok=True)
                 removed.append(name)
         return removed
 
@@ -122,16 +174,34 @@ class StoreWriter:
         with self.connect() as con:
             writes.finish_run(con, self.run_id, status, ingested, skipped, failed)
 
-    def commit(self, ids: np.ndarray, vecs: np.ndarray, images: list[ImageRow],
+    def commit(self, ids: np.ndarray, vecs: list[np.ndarray], images: list[ImageRow],
                failures: list[FailureRow]) -> str | None:
-        """Write a shard for (ids, vecs) and record its images and these failures atomically.
+        """Write a shard of (ids, vecs) in each of this writer's spaces (``vecs``: one array
+        each, in :attr:`spaces`' order) and record its images and these failures atomically.
         """
         name = None
         if len(ids):
             self._seq += 1
             name = shard_name(self.run_id, self._seq, os.getpid())
-            write_shard(self.path, name, ids, vecs)
+            for row, v in zip(self.spaces, vecs, strict=True):
+                write_shard(space_dir(self.path, row.folder), name, ids, v)
         with self.connect() as con:
-            writes.commit_shard(con, name, len(ids), images, failures, self.run_id,
-                                dim=self.manifest.dim, fingerprint=self.manifest.fingerprint)
+            writes.commit_shard(con, name, {r.name: len(ids) for r in self.spaces}, images,
+                                failures, self.run_id)
         return name
+
+    def fill(self, shard: str, spaces: list[SpaceRow], ids: np.ndarray,
+             vecs: list[np.ndarray], failures: list[FailureRow]) -> None:
+        """Write the images of an existing image shard into further spaces (one array each,
+        in ``spaces``' order; ``ids`` may lack images that failed), listed atomically."""
+        for row, v in zip(spaces, vecs, strict=True):
+            write_shard(space_dir(self.path, row.folder), shard, ids, v)
+        with self.connect() as con:
+            writes.commit_shard(con, shard, {r.name: len(ids) for r in spaces}, [], failures,
+                                self.run_id)
+
+
+def upgrade(path: Path) -> None:
+    """Bring a store made before spaces to this format (what opening it does, once)."""
+    with StoreWriter(path, check_shards=False):
+        pass

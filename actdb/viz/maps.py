@@ -20,7 +20,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -43,6 +43,7 @@ class MapSpec:
 
     sample: SampleConfig = field(default_factory=SampleConfig)
     projection: ProjectionConfig = field(default_factory=lambda: ProjectionConfig(method="umap"))
+    space: str | None = None  # None: the default space (whose maps kept their ids)
 
     @classmethod
     def of(cls, method: str = "umap", per_class: int | None = 100,
@@ -59,9 +60,14 @@ class MapSpec:
         per_class = max(1, min(100, DEFAULT_POINTS // max(n_classes, 1)))
         return cls.of(method, per_class=per_class, seed=seed)
 
+    def in_space(self, store) -> MapSpec:
+        """This spec for the store's space."""
+        return replace(self, space=None if store.space.is_default else store.space.name)
+
     @property
     def settings(self) -> dict:
-        return {"sample": asdict(self.sample), "projection": asdict(self.projection)}
+        space = {"space": self.space} if self.space else {}
+        return {"sample": asdict(self.sample), "projection": asdict(self.projection), **space}
 
     @property
     def map_id(self) -> str:
@@ -154,7 +160,7 @@ def find_map(store, map_id: str) -> StoredMap | None:
         rec = reads.map_record(con, map_id)
         if rec is None:
             return None
-        state = reads.store_state(con)
+        state = reads.store_state(con, store.space.name)
         points = reads.map_points(con, map_id)
     if not files.map_model_path(store.path, map_id).is_file():
         return None  # its projection file is gone: make it again
@@ -169,8 +175,8 @@ def map_state(store, map_id: str) -> tuple[str, bool] | None:
     """(created_at, current) of a stored map, or None: a cheap check of a loaded map."""
     with store.reader() as con:
         rec = reads.map_record(con, map_id)
-        return None if rec is None else (str(rec["created_at"]),
-                                         rec["store_state"] == reads.store_state(con))
+        state = reads.store_state(con, store.space.name)
+        return None if rec is None else (str(rec["created_at"]), rec["store_state"] == state)
 
 
 def describe_sample(sample: dict) -> str:
@@ -194,7 +200,7 @@ def list_maps(store) -> pd.DataFrame:
     changed)."""
     with store.reader() as con:
         df = reads.maps(con)
-        state = reads.store_state(con)
+        state = reads.store_state(con, store.space.name)
     settings = [json.loads(s) for s in df.settings]
     df.insert(2, "sample", [describe_sample(s["sample"]) for s in settings])
     df.insert(3, "seed", [s["projection"]["seed"] for s in settings])
@@ -204,11 +210,12 @@ def list_maps(store) -> pd.DataFrame:
 
 def make_map(store, spec: MapSpec, stage: Stage | None = None) -> StoredMap:
     """Sample, fit, and store a map (replacing a stale one of the same spec)."""
+    spec = spec.in_space(store)
     say = stage or (lambda _: None)
     t0 = time.perf_counter()
     say("sampling stored vectors")
     with store.reader() as con:
-        state = reads.store_state(con)
+        state = reads.store_state(con, store.space.name)
     s = sample_vectors(store, spec.sample)
     proj = Projector(spec.projection)
     xy = proj.fit(s.vecs, say)
@@ -221,7 +228,7 @@ def make_map(store, spec: MapSpec, stage: Stage | None = None) -> StoredMap:
               "settings": json.dumps(settings), "store_state": state, "points": len(points),
               "seconds": seconds}
     try:
-        with StoreWriter(store.path, store.manifest) as w:
+        with StoreWriter(store.path) as w:
             proj.save(files.map_model_path(store.path, spec.map_id))
             with w.connect() as con:
                 writes.put_map(con, record, points)
@@ -246,6 +253,7 @@ def get_map(store, spec: MapSpec, stage: Stage | None = None, build: bool = True
             ) -> StoredMap:
     """The current map of ``spec``: the stored one, else made now (``build=False``: a
     QueryError saying how to make it)."""
+    spec = spec.in_space(store)
     m = find_map(store, spec.map_id)
     if m is not None and m.current:
         return m

@@ -91,11 +91,13 @@ def test_incremental_ingest_adds_only_new_images(tmp_path):
     assert check_store(tmp_path / "s").ok
 
 
-def test_different_settings_are_refused(tmp_path, built_store):
+def test_different_settings_of_a_space_are_refused(tmp_path, built_store):
+    """Another recipe for a space the store has (its model and layer) is refused; another
+    layer or model would add a space (tests/ingest/test_spaces.py)."""
     root = make_tree(tmp_path / "data", per_class=1)
-    with pytest.raises(StoreMismatch, match="layer"):
+    with pytest.raises(StoreMismatch, match="pool"):
         run(root, built_store, embed=EmbedConfig(weights=WEIGHTS, image_size=SIZE,
-                                                 precision="fp32", layer="block4_conv4"))
+                                                 precision="fp32", pool="max"))
     with pytest.raises(StoreMismatch, match="weights"):
         run(root, built_store, embed=EmbedConfig(weights="random:1", image_size=SIZE,
                                                  precision="fp32"))

@@ -1,6 +1,7 @@
 """The views kept in the catalog: plain DuckDB sees the same vectors actdb reads."""
 
 import shutil
+from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -8,9 +9,7 @@ import pytest
 
 import actdb
 from actdb.store import catalog
-from actdb.store.catalog import reads
 from actdb.store.store import Store
-from actdb.store.writer import StoreWriter
 
 
 @pytest.fixture
@@ -39,22 +38,28 @@ def test_the_kept_activations_view_holds_exactly_the_shards_vectors(store):
     assert kind == [(f"FLOAT[{vecs.shape[1]}]",)]
 
 
-def test_a_catalog_without_kept_views_is_read_and_gets_them_on_the_next_write(store):
-    """A catalog made before the views were kept in it: actdb gives its own connections the
-    views (each listed once), and the next write keeps them in the catalog."""
-    with catalog.writer(store) as con:
-        con.execute("DROP VIEW activations; DROP VIEW queries")
-    db = actdb.open(store)
-    assert db.sql("SELECT count(*) AS n FROM activations").to_pylist() == [{"n": db.count()}]
+def test_a_store_from_before_spaces_without_kept_views_gets_them_when_opened(tmp_path):
+    """A format-2 catalog made before the views were kept in it: opening it upgrades the
+    store, and plain DuckDB then sees the views, each once."""
+    import tarfile
+
+    from actdb.store.manifest import FORMAT_VERSION, read_manifest
+
+    fixtures = Path(__file__).parents[1] / "fixtures"
+    with tarfile.open(fixtures / "store-format2.tgz") as tar:
+        tar.extractall(tmp_path, filter="data")
+    old = tmp_path / "store"
+    con = duckdb.connect(str(old / "catalog.duckdb"))
+    con.execute("DROP VIEW activations; DROP VIEW queries")
+    n = con.execute("SELECT count(*) FROM images").fetchall()[0][0]
+    con.close()
+    db = actdb.open(old)
+    assert db.sql("SELECT count(*) AS n FROM activations").to_pylist() == [{"n": n}]
     names = [r["name"] for r in db.sql("SHOW TABLES").to_pylist()]
     assert names.count("activations") == 1
-    with catalog.reader(store) as con:
-        assert not reads.views_kept(con)
-    with StoreWriter(store, Store.open(store).manifest):  # what every ingest opens first
-        pass
-    with catalog.reader(store) as con:
-        assert reads.views_kept(con)
-    assert plain(store, "SELECT count(*) FROM activations") == [(db.count(),)]
+    db.close()
+    assert read_manifest(old).format_version == FORMAT_VERSION
+    assert plain(old, "SELECT count(*) FROM activations") == [(n,)]
 
 
 def test_the_row_types_agree_with_the_catalogs_tables(store):

@@ -36,6 +36,7 @@ from pathlib import Path
 from actdb.errors import StoreError
 from actdb.store.catalog.files import (
     SHARD_DIR,
+    SPACES_DIR,
     atomic_write,
     catalog_path,
     writer_waiting_path,
@@ -121,12 +122,15 @@ def _open(store: Path, read_only: bool, timeout: float, config: dict | None = No
 
 
 def _restrict(con, store: Path) -> None:
-    """Limit file access to the shard folder and lock the configuration. DuckDB may hand back
-    an instance this module opened before and has not finished closing: already done."""
+    """Limit file access to the shard folders (the default space's, and every other space's
+    folder: spaces may be added while the instance is open) and lock the configuration.
+    DuckDB may hand back an instance this module opened before and has not finished closing:
+    already done."""
     if con.execute("SELECT current_setting('lock_configuration')").fetchall()[0][0]:
         return
-    shard_dir = sql_literal(str((Path(store) / SHARD_DIR).resolve()) + "/")
-    con.execute(f"SET allowed_directories = [{shard_dir}]")
+    dirs = ", ".join(sql_literal(str((Path(store) / d).resolve()) + "/")
+                     for d in (SHARD_DIR, SPACES_DIR))
+    con.execute(f"SET allowed_directories = [{dirs}]")
     con.execute("SET enable_external_access = false")
     con.execute("SET lock_configuration = true")
 

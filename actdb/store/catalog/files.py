@@ -21,6 +21,22 @@ WRITER_LOCK = ".lock"
 WRITER_WAITING = ".catalog-writer-waiting"
 ATLAS_DIR = "atlas"
 MAP_DIR = "maps"
+#: Every space but the default keeps its manifest, shards and index in a folder of its own.
+SPACES_DIR = "spaces"
+
+
+def space_folder(model: str, layer: str) -> str:
+    """A further space's folder, relative to the store (the default space's is ``""``).
+
+    >>> space_folder("resnet50", "conv5_block3_out")
+    'spaces/resnet50+conv5_block3_out'
+    """
+    return f"{SPACES_DIR}/{model}+{layer}"
+
+
+def space_dir(store: Path, folder: str) -> Path:
+    """Where a space's manifest, shards and index live (its folder under the store)."""
+    return Path(store) / folder if folder else Path(store)
 
 
 def shard_path(store: Path, name: str) -> Path:
@@ -80,7 +96,8 @@ def manifest_path(store: Path) -> Path:
 
 
 def shard_files_on_disk(store: Path) -> list[str]:
-    """Names of complete shard files on disk (temporary files excluded)."""
+    """Names of complete shard files on disk (temporary files excluded); ``store``: a space's
+    folder."""
     d = Path(store) / SHARD_DIR
     if not d.is_dir():
         return []
@@ -123,6 +140,8 @@ def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
 
 
 def temp_files(store: Path) -> list[Path]:
-    """Temporary files a crashed writer may have left (every :func:`atomic_write`'s)."""
-    return sorted(p for d in WRITTEN_DIRS for p in (Path(store) / d).glob(temp_path(
-        Path("*")).name) if p.is_file())
+    """Temporary files a crashed writer may have left (every :func:`atomic_write`'s, in the
+    store and in every space's folder)."""
+    tops = [Path(store), *sorted((Path(store) / SPACES_DIR).glob("*+*"))]
+    return sorted(p for top in tops for d in WRITTEN_DIRS
+                  for p in (top / d).glob(temp_path(Path("*")).name) if p.is_file())

@@ -14,7 +14,7 @@ import numpy as np
 
 from actdb.errors import QueryError, StatsMissing, StoreDamaged
 from actdb.store.catalog.files import shard_path
-from actdb.store.catalog.schema import FailureRow, ImageRow, sql_literal, views_sql
+from actdb.store.catalog.schema import FailureRow, ImageRow, SpaceRow, sql_literal
 
 
 def one(con, sql: str, params=None):
@@ -28,19 +28,60 @@ def scalar(con, sql: str, params=None):
     return one(con, sql, params)[0]
 
 
+# -- spaces ----------------------------------------------------------------------------------
+
+
+def spaces(con) -> list[SpaceRow]:
+    """Every space of the store, the default first, then in the order they were added."""
+    cols = ", ".join(SpaceRow._fields)
+    return [SpaceRow(*r) for r in con.execute(
+        f"SELECT {cols} FROM spaces ORDER BY position").fetchall()]
+
+
+def space_counts(con) -> dict[str, tuple[int, int]]:
+    """Per space: (shards, vectors) committed."""
+    return {r[0]: (int(r[1]), int(r[2])) for r in con.execute(
+        "SELECT space, count(*), coalesce(sum(rows), 0) FROM shards GROUP BY 1").fetchall()}
+
 # -- shards and views ------------------------------------------------------------------------
 
 
-def committed_shards(con) -> list[str]:
-    return [r[0] for r in con.execute("SELECT name FROM shards ORDER BY name").fetchall()]
+def committed_shards(con, space: str) -> list[str]:
+    """The names of a space's committed shards."""
+    return [r[0] for r in con.execute("SELECT name FROM shards WHERE space = ? ORDER BY name",
+                                      [space]).fetchall()]
 
 
-def shard_rows(con) -> dict[str, int]:
-    return dict(con.execute("SELECT name, rows FROM shards").fetchall())
+def all_shards(con) -> dict[str, list[str]]:
+    """Every space's committed shard names."""
+    out: dict[str, list[str]] = {}
+    for space, name in con.execute("SELECT space, name FROM shards ORDER BY 1, 2").fetchall():
+        out.setdefault(space, []).append(name)
+    return out
+
+
+def shard_rows(con, space: str) -> dict[str, int]:
+    return dict(con.execute("SELECT name, rows FROM shards WHERE space = ?",
+                            [space]).fetchall())
+
+
+def shards_to_fill(con, space: str) -> list[str]:
+    """The image shards (the names ``images.shard`` gives) this space has no shard of yet:
+    what an ingest embeds into a space added after the images were."""
+    return [r[0] for r in con.execute(
+        "SELECT DISTINCT shard FROM images WHERE shard NOT IN "
+        "(SELECT name FROM shards WHERE space = ?) ORDER BY 1", [space]).fetchall()]
+
+
+def shard_images(con, shard: str) -> list[tuple[int, str]]:
+    """(image_id, absolute-ish path: root/path) of the images of one shard, by id."""
+    return [(int(r[0]), r[1]) for r in con.execute(
+        "SELECT image_id, root || '/' || path FROM images WHERE shard = ? ORDER BY image_id",
+        [shard]).fetchall()]
 
 
 def shards_holding(con, ids: np.ndarray) -> list[str]:
-    """The shards that hold these image ids."""
+    """The shards that hold these image ids (the same names in every space)."""
     import pyarrow as pa
 
     con.register("wanted_ids", pa.table({"image_id": np.asarray(ids, np.int64)}))
@@ -52,15 +93,15 @@ def shards_holding(con, ids: np.ndarray) -> list[str]:
         con.unregister("wanted_ids")
 
 
-def missing_shards(con, store: Path) -> list[str]:
-    """Shards the catalog lists whose files are gone."""
-    return [n for n in committed_shards(con) if not shard_path(store, n).is_file()]
+def missing_shards(con, folder: Path, space: str) -> list[str]:
+    """A space's shards the catalog lists whose files are gone (``folder``: the space's)."""
+    return [n for n in committed_shards(con, space) if not shard_path(folder, n).is_file()]
 
 
-def require_shards(con, store: Path) -> list[str]:
-    """The committed shards; StoreDamaged when a file the catalog lists is gone."""
-    names = committed_shards(con)
-    lost = [n for n in names if not shard_path(store, n).is_file()]
+def require_shards(con, folder: Path, space: str) -> list[str]:
+    """A space's committed shards; StoreDamaged when a file the catalog lists is gone."""
+    names = committed_shards(con, space)
+    lost = [n for n in names if not shard_path(folder, n).is_file()]
     if lost:
         raise StoreDamaged(f"{len(lost)} shard file(s) listed in the catalog are missing "
                            f"({lost[0]}{' ...' if len(lost) > 1 else ''})")
@@ -73,18 +114,9 @@ def storage_version(con) -> str:
                   "WHERE database_name = current_database()") or "unknown"
 
 
-def views_kept(con) -> bool:
-    """Whether the catalog keeps the ``activations`` and ``queries`` views."""
-    return scalar(con, "SELECT count(*) FROM duckdb_views() WHERE NOT temporary "
-                  "AND view_name IN ('activations', 'queries')") == 2
-
-
-def use_views(con, store: Path, dim: int, fingerprint: str) -> None:
-    """Check the ``activations`` view's shards are on disk (StoreDamaged), and give a catalog
-    made before the views were kept in it this connection's own."""
-    names = require_shards(con, store)
-    if not views_kept(con):
-        con.execute(views_sql(names, dim, fingerprint, temp=True))
+def has_spaces(con) -> bool:
+    """Whether the catalog is of the spaces format (else: format 2, to migrate)."""
+    return has_table(con, "spaces")
 
 
 # -- images ----------------------------------------------------------------------------------
@@ -209,15 +241,16 @@ def image_ids(con) -> np.ndarray:
         "image_id"], np.int64)
 
 
-def images_not_in(con, have: np.ndarray) -> tuple[list[tuple[int, str]], int]:
-    """(image_id, shard) of catalog images missing from ``have``, and how many of ``have``
-    the catalog no longer lists."""
+def images_not_in(con, have: np.ndarray, space: str) -> tuple[list[tuple[int, str]], int]:
+    """(image_id, shard) of a space's images (those of the shards it lists) missing from
+    ``have``, and how many of ``have`` the catalog no longer lists."""
     import pyarrow as pa
 
     con.register("have_ids", pa.table({"image_id": np.asarray(have, np.int64)}))
     try:
         rows = con.execute("SELECT image_id, shard FROM images ANTI JOIN have_ids "
-                           "USING (image_id) ORDER BY 1").fetchall()
+                           "USING (image_id) WHERE shard IN (SELECT name FROM shards WHERE "
+                           "space = ?) ORDER BY 1", [space]).fetchall()
         stale = scalar(con, "SELECT count(*) FROM have_ids ANTI JOIN images USING (image_id)")
     finally:
         con.unregister("have_ids")
@@ -225,7 +258,7 @@ def images_not_in(con, have: np.ndarray) -> tuple[list[tuple[int, str]], int]:
 
 
 def summary(con) -> dict:
-    """Counts for ``info``."""
+    """Counts for ``info`` (``shards``: of every space together)."""
     per_split = dict(con.execute(
         "SELECT coalesce(split, '?'), count(*) FROM images GROUP BY 1 ORDER BY 1").fetchall())
     roots = dict(con.execute("SELECT root, count(*) FROM images GROUP BY 1 ORDER BY 1"
@@ -268,6 +301,12 @@ def labelled_images(con) -> dict[str, np.ndarray]:
         "SELECT image_id, dense_rank() OVER (ORDER BY coalesce(synset, class_name)) - 1 "
         "AS label FROM images WHERE class_name IS NOT NULL ORDER BY label, image_id"
     ).fetchnumpy()
+
+
+def labelled_count(con, space: str) -> int:
+    """How many labelled images a space's shards hold (what its statistics cover)."""
+    return int(scalar(con, "SELECT count(*) FROM images i JOIN shards s ON s.name = i.shard "
+                      "AND s.space = ? WHERE i.class_name IS NOT NULL", [space]))
 
 
 #: How alike a name must be to be suggested (difflib's ratio): "sea cucumber" for
@@ -338,49 +377,52 @@ def class_members(con, keys: list[str]) -> dict[str, np.ndarray]:
 STATS_SETTINGS = ("seed", "pairs_per_class", "pair_sample", "nn_sample")
 
 
-def stats_record(con) -> dict | None:
-    """When and with which settings the statistics were last computed, over how many images
-    and classes (None: never)."""
-    cur = con.execute("SELECT * FROM stats_config")
+def stats_record(con, space: str) -> dict | None:
+    """When and with which settings a space's statistics were last computed, over how many
+    images and classes (None: never)."""
+    cur = con.execute("SELECT * EXCLUDE (space) FROM stats_config_all WHERE space = ?", [space])
     rows = cur.fetchall()
     return None if not rows else dict(zip([d[0] for d in cur.description], rows[0],
                                           strict=True))
 
 
-def stats_config(con) -> dict | None:
-    """The settings the statistics were last computed with (None: never)."""
-    rec = stats_record(con)
+def stats_config(con, space: str) -> dict | None:
+    """The settings a space's statistics were last computed with (None: never)."""
+    rec = stats_record(con, space)
     return None if rec is None else {k: rec[k] for k in STATS_SETTINGS}
 
 
-def has_stats(con) -> bool:
-    return stats_config(con) is not None
+def has_stats(con, space: str) -> bool:
+    return stats_config(con, space) is not None
 
 
-def _need_stats(con, what: str) -> None:
-    if not has_stats(con):
+def _need_stats(con, space: str, what: str) -> None:
+    if not has_stats(con, space):
         raise StatsMissing(what)
 
 
-def centroids(con):
+def centroids(con, space: str):
     """Per class: key, names, n, centroid (float32 arrays), spread. Raises StatsMissing."""
-    _need_stats(con, "class centroids")
+    _need_stats(con, space, "class centroids")
     return con.execute("SELECT class_key, synset, class_name, n, centroid, mean_dist, p95_dist "
-                       "FROM centroids ORDER BY class_key").df()
+                       "FROM centroids_all WHERE space = ? ORDER BY class_key", [space]).df()
 
 
-def pair_stats(con):
-    _need_stats(con, "pair statistics")
-    return con.execute("SELECT * FROM pair_stats ORDER BY mean").df()
+def pair_stats(con, space: str):
+    _need_stats(con, space, "pair statistics")
+    return con.execute("SELECT * EXCLUDE (space) FROM pair_stats_all WHERE space = ? "
+                       "ORDER BY mean", [space]).df()
 
 
-def distance_reference(con) -> tuple[np.ndarray | None, float | None]:
-    """Sorted nearest-neighbour distances of stored images and the median random-pair
-    distance, for a query's context; (None, None) before statistics exist."""
-    if not has_stats(con):
+def distance_reference(con, space: str) -> tuple[np.ndarray | None, float | None]:
+    """Sorted nearest-neighbour distances of a space's stored images and its median
+    random-pair distance, for a query's context; (None, None) before statistics exist."""
+    if not has_stats(con, space):
         return None, None
-    nn = con.execute("SELECT dist FROM nn_sample ORDER BY dist").fetchnumpy()["dist"]
-    med = one(con, "SELECT p50 FROM pair_stats WHERE kind = 'random'")
+    nn = con.execute("SELECT dist FROM nn_sample_all WHERE space = ? ORDER BY dist",
+                     [space]).fetchnumpy()["dist"]
+    med = one(con, "SELECT p50 FROM pair_stats_all WHERE space = ? AND kind = 'random'",
+              [space])
     return np.asarray(nn, np.float64), (med[0] if med else None)
 
 
@@ -416,23 +458,23 @@ def query_cache_keys(con, fingerprint: str) -> tuple[set[str], dict[str, str]]:
 # -- maps ------------------------------------------------------------------------------------
 
 
-def store_state(con) -> str:
-    """What a map was made from: the image count and a hash of the shard names (a map is stale
-    once either changes)."""
+def store_state(con, space: str) -> str:
+    """What a map of a space was made from: the image count and a hash of the space's shard
+    names (a map is stale once either changes)."""
     import hashlib
 
-    names = "\n".join(committed_shards(con))
+    names = "\n".join(committed_shards(con, space))
     n = scalar(con, "SELECT count(*) FROM images")
     return f"{n} images, shards {hashlib.sha1(names.encode()).hexdigest()[:12]}"
 
 
-def data_version(con) -> tuple:
-    """What the images and their statistics are now: changes with every ingest, repair and
-    statistics run, not with query-cache, map or atlas writes."""
-    return store_state(con), stats_record(con)
+def data_version(con, space: str) -> tuple:
+    """What the images and a space's statistics are now: changes with every ingest, repair
+    and statistics run, not with query-cache, map or atlas writes."""
+    return store_state(con, space), stats_record(con, space)
 
 
-def _has_table(con, name: str) -> bool:  # stores made before a table existed lack it
+def has_table(con, name: str) -> bool:  # stores made before a table existed lack it
     return bool(scalar(con, "SELECT count(*) FROM duckdb_tables() WHERE table_name = ? "
                        "AND database_name = current_database()", [name]))
 
@@ -440,7 +482,7 @@ def _has_table(con, name: str) -> bool:  # stores made before a table existed la
 def maps(con):
     """Every stored map (DataFrame: map_id, method, settings, store_state, points, seconds,
     created_at), newest first."""
-    if not _has_table(con, "maps"):
+    if not has_table(con, "maps"):
         import pandas as pd
 
         return pd.DataFrame(columns=["map_id", "method", "settings", "store_state", "points",
@@ -449,7 +491,7 @@ def maps(con):
 
 
 def map_record(con, map_id: str) -> dict | None:
-    if not _has_table(con, "maps"):
+    if not has_table(con, "maps"):
         return None
     cur = con.execute("SELECT * FROM maps WHERE map_id = ?", [map_id])
     cols = [d[0] for d in cur.description]
@@ -476,7 +518,7 @@ CHANNEL_JSON = ("predictions", "neighbours", "examples")
 def channels(con, where: str = "", params=None):
     """The atlas's channels table (DataFrame), ordered by layer, channel, variant; its JSON
     columns (:data:`CHANNEL_JSON`) as Python objects."""
-    if not _has_table(con, "channels"):
+    if not has_table(con, "channels"):
         return con.execute("SELECT NULL AS channel WHERE false").df()
     df = con.execute(f"SELECT * FROM channels {where} ORDER BY model, layer, channel, "
                      "variant, objective, seed", params or []).df()
@@ -488,7 +530,7 @@ def channels(con, where: str = "", params=None):
 def channels_done(con, model: str, layer: str, recipe: str, objective: str, seed: int,
                   steps: int, size: int) -> set[int]:
     """Channels already in the atlas with exactly these settings."""
-    if not _has_table(con, "channels"):
+    if not has_table(con, "channels"):
         return set()
     return {r[0] for r in con.execute(
         "SELECT channel FROM channels WHERE model = ? AND layer = ? AND recipe = ? AND "
@@ -499,19 +541,21 @@ def channels_done(con, model: str, layer: str, recipe: str, objective: str, seed
 # -- channels --------------------------------------------------------------------------------
 
 
-def channel_examples(con, channel: int, k: int):
-    """Top-k images by one channel's pooled value, the channel's mean/max/count, and each
-    named query's value and percentile. Needs :func:`use_views`."""
+def channel_examples(con, space: SpaceRow, channel: int, k: int):
+    """Top-k images by one channel's pooled value in a space, the channel's mean/max/count,
+    and each of the space's named queries' value and percentile."""
     c = channel + 1  # DuckDB arrays are 1-based
     top = con.execute(
         f"SELECT a.image_id, a.vec[{c}] AS value, i.class_name, i.synset, i.split, i.path "
-        "FROM activations a JOIN images i USING (image_id) "
+        f"FROM {space.view} a JOIN images i USING (image_id) "
         "ORDER BY value DESC, a.image_id LIMIT ?", [k]).df()
-    mean, mx, n = one(con, f"SELECT avg(vec[{c}]), max(vec[{c}]), count(*) FROM activations")
+    mean, mx, n = one(con, f"SELECT avg(vec[{c}]), max(vec[{c}]), count(*) FROM {space.view}")
     queries = con.execute(
+        f"WITH q AS (SELECT n.name, c.vec FROM query_names n JOIN query_cache c "
+        "USING (sha256, fingerprint) WHERE n.fingerprint = ?) "
         f"SELECT q.name, q.vec[{c}] AS value, "
-        f"(SELECT 100.0 * count(*) FROM activations a WHERE a.vec[{c}] <= q.vec[{c}]) "
-        f"/ {max(n, 1)} AS percentile FROM queries q ORDER BY q.name").df()
+        f"(SELECT 100.0 * count(*) FROM {space.view} a WHERE a.vec[{c}] <= q.vec[{c}]) "
+        f"/ {max(n, 1)} AS percentile FROM q ORDER BY q.name", [space.fingerprint]).df()
     return top, float(mean or 0.0), float(mx or 0.0), queries
 
 
@@ -519,37 +563,44 @@ def channel_examples(con, channel: int, k: int):
 
 CHECKS = {
     "duplicate vector ids": "SELECT image_id FROM vecids GROUP BY 1 HAVING count(*) > 1",
-    "images without a vector": "SELECT image_id FROM images ANTI JOIN vecids USING (image_id)",
+    "images without a vector": "SELECT image_id FROM space_images "
+                               "ANTI JOIN vecids USING (image_id)",
     "orphan vectors (no image row)": "SELECT image_id FROM vecids "
-                                     "ANTI JOIN images USING (image_id)",
+                                     "ANTI JOIN space_images USING (image_id)",
     "images whose vector is in another shard than recorded":
-        "SELECT i.image_id FROM images i JOIN vecids v USING (image_id) WHERE i.shard <> v.shard",
-    "duplicate image paths": "SELECT root || '/' || path FROM images "
+        "SELECT i.image_id FROM space_images i JOIN vecids v USING (image_id) "
+        "WHERE i.shard <> v.shard",
+    "duplicate image paths": "SELECT root || '/' || path FROM space_images "
                              "GROUP BY root, path HAVING count(*) > 1",
-    "duplicate image ids in the catalog": "SELECT image_id FROM images "
+    "duplicate image ids in the catalog": "SELECT image_id FROM space_images "
                                           "GROUP BY 1 HAVING count(*) > 1",
 }
 
 
-def consistency(con, store: Path, present: list[str]) -> tuple[int, int, dict[str, list],
-                                                              list[tuple[str, int]]]:
-    """Read the ids inside the ``present`` shard files and compare them with the catalog.
+def consistency(con, folder: Path, space: SpaceRow, present: list[str]
+                ) -> tuple[int, int, dict[str, list], list[tuple[str, int]]]:
+    """Read the ids inside a space's ``present`` shard files (in its ``folder``) and compare
+    them with the catalog: with every image for the default space, with the images of the
+    shards it lists for another (one that is still being filled lacks the rest).
 
     Returns (images in the catalog, vectors in the files, {problem: sample rows},
     [(shard, rows the catalog expects)] for shards whose files hold another number)."""
     if present:
-        files = ", ".join(sql_literal(str(shard_path(store, n).resolve())) for n in present)
+        files = ", ".join(sql_literal(str(shard_path(folder, n).resolve())) for n in present)
         con.execute(
             "CREATE OR REPLACE TEMP TABLE vecids AS SELECT image_id, "
             f"parse_filename(filename) AS shard FROM read_parquet([{files}], filename=true)")
     else:
         con.execute("CREATE OR REPLACE TEMP TABLE vecids (image_id BIGINT, shard VARCHAR)")
-    n_images = scalar(con, "SELECT count(*) FROM images")
+    listed = "" if space.is_default else \
+        f" WHERE shard IN (SELECT name FROM shards WHERE space = {sql_literal(space.name)})"
+    con.execute(f"CREATE OR REPLACE TEMP VIEW space_images AS SELECT * FROM images{listed}")
+    n_images = scalar(con, "SELECT count(*) FROM space_images")
     n_vectors = scalar(con, "SELECT count(*) FROM vecids")
     found = {label: rows for label, sql in CHECKS.items()
              if (rows := con.execute(sql).fetchall())}
     wrong = con.execute(
         "SELECT s.name, s.rows FROM shards s LEFT JOIN "
         "(SELECT shard, count(*) AS c FROM vecids GROUP BY 1) v ON v.shard = s.name "
-        "WHERE coalesce(v.c, 0) <> s.rows").fetchall()
+        "WHERE s.space = ? AND coalesce(v.c, 0) <> s.rows", [space.name]).fetchall()
     return n_images, n_vectors, found, wrong

@@ -2,30 +2,58 @@
 
 Tables are created together, empty, by the first writer, so a store made by ``ingest``,
 ``merge`` or ``check --repair`` always has all of them; "not computed yet" is an empty table,
-never a missing one. Vector columns are ``FLOAT[dim]`` so ``array_distance`` works in SQL.
-The views ``activations`` (the committed shards) and ``queries`` (named query vectors) are
-kept in the catalog, rewritten in the transaction that changes the shards, so plain DuckDB
-sees them too. They name the shard files relative to the store, found through the
+never a missing one. A store holds one or more *spaces* (one recipe's vectors each, listed in
+``spaces``) over one ``images`` table; what belongs to a space (its shards, statistics) is
+keyed by the space's name in the tables, whose vectors are ``FLOAT[]`` since spaces differ in
+dimension. Views, rewritten in the transaction that changes the shards, give plain DuckDB
+the fixed-size ``FLOAT[dim]`` vectors ``array_distance`` needs: ``activations``, ``queries``
+and the statistics under their own names (``centroids`` ...) mean the default space, as
+they did before spaces came; every space's vectors are also its own view (``spaces.view``).
+The views name the shard files relative to the store, found through the
 :data:`STORE_VARIABLE` (unset: the folder DuckDB runs in), so a moved store keeps working.
 
->>> print(views_sql(["part-1.parquet"], 4, "f")[:68])
+>>> row = SpaceRow(name="vgg19/b5", folder="", is_default=True, position=0, model="vgg19",
+...                layer="b5", pool="mean", dim=4, fingerprint="f")
+>>> print(views_sql([row], {"vgg19/b5": ["part-1.parquet"]}).splitlines()[0][:68])
 CREATE OR REPLACE VIEW activations AS SELECT image_id, vec::FLOAT[4]
 """
 
 from __future__ import annotations
 
+import re
 from typing import NamedTuple, get_args, get_type_hints
 
 from actdb.store.catalog.files import SHARD_DIR
 
 #: The user-facing views and tables of ``actdb sql`` (documented in the README).
 VIEWS = ("images", "activations", "classes", "centroids", "class_stats", "pair_stats",
-         "nn_sample", "queries", "failures", "runs", "repairs")
+         "nn_sample", "queries", "failures", "runs", "repairs", "spaces", "centroids_all",
+         "class_stats_all", "pair_stats_all", "nn_sample_all")
+
+#: The statistics of every space, by space (the views without ``_all`` show the default's).
+STATS_TABLES = ("stats_config_all", "centroids_all", "class_stats_all", "pair_stats_all",
+                "nn_sample_all")
 
 
-def schema_sql(dim: int) -> str:
-    """DDL for a store whose vectors have ``dim`` components (idempotent)."""
-    return f"""
+def schema_sql() -> str:
+    """DDL for a store (idempotent)."""
+    return """
+CREATE TABLE IF NOT EXISTS spaces (  -- one recipe's vectors each, over the shared images
+    name VARCHAR PRIMARY KEY,      -- model/layer, e.g. vgg19/block5_conv4
+    folder VARCHAR NOT NULL,       -- its manifest, shards and index: '' is the store's own
+    is_default BOOLEAN NOT NULL,   -- the first space: what a query without a space asks
+    position INTEGER NOT NULL,     -- the order spaces were added in
+    model VARCHAR,
+    layer VARCHAR,
+    pool VARCHAR,
+    dim INTEGER,
+    image_size INTEGER,
+    precision VARCHAR,
+    weights VARCHAR,
+    fingerprint VARCHAR,
+    view VARCHAR,                  -- the view of its vectors (image_id, vec FLOAT[dim])
+    added_at TIMESTAMP DEFAULT current_timestamp
+);
 CREATE TABLE IF NOT EXISTS images (
     image_id BIGINT PRIMARY KEY,
     root VARCHAR NOT NULL,         -- dataset root (absolute) the path is relative to
@@ -37,7 +65,7 @@ CREATE TABLE IF NOT EXISTS images (
     width INTEGER,
     height INTEGER,
     bytes BIGINT,
-    shard VARCHAR NOT NULL,
+    shard VARCHAR NOT NULL,        -- the shard of that name holds its vector in every space
     run_id INTEGER
 );
 CREATE TABLE IF NOT EXISTS failures (
@@ -64,10 +92,12 @@ CREATE TABLE IF NOT EXISTS runs (
     status VARCHAR                 -- running | done | interrupted | failed
 );
 CREATE TABLE IF NOT EXISTS shards (
-    name VARCHAR PRIMARY KEY,
+    space VARCHAR NOT NULL,
+    name VARCHAR NOT NULL,         -- the same name in every space holds the same images
     rows INTEGER NOT NULL,
     run_id INTEGER,
-    created_at TIMESTAMP DEFAULT current_timestamp
+    created_at TIMESTAMP DEFAULT current_timestamp,
+    PRIMARY KEY (space, name)
 );
 CREATE TABLE IF NOT EXISTS repairs (  -- images whose shard was lost; the next ingest redoes them
     image_id BIGINT,
@@ -84,7 +114,7 @@ CREATE TABLE IF NOT EXISTS query_cache (
     sha256 VARCHAR NOT NULL,       -- of the query file's bytes
     fingerprint VARCHAR NOT NULL,  -- of the model recipe + weights that embedded it
     source VARCHAR,
-    vec FLOAT[{dim}] NOT NULL,
+    vec FLOAT[] NOT NULL,
     created_at TIMESTAMP DEFAULT current_timestamp,
     PRIMARY KEY (sha256, fingerprint)
 );
@@ -95,7 +125,8 @@ CREATE TABLE IF NOT EXISTS query_names (  -- a name denotes exactly one cached v
     bound_at TIMESTAMP DEFAULT current_timestamp,
     PRIMARY KEY (name, fingerprint)
 );
-CREATE TABLE IF NOT EXISTS stats_config (  -- one row: the settings the statistics were made with
+CREATE TABLE IF NOT EXISTS stats_config_all (  -- per space: the statistics' settings
+    space VARCHAR PRIMARY KEY,
     seed INTEGER,
     pairs_per_class INTEGER,
     pair_sample INTEGER,
@@ -105,20 +136,23 @@ CREATE TABLE IF NOT EXISTS stats_config (  -- one row: the settings the statisti
     seconds DOUBLE,
     computed_at TIMESTAMP DEFAULT current_timestamp
 );
-CREATE TABLE IF NOT EXISTS centroids (
-    class_key VARCHAR PRIMARY KEY,
+CREATE TABLE IF NOT EXISTS centroids_all (
+    space VARCHAR NOT NULL,
+    class_key VARCHAR NOT NULL,
     synset VARCHAR,
     class_name VARCHAR,
     class_index INTEGER,
     n INTEGER,
-    centroid FLOAT[{dim}],
+    centroid FLOAT[],
     mean_dist DOUBLE,
     std_dist DOUBLE,
     p50_dist DOUBLE,
-    p95_dist DOUBLE
+    p95_dist DOUBLE,
+    PRIMARY KEY (space, class_key)
 );
-CREATE TABLE IF NOT EXISTS class_stats (
-    class_key VARCHAR PRIMARY KEY,
+CREATE TABLE IF NOT EXISTS class_stats_all (
+    space VARCHAR NOT NULL,
+    class_key VARCHAR NOT NULL,
     class_name VARCHAR,
     n INTEGER,
     mean_dist DOUBLE,              -- mean same-class pair distance
@@ -127,10 +161,12 @@ CREATE TABLE IF NOT EXISTS class_stats (
     other_pairs BIGINT,
     nearest_class VARCHAR,
     nearest_class_key VARCHAR,
-    nearest_class_dist DOUBLE
+    nearest_class_dist DOUBLE,
+    PRIMARY KEY (space, class_key)
 );
-CREATE TABLE IF NOT EXISTS pair_stats (
-    kind VARCHAR PRIMARY KEY,      -- same_class | different_class | random | nearest_neighbour
+CREATE TABLE IF NOT EXISTS pair_stats_all (
+    space VARCHAR NOT NULL,
+    kind VARCHAR NOT NULL,         -- same_class | different_class | random | nearest_neighbour
     count BIGINT,
     mean DOUBLE,
     std DOUBLE,
@@ -142,9 +178,11 @@ CREATE TABLE IF NOT EXISTS pair_stats (
     seed INTEGER,
     sampled BOOLEAN,               -- false: every pair; true: a sample without replacement
     pairs_per_class INTEGER,
-    pair_sample INTEGER
+    pair_sample INTEGER,
+    PRIMARY KEY (space, kind)
 );
-CREATE TABLE IF NOT EXISTS nn_sample (
+CREATE TABLE IF NOT EXISTS nn_sample_all (
+    space VARCHAR NOT NULL,
     image_id BIGINT,
     dist DOUBLE                    -- L2 distance to the nearest other stored image
 );
@@ -220,25 +258,91 @@ def sql_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def views_sql(shards: list[str], dim: int, fingerprint: str, *, temp: bool = False) -> str:
-    """The ``activations`` view over these committed shard files and the ``queries`` view of
-    this fingerprint's named vectors (``temp``: this connection's only, for a catalog made
-    before the views were kept in it)."""
-    kind = "TEMP VIEW" if temp else "VIEW"
-    if shards:
-        base = f"coalesce(getvariable({sql_literal(STORE_VARIABLE)}), '.') || '/{SHARD_DIR}/'"
-        files = ", ".join(f"{base} || {sql_literal(n)}" for n in shards)
-        src = f"SELECT image_id, vec::FLOAT[{dim}] AS vec FROM read_parquet([{files}])"
-    else:
-        src = f"SELECT NULL::BIGINT AS image_id, NULL::FLOAT[{dim}] AS vec WHERE false"
-    return (f"CREATE OR REPLACE {kind} activations AS {src};\n"
-            f"CREATE OR REPLACE {kind} queries AS SELECT n.name, c.source, c.sha256, "
-            "n.bound_at AS created_at, c.vec FROM query_names n JOIN query_cache c "
-            f"USING (sha256, fingerprint) WHERE n.fingerprint = {sql_literal(fingerprint)};")
+class SpaceRow(NamedTuple):
+    """A space as the ``spaces`` table lists it."""
+
+    name: str
+    folder: str
+    is_default: bool
+    position: int
+    model: str
+    layer: str
+    pool: str
+    dim: int
+    fingerprint: str
+    image_size: int | None = None
+    precision: str | None = None
+    weights: str | None = None
+
+    @property
+    def view(self) -> str:
+        """The SQL view of this space's vectors.
+
+        >>> SpaceRow("resnet50/conv5_block3_out", "x", False, 1, "resnet50",
+        ...          "conv5_block3_out", "mean", 2048, "f").view
+        'activations_resnet50_conv5_block3_out'
+        """
+        return "activations_" + re.sub(r"\W+", "_", self.name).strip("_").lower()
 
 
-#: Tables the statistics fill (replaced together in one transaction).
-STATS_TABLES = ("stats_config", "centroids", "class_stats", "pair_stats", "nn_sample")
+SPACE_COLUMNS = (*SpaceRow._fields, "view")
+
+
+def _vectors_sql(folder: str, shards: list[str], dim: int) -> str:
+    if not shards:
+        return f"SELECT NULL::BIGINT AS image_id, NULL::FLOAT[{dim}] AS vec WHERE false"
+    base = f"coalesce(getvariable({sql_literal(STORE_VARIABLE)}), '.') || " + sql_literal(
+        f"/{folder + '/' if folder else ''}{SHARD_DIR}/")
+    files = ", ".join(f"{base} || {sql_literal(n)}" for n in shards)
+    return f"SELECT image_id, vec::FLOAT[{dim}] AS vec FROM read_parquet([{files}])"
+
+
+def views_sql(spaces: list[SpaceRow], shards: dict[str, list[str]]) -> str:
+    """Every view over the spaces' committed shard files (``shards``: names by space): one
+    per space, and under the names that predate spaces the default space's ``activations``,
+    ``queries`` and statistics."""
+    default = next(s for s in spaces if s.is_default)
+    out = [f"CREATE OR REPLACE VIEW activations AS "
+           f"{_vectors_sql(default.folder, shards.get(default.name, []), default.dim)};"]
+    out += [f"CREATE OR REPLACE VIEW {s.view} AS "
+            f"{_vectors_sql(s.folder, shards.get(s.name, []), s.dim)};" for s in spaces]
+    name, dim = sql_literal(default.name), default.dim
+    out.append("CREATE OR REPLACE VIEW queries AS SELECT n.name, c.source, c.sha256, "
+               f"n.bound_at AS created_at, c.vec::FLOAT[{dim}] AS vec FROM query_names n "
+               "JOIN query_cache c USING (sha256, fingerprint) "
+               f"WHERE n.fingerprint = {sql_literal(default.fingerprint)};")
+    for table in STATS_TABLES:
+        replace = f" REPLACE (centroid::FLOAT[{dim}] AS centroid)" if table == \
+            "centroids_all" else ""
+        out.append(f"CREATE OR REPLACE VIEW {table.removesuffix('_all')} AS SELECT * EXCLUDE "
+                   f"(space){replace} FROM {table} WHERE space = {name};")
+    return "\n".join(out)
+
+
+def migrate_sql(default: SpaceRow) -> str:
+    """Format 2 (one space, before spaces) -> this schema, after :func:`schema_sql`: the
+    shards, statistics and query cache become the default space's; :func:`views_sql` next."""
+    name = sql_literal(default.name)
+    stats = "\n".join(f"INSERT INTO {t} BY NAME SELECT {name} AS space, * "
+                      f"FROM {t.removesuffix('_all')};\nDROP TABLE {t.removesuffix('_all')};"
+                      for t in STATS_TABLES)
+    cols = ", ".join(SpaceRow._fields)
+    values = ", ".join("NULL" if v is None else sql_literal(v) if isinstance(v, str)
+                       else str(v).lower() if isinstance(v, bool) else str(v) for v in default)
+    return f"""
+DROP VIEW IF EXISTS activations;
+DROP VIEW IF EXISTS queries;
+ALTER TABLE shards RENAME TO shards_v2;
+ALTER TABLE query_cache RENAME TO query_cache_v2;
+{schema_sql()}
+INSERT INTO shards SELECT {name}, name, rows, run_id, created_at FROM shards_v2;
+DROP TABLE shards_v2;
+INSERT INTO query_cache SELECT sha256, fingerprint, source, vec::FLOAT[], created_at
+    FROM query_cache_v2;
+DROP TABLE query_cache_v2;
+{stats}
+INSERT INTO spaces ({cols}, view) VALUES ({values}, {sql_literal(default.view)});
+"""
 
 class ImageRow(NamedTuple):
     """An image a writer commits (``shard`` and ``run_id`` are added by the commit)."""

@@ -9,15 +9,18 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from actdb.store.catalog.reads import committed_shards, views_kept
+from actdb.store.catalog.reads import all_shards, has_spaces, has_table, spaces
 from actdb.store.catalog.schema import (
     FAILURE_COLUMNS,
     IMAGE_COLUMNS,
     STATS_TABLES,
     FailureRow,
     ImageRow,
+    SpaceRow,
     arrow_types,
+    migrate_sql,
     schema_sql,
+    sql_literal,
     views_sql,
 )
 
@@ -37,19 +40,30 @@ def transaction(con):
     con.execute("COMMIT")
 
 
-def ensure_schema(con, dim: int) -> None:
-    con.execute(schema_sql(dim))
+def ensure_schema(con, default: SpaceRow) -> None:
+    """Every table, and the views once there are spaces; a catalog of format 2 (before
+    spaces) is migrated in one transaction, its store becoming the ``default`` space."""
+    if has_spaces(con) or not has_table(con, "shards"):
+        con.execute(schema_sql())
+        return
+    with transaction(con):
+        con.execute(migrate_sql(default))
+        _write_views(con)
 
 
-def ensure_views(con, dim: int, fingerprint: str) -> None:
-    """Keep the ``activations`` and ``queries`` views in a catalog made before they were (the
-    shards' files must all be there)."""
-    if not views_kept(con):
-        _write_views(con, dim, fingerprint)
+def add_space(con, space: SpaceRow) -> None:
+    """List a new space (the first becomes the default) and its view, in one transaction."""
+    cols = ", ".join(SpaceRow._fields)
+    with transaction(con):
+        con.execute(f"INSERT INTO spaces ({cols}, view) VALUES "
+                    f"({', '.join('?' * len(SpaceRow._fields))}, ?)", [*space, space.view])
+        _write_views(con)
 
 
-def _write_views(con, dim: int, fingerprint: str) -> None:
-    con.execute(views_sql(committed_shards(con), dim, fingerprint))
+def _write_views(con) -> None:
+    rows = spaces(con)
+    if rows:
+        con.execute(views_sql(rows, all_shards(con)))
 
 
 def start_run(con, run_id: int, root: str, layout: str, options: dict) -> None:
@@ -77,23 +91,25 @@ def _images_table(rows: list[ImageRow], shard: str, run_id: int | None):
     return pa.table(arrays, names=[*IMAGE_COLUMNS, "shard", "run_id"])
 
 
-def commit_shard(con, shard: str | None, n_rows: int, images: list[ImageRow],
-                 failures: list[FailureRow], run_id: int | None, *, dim: int,
-                 fingerprint: str) -> None:
-    """List a shard with its image rows (and in the views), and record failures."""
+def commit_shard(con, shard: str | None, n_rows: dict[str, int], images: list[ImageRow],
+                 failures: list[FailureRow], run_id: int | None) -> None:
+    """List a shard with its image rows (and in the views), and record failures. With no
+    ``images``, the shard of an image shard's name in other spaces (``n_rows``: the rows of
+    each space's file, by space)."""
     with transaction(con):
-        if shard:
+        if shard and images:
             con.register("new_images", _images_table(images, shard, run_id))
             cols = ", ".join([*IMAGE_COLUMNS, "shard", "run_id"])
             con.execute(f"INSERT INTO images ({cols}) SELECT {cols} FROM new_images")
-            con.execute("INSERT INTO shards (name, rows, run_id) VALUES (?, ?, ?)",
-                        [shard, n_rows, run_id])
             con.execute("DELETE FROM failures f USING new_images n "
                         "WHERE f.root = n.root AND f.path = n.path")
             con.execute("DELETE FROM repairs r USING new_images n "
                         "WHERE r.root = n.root AND r.path = n.path")
             con.unregister("new_images")
-            _write_views(con, dim, fingerprint)
+        if shard:
+            con.executemany("INSERT INTO shards (space, name, rows, run_id) VALUES (?, ?, ?, ?)",
+                            [(space, shard, n, run_id) for space, n in n_rows.items()])
+            _write_views(con)
         if failures:
             con.executemany(
                 f"INSERT OR REPLACE INTO failures ({', '.join(FAILURE_COLUMNS)}, run_id, "
@@ -102,21 +118,23 @@ def commit_shard(con, shard: str | None, n_rows: int, images: list[ImageRow],
                 [(*f, run_id) for f in failures])
 
 
-def write_stats(con, config: dict, centroids, class_stats, pair_stats, nn_sample) -> None:
-    """Replace every statistics table at once (DataFrames in the tables' column order)."""
-    frames = {"centroids": centroids, "class_stats": class_stats, "pair_stats": pair_stats,
-              "nn_sample": nn_sample}
+def write_stats(con, space: str, config: dict, centroids, class_stats, pair_stats,
+                nn_sample) -> None:
+    """Replace a space's statistics at once (DataFrames in the tables' column order, less
+    ``space``)."""
+    frames = {"centroids_all": centroids, "class_stats_all": class_stats,
+              "pair_stats_all": pair_stats, "nn_sample_all": nn_sample}
     with transaction(con):
         for name in STATS_TABLES:
-            con.execute(f"DELETE FROM {name}")
+            con.execute(f"DELETE FROM {name} WHERE space = ?", [space])
         for name, df in frames.items():
             con.register("stats_in", df)
-            con.execute(f"INSERT INTO {name} SELECT * FROM stats_in")
+            con.execute(f"INSERT INTO {name} SELECT {sql_literal(space)}, * FROM stats_in")
             con.unregister("stats_in")
-        cols = ("seed", "pairs_per_class", "pair_sample", "nn_sample", "images", "classes",
-                "seconds")
-        con.execute(f"INSERT INTO stats_config ({', '.join(cols)}) VALUES "
-                    f"({', '.join('?' * len(cols))})", [config[c] for c in cols])
+        cols = ("space", "seed", "pairs_per_class", "pair_sample", "nn_sample", "images",
+                "classes", "seconds")
+        con.execute(f"INSERT INTO stats_config_all ({', '.join(cols)}) VALUES "
+                    f"({', '.join('?' * len(cols))})", [space, *(config[c] for c in cols[1:])])
 
 
 def put_queries(con, fingerprint: str, rows: list[tuple[str, str, str, np.ndarray]]) -> None:
@@ -160,9 +178,10 @@ def put_channels(con, rows) -> None:
         con.unregister("channels_in")
 
 
-def forget_shards(con, shards: list[str], reason: str, *, dim: int, fingerprint: str) -> int:
-    """Move the images of lost shards into ``repairs`` and unlist the shards, so the next
-    ingest of their roots embeds them again. Returns how many images were moved."""
+def forget_shards(con, shards: list[str], reason: str) -> int:
+    """Move the images of lost shards into ``repairs`` and unlist the shards of those names
+    in every space, so the next ingest of their roots embeds them again. Returns how many
+    images were moved."""
     if not shards:
         return 0
     marks = ", ".join("?" * len(shards))
@@ -175,5 +194,5 @@ def forget_shards(con, shards: list[str], reason: str, *, dim: int, fingerprint:
             f"WHERE shard IN ({marks})", [reason, *shards])
         con.execute(f"DELETE FROM images WHERE shard IN ({marks})", shards)
         con.execute(f"DELETE FROM shards WHERE name IN ({marks})", shards)
-        _write_views(con, dim, fingerprint)
+        _write_views(con)
     return int(n)

@@ -1,0 +1,103 @@
+"""Spaces in the store layer, without a model: two spaces of different dimension over one
+set of images, written by one writer, read back by actdb and by plain DuckDB."""
+
+import duckdb
+import numpy as np
+import pytest
+
+import actdb
+from actdb.check import check_store
+from actdb.store.catalog.schema import ImageRow
+from actdb.store.manifest import Manifest
+from actdb.store.store import Store
+from actdb.store.writer import StoreWriter
+
+
+def _manifest(layer: str, dim: int) -> Manifest:
+    return Manifest(model="synthetic", layer=layer, pool="mean", dim=dim, image_size=0,
+                    resize="none", precision="fp32", weights="synthetic:0",
+                    weights_sha256=f"sha-{layer}", fingerprint=f"fp-{layer}")
+
+
+@pytest.fixture
+def store(tmp_path):
+    """Nine images of three classes in spaces ``a`` (4-d, the default) and ``b`` (6-d)."""
+    rng = np.random.default_rng(0)
+    vecs = {"a": rng.normal(size=(9, 4)).astype(np.float32),
+            "b": rng.normal(size=(9, 6)).astype(np.float32)}
+    rows = [ImageRow(image_id=i, root="/x", path=f"c{i % 3}/{i}.png", split="train",
+                     synset=None, class_name=f"c{i % 3}", class_index=None, width=1,
+                     height=1, bytes=0) for i in range(9)]
+    path = tmp_path / "s"
+    with StoreWriter(path, [_manifest("a", 4), _manifest("b", 6)]) as w:
+        w.start_run("/x", "synthetic", {})
+        for lo in (0, 5):  # two shards, the same names in both spaces
+            ids = np.arange(lo, min(lo + 5, 9))
+            w.commit(ids, [vecs["a"][ids], vecs["b"][ids]], rows[lo: lo + 5], [])
+        w.finish_run("done", 9, 0, 0)
+    return path, vecs
+
+
+def test_each_space_reads_back_its_own_vectors(store):
+    path, vecs = store
+    s = Store.open(path)
+    assert [r.name for r in s.spaces()] == ["synthetic/a", "synthetic/b"]
+    for name, v in (("synthetic/a", vecs["a"]), ("synthetic/b", vecs["b"])):
+        ids, got = s.in_space(name).vectors()
+        np.testing.assert_array_equal(ids, np.arange(9))
+        np.testing.assert_array_equal(got, v)
+        ids, some = s.in_space(name).vectors([7, 2])
+        np.testing.assert_array_equal(some, v[[7, 2]])
+    assert (path / "spaces" / "synthetic+b" / "manifest.json").is_file()
+    assert s.in_space("b").manifest.dim == 6
+    assert check_store(s).ok
+
+
+def test_plain_duckdb_sees_every_space_in_its_own_fixed_size_view(store):
+    path, vecs = store
+    con = duckdb.connect(str(path / "catalog.duckdb"), read_only=True)
+    try:
+        con.execute(f"SET VARIABLE actdb_store = '{path}'")
+        views = dict(con.execute("SELECT name, view FROM spaces").fetchall())
+        for name, key in (("synthetic/a", "a"), ("synthetic/b", "b")):
+            rows = con.execute(f"SELECT vec FROM {views[name]} ORDER BY image_id").fetchall()
+            np.testing.assert_array_equal(np.array([r[0] for r in rows], np.float32),
+                                          vecs[key])
+            dim = vecs[key].shape[1]
+            kind = con.execute("SELECT data_type FROM information_schema.columns WHERE "
+                               f"table_name = '{views[name]}' AND column_name = 'vec'"
+                               ).fetchall()
+            assert kind == [(f"FLOAT[{dim}]",)]
+        default = con.execute("SELECT vec FROM activations ORDER BY image_id").fetchall()
+        np.testing.assert_array_equal(np.array([r[0] for r in default], np.float32),
+                                      vecs["a"])
+    finally:
+        con.close()
+
+
+def test_statistics_are_kept_per_space_and_match_numpy(store):
+    path, vecs = store
+    with actdb.open(path) as db:
+        db.stats()
+        db.in_space("b").stats()
+        for name, key in (("synthetic/a", "a"), ("synthetic/b", "b")):
+            cents = db.sql(f"SELECT class_key, centroid FROM centroids_all WHERE space = "
+                           f"'{name}' ORDER BY class_key").to_pandas()
+            for c, (k, got) in enumerate(zip(cents.class_key, cents.centroid, strict=True)):
+                assert k == f"c{c}"
+                np.testing.assert_allclose(got, vecs[key][c::3].mean(axis=0), rtol=1e-5)
+        assert db.sql("SELECT count(*) AS n FROM centroids").to_pylist() == [{"n": 3}]
+
+
+def test_a_lost_shard_of_one_space_is_dropped_from_every_space_and_redone(store):
+    path, _ = store
+    lost = next((path / "spaces" / "synthetic+b" / "activations").glob("part-*"))
+    lost.unlink()
+    rep = check_store(Store.open(path))
+    assert any(p.startswith("space synthetic/b: shard") for p in rep.problems)
+    with actdb.open(path) as db:
+        after = db.check(repair=True)
+        assert after.ok, after.problems
+        counts = db.spaces().set_index("name").vectors
+        assert counts["synthetic/a"] == counts["synthetic/b"] == db.count() < 9
+        assert len(db.sql("SELECT * FROM repairs").to_pylist()) == 9 - db.count()
