@@ -39,3 +39,15 @@ def test_image_meta_keeps_nulls_and_answers_no_ids():
     with pytest.raises(StoreDamaged):
         meta.rows(np.array([8]))
     assert all(len(v) == 0 for v in meta.rows(np.array([], np.int64)).values())
+
+
+def test_a_column_of_nulls_reads_as_none_not_numpys_fill_value():
+    """Class folders without wnids: every synset NULL must read as None (numpy's default fill
+    for objects, '?', once made every such image one class)."""
+    con = duckdb.connect()
+    con.register("images", pa.table({
+        "image_id": [1, 2], "class_name": ["a", "b"], "synset": pa.array([None, None],
+                                                                         pa.string()),
+        "split": ["train"] * 2, "path": ["x", "y"], "root": ["/r"] * 2}))
+    assert reads.image_meta(con, np.array([2, 1]))["synset"].tolist() == [None, None]
+    assert reads.image_meta(con)["synset"].tolist() == [None, None]

@@ -52,6 +52,13 @@ def committed_shards(con, space: str) -> list[str]:
                                       [space]).fetchall()]
 
 
+def space_image_ids(con, space: str) -> np.ndarray:
+    """The ids of the images a space holds (those of the shards it lists), sorted."""
+    return np.asarray(con.execute(
+        "SELECT image_id FROM images WHERE shard IN (SELECT name FROM shards WHERE space = ?) "
+        "ORDER BY 1", [space]).fetchnumpy()["image_id"], np.int64)
+
+
 def all_shards(con) -> dict[str, list[str]]:
     """Every space's committed shard names."""
     out: dict[str, list[str]] = {}
@@ -137,9 +144,16 @@ def images_by_id(con, ids: np.ndarray):
 
 
 def _unmasked(cols: dict) -> dict[str, np.ndarray]:
-    """fetchnumpy's masked arrays (NULLs) as plain arrays with None where NULL."""
-    return {k: (np.ma.filled(v.astype(object), None) if isinstance(v, np.ma.MaskedArray)
-                else v) for k, v in cols.items()}
+    """fetchnumpy's masked arrays (NULLs) as plain arrays with None where NULL (not
+    ``np.ma.filled(a, None)``: None there means the array's own fill value, ``'?'``)."""
+    out = {}
+    for k, v in cols.items():
+        if isinstance(v, np.ma.MaskedArray):
+            plain = np.asarray(v.data, dtype=object).copy()
+            plain[np.ma.getmaskarray(v)] = None
+            v = plain
+        out[k] = v
+    return out
 
 
 def image_meta(con, ids: np.ndarray | None = None, missing_ok: bool = False
@@ -453,6 +467,17 @@ def query_cache_keys(con, fingerprint: str) -> tuple[set[str], dict[str, str]]:
     names = con.execute("SELECT name, sha256 FROM query_names WHERE fingerprint = ?",
                         [fingerprint]).fetchall()
     return {r[0] for r in shas}, dict(names)
+
+
+# -- comparing spaces ----------------------------------------------------------------------
+
+
+def comparison(con):
+    """The last ``compare``'s (similarity, separation) DataFrames (empty before one)."""
+    return (con.execute("SELECT * EXCLUDE (settings, computed_at) FROM space_similarity "
+                        "ORDER BY space_a, space_b").df(),
+            con.execute("SELECT * EXCLUDE (settings, computed_at) FROM space_separation "
+                        "ORDER BY space").df())
 
 
 # -- maps ------------------------------------------------------------------------------------
