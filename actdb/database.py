@@ -209,6 +209,19 @@ class Database:
                                                   pair_sample=pair_sample,
                                                   nn_sample=nn_sample))
 
+    def compare(self, *, sample: int = 50_000, seed: int = 0, k: int = 10,
+                queries: int = 5000, pairs: int = 100_000):
+        """Compare every space of the store on one seeded sample of ``sample`` shared images
+        (CompareResult): linear CKA of every pair (exact, or the debiased minibatch estimate
+        when the sample's vectors do not fit in memory), each space's leave-one-out k-NN
+        class accuracy (``k`` neighbours, ``queries`` voters) and same/different-class
+        distance ratio (``pairs`` pairs); kept in ``space_similarity`` and
+        ``space_separation``."""
+        from actdb.comparing import CompareConfig, compare_spaces
+
+        return compare_spaces(self.store, CompareConfig(sample=sample, seed=seed, k=k,
+                                                        queries=queries, pairs=pairs))
+
     def images(self, where: str | None = None):
         """The images table (DataFrame), optionally filtered by a SQL predicate."""
         return self.store.images(where)
@@ -339,8 +352,8 @@ class Database:
              log: bool = False, bins: int = 40, save_coords: str | Path | None = None,
              progress: Progress | None = None):
         """A matplotlib Figure: ``tsne``, ``umap`` or ``pca`` maps, a channel ``profile``, or
-        ``distances`` histograms, with the queries highlighted; saved when ``output`` is given
-        (.png, .svg, .pdf)."""
+        ``distances`` histograms, with the queries highlighted, or the ``cka`` heatmap of the
+        last ``compare``; saved when ``output`` is given (.png, .svg, .pdf)."""
         from actdb.viz.plot import KINDS, PlotConfig, plot
 
         if kind not in KINDS:  # a picture there is no such thing as (404 in the service)

@@ -1,4 +1,5 @@
-"""Commands that build and keep a store: ingest, info, check, merge, index, stats."""
+"""Commands that build and keep a store: ingest, info, spaces, check, merge, index, stats,
+compare."""
 
 from __future__ import annotations
 
@@ -252,3 +253,34 @@ def stats(
         return out.rows(res["pair_stats"], cols, whole=res)
     _echo_table(res["pair_stats"], cols,
                 title=f"{res['images']} images, {res['classes']} classes ({res['seconds']}s)")
+
+
+@command()
+@output_options
+def compare(
+    sample: int = typer.Option(50_000, help="Images every space is compared on (a seeded "
+                               "sample of those they share; all when fewer)."),
+    seed: int = typer.Option(0, help="Seed of the sample, the voters and the pairs."),
+    k: int = typer.Option(10, "-k", "--k", help="Neighbours of the k-NN class vote."),
+    queries: int = typer.Option(5000, help="Labelled sample images that vote (leave-one-out)."),
+    pairs: int = typer.Option(100_000, help="Same- and different-class pairs of the distance "
+                              "ratio."),
+    store: Path = StoreOpt,
+    out: Output = None,
+):
+    """How alike the store's spaces are (linear CKA of every pair) and how well each keeps
+    classes apart (k-NN accuracy, same/different-class distance ratio), on one shared
+    sample; kept in the space_similarity and space_separation tables.
+
+    Example: actdb compare --sample 50000 && actdb plot cka -o cka.png
+    """
+    from actdb import render
+
+    res = _db(store).compare(sample=sample, seed=seed, k=k, queries=queries, pairs=pairs)
+    sim = ["space_a", "space_b", "cka", "method", "n", "seed"]
+    sep = ["space", "knn_accuracy", "k", "queries", "same_over_different", "n", "seed"]
+    if not out.table:
+        return out.rows(render.records(res.similarity), sim, whole=res.to_dict())
+    _echo_table(render.records(res.separation), sep, title="class separation")
+    _echo_table(render.records(res.similarity), sim,
+                title=f"linear CKA ({res.seconds:.1f} s)")

@@ -87,6 +87,17 @@ def plot_profile(
     _plot("profile", queries, output, store, space, classes=classes)
 
 
+@plot_app.command("cka")
+@handle_errors
+def plot_cka(output: Path = OutOpt, store: Path = StoreOpt):
+    """A heatmap of linear CKA between the store's spaces (the last `actdb compare`), each
+    model's layers in depth order.
+
+    Example: actdb compare && actdb plot cka -o cka.png
+    """
+    _plot("cka", [], output, store, None)
+
+
 @plot_app.command("distances")
 @handle_errors
 def plot_distances(

@@ -56,8 +56,8 @@ def _embedded(manifests: list, images: list[tuple[str, str, bytes]]) -> list[np.
 
 def across_spaces(db, queries: list, k: int = 50):
     """One row per query and space (DataFrame, :data:`COLUMNS`): each query's rows
-    together, its spaces in the store's order; ``db`` is the :class:`~actdb.database.Database` (each space is asked through
-    ``db.in_space``)."""
+    together, its spaces in the store's order. ``db`` is the
+    :class:`~actdb.database.Database`; each space is asked through ``db.in_space``."""
     import pandas as pd
 
     rows = db.store.spaces()

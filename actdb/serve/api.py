@@ -29,6 +29,16 @@ from actdb.serve.models import (
 
 router = APIRouter(prefix="/api", responses=ERRORS)
 
+#: The space a query route asks (a name or unique short form; left out: the default).
+SpaceParam = Query(None, description="The space to ask: MODEL/LAYER or a unique short form "
+                   "(GET /api/spaces lists them); left out: the store's default.")
+
+
+def db_of(request: Request, space: str | None):
+    """The served store, in the space asked."""
+    db = request.app.state.db
+    return db if space is None else db.in_space(space)
+
 
 async def query_of(request: Request, image: UploadFile | None, image_id: int | None,
                  vector: str | None):
@@ -84,15 +94,32 @@ def classes(request: Request) -> list[dict[str, Any]]:
     return render.records(request.app.state.db.classes())
 
 
+@router.get("/spaces")
+def spaces(request: Request) -> list[dict[str, Any]]:
+    """The store's spaces, the default first."""
+    return render.records(request.app.state.db.spaces())
+
+
+@router.post("/across")
+async def across(request: Request, image: ImagePart = None, image_id: ImageIdPart = None,
+                 k: int = Query(50, ge=1, le=1000)) -> list[dict[str, Any]]:
+    """Where the query lands in every space: a row per space."""
+    q = await query_of(request, image, image_id, None)
+    df = await run_in_threadpool(request.app.state.db.across_spaces, q, k=k)
+    return render.records(df)
+
+
 @router.post("/nearest")
 async def nearest(request: Request, image: ImagePart = None,
                   image_id: ImageIdPart = None, vector: VectorPart = None,
                   k: int = Query(10, ge=1, le=1000), classes: str | None = Query(None),
                   split: str | None = Query(None), where: str | None = Query(None),
                   include_self: bool = Query(False),
-                  recall: float | None = Query(None, gt=0, le=1)) -> dict[str, Any]:
+                  recall: float | None = Query(None, gt=0, le=1),
+                  space: str | None = SpaceParam) -> dict[str, Any]:
     q = await query_of(request, image, image_id, vector)
-    res = await run_in_threadpool(request.app.state.db.nearest, q, k=k, classes=classes,
+    db = await run_in_threadpool(db_of, request, space)
+    res = await run_in_threadpool(db.nearest, q, k=k, classes=classes,
                                   split=split, where=where, include_self=include_self,
                                   recall=recall)
     return render.plain(res.to_dict(root=False))
@@ -101,10 +128,11 @@ async def nearest(request: Request, image: ImagePart = None,
 @router.post("/centroids")
 async def centroids(request: Request, image: ImagePart = None,
                     image_id: ImageIdPart = None, vector: VectorPart = None,
-                    k: int = Query(10, ge=1, le=1000), classes: str | None = Query(None)
-                    ) -> list[dict[str, Any]]:
+                    k: int = Query(10, ge=1, le=1000), classes: str | None = Query(None),
+                    space: str | None = SpaceParam) -> list[dict[str, Any]]:
     q = await query_of(request, image, image_id, vector)
-    df = await run_in_threadpool(request.app.state.db.centroids, q, k=k, classes=classes)
+    db = await run_in_threadpool(db_of, request, space)
+    df = await run_in_threadpool(db.centroids, q, k=k, classes=classes)
     return render.records(df)
 
 
@@ -137,8 +165,10 @@ def sql(request: Request, body: SqlRequest) -> SqlResult:
 async def plot(request: Request, kind: str, image: ImagePart = None,
                image_id: ImageIdPart = None, vector: VectorPart = None,
                classes: str | None = Query(None), random_classes: int = Query(0, ge=0),
-               per_class: int = Query(100, ge=1, le=2000), log: bool = Query(False)):
+               per_class: int = Query(100, ge=1, le=2000), log: bool = Query(False),
+               space: str | None = SpaceParam):
     q = await query_of(request, image, image_id, vector)
-    png = await run_in_threadpool(request.app.state.db.plot_png, kind, [q], classes=classes,
+    db = await run_in_threadpool(db_of, request, space)
+    png = await run_in_threadpool(db.plot_png, kind, [q], classes=classes,
                                   random_classes=random_classes, per_class=per_class, log=log)
     return PNGResponse(png)

@@ -71,6 +71,38 @@ def read_shards(paths: list[Path], dim: int | None = None) -> tuple[np.ndarray, 
     return ids, vecs
 
 
+def read_wanted(paths: list[Path], ids: np.ndarray, dim: int
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, vecs) of the rows of these shard files whose id is in ``ids``, in file order:
+    each file is read whole but only its wanted rows are kept, so a sample of a large store
+    needs memory for the sample, not for the store."""
+    import pyarrow.parquet as pq
+
+    lost = [p.name for p in paths if not p.is_file()]
+    if lost:
+        raise StoreDamaged(f"shard {lost[0]} is listed in the catalog but missing on disk")
+    wanted = np.unique(np.asarray(ids, np.int64))
+
+    def read(path: Path) -> tuple[np.ndarray, np.ndarray]:
+        t = pq.read_table(path, use_threads=False)
+        got = t.column("image_id").to_numpy()
+        keep = np.flatnonzero(np.isin(got, wanted))
+        col = t.column("vec").combine_chunks()
+        if col.type.list_size != dim:
+            raise StoreDamaged(f"shard {path.name} has vectors of dim {col.type.list_size}, "
+                               f"the store's are {dim}")
+        return got[keep], col.values.to_numpy(zero_copy_only=False).reshape(-1, dim)[keep]
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(max(len(paths), 1), os.cpu_count() or 1)) as pool:
+        parts = list(pool.map(read, paths))
+    if not parts:
+        return np.zeros(0, np.int64), np.zeros((0, dim), np.float32)
+    return (np.concatenate([p[0] for p in parts]),
+            np.concatenate([p[1] for p in parts]).astype(np.float32, copy=False))
+
+
 def shard_dim(path: Path) -> int:
     """The vector dimension recorded in a shard's schema."""
     import pyarrow.parquet as pq

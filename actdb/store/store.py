@@ -20,7 +20,7 @@ from actdb.store import catalog
 from actdb.store.catalog import files, reads
 from actdb.store.catalog.schema import SpaceRow
 from actdb.store.manifest import FORMAT_VERSION, Manifest, read_manifest
-from actdb.store.shards import read_shards
+from actdb.store.shards import read_shards, read_wanted
 
 DEFAULT_STORE = "actdb-store"
 
@@ -152,8 +152,9 @@ class Store:
             if ids is not None:
                 ids = np.asarray(ids, dtype=np.int64)
                 names = sorted(set(names) & set(reads.shards_holding(con, ids)))
-        all_ids, vecs = read_shards([files.shard_path(self.dir, n) for n in names],
-                                    self.manifest.dim)
+        shards = [files.shard_path(self.dir, n) for n in names]
+        all_ids, vecs = (read_shards(shards, self.manifest.dim) if ids is None
+                         else read_wanted(shards, ids, self.manifest.dim))
         order = None
         if len(all_ids) > 1 and not np.all(all_ids[1:] > all_ids[:-1]):
             order = np.argsort(all_ids, kind="stable")  # shards of merged stores interleave

@@ -118,6 +118,23 @@ def draw_profile(df, manifest):
     return fig
 
 
+def draw_cka(names: list[str], m: np.ndarray):
+    """A heatmap of linear CKA between spaces (in depth order), each cell labelled."""
+    side = 2.5 + 0.7 * len(names)
+    fig, (ax,) = _figure((side + 1.5, side))
+    im = ax.imshow(m, vmin=0, vmax=1, cmap="viridis")
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    for i in range(len(names)):
+        for j in range(len(names)):
+            ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=8,
+                    color="black" if m[i, j] > 0.6 else "white")
+    fig.colorbar(im, ax=ax, label="linear CKA")
+    ax.set_title("Linear CKA between spaces")
+    fig.tight_layout()
+    return fig
+
+
 def _log_axis(axis) -> None:
     """A log scale labelled at 1, 2 and 5 of each decade, minor ticks unlabelled: distances
     span less than a decade, where matplotlib's own labels of minor ticks overlap."""

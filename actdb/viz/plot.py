@@ -14,13 +14,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from actdb.errors import UsageError
+import numpy as np
+
+from actdb.errors import QueryError, UsageError
 from actdb.viz import figures
 from actdb.viz.data import SampleConfig, distance_data, profile_data
 from actdb.viz.maps import MapSpec, map_data
 from actdb.viz.projection import METHODS
 
-KINDS = (*METHODS, "profile", "distances")
+KINDS = (*METHODS, "profile", "distances", "cka")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -33,6 +35,27 @@ class PlotConfig:
     seed: int = 0
     log: bool = False
     bins: int = 40
+
+
+def cka_matrix(store) -> tuple[list[str], np.ndarray]:
+    """The last ``compare``'s CKA of every pair of spaces as a matrix (1 on the diagonal),
+    the spaces in depth order; QueryError before a comparison."""
+    from actdb.comparing import depth_order
+    from actdb.store.catalog import reads
+
+    with store.reader() as con:
+        sim, _ = reads.comparison(con)
+        rows = reads.spaces(con)
+    names = [n for n in depth_order([(r.model, r.layer) for r in rows])
+             if n in set(sim.space_a) | set(sim.space_b)]
+    if sim.empty:
+        raise QueryError("no comparison of spaces yet: run `actdb compare` (it needs two "
+                         "spaces or more)")
+    at = {n: i for i, n in enumerate(names)}
+    m = np.eye(len(names))
+    for r in sim.itertuples():
+        m[at[r.space_a], at[r.space_b]] = m[at[r.space_b], at[r.space_a]] = r.cka
+    return names, m
 
 
 def plot(store, kind: str, queries: list, cfg: PlotConfig | None = None,
@@ -54,6 +77,8 @@ def plot(store, kind: str, queries: list, cfg: PlotConfig | None = None,
             data.save(save_coords)
     elif kind == "profile":
         fig = figures.draw_profile(profile_data(store, queries, cfg.classes), m)
+    elif kind == "cka":
+        fig = figures.draw_cka(*cka_matrix(store))
     else:
         sample = SampleConfig(classes=cfg.classes, random_classes=cfg.random_classes,
                               per_class=None, seed=cfg.seed)

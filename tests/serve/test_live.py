@@ -218,3 +218,32 @@ def test_a_failed_query_clears_the_previous_answer_and_the_page_shows_why(server
         page.wait_for_function("document.getElementById('error').textContent", timeout=60_000)
         assert "k" in page.inner_text("#error")
         assert page.locator(".neighbour").count() == 0
+
+
+def test_the_page_asks_one_space_or_all_of_them(tmp_path):
+    """A store of two spaces: the page offers each and "all"; all gives a row per space,
+    one space gives its own neighbours."""
+    from tests.helpers import SIZE, WEIGHTS, make_tree
+
+    store = tmp_path / "s"
+    actdb.open(store).ingest(make_tree(tmp_path / "data", per_class=3), weights=WEIGHTS,
+                             image_size=SIZE, precision="fp32",
+                             layers="block4_conv4,block5_conv4")
+    img = tmp_path / "q.png"
+    class_image(2, 7).save(img)
+    with running_server(store) as url, browser_page(url) as page:
+        page.goto(url + "/")
+        page.wait_for_selector("#spacepick:not([hidden])", timeout=60_000)
+        options = page.eval_on_selector_all("#space option", "os => os.map(o => o.value)")
+        assert options == ["vgg19/block4_conv4", "vgg19/block5_conv4", "all"]
+        page.select_option("#space", "all")
+        page.set_input_files("#file", str(img))
+        page.wait_for_selector("#across table", timeout=60_000)
+        rows = page.inner_text("#across table")
+        assert "vgg19/block4_conv4" in rows and "vgg19/block5_conv4" in rows
+        assert page.locator(".neighbour").count() == 0
+        page.select_option("#space", "vgg19/block5_conv4")
+        page.set_input_files("#file", [])
+        page.set_input_files("#file", str(img))
+        page.wait_for_selector(".neighbour", timeout=60_000)
+        assert page.inner_text("#across").strip() == ""

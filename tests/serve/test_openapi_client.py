@@ -81,6 +81,7 @@ def test_a_generated_client_calls_every_endpoint_and_each_answer_matches_the_sch
     http, spec, pkg = served
     from actdb_client import Client
     from actdb_client.api.default import (
+        across,
         centroids,
         channels,
         classes,
@@ -94,9 +95,11 @@ def test_a_generated_client_calls_every_endpoint_and_each_answer_matches_the_sch
         nearest,
         place,
         plot,
+        spaces,
         sql,
     )
     from actdb_client.models import (
+        BodyAcross,
         BodyCentroids,
         BodyNearest,
         BodyPlace,
@@ -116,6 +119,11 @@ def test_a_generated_client_calls_every_endpoint_and_each_answer_matches_the_sch
         (channels, "/api/channels", "get", dict(), 200),
         (classes, "/api/classes", "get", dict(), 200),
         (nearest, "/api/nearest", "post", dict(body=BodyNearest(image_id=3), k=5), 200),
+        (nearest, "/api/nearest", "post",
+         dict(body=BodyNearest(image_id=3), space="block5_conv4"), 200),
+        (nearest, "/api/nearest", "post", dict(body=BodyNearest(image_id=3), space="no"), 400),
+        (spaces, "/api/spaces", "get", dict(), 200),
+        (across, "/api/across", "post", dict(body=BodyAcross(image_id=3), k=5), 200),
         (nearest, "/api/nearest", "post", dict(body=BodyNearest(image=upload), k=2), 200),
         (nearest, "/api/nearest", "post",  # an empty image part is one left out
          dict(body=BodyNearest(image=empty, image_id=3)), 200),

@@ -43,6 +43,9 @@ def test_an_old_store_answers_nearest_centroids_and_sql_as_it_did(old):
         info = db.info()
         assert info["model_fingerprint"] == THEN["manifest"]["fingerprint"]
         assert (info["images"], info["damaged"]) == (9, [])
+        spaces = db.spaces()  # upgraded to a store of one space, its default
+        assert spaces.vectors.tolist() == [9] and spaces.default.tolist() == [True]
+    assert json.loads((old / "store" / "manifest.json").read_text())["format_version"] == 3
 
 
 @pytest.mark.slow  # builds the store's model

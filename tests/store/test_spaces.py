@@ -7,35 +7,14 @@ import pytest
 
 import actdb
 from actdb.check import check_store
-from actdb.store.catalog.schema import ImageRow
-from actdb.store.manifest import Manifest
 from actdb.store.store import Store
-from actdb.store.writer import StoreWriter
-
-
-def _manifest(layer: str, dim: int) -> Manifest:
-    return Manifest(model="synthetic", layer=layer, pool="mean", dim=dim, image_size=0,
-                    resize="none", precision="fp32", weights="synthetic:0",
-                    weights_sha256=f"sha-{layer}", fingerprint=f"fp-{layer}")
+from tests.helpers import synthetic_spaces
 
 
 @pytest.fixture
 def store(tmp_path):
     """Nine images of three classes in spaces ``a`` (4-d, the default) and ``b`` (6-d)."""
-    rng = np.random.default_rng(0)
-    vecs = {"a": rng.normal(size=(9, 4)).astype(np.float32),
-            "b": rng.normal(size=(9, 6)).astype(np.float32)}
-    rows = [ImageRow(image_id=i, root="/x", path=f"c{i % 3}/{i}.png", split="train",
-                     synset=None, class_name=f"c{i % 3}", class_index=None, width=1,
-                     height=1, bytes=0) for i in range(9)]
-    path = tmp_path / "s"
-    with StoreWriter(path, [_manifest("a", 4), _manifest("b", 6)]) as w:
-        w.start_run("/x", "synthetic", {})
-        for lo in (0, 5):  # two shards, the same names in both spaces
-            ids = np.arange(lo, min(lo + 5, 9))
-            w.commit(ids, [vecs["a"][ids], vecs["b"][ids]], rows[lo: lo + 5], [])
-        w.finish_run("done", 9, 0, 0)
-    return path, vecs
+    return synthetic_spaces(tmp_path / "s")
 
 
 def test_each_space_reads_back_its_own_vectors(store):

@@ -28,7 +28,8 @@ from actdb.store.catalog.files import SHARD_DIR
 #: The user-facing views and tables of ``actdb sql`` (documented in the README).
 VIEWS = ("images", "activations", "classes", "centroids", "class_stats", "pair_stats",
          "nn_sample", "queries", "failures", "runs", "repairs", "spaces", "centroids_all",
-         "class_stats_all", "pair_stats_all", "nn_sample_all")
+         "class_stats_all", "pair_stats_all", "nn_sample_all", "space_similarity",
+         "space_separation")
 
 #: The statistics of every space, by space (the views without ``_all`` show the default's).
 STATS_TABLES = ("stats_config_all", "centroids_all", "class_stats_all", "pair_stats_all",
@@ -185,6 +186,28 @@ CREATE TABLE IF NOT EXISTS nn_sample_all (
     space VARCHAR NOT NULL,
     image_id BIGINT,
     dist DOUBLE                    -- L2 distance to the nearest other stored image
+);
+CREATE TABLE IF NOT EXISTS space_similarity (  -- actdb compare: every pair of spaces
+    space_a VARCHAR NOT NULL,
+    space_b VARCHAR NOT NULL,
+    cka DOUBLE,                    -- linear CKA over the shared sample
+    method VARCHAR,                -- exact | minibatch (the debiased estimate)
+    n INTEGER,                     -- images in the sample
+    seed INTEGER,                  -- of the sample
+    settings JSON,
+    computed_at TIMESTAMP DEFAULT current_timestamp,
+    PRIMARY KEY (space_a, space_b)
+);
+CREATE TABLE IF NOT EXISTS space_separation (  -- actdb compare: how each space keeps classes
+    space VARCHAR PRIMARY KEY,
+    knn_accuracy DOUBLE,           -- leave-one-out k-NN class accuracy on the sample
+    k INTEGER,
+    queries INTEGER,
+    same_over_different DOUBLE,    -- mean same-class / different-class pair distance
+    n INTEGER,                     -- labelled images in the sample
+    seed INTEGER,
+    settings JSON,
+    computed_at TIMESTAMP DEFAULT current_timestamp
 );
 CREATE TABLE IF NOT EXISTS maps (  -- 2-D maps of a sample of the store, made once, reused
     map_id VARCHAR PRIMARY KEY,    -- method and a hash of the settings: one map per setting

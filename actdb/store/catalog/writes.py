@@ -150,6 +150,19 @@ def put_queries(con, fingerprint: str, rows: list[tuple[str, str, str, np.ndarra
             "VALUES (?, ?, ?, ?)", [(name, fingerprint, sha, _now()) for sha, name, _, _ in rows])
 
 
+def put_comparison(con, similarity, separation, settings: dict) -> None:
+    """Replace the kept comparison of spaces (DataFrames in the tables' columns, less
+    ``settings`` and ``computed_at``)."""
+    with transaction(con):
+        for table, df in (("space_similarity", similarity), ("space_separation", separation)):
+            con.execute(f"DELETE FROM {table}")
+            con.register("compared", df)
+            cols = ", ".join(df.columns)
+            con.execute(f"INSERT INTO {table} ({cols}, settings) SELECT {cols}, ? "
+                        "FROM compared", [json.dumps(settings)])
+            con.unregister("compared")
+
+
 def put_map(con, record: dict, points) -> None:
     """Store a map (replacing an older one with the same id): its record and its points
     (a DataFrame: image_id, x, y)."""

@@ -1,0 +1,145 @@
+"""``compare``: how alike a store's spaces are, and how well each separates classes, over one
+shared seeded sample of images; kept in the catalog (``space_similarity``,
+``space_separation``) and drawn by ``plot cka``.
+
+Every pair of spaces gets linear CKA (Kornblith et al. 2019) over the same images: exact
+when the sample's vectors of the two spaces fit ``memory_bytes``, else the debiased
+minibatch estimate (Nguyen et al. 2021), which reads one batch of rows at a time. Every space
+gets the leave-one-out k-NN class accuracy of a seeded set of its labelled sample images and
+the mean same-class over different-class pair distance. The arithmetic is
+:mod:`actdb.compare`'s; this module picks the images, reads their vectors and keeps the
+answers.
+
+>>> import actdb
+>>> r = compare_spaces(actdb.open(store).store, CompareConfig(sample=12))
+>>> r.separation[["space", "n"]].values.tolist()
+[['vgg19/block5_conv4', 12]]
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from actdb.compare import knn_accuracy, linear_cka, minibatch_cka, same_over_different
+from actdb.errors import UsageError
+from actdb.store.catalog import reads, writes
+from actdb.store.store import Store
+from actdb.store.writer import StoreWriter
+
+
+@dataclass(frozen=True, kw_only=True)
+class CompareConfig:
+    """The shared sample and the measures' settings."""
+
+    sample: int = 50_000  # images every space is compared on (all shared ones when fewer)
+    seed: int = 0
+    k: int = 10  # neighbours of the k-NN vote
+    queries: int = 5000  # labelled sample images that vote (leave-one-out)
+    pairs: int = 100_000  # same- and different-class pairs of the distance ratio
+    batch: int = 1000  # rows per minibatch of the minibatch CKA
+    memory_bytes: int = 4 << 30  # above: two spaces' sample vectors get the minibatch CKA
+
+
+@dataclass
+class CompareResult:
+    """``similarity`` (space_a, space_b, cka, method, n, seed) and ``separation`` (space,
+    knn_accuracy, k, queries, same_over_different, n, seed) DataFrames, as kept."""
+
+    similarity: object
+    separation: object
+    seconds: float
+
+    def to_dict(self) -> dict:
+        from actdb.render import records
+
+        return {"similarity": records(self.similarity), "separation": records(self.separation),
+                "seconds": self.seconds}
+
+
+def _check(cfg: CompareConfig) -> None:
+    for name in ("sample", "k", "queries", "pairs"):
+        if getattr(cfg, name) < 1:
+            raise UsageError(f"{name} must be at least 1, not {getattr(cfg, name)}",
+                             param=name)
+    if cfg.batch < 4:
+        raise UsageError(f"batch must be at least 4, not {cfg.batch}", param="batch")
+
+
+def shared_sample(store: Store, cfg: CompareConfig) -> tuple[np.ndarray, list[str]]:
+    """The seeded sample of images every space holds (sorted ids) and the spaces' names."""
+    with store.reader() as con:
+        names = [r.name for r in reads.spaces(con)]
+        held = [set(reads.space_image_ids(con, n).tolist()) for n in names]
+    shared = np.array(sorted(set.intersection(*held)), np.int64)
+    if len(shared) > cfg.sample:
+        rng = np.random.default_rng(cfg.seed)
+        shared = np.sort(rng.choice(shared, cfg.sample, replace=False))
+    return shared, names
+
+
+def compare_spaces(store: Store, cfg: CompareConfig | None = None) -> CompareResult:
+    """Compare every space of the store on one shared sample, keep the answers in the
+    catalog (replacing the last comparison's) and return them."""
+    import pandas as pd
+
+    cfg = cfg or CompareConfig()
+    _check(cfg)
+    t0 = time.perf_counter()
+    ids, names = shared_sample(store, cfg)
+    if len(ids) < 4:
+        raise UsageError(f"the spaces share {len(ids)} images; comparing needs at least 4")
+    vecs = {n: store.in_space(n).vectors(ids)[1] for n in names}
+    with store.reader() as con:
+        meta = reads.image_meta(con, ids)
+    keys = np.array([s or c for s, c in zip(meta["synset"], meta["class_name"], strict=True)],
+                    dtype=object)
+    labelled = np.flatnonzero(keys != None)  # noqa: E711 - an object array's None
+    sim = []
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            x, y = vecs[a], vecs[b]
+            exact = (x.nbytes + y.nbytes) * 2 <= cfg.memory_bytes  # float64 copies, chunked
+            cka = linear_cka(x, y) if exact else minibatch_cka(x, y, batch=cfg.batch,
+                                                                 seed=cfg.seed)
+            sim.append({"space_a": a, "space_b": b, "cka": cka,
+                        "method": "exact" if exact else "minibatch", "n": len(ids),
+                        "seed": cfg.seed})
+    sep = []
+    for n in names:
+        x, lab = vecs[n][labelled], keys[labelled]
+        acc, asked = knn_accuracy(x, lab, k=cfg.k, queries=cfg.queries, seed=cfg.seed) \
+            if len(labelled) >= 2 else (None, 0)
+        try:
+            ratio = same_over_different(x, lab, pairs=cfg.pairs, seed=cfg.seed)
+        except UsageError:  # one class, or no class with two images: no ratio
+            ratio = None
+        sep.append({"space": n, "knn_accuracy": acc, "k": cfg.k, "queries": asked,
+                    "same_over_different": ratio, "n": len(labelled), "seed": cfg.seed})
+    similarity = pd.DataFrame(sim, columns=["space_a", "space_b", "cka", "method", "n", "seed"])
+    separation = pd.DataFrame(sep, columns=["space", "knn_accuracy", "k", "queries",
+                                            "same_over_different", "n", "seed"])
+    with StoreWriter(store.path) as w, w.connect() as con:
+        writes.put_comparison(con, similarity, separation, asdict(cfg))
+    return CompareResult(similarity, separation, round(time.perf_counter() - t0, 3))
+
+
+def depth_order(spaces: list[tuple[str, str]]) -> list[str]:
+    """Space names (from (model, layer) pairs in the store's order) with each model's layers
+    in depth order, told by the numbers in their names (block3 before block10); models in
+    the order they came.
+
+    >>> depth_order([("vgg19", "block5_conv4"), ("vgg19", "block10_x"), ("r", "c2"),
+    ...              ("vgg19", "block4_conv4")])
+    ['vgg19/block4_conv4', 'vgg19/block5_conv4', 'vgg19/block10_x', 'r/c2']
+    """
+    models = list(dict.fromkeys(m for m, _ in spaces))
+
+    def natural(layer: str) -> list:
+        return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", layer)]
+
+    return [f"{m}/{layer}" for m in models
+            for layer in sorted((x for mm, x in spaces if mm == m), key=natural)]
