@@ -20,6 +20,8 @@ batch size as the plain estimate would be.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from actdb.errors import UsageError
@@ -142,3 +144,21 @@ def same_over_different(x, labels, *, pairs: int = 100_000, seed: int = 0) -> fl
             for s in range(0, len(p), CHUNK)]).mean()
 
     return float(mean_dist(i, j) / mean_dist(a, b))
+
+
+def depth_order(spaces: list[tuple[str, str]]) -> list[str]:
+    """Space names (from (model, layer) pairs in the store's order) with each model's layers
+    in depth order, told by the numbers in their names (block3 before block10); models in
+    the order they came.
+
+    >>> depth_order([("vgg19", "block5_conv4"), ("vgg19", "block10_x"), ("r", "c2"),
+    ...              ("vgg19", "block4_conv4")])
+    ['vgg19/block4_conv4', 'vgg19/block5_conv4', 'vgg19/block10_x', 'r/c2']
+    """
+    models = list(dict.fromkeys(m for m, _ in spaces))
+
+    def natural(layer: str) -> list:
+        return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", layer)]
+
+    return [f"{m}/{layer}" for m in models
+            for layer in sorted((x for mm, x in spaces if mm == m), key=natural)]

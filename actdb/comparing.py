@@ -18,7 +18,6 @@ answers.
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import asdict, dataclass
 
@@ -54,10 +53,8 @@ class CompareResult:
     seconds: float
 
     def to_dict(self) -> dict:
-        from actdb.render import records
-
-        return {"similarity": records(self.similarity), "separation": records(self.separation),
-                "seconds": self.seconds}
+        return {"similarity": self.similarity.to_dict("records"),
+                "separation": self.separation.to_dict("records"), "seconds": self.seconds}
 
 
 def _check(cfg: CompareConfig) -> None:
@@ -125,21 +122,3 @@ def compare_spaces(store: Store, cfg: CompareConfig | None = None) -> CompareRes
     with StoreWriter(store.path) as w, w.connect() as con:
         writes.put_comparison(con, similarity, separation, asdict(cfg))
     return CompareResult(similarity, separation, round(time.perf_counter() - t0, 3))
-
-
-def depth_order(spaces: list[tuple[str, str]]) -> list[str]:
-    """Space names (from (model, layer) pairs in the store's order) with each model's layers
-    in depth order, told by the numbers in their names (block3 before block10); models in
-    the order they came.
-
-    >>> depth_order([("vgg19", "block5_conv4"), ("vgg19", "block10_x"), ("r", "c2"),
-    ...              ("vgg19", "block4_conv4")])
-    ['vgg19/block4_conv4', 'vgg19/block5_conv4', 'vgg19/block10_x', 'r/c2']
-    """
-    models = list(dict.fromkeys(m for m, _ in spaces))
-
-    def natural(layer: str) -> list:
-        return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", layer)]
-
-    return [f"{m}/{layer}" for m in models
-            for layer in sorted((x for mm, x in spaces if mm == m), key=natural)]

@@ -16,7 +16,7 @@ LAYERS = [
     ("index",),
     ("stats", "compare"),
     ("query", "featvis", "viz"),
-    ("ingest", "check", "merging", "atlas"),
+    ("ingest", "check", "merging", "comparing", "atlas"),
     ("database", "actdb"),  # the face: Database, and actdb.open/merge/dream/predict/embed/layers
     ("render",),
     ("cli", "serve", "__main__"),

@@ -20,9 +20,10 @@ def gram_cka(x: np.ndarray, y: np.ndarray) -> float:
     return hsic(k, l) / np.sqrt(hsic(k, k) * hsic(l, l))
 
 
-@pytest.fixture
-def three(tmp_path):
-    return synthetic_spaces(tmp_path / "s", n=60, dims=(4, 6, 3))
+@pytest.fixture(scope="module")
+def three(tmp_path_factory):
+    """Three spaces of 60 images (each test's compare replaces the kept comparison)."""
+    return synthetic_spaces(tmp_path_factory.mktemp("compare") / "s", n=60, dims=(4, 6, 3))
 
 
 def test_cka_of_every_pair_matches_the_gram_formula_on_the_shared_sample(three):
@@ -64,12 +65,12 @@ def test_separation_matches_the_arithmetic_on_the_same_sample(three):
         assert r.same_over_different == same_over_different(x, labels, pairs=500, seed=1)
 
 
-def test_plot_cka_draws_the_kept_comparison_in_depth_order(three, tmp_path):
-    path, _ = three
+def test_plot_cka_draws_the_kept_comparison_in_depth_order(tmp_path):
+    path, _ = synthetic_spaces(tmp_path / "s", n=12, dims=(4, 6, 3))
     with actdb.open(path) as db:
         with pytest.raises(QueryError, match="actdb compare"):
             db.plot("cka")
-        db.compare(sample=20)
+        db.compare(sample=12)
         fig = db.plot("cka", output=tmp_path / "cka.png")
     labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
     assert labels == ["synthetic/a", "synthetic/b", "synthetic/c"]

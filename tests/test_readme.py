@@ -55,16 +55,32 @@ def test_the_readme_shows_sql_blocks():
 
 @pytest.fixture(scope="module")
 def queried_store(built_store, tmp_path_factory):
-    """A copy of the store that has answered a query named "node4", as the README's has."""
+    """A copy of the store that has answered a query named "node4", as the README's has, with
+    a second space (random 8-d vectors, written without a model) and a comparison."""
     import shutil
 
+    import numpy as np
+
+    from actdb.store.manifest import Manifest
+    from actdb.store.writer import StoreWriter
     from tests.helpers import class_image
 
     tmp = tmp_path_factory.mktemp("readme")
     store = tmp / "store"
     shutil.copytree(built_store, store)
     class_image(0, 42).save(tmp / "node4.png")
-    actdb.open(store).nearest(str(tmp / "node4.png"), k=1)
+    with actdb.open(store) as db:
+        db.nearest(str(tmp / "node4.png"), k=1)
+        images = db.images()
+    other = Manifest(model="synthetic", layer="b", pool="mean", dim=8, image_size=0,
+                     resize="none", precision="fp32", weights="synthetic:0",
+                     weights_sha256="sha-b", fingerprint="fp-b")
+    rng = np.random.default_rng(0)
+    with StoreWriter(store, other) as w:
+        for shard, part in images.groupby("shard"):
+            ids = part.image_id.to_numpy()
+            w.fill(shard, w.spaces, ids, [rng.normal(size=(len(ids), 8))], [])
+    actdb.open(store).compare(sample=100)
     return store
 
 

@@ -2,7 +2,7 @@
 registered in the order ``actdb --help`` lists them.
 
 >>> [c.callback.__name__ for c in app.registered_commands][:3]
-['ingest', 'info', 'check']
+['ingest', 'info', 'spaces']
 """
 
 # isort: off

@@ -40,7 +40,7 @@ class PlotConfig:
 def cka_matrix(store) -> tuple[list[str], np.ndarray]:
     """The last ``compare``'s CKA of every pair of spaces as a matrix (1 on the diagonal),
     the spaces in depth order; QueryError before a comparison."""
-    from actdb.comparing import depth_order
+    from actdb.compare import depth_order
     from actdb.store.catalog import reads
 
     with store.reader() as con:

@@ -59,6 +59,22 @@ def test_ray_store_equals_the_local_one_bad_files_included(cluster, tmp_path):
     assert '"engine": "ray"' in run["options"]
 
 
+@pytest.mark.timeout(600)
+def test_ray_embeds_several_layers_and_fills_an_added_one_as_the_local_engine(cluster,
+                                                                             tmp_path):
+    root = make_tree(tmp_path / "data", per_class=3)
+    for engine in ("local", "ray"):
+        with actdb.open(tmp_path / engine) as db:
+            db.ingest(root, engine=engine, layers="block4_conv4,block5_conv4", **KW)
+            res = db.ingest(root, engine=engine, layer="block3_conv4", **KW)  # a fill
+            assert (res.ingested, res.skipped) == (0, 9)
+    for space in ("block3_conv4", "block4_conv4", "block5_conv4"):
+        ia, va = actdb.open(tmp_path / "local", space=space).vectors()
+        ib, vb = actdb.open(tmp_path / "ray", space=space).vectors()
+        np.testing.assert_array_equal(ia, ib)
+        np.testing.assert_allclose(va, vb, rtol=1e-5, atol=1e-6)
+
+
 def crash_once_actor(marker: str):
     """A model actor that dies on its second batch the first time (Ray pickles this class by
     value, so its processes need no test module)."""
