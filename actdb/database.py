@@ -508,6 +508,7 @@ class Database:
                progress: Progress | None = None) -> Path:
         """One self-contained HTML file: the queries, their neighbours, class vote, centroid
         ranking, t-SNE and UMAP maps and distance histograms."""
+        from actdb.query.across import askable
         from actdb.viz.plot import PlotConfig
         from actdb.viz.report import ReportConfig, build_report
 
@@ -521,5 +522,10 @@ class Database:
         say("nearest neighbours")
         near = self.nearest(qs, k=k)
         cents = self.centroids(qs, k=10)
-        return build_report(self.store, qs, near, cents, output, cfg, progress)
+        across = None
+        specs = as_list(queries)
+        if len(self.store.spaces()) > 1 and all(map(askable, specs)):
+            say("every space")
+            across = self.across_spaces(specs)
+        return build_report(self.store, qs, near, cents, output, cfg, progress, across)
 

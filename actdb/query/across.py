@@ -15,11 +15,19 @@ from pathlib import Path
 
 import numpy as np
 
-from actdb.errors import QueryError, StoreMismatch
+from actdb.errors import QueryError, StoreMismatch, UsageError
 from actdb.query.resolve import QueryVector, Upload
 
 COLUMNS = ["query", "space", "default", "top_class", "vote_share", "nearest_centroid",
            "centroid_distance", "inside_p95", "ratio_to_p95", "nn_distance", "nn_percentile"]
+
+
+def askable(spec) -> bool:
+    """Whether a query can be asked of every space: an image or ``id:N``; a vector belongs to
+    the one space whose dimension it has."""
+    if isinstance(spec, Upload):
+        return True
+    return isinstance(spec, str | Path) and not str(spec).lower().endswith(".npy")
 
 
 def _image(spec) -> tuple[str, str, bytes] | None:
@@ -60,6 +68,11 @@ def across_spaces(db, queries: list, k: int = 50):
     :class:`~actdb.database.Database`; each space is asked through ``db.in_space``."""
     import pandas as pd
 
+    vectors = [str(s) if isinstance(s, str | Path) else type(s).__name__
+               for s in queries if not askable(s)]
+    if vectors:
+        raise UsageError(f"{vectors[0]} is a vector of one space; ask every space with images "
+                         "or id:N")
     rows = db.store.spaces()
     images = {i: got for i, spec in enumerate(queries) if (got := _image(spec)) is not None}
     per_space = {r.name: list(queries) for r in rows}

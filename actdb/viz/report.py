@@ -20,7 +20,8 @@ from pathlib import Path
 from actdb.viz import figures
 from actdb.viz.plot import PlotConfig, plot
 
-#: The report's sections, by their anchor (``report.html#umap``).
+#: The report's sections, by their anchor (``report.html#umap``); a store of several spaces
+#: adds ``spaces`` (each query in every space) and, once compared, ``cka``.
 SECTIONS = ("queries", "neighbours", "votes", "centroids", "map", "tsne", "umap", "distances")
 
 
@@ -90,9 +91,12 @@ def interactive_map(store, queries: list, answers: list, cents, pcfg: PlotConfig
 
 def build_report(store, queries: list, near, cents, output: str | Path,
                  cfg: ReportConfig | None = None,
-                 progress: Callable[[str], None] | None = None) -> Path:
+                 progress: Callable[[str], None] | None = None, across=None) -> Path:
     """Write the report for resolved ``queries`` with their ``near`` (NearestResult) and
-    ``cents`` (centroid ranking) answers; returns its path."""
+    ``cents`` (centroid ranking) answers, and ``across`` (each query in every space, a
+    DataFrame; None: one space); returns its path."""
+    from actdb.errors import QueryError
+
     cfg = cfg or ReportConfig()
     say = progress or (lambda _: None)
     output = Path(output)
@@ -110,10 +114,19 @@ def build_report(store, queries: list, near, cents, output: str | Path,
         fig = plot(store, kind, queries, pcfg, progress=say)
         plots.append({"id": kind, "title": title,
                       "src": data_uri(figures.png_bytes(fig), "image/png")})
+    if across is not None:
+        try:
+            fig = plot(store, "cka", [])
+        except QueryError:  # the spaces were never compared
+            fig = None
+        if fig is not None:
+            plots.append({"id": "cka", "title": "Linear CKA between spaces (actdb compare)",
+                          "src": data_uri(figures.png_bytes(fig), "image/png")})
     say("interactive map")
     page = templates().get_template("report.html.j2").render(
         names=", ".join(q.name for q in queries), m=store.manifest, store=store.path,
         queries=qs, answers=answers, centroids=cents.to_dict("records"), plots=plots,
+        across=None if across is None else across.to_dict("records"),
         interactive=interactive_map(store, queries, answers, cents, cfg.plot))
     output.write_text(page, encoding="utf-8")
     return output

@@ -9,7 +9,7 @@ import pytest
 
 import actdb
 from actdb.check import check_store
-from actdb.errors import QueryError
+from actdb.errors import QueryError, UsageError
 from actdb.ingest.engine import LocalEngine
 from actdb.ingest.pipeline import IngestConfig, ingest
 from actdb.models.embed import EmbedConfig, Embedder
@@ -180,3 +180,24 @@ def test_a_killed_fill_resumes_without_duplicates_or_gaps(tmp_path):
     ref = emb.embed_files([f"{root}/{p}" for p in paths])
     np.testing.assert_allclose(np.stack([filled[p] for p in paths]), ref, rtol=1e-6,
                                atol=1e-6)
+
+
+def test_the_report_of_a_store_of_spaces_asks_every_space_and_shows_the_cka(two_layers,
+                                                                           tmp_path, tree):
+    import re
+
+    store = tmp_path / "store"
+    shutil.copytree(two_layers, store)
+    query = str(next(tree.rglob("*.JPEG")))
+    with actdb.open(store) as db:
+        db.compare(sample=100)
+        out = db.report(tmp_path / "r.html", [query, "id:2"], k=4, per_class=4)
+        want = db.across_spaces([query, "id:2"])
+    html = out.read_text()
+    ids = set(re.findall(r'<section id="(\w+)"', html))
+    assert {"spaces", "cka", "umap"} <= ids
+    section = html.split('<section id="spaces">')[1].split("</section>")[0]
+    for r in want.itertuples():
+        assert r.space in section and r.top_class in section
+    with pytest.raises(UsageError, match="vector of one space"):
+        actdb.open(store).across_spaces(np.zeros(512, np.float32))
