@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from actdb.compare import knn_accuracy, linear_cka, minibatch_cka, same_over_different
-from actdb.errors import UsageError
+from actdb.errors import QueryError, StoreError, UsageError
 from actdb.store.catalog import reads, writes
 from actdb.store.store import Store
 from actdb.store.writer import StoreWriter
@@ -78,6 +78,19 @@ def shared_sample(store: Store, cfg: CompareConfig) -> tuple[np.ndarray, list[st
     return shared, names
 
 
+def sample_vectors(store: Store, ids: np.ndarray) -> np.ndarray:
+    """A sample's vectors in one space: from its memory-mapped index when that holds them
+    unchanged (a few rows of every shard would otherwise mean reading every shard whole),
+    else from its shards."""
+    from actdb.index.loaded import LoadedIndex
+
+    try:
+        vecs = LoadedIndex.open(store.dir).vectors(ids)
+    except (StoreError, QueryError):  # no index, or one that lacks some of the images
+        vecs = None
+    return store.vectors(ids)[1] if vecs is None else np.asarray(vecs, np.float32)
+
+
 def compare_spaces(store: Store, cfg: CompareConfig | None = None) -> CompareResult:
     """Compare every space of the store on one shared sample, keep the answers in the
     catalog (replacing the last comparison's) and return them."""
@@ -89,7 +102,7 @@ def compare_spaces(store: Store, cfg: CompareConfig | None = None) -> CompareRes
     ids, names = shared_sample(store, cfg)
     if len(ids) < 4:
         raise UsageError(f"the spaces share {len(ids)} images; comparing needs at least 4")
-    vecs = {n: store.in_space(n).vectors(ids)[1] for n in names}
+    vecs = {n: sample_vectors(store.in_space(n), ids) for n in names}
     with store.reader() as con:
         meta = reads.image_meta(con, ids)
     keys = np.array([s or c for s, c in zip(meta["synset"], meta["class_name"], strict=True)],

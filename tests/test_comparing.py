@@ -75,3 +75,17 @@ def test_plot_cka_draws_the_kept_comparison_in_depth_order(tmp_path):
     labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
     assert labels == ["synthetic/a", "synthetic/b", "synthetic/c"]
     assert (tmp_path / "cka.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("kind", ["flat", pytest.param("ivfpq", marks=pytest.mark.slow)])
+def test_the_sample_is_read_from_the_index_exactly_as_from_the_shards(tmp_path, kind):
+    from actdb.comparing import sample_vectors
+
+    path, vecs = synthetic_spaces(tmp_path / "s", n=300, dims=(16, 8))
+    ids = np.array([3, 17, 120, 299])
+    with actdb.open(path) as db:
+        for name in ("synthetic/a", "synthetic/b"):
+            sub = db.in_space(name)
+            sub.index(kind=kind)
+            got = sample_vectors(sub.store, ids)
+            np.testing.assert_array_equal(got, vecs[name[-1]][ids])
