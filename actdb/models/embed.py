@@ -265,12 +265,16 @@ class OneLayer:
 
 def layers_embedder(config: EmbedConfig, layers: list[str], shared: bool = True):
     """What embeds ``layers`` of ``config``'s network in one forward pass: a
-    :class:`LayersEmbedder`, or for one layer its Embedder (``shared``: this process's
-    :func:`shared_embedder`) as a :class:`OneLayer`."""
+    :class:`LayersEmbedder`, or for one layer its Embedder as a :class:`OneLayer`
+    (``shared``: the one this process built before for the same recipe, layers and weights,
+    see :func:`shared_embedder`)."""
     if len(layers) == 1:
         one = replace(config, layer=layers[0])
         return OneLayer(shared_embedder(one) if shared else Embedder(one))
-    return LayersEmbedder(config, layers)
+    if not shared:
+        return LayersEmbedder(config, layers)
+    return _shared_build((*_recipe_key(config), tuple(layers)),
+                         lambda: LayersEmbedder(config, layers))
 
 
 def embed_decoded(emb, paths: list[str | Path | bytes], batch_size: int = 32,
@@ -286,10 +290,11 @@ def embed_decoded(emb, paths: list[str | Path | bytes], batch_size: int = 32,
     return np.concatenate(out) if out else np.zeros((0, emb.dim), np.float32)
 
 
-#: Built Embedders kept for reuse in this process (a notebook opening two stores of one
-#: recipe, or an ingest then a query, builds the model once): the most recent few.
-SHARED_MAX = 2
-_shared: dict[tuple, Embedder] = {}
+#: Built Embedders (and LayersEmbedders) kept for reuse in this process (a notebook opening
+#: two stores of one recipe, an ingest then a query, or a query asked of every space of a
+#: store of two networks builds each model once): the most recent few.
+SHARED_MAX = 4
+_shared: dict[tuple, object] = {}
 _shared_lock = threading.Lock()
 
 
@@ -307,10 +312,17 @@ def shared_embedder(config: EmbedConfig) -> Embedder:
     """An Embedder for ``config``, shared with earlier calls of this process for the same
     recipe and weights, a weights file or saved model known by its path, size and
     modification time (an Embedder holds no state a caller changes)."""
-    key = (*asdict(replace(config, weights="")).items(), _weights_identity(config.weights),
-           _weights_identity(config.model))  # a saved model's file holds weights too
+    return _shared_build(_recipe_key(config), lambda: Embedder(config))
+
+
+def _recipe_key(config: EmbedConfig) -> tuple:
+    return (*asdict(replace(config, weights="")).items(), _weights_identity(config.weights),
+            _weights_identity(config.model))  # a saved model's file holds weights too
+
+
+def _shared_build(key: tuple, build):
     with _shared_lock:
-        emb = _shared.pop(key, None) or Embedder(config)
+        emb = _shared.pop(key, None) or build()
         _shared[key] = emb  # the most recently used last
         while len(_shared) > SHARED_MAX:
             _shared.pop(next(iter(_shared)))
