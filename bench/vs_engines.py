@@ -89,8 +89,9 @@ def main() -> None:
     del nn  # free its copy before loading DuckDB's
 
     con = duckdb.connect()
-    with Store.open(store).reader() as cat:
-        names = reads.committed_shards(cat)
+    s = Store.open(store)
+    with s.reader() as cat:
+        names = reads.committed_shards(cat, s.space.name)
     files = ", ".join(f"'{store_files.shard_path(store, n)}'" for n in names)
     t = time.perf_counter()
     con.execute(f"CREATE TABLE v AS SELECT image_id, vec::FLOAT[{vecs.shape[1]}] AS vec "
