@@ -151,7 +151,7 @@ class Database:
         first."""
         import pandas as pd
 
-        return pd.DataFrame(self.store.info()["spaces"])
+        return pd.DataFrame(self.store.spaces_info())
 
     def ingest(self, root: str | Path, progress: Callable[[int, int], None] | None = None,
                **options):

@@ -149,9 +149,8 @@ def info_text(d: dict) -> str:
         lines.append(("spaces", "; ".join(
             f"{s['name']}{' (default)' if s['default'] else ''}: {s['dim']}-d, "
             f"{s['vectors']} vectors" for s in d["spaces"])))
-    if not next((s["default"] for s in d.get("spaces", []) if s["name"] == d.get("space")),
-                True):
-        lines.insert(1, ("space", d["space"]))
+    if any(s["name"] == d.get("space") and not s["default"] for s in d.get("spaces", [])):
+        lines.insert(1, ("space", d["space"]))  # info --space of another than the default
     return "".join(f"{k:<10} {v}\n" for k, v in lines)
 
 

@@ -79,7 +79,7 @@ def queried_store(built_store, tmp_path_factory):
     with StoreWriter(store, other) as w:
         for shard, part in images.groupby("shard"):
             ids = part.image_id.to_numpy()
-            w.fill(shard, w.spaces, ids, [rng.normal(size=(len(ids), 8))], [])
+            w.fill(shard, w.spaces, ids, [rng.normal(size=(len(ids), 8))])
     actdb.open(store).compare(sample=100)
     return store
 

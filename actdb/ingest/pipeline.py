@@ -79,6 +79,9 @@ class IngestConfig:
         layers = options.pop("layers", None)
         if isinstance(layers, str):
             layers = [x.strip() for x in layers.split(",") if x.strip()]
+        if layers and options.get("layer"):
+            raise UsageError("layers names every layer to embed; layer goes without it",
+                             param=("layers", "layer"))
         options["layers"] = tuple(layers) if layers else None
         embed = store_recipe(store, {k: v for k, v in options.items() if k in RECIPE},
                              options["layers"])
@@ -398,7 +401,7 @@ def ingest(cfg: IngestConfig, progress: Progress | None = None,
             finally:
                 w.finish_run(status, out.ingested, skipped, len(out.failures))
         for net in [first, *later]:  # each space's missing shards, after the writer above
-            _fill(store, engine, net, run_id, out.failures)
+            _fill(store, engine, net, run_id, out.failures, progress)
     result = IngestResult(
         store=str(store), layout=layout.name, layout_notes=layout.notes, run_id=run_id,
         total=len(entries), ingested=out.ingested, skipped=skipped, failed=len(out.failures),
@@ -468,42 +471,42 @@ def _refuse_other_weights(store: Path, engine, ec: EmbedConfig, layers: list[str
 
 
 def _fill(store: Path, engine, net: tuple[EmbedConfig, list[str]], run_id: int,
-          failures: list[tuple[str, str]]) -> None:
-    """Embed into the spaces of one network the image shards they lack (each shard written
-    under its image shard's name, listed in one transaction: exactly once)."""
+          failures: list[tuple[str, str]], progress: Progress | None = None) -> None:
+    """Embed into the spaces of one network the image shards they lack, each written under
+    its image shard's name and listed in one transaction (exactly once). An image that
+    cannot be read now is left out of the space's shard and added to ``failures``."""
     ec, layers = net
-    s = Store.open(store)
-    with s.reader() as con:
-        rows = {r.name: r for r in reads.spaces(con)}
+    with Store.open(store).reader() as con:
+        have = {r.name for r in reads.spaces(con)}
         names = [f"{Path(ec.model).name}/{x}" for x in layers]
-        lacking = {n: set(reads.shards_to_fill(con, n)) if n in rows else None for n in names}
-    if not any(v is None or v for v in lacking.values()):
-        return
+        if all(n in have and not reads.shards_to_fill(con, n) for n in names):
+            return
     members = engine.prepare(ec, layers)
     with StoreWriter(store, [_manifest(m) for m in members]) as w:
         w.run_id = run_id
         with w.connect() as con:
-            todo = sorted(set().union(*(reads.shards_to_fill(con, r.name) for r in w.spaces)))
-        for shard in todo:
-            with w.connect() as con:
-                spaces = [r for r in w.spaces
-                          if shard in set(reads.shards_to_fill(con, r.name))]
-                images = reads.shard_images(con, shard)
+            lacking = {r.name: set(reads.shards_to_fill(con, r.name)) for r in w.spaces}
+            todo = {shard: reads.shard_images(con, shard)
+                    for shard in sorted(set().union(*lacking.values()))}
+        total, done = sum(len(x) for x in todo.values()), 0
+        for shard, images in todo.items():
             entries = [ImageEntry(path=path, split=None, synset=None, class_name=None,
                                   class_index=None) for _, path in images]
-            by_path = dict((p, i) for i, p in images)
-            ids, vecs, failed = [], [], []
-            for batch in engine.produce(entries, Path("/")):
+            by_path = {path: image_id for image_id, path in images}
+            ids, vecs = [], []
+            for batch in engine.produce(entries, Path("/")):  # the paths are absolute
                 for r in batch:
                     if r.error is not None:
-                        failed.append(r.entry.path)
                         failures.append((r.entry.path, r.error))
-                        continue
-                    ids.append(by_path[r.entry.path])
-                    vecs.append(r.vecs)
-            pos = [w.spaces.index(r) for r in spaces]
-            w.fill(shard, spaces, np.asarray(ids, np.int64),
-                   [_stack([v[i] for v in vecs], w.spaces[i].dim) for i in pos], [])
+                    else:
+                        ids.append(by_path[r.entry.path])
+                        vecs.append(r.vecs)
+            spaces = [i for i, r in enumerate(w.spaces) if shard in lacking[r.name]]
+            w.fill(shard, [w.spaces[i] for i in spaces], np.asarray(ids, np.int64),
+                   [_stack([v[i] for v in vecs], w.spaces[i].dim) for i in spaces])
+            done += len(images)
+            if progress:
+                progress(done, total)
 
 
 def _after_ingest(store: Path, cfg: IngestConfig, result: IngestResult) -> IngestResult:

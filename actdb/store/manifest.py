@@ -15,6 +15,7 @@ from pathlib import Path
 
 from actdb.errors import StoreError, StoreMismatch
 from actdb.store.catalog.files import atomic_write, manifest_path
+from actdb.store.catalog.schema import SpaceRow
 
 #: 2: statistics tables created with the catalog, named queries, repairs; 3: spaces (a
 #: store of format 2 is upgraded when first opened).
@@ -87,6 +88,16 @@ class Manifest:
         diff = self.differences(other)
         if diff:
             raise mismatch(what, diff, fix)
+
+
+def space_row(manifest: Manifest, *, folder: str = "", is_default: bool = True,
+              position: int = 0) -> SpaceRow:
+    """The ``spaces`` row of a space made with this recipe."""
+    m = manifest
+    return SpaceRow(name=m.space_name, folder=folder, is_default=is_default,
+                    position=position, model=m.model_label, layer=m.layer, pool=m.pool,
+                    dim=m.dim, fingerprint=m.fingerprint, image_size=m.image_size,
+                    precision=m.precision, weights=m.weights)
 
 
 def mismatch(what: str, diff: list[str], fix: str = FIX) -> StoreMismatch:

@@ -19,7 +19,7 @@ from actdb.errors import QueryError
 from actdb.store import catalog
 from actdb.store.catalog import files, reads
 from actdb.store.catalog.schema import SpaceRow
-from actdb.store.manifest import FORMAT_VERSION, Manifest, read_manifest
+from actdb.store.manifest import FORMAT_VERSION, Manifest, read_manifest, space_row
 from actdb.store.shards import read_shards, read_wanted
 
 DEFAULT_STORE = "actdb-store"
@@ -111,8 +111,6 @@ class Store:
     def space(self) -> SpaceRow:
         """This store's space (the default one without a catalog read)."""
         if self._space_name is None:
-            from actdb.store.writer import space_row
-
             return space_row(read_manifest(self.path))
         return self.space_of(self._space_name)
 
@@ -182,8 +180,6 @@ class Store:
             counts = reads.summary(con)
             stats = reads.stats_config(con, self.space.name)
             lost = reads.missing_shards(con, self.dir, self.space.name)
-            rows = reads.spaces(con)
-            per_space = reads.space_counts(con)
         size = sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())
         index = read_index_info(self.dir)
         damaged = [f"{len(lost)} shard file(s) missing"] if lost else []
@@ -198,13 +194,22 @@ class Store:
             "preprocess": m.preprocess, "model_fingerprint": m.fingerprint,
             **counts, "size_bytes": size, "index": index, "stats": stats,
             "damaged": damaged,
-            "spaces": [self._space_info(r, per_space.get(r.name, (0, 0))) for r in rows],
+            "spaces": self.spaces_info(),
         }
 
-    def _space_info(self, row: SpaceRow, counts: tuple[int, int]) -> dict:
-        index = read_index_info(files.space_dir(self.path, row.folder))
-        return {"name": row.name, "default": row.is_default, "model": row.model,
-                "layer": row.layer, "pool": row.pool, "dim": row.dim,
-                "image_size": row.image_size, "precision": row.precision,
-                "fingerprint": row.fingerprint, "shards": counts[0], "vectors": counts[1],
-                "index": None if index is None else index.get("kind"), "view": row.view}
+    def spaces_info(self) -> list[dict]:
+        """Every space: its recipe, view, committed shards and vectors, and index kind."""
+        with self.reader() as con:
+            rows = reads.spaces(con)
+            counts = reads.space_counts(con)
+        out = []
+        for r in rows:
+            index = read_index_info(files.space_dir(self.path, r.folder))
+            shards, vectors = counts.get(r.name, (0, 0))
+            out.append({"name": r.name, "default": r.is_default, "model": r.model,
+                        "layer": r.layer, "pool": r.pool, "dim": r.dim,
+                        "image_size": r.image_size, "precision": r.precision,
+                        "fingerprint": r.fingerprint, "shards": shards, "vectors": vectors,
+                        "index": None if index is None else index.get("kind"),
+                        "view": r.view})
+        return out

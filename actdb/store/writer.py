@@ -34,18 +34,14 @@ from actdb.store.catalog.files import (
     temp_files,
 )
 from actdb.store.catalog.schema import FailureRow, ImageRow, SpaceRow
-from actdb.store.manifest import FORMAT_VERSION, Manifest, read_manifest, write_manifest
+from actdb.store.manifest import (
+    FORMAT_VERSION,
+    Manifest,
+    read_manifest,
+    space_row,
+    write_manifest,
+)
 from actdb.store.shards import write_shard
-
-
-def space_row(manifest: Manifest, *, folder: str = "", is_default: bool = True,
-              position: int = 0) -> SpaceRow:
-    """The ``spaces`` row of a space made with this recipe."""
-    m = manifest
-    return SpaceRow(name=m.space_name, folder=folder, is_default=is_default,
-                    position=position, model=m.model_label, layer=m.layer, pool=m.pool,
-                    dim=m.dim, fingerprint=m.fingerprint, image_size=m.image_size,
-                    precision=m.precision, weights=m.weights)
 
 
 class StoreWriter:
@@ -191,13 +187,13 @@ class StoreWriter:
         return name
 
     def fill(self, shard: str, spaces: list[SpaceRow], ids: np.ndarray,
-             vecs: list[np.ndarray], failures: list[FailureRow]) -> None:
+             vecs: list[np.ndarray]) -> None:
         """Write the images of an existing image shard into further spaces (one array each,
         in ``spaces``' order; ``ids`` may lack images that failed), listed atomically."""
         for row, v in zip(spaces, vecs, strict=True):
             write_shard(space_dir(self.path, row.folder), shard, ids, v)
         with self.connect() as con:
-            writes.commit_shard(con, shard, {r.name: len(ids) for r in spaces}, [], failures,
+            writes.commit_shard(con, shard, {r.name: len(ids) for r in spaces}, [], [],
                                 self.run_id)
 
 

@@ -43,6 +43,7 @@ def space_counts(con) -> dict[str, tuple[int, int]]:
     return {r[0]: (int(r[1]), int(r[2])) for r in con.execute(
         "SELECT space, count(*), coalesce(sum(rows), 0) FROM shards GROUP BY 1").fetchall()}
 
+
 # -- shards and views ------------------------------------------------------------------------
 
 
@@ -81,7 +82,7 @@ def shards_to_fill(con, space: str) -> list[str]:
 
 
 def shard_images(con, shard: str) -> list[tuple[int, str]]:
-    """(image_id, absolute-ish path: root/path) of the images of one shard, by id."""
+    """(image_id, its file: root/path) of the images of one image shard, by id."""
     return [(int(r[0]), r[1]) for r in con.execute(
         "SELECT image_id, root || '/' || path FROM images WHERE shard = ? ORDER BY image_id",
         [shard]).fetchall()]
