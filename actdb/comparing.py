@@ -70,8 +70,9 @@ def shared_sample(store: Store, cfg: CompareConfig) -> tuple[np.ndarray, list[st
     """The seeded sample of images every space holds (sorted ids) and the spaces' names."""
     with store.reader() as con:
         names = [r.name for r in reads.spaces(con)]
-        held = [set(reads.space_image_ids(con, n).tolist()) for n in names]
-    shared = np.array(sorted(set.intersection(*held)), np.int64)
+        shared = reads.space_image_ids(con, names[0])
+        for n in names[1:]:
+            shared = np.intersect1d(shared, reads.space_image_ids(con, n), assume_unique=True)
     if len(shared) > cfg.sample:
         rng = np.random.default_rng(cfg.seed)
         shared = np.sort(rng.choice(shared, cfg.sample, replace=False))

@@ -2,6 +2,7 @@
 
     python bench/spaces.py                     # VGG19 at 224 px, 96 images; CKA at 50,000 (~15 min)
     python bench/spaces.py --images 8 --size 32 --sample 2000 --store-images 3000  # smoke
+    python bench/spaces.py --sections store --store-images 1281167 --index-kind flat
 
 1. Layers in one pass: VGG19's block5_conv4 alone, block4_conv4 + block5_conv4 in one forward
    pass (one Keras model with two outputs, ``LayersEmbedder``), and the two layers as two
@@ -19,8 +20,11 @@
    of all three spaces at once (``across_spaces``, the image embedded once per network)
    against ``nearest`` in one space (target: <= 3x).
 4. ``compare`` on a store: a store of ``--store-images`` synthetic vectors in three spaces
-   (512, 512, 2,048-d), each indexed, compared on a ``--sample`` sample, reading the sample
-   from the spaces' memory-mapped indexes (target: <= 60 s at 50,000).
+   (512, 512, 2,048-d), each indexed (``--index-kind``), compared on a ``--sample`` sample,
+   reading the sample from the spaces' memory-mapped indexes (target: <= 60 s for three
+   spaces of 1,281,167 images at 50,000).
+
+``--sections`` picks among layers, arithmetic, ingest, store (default: all).
 
 Weights are random:0 (ImageNet weights cannot be downloaded here); speed does not depend on
 the weights' values.
@@ -204,7 +208,7 @@ def compare_store(args, work: Path) -> None:
         w.finish_run("done", n, 0, 0)
     with actdb.open(store) as db:
         for name in db.spaces().name:
-            db.in_space(name).index()
+            db.in_space(name).index(kind=args.index_kind)
         made = time.perf_counter() - t
         t = time.perf_counter()
         res = db.compare(sample=args.sample)
@@ -230,17 +234,25 @@ def main() -> None:
     ap.add_argument("--asks", type=int, default=5, help="new images asked, one space vs all")
     ap.add_argument("--store-images", type=int, default=100_000,
                     help="images of the synthetic store compare reads")
+    ap.add_argument("--index-kind", default="auto", help="index of each space of that store")
+    ap.add_argument("--sections", default="layers,arithmetic,ingest,store",
+                    help="which parts to run (comma-separated)")
     args = ap.parse_args()
+    sections = set(args.sections.split(","))
     print(machine_line())
-    layers_in_one_pass(args)
-    comparing(args)
+    if "layers" in sections:
+        layers_in_one_pass(args)
+    if "arithmetic" in sections:
+        comparing(args)
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="actdb-bench-spaces-") as tmp:
         work = Path(tmp)
-        store = ingest_layers(args, work)
-        asking_every_space(args, store, work)
-        compare_store(args, work)
+        if "ingest" in sections:
+            store = ingest_layers(args, work)
+            asking_every_space(args, store, work)
+        if "store" in sections:
+            compare_store(args, work)
 
 
 if __name__ == "__main__":

@@ -164,8 +164,8 @@ def synthetic_store(path: Path, n: int, dim: int = 16, classes: int = 1000,
     return path
 
 
-def synthetic_spaces(path: Path, n: int = 9, dims: tuple[int, ...] = (4, 6), seed: int = 0
-                     ) -> tuple[Path, dict[str, np.ndarray]]:
+def synthetic_spaces(path: Path, n: int = 9, dims: tuple[int, ...] = (4, 6), seed: int = 0,
+                     root: str = "/x") -> tuple[Path, dict[str, np.ndarray]]:
     """A store of ``n`` images of three classes in spaces ``a``, ``b``... (one per entry of
     ``dims``, the first the default) of random vectors, committed by one writer in shards of
     five; returns (path, vectors by space letter)."""
@@ -177,7 +177,7 @@ def synthetic_spaces(path: Path, n: int = 9, dims: tuple[int, ...] = (4, 6), see
     letters = "abcdefgh"[: len(dims)]
     vecs = {x: rng.normal(size=(n, d)).astype(np.float32)
             for x, d in zip(letters, dims, strict=True)}
-    rows = [ImageRow(image_id=i, root="/x", path=f"c{i % 3}/{i}.png", split="train",
+    rows = [ImageRow(image_id=i, root=root, path=f"c{i % 3}/{i}.png", split="train",
                      synset=None, class_name=f"c{i % 3}", class_index=None, width=1,
                      height=1, bytes=0) for i in range(n)]
     manifests = [Manifest(model="synthetic", layer=x, pool="mean", dim=d, image_size=0,
@@ -185,7 +185,7 @@ def synthetic_spaces(path: Path, n: int = 9, dims: tuple[int, ...] = (4, 6), see
                           weights_sha256=f"sha-{x}", fingerprint=f"fp-{x}")
                  for x, d in zip(letters, dims, strict=True)]
     with StoreWriter(path, manifests) as w:
-        w.start_run("/x", "synthetic", {})
+        w.start_run(root, "synthetic", {})
         for lo in range(0, n, 5):  # shards of five, the same names in every space
             ids = np.arange(lo, min(lo + 5, n))
             w.commit(ids, [vecs[x][ids] for x in letters], rows[lo: lo + 5], [])

@@ -199,5 +199,10 @@ class StoreWriter:
 
 def upgrade(path: Path) -> None:
     """Bring a store made before spaces to this format (what opening it does, once)."""
-    with StoreWriter(path, check_shards=False):
-        pass
+    try:
+        with StoreWriter(path, check_shards=False):
+            pass
+    except PermissionError:
+        raise StoreError(f"the store at {path} was made by an earlier actdb and is upgraded "
+                         "when first opened, which needs it writable: open it once where it "
+                         "can be written (or copy it)") from None

@@ -54,3 +54,21 @@ def test_an_old_stores_model_and_image_queries_are_unchanged(old):
         assert db.embedder.fingerprint == THEN["manifest"]["fingerprint"]
         got = db.embed([str(old / "data" / THEN["embed"]["image"])])[0]
     np.testing.assert_allclose(got, THEN["embed"]["vector"], rtol=1e-6, atol=1e-7)
+
+
+def test_an_old_store_that_cannot_be_written_says_so_in_one_line(old, monkeypatch):
+    """Opening upgrades a store from before spaces; where it cannot be written (a read-only
+    copy: here the writer's lock file refused, as the OS would for a user without rights)
+    that is one clear error, and the store is left as it was."""
+    from actdb.errors import StoreError
+    from actdb.store import writer
+
+    def refused(self):
+        raise PermissionError(13, "Permission denied", str(self.path / ".lock"))
+
+    monkeypatch.setattr(writer.StoreWriter, "__enter__", refused)
+    store = old / "store"
+    before = (store / "manifest.json").read_text()
+    with pytest.raises(StoreError, match="open it once where it can be written"):
+        actdb.open(store).count()
+    assert (store / "manifest.json").read_text() == before

@@ -80,3 +80,22 @@ def test_a_lost_shard_of_one_space_is_dropped_from_every_space_and_redone(store)
         counts = db.spaces().set_index("name").vectors
         assert counts["synthetic/a"] == counts["synthetic/b"] == db.count() < 9
         assert len(db.sql("SELECT * FROM repairs").to_pylist()) == 9 - db.count()
+
+
+def test_stores_of_the_same_spaces_merge_space_by_space(tmp_path):
+    a, va = synthetic_spaces(tmp_path / "a", n=7, seed=1, root="/one")
+    b, vb = synthetic_spaces(tmp_path / "b", n=5, seed=2, root="/two")
+    res = actdb.merge(tmp_path / "m", [a, b])
+    assert (res.added, res.renumbered) == (12, 5)
+    with actdb.open(tmp_path / "m") as db:
+        images = db.images().set_index("image_id")
+        for name in ("synthetic/a", "synthetic/b"):
+            ids, got = db.in_space(name).vectors()
+            for i, v in zip(ids, got, strict=True):
+                src = va if images.root[i] == "/one" else vb
+                n = int(images.path[i].split("/")[1].split(".")[0])  # c{k}/{n}.png
+                np.testing.assert_array_equal(v, src[name[-1]][n])
+    assert check_store(Store.open(tmp_path / "m")).ok
+    other, _ = synthetic_spaces(tmp_path / "c", n=5, dims=(4,))
+    with pytest.raises(actdb.ActdbError, match="same spaces"):
+        actdb.merge(tmp_path / "m2", [a, other])
