@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from actdb import render
 from actdb.errors import ActdbError
-from actdb.serve.api import query_of
+from actdb.serve.api import SpaceParam, db_of, query_of
 from actdb.serve.models import ERRORS, BytesResponse, ImageIdPart, ImagePart, VectorPart, binary
 
 router = APIRouter(prefix="/api/maps", responses=ERRORS)
@@ -80,9 +80,9 @@ def points_payload(m) -> tuple[bytes, dict]:
     return data, {**render.plain(m.describe()), **meta}
 
 
-def _map(request: Request, map_id: str):
-    db = request.app.state.db
-    if map_id == "default":
+def _map(request: Request, map_id: str, space: str | None = None):
+    db = db_of(request, space)
+    if map_id == "default":  # the default space's
         job = request.app.state.default_map
         if job.map_id is None:
             raise HTTPException(404, f"the default map is {job.state}"
@@ -100,30 +100,32 @@ def maps(request: Request) -> dict[str, Any]:
 
 
 @router.get("/{map_id}")
-def map_meta(request: Request, map_id: str) -> dict[str, Any]:
+def map_meta(request: Request, map_id: str, space: str | None = SpaceParam
+             ) -> dict[str, Any]:
     if map_id == "default" and request.app.state.default_map.map_id is None:
         return {"default": request.app.state.default_map.status()}
-    _, meta = points_payload(_map(request, map_id))
+    _, meta = points_payload(_map(request, map_id, space))
     return meta
 
 
 @router.get("/{map_id}/points", response_class=BytesResponse,
             responses=binary("application/octet-stream", "The points (module docstring)."))
-def map_points(request: Request, map_id: str):
-    data, _ = points_payload(_map(request, map_id))
+def map_points(request: Request, map_id: str, space: str | None = SpaceParam):
+    data, _ = points_payload(_map(request, map_id, space))
     return BytesResponse(data)
 
 
 @router.post("/{map_id}/place")
 async def place(request: Request, map_id: str, image: ImagePart = None,
                 image_id: ImageIdPart = None, vector: VectorPart = None,
-                distances: bool = Query(False)) -> dict[str, Any]:
-    """The query placed into the map; with ``distances``, base64 float32 L2 distances from it
-    to every point of the map (in the points' order)."""
+                distances: bool = Query(False),
+                space: str | None = SpaceParam) -> dict[str, Any]:
+    """The query placed into the map (of the space asked); with ``distances``, base64
+    float32 L2 distances from it to every point of the map (in the points' order)."""
     q = await query_of(request, image, image_id, vector)
-    m = await run_in_threadpool(_map, request, map_id)
-    res = await run_in_threadpool(request.app.state.db.place, q, m.map_id,
-                                  distances=distances)
+    m = await run_in_threadpool(_map, request, map_id, space)
+    db = await run_in_threadpool(db_of, request, space)
+    res = await run_in_threadpool(db.place, q, m.map_id, distances=distances)
     out = {"map_id": m.map_id, "queries": render.records(res.coords)}
     if distances:
         out["distances"] = base64.b64encode(res.distances[0].astype(np.float32)).decode()

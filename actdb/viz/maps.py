@@ -165,6 +165,10 @@ def find_map(store, map_id: str) -> StoredMap | None:
     if not files.map_model_path(store.path, map_id).is_file():
         return None  # its projection file is gone: make it again
     settings = json.loads(rec["settings"])
+    space = settings.get("space") or store.spaces()[0].name  # no space: the default's
+    if space != store.space.name:  # its points are another space's vectors
+        raise QueryError(f"map {map_id} is a map of the space {space}, not of "
+                         f"{store.space.name}; ask it in that space")
     points["group"] = _groups(points, settings)
     return StoredMap(map_id, rec["method"], settings, rec["store_state"],
                      rec["store_state"] == state, points,

@@ -146,6 +146,8 @@ def test_a_generated_client_calls_every_endpoint_and_each_answer_matches_the_sch
         (map_points, "/api/maps/{map_id}/points", "get", dict(map_id=the_map), 200),
         (place, "/api/maps/{map_id}/place", "post",
          dict(map_id=the_map, body=BodyPlace(image_id=3), distances=True), 200),
+        (place, "/api/maps/{map_id}/place", "post",
+         dict(map_id=the_map, body=BodyPlace(image_id=3), space="block5_conv4"), 200),
     ]
     for op, path, method, kwargs, want in calls:
         res = op.sync_detailed(client=client, **kwargs)  # an undeclared status raises here

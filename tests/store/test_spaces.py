@@ -7,6 +7,7 @@ import pytest
 
 import actdb
 from actdb.check import check_store
+from actdb.errors import QueryError
 from actdb.store.store import Store
 from tests.helpers import synthetic_spaces
 
@@ -99,3 +100,15 @@ def test_stores_of_the_same_spaces_merge_space_by_space(tmp_path):
     other, _ = synthetic_spaces(tmp_path / "c", n=5, dims=(4,))
     with pytest.raises(actdb.ActdbError, match="same spaces"):
         actdb.merge(tmp_path / "m2", [a, other])
+
+
+def test_a_map_belongs_to_its_space(store):
+    path, _ = store
+    with actdb.open(path) as db:
+        mine = db.map("pca", per_class=3)
+        theirs = db.in_space("b").map("pca", per_class=3)
+        assert mine.map_id != theirs.map_id
+        assert db.in_space("b").stored_map(theirs.map_id).points.image_id.tolist() == \
+            theirs.points.image_id.tolist()
+        with pytest.raises(QueryError, match="a map of the space synthetic/b"):
+            db.stored_map(theirs.map_id)
