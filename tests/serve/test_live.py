@@ -220,6 +220,7 @@ def test_a_failed_query_clears_the_previous_answer_and_the_page_shows_why(server
         assert page.locator(".neighbour").count() == 0
 
 
+@needs_chromium
 def test_the_page_asks_one_space_or_all_of_them(tmp_path):
     """A store of two spaces: the page offers each and "all"; all gives a row per space,
     one space gives its own neighbours."""
