@@ -83,6 +83,7 @@ def test_a_lost_shard_of_one_space_is_dropped_from_every_space_and_redone(store)
         assert len(db.sql("SELECT * FROM repairs").to_pylist()) == 9 - db.count()
 
 
+@pytest.mark.slow  # three stores, a merge, its index and statistics: seconds
 def test_stores_of_the_same_spaces_merge_space_by_space(tmp_path):
     a, va = synthetic_spaces(tmp_path / "a", n=7, seed=1, root="/one")
     b, vb = synthetic_spaces(tmp_path / "b", n=5, seed=2, root="/two")
