@@ -3,10 +3,10 @@
 
 An image query is decoded and embedded once per network: the spaces of one model (its
 layers) come from one forward pass; ``id:N`` queries read each space's own stored vector.
-Each row says, for one query in one space, the class its ``k`` nearest images vote for, the
-nearest class centroid and whether the query lies inside that class's p95 radius, and its
-nearest-neighbour distance against the store's (the original study's question, asked of
-every space at once).
+Each row says, for one query in one space, the class its ``k`` nearest images vote for
+(and the next ones, with their shares, in ``top_classes``), the nearest class centroid and
+whether the query lies inside that class's p95 radius, and its nearest-neighbour distance
+against the store's (the original study's question, asked of every space at once).
 """
 
 from __future__ import annotations
@@ -18,8 +18,11 @@ import numpy as np
 from actdb.errors import QueryError, StoreMismatch, UsageError
 from actdb.query.resolve import QueryVector, Upload
 
-COLUMNS = ["query", "space", "default", "top_class", "vote_share", "nearest_centroid",
-           "centroid_distance", "inside_p95", "ratio_to_p95", "nn_distance", "nn_percentile"]
+COLUMNS = ["query", "space", "default", "top_class", "vote_share", "top_classes",
+           "nearest_centroid", "centroid_distance", "inside_p95", "ratio_to_p95", "nn_distance",
+           "nn_percentile"]
+#: Classes of the vote named in ``top_classes``.
+TOP = 3
 
 
 def askable(spec) -> bool:
@@ -100,6 +103,8 @@ def across_spaces(db, queries: list, k: int = 50):
             ctx = context.loc[query]
             out.append({"query": query, "space": r.name, "default": r.is_default,
                         "top_class": top.class_name, "vote_share": float(top.share),
+                        "top_classes": ", ".join(f"{v.class_name} {v.share:.0%}" for v in
+                                                 votes.head(TOP).itertuples()),
                         "nearest_centroid": None if c is None else c.class_name,
                         "centroid_distance": None if c is None else float(c.distance),
                         "inside_p95": None if c is None else bool(c.inside),

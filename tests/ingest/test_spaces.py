@@ -104,6 +104,9 @@ def test_across_spaces_asks_every_space_as_each_would_alone(two_layers, tree):
             sub = db.in_space(r.space)
             near = sub.nearest(query if r.query != "id:3" else "id:3", k=5)
             assert r.top_class == near.classes.class_name.iloc[0]
+            votes = near.classes.head(3)
+            assert r.top_classes == ", ".join(f"{c} {v:.0%}" for c, v in
+                                              zip(votes.class_name, votes.share, strict=True))
             assert r.nn_distance == pytest.approx(near.context.nn_distance.iloc[0], rel=1e-5)
             cent = sub.centroids(query if r.query != "id:3" else "id:3", k=1).iloc[0]
             assert (r.nearest_centroid, r.inside_p95) == (cent.class_name, cent.inside)
