@@ -59,7 +59,75 @@ def model_only_child(size: int, batches: list[int], seconds: float) -> None:
             emb.embed(x)
             n += b
         out["rates"][b] = n / (time.perf_counter() - t)
+    try:
+        out["stages"] = stage_rates(emb, rng.integers(0, 256, (batches[-1], size, size, 3),
+                                                      dtype=np.uint8), seconds)
+    except Exception as e:  # noqa: BLE001 - the rates above still count
+        out["stages_error"] = repr(e)[:300]
     print(json.dumps(out))
+
+
+def stage_rates(emb, x: np.ndarray, seconds: float) -> dict[str, float]:
+    """img/s of each stage of ``Embedder.embed`` alone on one batch: numpy preprocessing,
+    the host-to-device copy of its float32 (and, for scale, of the uint8 images), and the
+    compiled forward on an input already on the device; then the whole call."""
+    import keras
+
+    name = keras.backend.backend()
+    if name == "jax":
+        import jax
+
+        def put(a):
+            return jax.device_put(a)
+
+        def sync(t):
+            return jax.block_until_ready(t)
+        tv = [v.value for v in emb.model.trainable_variables]
+        ntv = [v.value for v in emb.model.non_trainable_variables]
+        fwd = jax.jit(lambda a: emb.model.stateless_call(tv, ntv, a)[0])
+        fwd8 = jax.jit(lambda a: emb.model.stateless_call(
+            tv, ntv, emb.preprocess_tensor(a.astype("float32")))[0])
+    elif name == "torch":
+        import torch
+
+        def put(a):
+            return torch.from_numpy(a).to("cuda" if torch.cuda.is_available() else "cpu")
+
+        def sync(t):
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            return t
+
+        def fwd(a):
+            with torch.no_grad():
+                return emb.model(a, training=False)
+
+        def fwd8(a):
+            return fwd(emb.preprocess_tensor(a.float()))
+    else:
+        return {}
+    pre = np.ascontiguousarray(emb.preprocess(x))  # caffe's BGR flip is a negative stride
+    steps = {"preprocess (numpy)": lambda: emb.preprocess(x),
+             "copy float32 to device": lambda: sync(put(pre)),
+             "copy uint8 to device": lambda: sync(put(x))}
+    dev = sync(put(pre))
+    dev8 = sync(put(x))
+    steps["forward on device"] = lambda: sync(fwd(dev))
+    steps["uint8 forward on device (preprocess in graph)"] = lambda: sync(fwd8(dev8))
+    steps["embed() whole"] = lambda: emb.embed(x)
+    rates = {}
+    for label, step in steps.items():
+        try:
+            step()
+        except Exception as e:  # noqa: BLE001 - one stage failing leaves the others
+            rates[label + f" failed: {e!r}"[:200]] = 0.0
+            continue
+        n, t = 0, time.perf_counter()
+        while time.perf_counter() - t < min(seconds, 5.0):
+            step()
+            n += len(x)
+        rates[label] = n / (time.perf_counter() - t)
+    return rates
 
 
 def gpu_sampler(stop: threading.Event, samples: list) -> None:
@@ -118,6 +186,11 @@ def main() -> None:
         rates = ", ".join(f"batch {b} {v:.0f}" for b, v in r["rates"].items())
         print(f"model-only {r['backend']} {r['precision']} ({'GPU' if r['gpu'] else 'CPU'}): "
               f"{rates} img/s (target >= 5000 on an H200)", flush=True)
+        if r.get("stages_error"):
+            print(f"  stages failed: {r['stages_error']}")
+        if r.get("stages"):
+            print(f"  stages at batch {batches[-1]}: " + ", ".join(
+                f"{k} {v:.0f}" for k, v in r["stages"].items()) + " img/s", flush=True)
         best = max(best, *r["rates"].values())
 
     from actdb.ingest.engine import decoded as _decoded

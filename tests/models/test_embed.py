@@ -13,6 +13,9 @@ from tests.helpers import class_image, keras_reference
     pytest.param("vgg16", "block5_conv3", 512, "vgg16", marks=pytest.mark.slow),
     pytest.param("resnet50", "conv5_block3_out", 2048, "resnet50", marks=pytest.mark.slow),
     pytest.param("vgg19", "block4_pool", 512, "vgg19", marks=pytest.mark.slow),
+    # the preprocessing runs inside the graph: tf mode (x / 127.5 - 1) and torch mode too
+    pytest.param("mobilenet_v2", "out_relu", 1280, "mobilenet_v2", marks=pytest.mark.slow),
+    pytest.param("densenet121", "relu", 1024, "densenet", marks=pytest.mark.slow),
 ])
 def test_each_model_equals_keras_with_its_own_preprocessing(model, layer, dim, module):
     import keras
@@ -43,6 +46,12 @@ def test_bad_options_are_usage_errors():
                 EmbedConfig(weights="random:x")):
         with pytest.raises(UsageError):
             Embedder(cfg)
+
+
+def test_embed_takes_uint8_images_only():
+    emb = Embedder(EmbedConfig(weights="random:0", image_size=32, precision="fp32"))
+    with pytest.raises(UsageError, match="uint8"):
+        emb.embed(np.zeros((1, 32, 32, 3), np.float32))
 
 
 @pytest.mark.slow
