@@ -66,18 +66,25 @@ class Database:
     ``space`` picks the space every method works in (``vgg19/block4_conv4``, or a unique
     short form such as ``block4_conv4``); None: the default space. :meth:`in_space` gives a
     handle on another space of the same store.
+
+    ``runtime`` embeds query images with ``"onnx"`` (ONNX Runtime on the space's ONNX model,
+    exported and checked the first time when the store has none) or ``"keras"``; None: ONNX
+    where the space keeps a checked model, else Keras (:mod:`actdb.runtime`).
     """
 
     def __init__(self, path: str | Path | None = None, *, space: str | None = None,
                  sql_threads: int | None = None, linger: float = 1.0,
                  defer_cache_writes: bool = False, batch_uploads: bool = False,
-                 cache_metadata: bool | None = None):
+                 cache_metadata: bool | None = None, runtime: str | None = None):
+        from actdb.runtime import check_runtime
+
         self.path = resolve_store_path(path)
         self.space = space
         self.sql_threads = sql_threads
         self.linger = linger
         self._options = {"defer_cache_writes": defer_cache_writes,
-                         "batch_uploads": batch_uploads, "cache_metadata": cache_metadata}
+                         "batch_uploads": batch_uploads, "cache_metadata": cache_metadata,
+                         "runtime": check_runtime(runtime)}
         self._lock = threading.Lock()
         self._context: QueryContext | None = None
         self._spaces: dict[str, Database] = {}  # handles in_space() gave, closed with this
@@ -132,7 +139,8 @@ class Database:
 
     @property
     def embedder(self):
-        """The store's model, built on first use, its weights checked against the manifest."""
+        """What embeds this space's query images (``runtime``: an OnnxEmbedder or the Keras
+        Embedder, its weights checked against the manifest), made on first use."""
         return self._ctx(refresh=False).embedder
 
     def in_space(self, name: str | None) -> Database:

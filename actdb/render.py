@@ -186,6 +186,9 @@ def ingest_text(result) -> str:
     if result.index:
         lines.append(f"index: {result.index['kind']} ({result.index['metric']}), "
                      f"{result.index['ntotal']} vectors")
+    kept = [space for space, how in (result.onnx or {}).items() if how == "kept"]
+    if kept:
+        lines.append(f"onnx: kept the model of {', '.join(kept)} for queries")
     return "".join(line + "\n" for line in lines)
 
 

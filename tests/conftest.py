@@ -12,3 +12,10 @@ from tests.helpers import make_tree
 @pytest.fixture
 def tree(tmp_path: Path) -> Path:
     return make_tree(tmp_path / "data")
+
+
+@pytest.fixture(autouse=True)
+def _no_onnx_export(monkeypatch):
+    """Ingests in tests keep no ONNX model (an export takes ~12 s): the tests of the ONNX
+    route (tests/test_runtime.py) ask for it by name."""
+    monkeypatch.setenv("ACTDB_ONNX", "0")

@@ -14,7 +14,7 @@ LAYERS = [
     ("images",),
     ("models", "store"),  # side by side
     ("index",),
-    ("stats", "compare"),
+    ("stats", "compare", "runtime"),
     ("query", "featvis", "viz"),
     ("ingest", "check", "merging", "comparing", "atlas"),
     ("database", "actdb"),  # the face: Database, and actdb.open/merge/dream/predict/embed/layers

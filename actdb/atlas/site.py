@@ -16,6 +16,7 @@ from urllib.parse import quote
 import pandas as pd
 
 from actdb.atlas import heatmap
+from actdb.models.embed import store_embedder
 from actdb.store.catalog import files, reads
 from actdb.viz.report import templates, thumbnail
 
@@ -46,7 +47,7 @@ def _thumbs(db, folder: Path, ids: set[int], size: int = 112) -> dict[int, str]:
 def _heatmaps(db, folder: Path, rows: pd.DataFrame, meta: dict) -> dict:
     """Per channel, the top examples' heatmaps (and receptive-field crops): channel ->
     [{image_id, heat, crop}]."""
-    emb = db.embedder
+    emb = store_embedder(db.manifest)  # Keras: heatmaps need the spatial activations
     rf = heatmap.receptive_field(emb.features, emb.config.layer)
     wanted = {int(r.channel): r.examples["top"][:SHOWN] for r in rows.itertuples()}
     ids = sorted({i for v in wanted.values() for i in v})
@@ -96,7 +97,8 @@ def build_site(db, folder: Path, heatmaps: bool = True) -> Path:
     meta = {int(i): (root, path, name) for i, root, path, name in zip(
         m["image_id"], m["root"], m["path"], m["class_name"], strict=True)}
     heat = _heatmaps(db, folder, main, meta) if heatmaps and len(main) else {}
-    rf = heatmap.receptive_field(db.embedder.features, db.manifest.layer) if heatmaps else None
+    rf = (heatmap.receptive_field(store_embedder(db.manifest).features, db.manifest.layer)
+          if heatmaps else None)
     tiles = []
     for r in main.itertuples():
         picture = f"pictures/{r.picture}"

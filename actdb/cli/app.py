@@ -35,6 +35,10 @@ JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON.")
 SpaceOpt = typer.Option(None, "--space", help="The space to use: MODEL/LAYER, or a unique "
                         "short form such as block4_conv4 (default: the store's first; "
                         "`actdb spaces` lists them).", show_default=False)
+RuntimeOpt = typer.Option(None, "--runtime", help="What embeds query images: onnx (ONNX "
+                          "Runtime, no TensorFlow; exported once if the store has no ONNX "
+                          "model) or keras (default: onnx where the store keeps a checked "
+                          "model, else keras).", show_default=False)
 QueriesArg = typer.Argument(..., help="Image files, id:<image_id> of stored images, or .npy "
                             "vectors of the store's dim.")
 ClassesOpt = typer.Option(None, help="Only these classes (comma-separated short names or "
@@ -188,10 +192,10 @@ def output_options(fn):
     return wrapper
 
 
-def _db(store: Path | None, space: str | None = None):
+def _db(store: Path | None, space: str | None = None, runtime: str | None = None):
     import actdb
 
-    return actdb.open(store, space=space)
+    return actdb.open(store, space=space, runtime=runtime)
 
 
 def _echo_json(obj) -> None:

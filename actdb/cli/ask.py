@@ -11,6 +11,7 @@ from actdb.cli.app import (
     ClassesOpt,
     Output,
     QueriesArg,
+    RuntimeOpt,
     SpaceOpt,
     StoreOpt,
     _db,
@@ -40,6 +41,7 @@ def nearest(
                               "unique short form such as block4_conv4, or all (one row per "
                               "space: class vote, nearest centroid, distance in context).",
                               show_default=False),
+    runtime: str = RuntimeOpt,
     store: Path = StoreOpt,
     out: Output = None,
 ):
@@ -49,8 +51,9 @@ def nearest(
     """
     if space == "all":
         return _across(queries, k, store, out)
-    res = _db(store, space).nearest(queries, k=k, classes=classes, split=split, where=where,
-                             names=name, include_self=include_self, recall=recall)
+    res = _db(store, space, runtime).nearest(queries, k=k, classes=classes, split=split,
+                                             where=where, names=name,
+                                             include_self=include_self, recall=recall)
     from actdb import render
 
     _rebound(a.query for a in res.answers)
@@ -80,6 +83,7 @@ def centroids_cmd(
     space: str = typer.Option(None, "--space", help="The space: MODEL/LAYER, a unique short "
                               "form, or all (one row per space, as nearest --space all).",
                               show_default=False),
+    runtime: str = RuntimeOpt,
     store: Path = StoreOpt,
     out: Output = None,
 ):
@@ -91,7 +95,7 @@ def centroids_cmd(
 
     if space == "all":
         return _across(queries, 50, store, out)
-    rows = render.records(_db(store, space).centroids(queries, k=k, classes=classes))
+    rows = render.records(_db(store, space, runtime).centroids(queries, k=k, classes=classes))
     cols = ["rank", "distance", "class_name", "synset", "n", "class_mean_dist",
             "class_p95_dist", "inside"]
     if not out.table:

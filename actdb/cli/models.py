@@ -9,6 +9,7 @@ import typer
 from actdb.cli.app import (
     JsonOpt,
     Output,
+    RuntimeOpt,
     SpaceOpt,
     _bar,
     _db,
@@ -133,6 +134,7 @@ def embed(
     store: Path = typer.Option(None, "--store", help="Embed exactly as this store's images "
                                "(the default when no --model is given).", show_default=False),
     space: str = SpaceOpt,
+    runtime: str = RuntimeOpt,
     model: str = typer.Option(None, help="Embed with this recipe instead of a store's: a "
                               "registry model or a saved FILE.keras."),
     layer: str = typer.Option(None, help="With --model: the layer (default: the model's)."),
@@ -157,7 +159,7 @@ def embed(
         raise UsageError(f"cannot write {output.suffix or 'a file without extension'}: use "
                          "-o FILE.npy or FILE.parquet")
     if model is None:
-        vecs = _db(store, space).embed(images)
+        vecs = _db(store, space, runtime).embed(images)
     else:
         vecs = actdb.embed(images, model=model, layer=layer, pool=pool, weights=weights,
                            image_size=image_size, resize=resize, precision=precision,

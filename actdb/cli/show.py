@@ -10,6 +10,7 @@ from actdb.cli.app import (
     JsonOpt,
     Output,
     QueriesArg,
+    RuntimeOpt,
     SpaceOpt,
     StoreOpt,
     _bar,
@@ -36,9 +37,9 @@ OutOpt = typer.Option(..., "-o", "--output", help="Figure file: .png, .svg or .p
 SeedOpt = typer.Option(0, help="Seed of the sample and the projection.")
 
 
-def _plot(kind: str, queries, output: Path, store, space, **options) -> None:
+def _plot(kind: str, queries, output: Path, store, space, runtime=None, **options) -> None:
     with _stages() as stage:
-        _db(store, space).plot(kind, queries or [], output, progress=stage, **options)
+        _db(store, space, runtime).plot(kind, queries or [], output, progress=stage, **options)
     typer.echo(f"wrote {output}")
 
 
@@ -55,10 +56,12 @@ def _add_map_command(method: str, label: str) -> None:
         save_coords: Path = typer.Option(None, help="Save coordinates, sample ids and "
                                          "parameters to this .parquet."),
         space: str = SpaceOpt,
-    store: Path = StoreOpt,
+        runtime: str = RuntimeOpt,
+        store: Path = StoreOpt,
     ):
-        _plot(method, query, output, store, space, classes=classes, random_classes=random_classes,
-              per_class=per_class, seed=seed, save_coords=save_coords)
+        _plot(method, query, output, store, space, runtime, classes=classes,
+              random_classes=random_classes, per_class=per_class, seed=seed,
+              save_coords=save_coords)
 
     cmd.__doc__ = (f"{label} map of stored vectors coloured by class, queries on top.\n\n"
                    f"Example: actdb plot {method} --query node4.png --classes "
@@ -78,13 +81,14 @@ def plot_profile(
                                 "(comma-separated)."),
     output: Path = OutOpt,
     space: str = SpaceOpt,
+    runtime: str = RuntimeOpt,
     store: Path = StoreOpt,
 ):
     """The query's channel values, overlaid with each named class's mean profile.
 
     Example: actdb plot profile node4.png --classes sea_cucumber,groenendael -o profile.png
     """
-    _plot("profile", queries, output, store, space, classes=classes)
+    _plot("profile", queries, output, store, space, runtime, classes=classes)
 
 
 @plot_app.command("cka")
@@ -110,6 +114,7 @@ def plot_distances(
     bins: int = typer.Option(40, help="Histogram bins."),
     output: Path = OutOpt,
     space: str = SpaceOpt,
+    runtime: str = RuntimeOpt,
     store: Path = StoreOpt,
 ):
     """Histograms of distances from the query to every image of each class, with the
@@ -118,7 +123,7 @@ def plot_distances(
     Example: actdb plot distances node4.png --classes sea_cucumber,groenendael
     --random-classes 10 --log -o dist.png
     """
-    _plot("distances", queries, output, store, space, classes=classes,
+    _plot("distances", queries, output, store, space, runtime, classes=classes,
           random_classes=random_classes, seed=seed, log=log, bins=bins)
 
 
@@ -133,6 +138,7 @@ def report(
     per_class: int = typer.Option(100, help="Images per class in the maps."),
     seed: int = SeedOpt,
     space: str = SpaceOpt,
+    runtime: str = RuntimeOpt,
     store: Path = StoreOpt,
 ):
     """One self-contained HTML report: query, neighbours, class vote, centroids, t-SNE and
@@ -141,7 +147,7 @@ def report(
     Example: actdb report node4.png -o report.html
     """
     with _stages() as stage:
-        path = _db(store, space).report(output, queries, k=k, classes=classes,
+        path = _db(store, space, runtime).report(output, queries, k=k, classes=classes,
                                  random_classes=random_classes, per_class=per_class,
                                  seed=seed, progress=stage)
     typer.echo(f"wrote {path}")
@@ -294,6 +300,7 @@ def serve_cmd(
     map_method: str = typer.Option("umap", "--map", help="The page's map: umap, tsne or pca, "
                                    "made in the background when missing or stale; none: no "
                                    "map."),
+    runtime: str = RuntimeOpt,
 ):
     """HTTP API and web page over a store, with the model kept warm.
 
@@ -307,5 +314,6 @@ def serve_cmd(
     if map_method not in ("umap", "tsne", "pca", "none"):
         raise UsageError(f"--map {map_method}: use umap, tsne, pca or none")
     serve(ServeConfig(store=store, token=token, map_method=None if map_method == "none"
-                      else map_method, max_upload_bytes=int(max_upload_mb * 1024 * 1024)),
+                      else map_method, max_upload_bytes=int(max_upload_mb * 1024 * 1024),
+                      runtime=runtime),
           host, port)

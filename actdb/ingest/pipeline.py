@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import os
 import time
+import warnings
 import zlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -26,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from actdb.errors import IngestFailed, StoreMismatch, UsageError
+from actdb.errors import ActdbWarning, IngestFailed, StoreMismatch, UsageError
 from actdb.ingest.datasets import DATASETS, fetch
 from actdb.ingest.engine import DECODERS, Embedded, LocalEngine, RayConfig
 from actdb.ingest.layout import SPLITS, ImageEntry, detect_layout
@@ -66,6 +68,9 @@ class IngestConfig:
     compute_stats: bool = True
     engine: str = "local"  # local | ray
     ray: RayConfig | None = None  # engine ray: how it uses the cluster (None: as it finds it)
+    #: keep each space's model as ONNX for queries (actdb.runtime); default on, off where
+    #: the environment sets ACTDB_ONNX=0
+    onnx: bool = field(default_factory=lambda: os.environ.get("ACTDB_ONNX", "1") != "0")
 
     @classmethod
     def of(cls, root: str | Path, store: str | Path, **options) -> IngestConfig:
@@ -107,6 +112,7 @@ class IngestResult:
     precision: str
     index: dict | None = None
     stats: dict | None = None
+    onnx: dict | None = None  # space -> "kept", or why its ONNX model could not be kept
 
     @property
     def images_per_s(self) -> float:
@@ -513,4 +519,25 @@ def _after_ingest(store: Path, cfg: IngestConfig, result: IngestResult) -> Inges
     """Bring the index and the class statistics up to date with what this run added."""
     result.index, result.stats = refresh(Store.open(store), index=cfg.build_index,
                                          stats=cfg.compute_stats, stale_only=True)
+    if cfg.onnx:
+        result.onnx = _keep_onnx(Store.open(store))
     return result
+
+
+def _keep_onnx(store: Store) -> dict[str, str]:
+    """Export every space's model that the store does not keep as ONNX yet (a warning for
+    each that cannot be: its queries embed with Keras)."""
+    from actdb.runtime import keep_onnx
+    from actdb.store.catalog.files import onnx_model_path
+
+    out = {}
+    for row in store.spaces():
+        space = store.in_space(row.name)
+        if onnx_model_path(space.dir).is_file():
+            continue
+        why = keep_onnx(space)
+        out[row.name] = why or "kept"
+        if why:
+            warnings.warn(ActdbWarning(f"{row.name}: {why}; its queries embed with Keras"),
+                          stacklevel=2)
+    return out

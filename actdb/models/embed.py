@@ -160,7 +160,8 @@ def _on_uint8(keras, model, preprocess, size: int):
     return keras.Model(images, model(pre(images)))
 
 
-def _uint8(images) -> np.ndarray:
+def uint8_images(images) -> np.ndarray:
+    """``images`` as a uint8 array (UsageError for any other dtype: nothing is rounded)."""
     a = np.asarray(images)
     if a.dtype != np.uint8:
         raise UsageError(f"embed takes uint8 RGB images, not {a.dtype}; embed_files decodes "
@@ -181,6 +182,8 @@ def _forward(model, x: np.ndarray, jax: bool) -> list[np.ndarray]:
 
 class Embedder:
     """A built, ready-to-run feature extractor (model up to ``layer``, then pooling)."""
+
+    runtime = "keras"
 
     def __init__(self, config: EmbedConfig, *, network: Network | None = None,
                  warm: bool = True):
@@ -213,7 +216,7 @@ class Embedder:
         self.dim = int(self.features.output.shape[-1])
         self.weights_sha256 = weights_sha256(self.features)
         self._preprocess = spec.preprocess_input()
-        self._on_uint8 = _on_uint8(keras, self.model, self._preprocess, size)
+        self.images_model = _on_uint8(keras, self.model, self._preprocess, size)
         self._jax = keras.backend.backend() == "jax"
         if warm:
             self.embed(np.zeros((1, size, size, 3), np.uint8))  # compile
@@ -235,7 +238,7 @@ class Embedder:
 
     def embed(self, images: np.ndarray) -> np.ndarray:
         """Pooled float32 vectors for a (n, size, size, 3) uint8 RGB batch."""
-        return _forward(self._on_uint8, _uint8(images), self._jax)[0]
+        return _forward(self.images_model, uint8_images(images), self._jax)[0]
 
     def embed_files(self, paths: list[str | Path | bytes], batch_size: int = 32,
                     names: list[str] | None = None) -> np.ndarray:
@@ -265,13 +268,13 @@ class LayersEmbedder:
                         for lyr in layers]
         first = self.members[0]
         self.model = keras.Model(net.base.input, [m.model.output for m in self.members])
-        self._on_uint8 = _on_uint8(keras, self.model, first._preprocess, net.size)
+        self.images_model = _on_uint8(keras, self.model, first._preprocess, net.size)
         self.config, self._jax = first.config, first._jax
         self.embed(np.zeros((1, net.size, net.size, 3), np.uint8))  # compile
 
     def embed(self, images: np.ndarray) -> list[np.ndarray]:
         """Each layer's pooled float32 vectors for a uint8 RGB batch, from one forward pass."""
-        return _forward(self._on_uint8, _uint8(images), self._jax)
+        return _forward(self.images_model, uint8_images(images), self._jax)
 
 
 class OneLayer:
@@ -350,15 +353,22 @@ def _shared_build(key: tuple, build):
         return emb
 
 
-def store_embedder(manifest) -> Embedder:
-    """The Embedder of a store's manifest, refused when its weights are not the store's."""
+def manifest_config(manifest) -> EmbedConfig:
+    """The EmbedConfig a store's manifest records."""
+    m = manifest
+    return EmbedConfig(model=m.model, layer=m.layer, pool=m.pool, weights=m.weights,
+                       image_size=m.image_size, resize=m.resize, precision=m.precision,
+                       preprocess=m.preprocess)
+
+
+def store_embedder(manifest, precision: str | None = None) -> Embedder:
+    """The Embedder of a store's manifest (in ``precision``, default the store's), refused
+    when its weights are not the store's."""
     m = manifest
     if m.preprocess is not None and not Path(m.model).is_file():
         raise StoreMismatch(f"this store's model file {m.model} is missing; put it back (its "
                             f"weights are checked by sha256 {m.weights_sha256[:12]})")
-    emb = shared_embedder(EmbedConfig(model=m.model, layer=m.layer, pool=m.pool, weights=m.weights,
-                               image_size=m.image_size, resize=m.resize,
-                               precision=m.precision, preprocess=m.preprocess))
+    emb = shared_embedder(replace(manifest_config(m), precision=precision or m.precision))
     if emb.weights_sha256 != m.weights_sha256:
         where = m.model if m.weights == "saved" else m.weights
         raise StoreMismatch(

@@ -50,12 +50,10 @@ def _embedded(manifests: list, images: list[tuple[str, str, bytes]]) -> list[np.
     """The images' vectors in each of these spaces of one network (one forward pass),
     refused when the weights are not the ones the spaces were made with."""
     from actdb.images import decode_named
-    from actdb.models.embed import EmbedConfig, layers_embedder
+    from actdb.models.embed import layers_embedder, manifest_config
 
     m = manifests[0]
-    ec = EmbedConfig(model=m.model, pool=m.pool, weights=m.weights, image_size=m.image_size,
-                     resize=m.resize, precision=m.precision, preprocess=m.preprocess)
-    emb = layers_embedder(ec, [x.layer for x in manifests])
+    emb = layers_embedder(manifest_config(m), [x.layer for x in manifests])
     for member, x in zip(emb.members, manifests, strict=True):
         if member.weights_sha256 != x.weights_sha256:
             raise StoreMismatch(f"the weights of {x.space_name} are not the ones it was built "

@@ -56,8 +56,10 @@ class QueryContext:
     """
 
     def __init__(self, store: Store, *, defer_cache_writes: bool = False,
-                 batch_uploads: bool = False, cache_metadata: bool | None = None):
+                 batch_uploads: bool = False, cache_metadata: bool | None = None,
+                 runtime: str | None = None):
         self.store = store
+        self.runtime = runtime
         self.defer_cache_writes = defer_cache_writes
         self.batch_uploads = batch_uploads
         self.cache_metadata = cache_metadata
@@ -154,12 +156,13 @@ class QueryContext:
 
     @property
     def embedder(self):
-        """The store's model, built on first use, its weights checked against the manifest."""
+        """What embeds query images under ``runtime`` (:func:`actdb.runtime.query_embedder`),
+        made on first use."""
         with self._lock:
             if self._embedder is None:
-                from actdb.models.embed import store_embedder
+                from actdb.runtime import query_embedder
 
-                emb = store_embedder(self.store.manifest)
+                emb = query_embedder(self.store, self.runtime)
                 if self.batch_uploads:
                     from actdb.models.batching import BatchingEmbedder
 

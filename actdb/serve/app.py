@@ -45,6 +45,8 @@ class ServeConfig:
     warm_model: bool = True
     #: The map made in the background at start-up when missing or stale (None: none).
     map_method: str | None = "umap"
+    #: What embeds uploaded images (actdb.runtime; None: ONNX where the store keeps it)
+    runtime: str | None = None
 
 
 STATUS = ((SqlTimeout, 504), (Refused, 403), (NotFound, 404), (WeightsUnavailable, 503),
@@ -71,7 +73,8 @@ def create_app(cfg: ServeConfig):
     from actdb.serve.models import declare_error_body
 
     db = actdb.open(cfg.store, sql_threads=cfg.sql_threads, linger=5.0,
-                    defer_cache_writes=True, batch_uploads=True, cache_metadata=True)
+                    defer_cache_writes=True, batch_uploads=True, cache_metadata=True,
+                    runtime=cfg.runtime)
     db.store  # noqa: B018 - a missing store is an error now, not at the first request
     startup_error: list[str] = []
     if cfg.warm_model:

@@ -21,6 +21,8 @@ WRITER_LOCK = ".lock"
 WRITER_WAITING = ".catalog-writer-waiting"
 ATLAS_DIR = "atlas"
 MAP_DIR = "maps"
+#: A space's embedding model as ONNX (uint8 images in, pooled vectors out), for queries.
+ONNX_MODEL = "model.onnx"
 #: Every space but the default keeps its manifest, shards and index in a folder of its own.
 SPACES_DIR = "spaces"
 
@@ -67,6 +69,21 @@ def index_path(store: Path) -> Path:
 
 def index_info_path(store: Path) -> Path:
     return Path(store) / INDEX_INFO
+
+
+def onnx_model_path(space: Path) -> Path:
+    """A space's ONNX model (``space``: the space's folder)."""
+    return Path(space) / ONNX_MODEL
+
+
+def onnx_optimized_path(space: Path, key: str) -> Path:
+    """ONNX Runtime's optimised graph of a space's model for one machine and runtime version
+    (``key``), cached beside the model so a later process skips the graph optimisation.
+
+    >>> onnx_optimized_path(Path("s"), "ab12").as_posix()
+    's/model.ab12.ort.onnx'
+    """
+    return Path(space) / f"model.{key}.ort.onnx"
 
 
 def writer_waiting_path(store: Path) -> Path:
@@ -124,7 +141,11 @@ def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
     path = Path(path)
     tmp = temp_path(path)
     tmp.unlink(missing_ok=True)
-    write(tmp)
+    try:
+        write(tmp)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a failed write leaves nothing behind
+        raise
     with open(tmp, "rb") as fh:
         os.fsync(fh.fileno())
     os.replace(tmp, path)

@@ -1,0 +1,70 @@
+"""Which runtime embeds a space's query images: ONNX Runtime on the space's checked ONNX
+model (no TensorFlow or Keras imported), or Keras.
+
+A space keeps its model as ``model.onnx`` (``catalog.files``) once :func:`keep_onnx` has
+exported and checked it: ingest does so for every space it makes, and ``runtime="onnx"``
+does so for an older store the first time it is asked. ``runtime=None`` takes ONNX where the
+space has a checked model, else Keras; ``"keras"`` always Keras. Wherever the ONNX route was
+asked or expected and cannot be taken, the query embeds with Keras and an ActdbWarning says
+why in one line: nothing silently changes vectors.
+
+>>> RUNTIMES
+('keras', 'onnx')
+"""
+
+from __future__ import annotations
+
+import warnings
+
+from actdb.errors import ActdbWarning, UsageError
+from actdb.store.catalog import files
+from actdb.store.store import Store
+
+RUNTIMES = ("keras", "onnx")
+
+
+def check_runtime(runtime: str | None) -> str | None:
+    """``runtime`` if it is one of RUNTIMES or None, else a UsageError."""
+    if runtime is not None and runtime not in RUNTIMES:
+        raise UsageError(f"unknown runtime {runtime!r}; use keras or onnx", param="runtime")
+    return runtime
+
+
+def keep_onnx(store: Store) -> str | None:
+    """Export the space's model to ONNX, check it against Keras (fp32) and keep it in the
+    space's folder. Returns None when it is kept, else why not (one line)."""
+    from actdb.models.embed import store_embedder
+    from actdb.models.onnx import OnnxUnavailable, export
+
+    try:
+        emb = store_embedder(store.manifest, precision="fp32")
+        export(emb, files.onnx_model_path(store.dir), store.manifest.fingerprint,
+               write=files.atomic_write)
+    except OnnxUnavailable as exc:
+        return str(exc)
+    except OSError as exc:
+        return f"the ONNX model could not be written ({exc.strerror or exc})"
+    return None
+
+
+def query_embedder(store: Store, runtime: str | None = None):
+    """What embeds query images of ``store``'s space under ``runtime`` (see the module): an
+    OnnxEmbedder or the store's Keras Embedder."""
+    from actdb.models.embed import manifest_config, store_embedder
+
+    if check_runtime(runtime) != "keras":
+        path = files.onnx_model_path(store.dir)
+        why = keep_onnx(store) if runtime == "onnx" and not path.is_file() else None
+        if why is None and path.is_file():
+            from actdb.models.onnx import OnnxEmbedder, OnnxUnavailable, machine_key
+
+            m = store.manifest
+            try:
+                optimized = files.onnx_optimized_path(store.dir, machine_key())
+                return OnnxEmbedder(path, manifest_config(m), m.fingerprint,
+                                    optimized=optimized)
+            except OnnxUnavailable as exc:
+                why = str(exc)
+        if why is not None:
+            warnings.warn(ActdbWarning(f"{why}; embedding with Keras"), stacklevel=2)
+    return store_embedder(store.manifest)

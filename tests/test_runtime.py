@@ -1,0 +1,124 @@
+"""The ONNX route for query images (actdb.runtime, models/onnx): kept at ingest, exported on
+first need, equal to Keras fp32, no TensorFlow or Keras in a query process, and Keras with
+one warning wherever the route cannot be taken. Each export takes ~12 s: one store's export
+is shared by the tests here."""
+
+import json
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import actdb
+from actdb.errors import ActdbWarning, UsageError
+from actdb.models.embed import Embedder
+from actdb.models.onnx import OnnxEmbedder, OnnxUnavailable
+from actdb.runtime import keep_onnx, query_embedder
+from actdb.store.catalog import files
+from actdb.store.store import Store
+from tests.helpers import SIZE, WEIGHTS, class_image, make_tree
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def kept(tmp_path_factory):
+    """A store ingested with its model kept as ONNX, and three query images."""
+    tmp = tmp_path_factory.mktemp("onnx")
+    root = make_tree(tmp / "data", per_class=3)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("ACTDB_ONNX", raising=False)
+        res = actdb.open(tmp / "s").ingest(root, weights=WEIGHTS, image_size=SIZE,
+                                           precision="fp32")
+    queries = []
+    for i in range(3):
+        class_image(1, 40 + i).save(tmp / f"q{i}.png")
+        queries.append(tmp / f"q{i}.png")
+    return res, tmp / "s", queries
+
+
+def test_ingest_keeps_the_model_and_queries_use_it(kept):
+    res, store, queries = kept
+    assert res.onnx == {"vgg19/block5_conv4": "kept"}
+    assert files.onnx_model_path(store).is_file()
+    with actdb.open(store) as db, warnings.catch_warnings():
+        warnings.simplefilter("error", ActdbWarning)  # the route is taken without a word
+        assert isinstance(db.embedder, OnnxEmbedder)
+        got = db.embed(queries)
+    keras = Embedder(db.embedder.config)  # an independent Keras build of the recipe
+    want = keras.embed_files(queries)
+    assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
+    # ONNX Runtime's optimised graph is cached beside the model for later processes
+    assert list(store.glob("model.*.ort.onnx"))
+
+
+def test_runtime_keras_is_the_keras_embedder_and_answers_the_same(kept):
+    _, store, queries = kept
+    with actdb.open(store, runtime="keras") as k, actdb.open(store, runtime="onnx") as o:
+        assert isinstance(k.embedder, Embedder)
+        want = k.nearest(k.embedder.embed_files([queries[1]])[0], k=5).answers[0]
+        got = o.nearest(queries[1], k=5).answers[0]
+    np.testing.assert_array_equal(got.image_id, want.image_id)
+    np.testing.assert_allclose(got.distance, want.distance, rtol=1e-4)
+    with pytest.raises(UsageError, match="unknown runtime"):
+        actdb.open(store, runtime="tensorrt")
+
+
+def test_a_query_process_imports_neither_tensorflow_nor_keras(kept):
+    _, store, queries = kept
+    code = ("import sys, json, actdb\n"
+            f"r = actdb.open({str(store)!r}).nearest({str(queries[2])!r}, k=3)\n"
+            "print(json.dumps([len(r.answers[0].image_id), 'tensorflow' in sys.modules,"
+            " 'keras' in sys.modules]))")
+    env = {**os.environ, "PYTHONPATH": str(Path(actdb.__file__).parents[1])}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == [3, False, False]
+
+
+def test_first_need_exports_and_a_model_of_another_recipe_is_refused(kept, tmp_path):
+    import shutil
+
+    _, store, queries = kept
+    copy = tmp_path / "s"
+    shutil.copytree(store, copy)
+    for p in [files.onnx_model_path(copy), *copy.glob("model.*.ort.onnx")]:
+        p.unlink()
+    with actdb.open(copy) as db:  # no model kept: Keras, as the store was made
+        assert isinstance(db.embedder, Embedder)
+    with actdb.open(copy, runtime="onnx") as db:  # asked: exported and checked now
+        assert isinstance(db.embedder, OnnxEmbedder)
+    assert files.onnx_model_path(copy).is_file()
+    m = Store.open(copy).manifest
+    with pytest.raises(OnnxUnavailable, match="another recipe"):
+        OnnxEmbedder(files.onnx_model_path(copy), None, "0" * 16)
+    assert m.fingerprint != "0" * 16
+
+
+def test_without_onnx_runtime_queries_embed_with_keras_and_say_why(kept, monkeypatch):
+    _, store, _ = kept
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if it were not installed
+    with pytest.warns(ActdbWarning, match="ONNX Runtime is not installed.*embedding with "
+                                          "Keras"):
+        emb = query_embedder(Store.open(store), None)
+    assert isinstance(emb, Embedder)
+
+
+def test_a_failed_export_keeps_nothing_and_says_why(kept, tmp_path, monkeypatch):
+    import shutil
+
+    _, store, _ = kept
+    copy = tmp_path / "s"
+    shutil.copytree(store, copy)
+    files.onnx_model_path(copy).unlink()
+    monkeypatch.setitem(sys.modules, "onnx", None)  # the exporter's own dependency missing
+    why = keep_onnx(Store.open(copy))
+    assert why.startswith("Keras could not export vgg19 to ONNX")
+    assert not files.onnx_model_path(copy).exists() and not files.temp_files(copy)
+    with pytest.warns(ActdbWarning, match="could not export.*embedding with Keras"):
+        assert isinstance(query_embedder(Store.open(copy), "onnx"), Embedder)
