@@ -14,8 +14,11 @@ def tree(tmp_path: Path) -> Path:
     return make_tree(tmp_path / "data")
 
 
-@pytest.fixture(autouse=True)
-def _no_onnx_export(monkeypatch):
-    """Ingests in tests keep no ONNX model (an export takes ~12 s): the tests of the ONNX
-    route (tests/test_runtime.py) ask for it by name."""
-    monkeypatch.setenv("ACTDB_ONNX", "0")
+@pytest.fixture(autouse=True, scope="session")
+def _no_onnx_export():
+    """Ingests in tests keep no ONNX model (an export takes ~12 s; module-scoped stores are
+    made before any function-scoped fixture): the tests of the ONNX route
+    (tests/test_runtime.py) ask for it."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ACTDB_ONNX", "0")
+        yield
