@@ -23,6 +23,7 @@ TINY = {
     "spaces.py": ["--images", "8", "--size", "32", "--batch", "4", "--sample", "2000",
                   "--store-images", "3000", "--rounds", "1", "--asks", "2"],
     "vs_notebook.py": ["--images", "8", "--size", "32"],
+    "runtimes.py": ["--size", "32", "--images", "16", "--batch", "8", "--seconds", "0.5"],
     "vs_engines.py": ["--n", "3000", "--classes", "20", "--queries", "5", "--slow-queries",
                       "2"],
     "vs_pandas.py": ["--n", "3000", "--classes", "20"],

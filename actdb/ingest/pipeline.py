@@ -236,7 +236,8 @@ def _stack(vecs: list[np.ndarray], dim: int) -> np.ndarray:
     return np.asarray(vecs, np.float32).reshape(len(vecs), dim)
 
 
-def _manifest(emb: Embedder) -> Manifest:
+def manifest_of(emb: Embedder) -> Manifest:
+    """The manifest of a space embedded by ``emb``."""
     from actdb.version import __version__
 
     c = emb.config
@@ -377,7 +378,7 @@ def ingest(cfg: IngestConfig, progress: Progress | None = None,
         options = {k: v for k, v in asdict(cfg).items() if k not in ("root", "store")}
         # the backend is in the run, not the manifest: vectors do not depend on it
         options.update(backend=backend(), **engine.options())
-        with StoreWriter(store, [_manifest(m) for m in members]) as w:
+        with StoreWriter(store, [manifest_of(m) for m in members]) as w:
             present = w.existing_paths(root)
             todo = [e for e in entries if e.path not in present]
             skipped = len(entries) - len(todo)
@@ -470,7 +471,7 @@ def _refuse_other_weights(store: Path, engine, ec: EmbedConfig, layers: list[str
     label = Path(get_spec(ec.model, ec.preprocess).name).name
     if not any(f"{label}/{x}" in have for x in layers):
         return
-    for m in map(_manifest, engine.prepare(ec, layers)):
+    for m in map(manifest_of, engine.prepare(ec, layers)):
         if m.space_name in have:
             s.in_space(m.space_name).manifest.ensure_compatible(
                 m, f"the space {m.space_name} of the store")
@@ -488,7 +489,7 @@ def _fill(store: Path, engine, net: tuple[EmbedConfig, list[str]], run_id: int,
         if all(n in have and not reads.shards_to_fill(con, n) for n in names):
             return
     members = engine.prepare(ec, layers)
-    with StoreWriter(store, [_manifest(m) for m in members]) as w:
+    with StoreWriter(store, [manifest_of(m) for m in members]) as w:
         w.run_id = run_id
         with w.connect() as con:
             lacking = {r.name: set(reads.shards_to_fill(con, r.name)) for r in w.spaces}

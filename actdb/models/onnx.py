@@ -68,15 +68,28 @@ def export(emb: Embedder, path: Path, fingerprint: str, write=None) -> float:
         except Exception as exc:  # noqa: BLE001 - any exporter failure means: use Keras
             raise OnnxUnavailable(f"Keras could not export {emb.config.model} to ONNX "
                                   f"({type(exc).__name__}: {str(exc)[:200]})") from exc
-        session = _session(tmp, None)
-        diff = _relative(session.run(None, _feed(session, images))[0], want)
+        try:
+            session = _session(tmp, None)
+            diff = _relative(session.run(None, _feed(session, images))[0], want)
+        except Exception as exc:  # noqa: BLE001 - an export ONNX Runtime cannot run
+            raise OnnxUnavailable(f"ONNX Runtime cannot run the export of "
+                                  f"{emb.config.model} ({type(exc).__name__}: "
+                                  f"{str(exc)[:200]})") from exc
         if not diff <= TOLERANCE:
             raise OnnxUnavailable(f"the ONNX export of {emb.config.model} differs from Keras "
                                   f"by {diff:.1e} (more than {TOLERANCE:.0e})")
         diffs.append(diff)
 
-    (write or (lambda p, fn: fn(p)))(Path(path), make)
+    (write or _write_or_remove)(Path(path), make)
     return diffs[0]
+
+
+def _write_or_remove(path: Path, make) -> None:
+    try:
+        make(path)
+    except BaseException:
+        path.unlink(missing_ok=True)  # nothing half-made is left
+        raise
 
 
 def _relative(got: np.ndarray, want: np.ndarray) -> float:
