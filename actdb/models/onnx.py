@@ -16,7 +16,9 @@ process skips the optimisation.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 import warnings
 from dataclasses import asdict
 from pathlib import Path
@@ -58,10 +60,10 @@ def export(emb: Embedder, path: Path, fingerprint: str, write=None) -> float:
         try:
             import onnx
 
-            with warnings.catch_warnings():  # tf2onnx's numpy notices are not the user's
+            with warnings.catch_warnings(), _quiet("tf2onnx"):  # not the user's notices
                 warnings.simplefilter("ignore")
                 emb.images_model.export(str(tmp), format="onnx", verbose=False,
-                                     input_signature=[spec])
+                                        input_signature=[spec])
             model = onnx.load(str(tmp))
             model.metadata_props.add(key=FINGERPRINT_KEY, value=fingerprint)
             onnx.save(model, str(tmp))
@@ -90,6 +92,18 @@ def _write_or_remove(path: Path, make) -> None:
     except BaseException:
         path.unlink(missing_ok=True)  # nothing half-made is left
         raise
+
+
+@contextlib.contextmanager
+def _quiet(name: str):
+    """The logger ``name`` (and its children) silent for a block, as it was after."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _relative(got: np.ndarray, want: np.ndarray) -> float:
