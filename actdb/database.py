@@ -155,7 +155,7 @@ class Database:
 
     def spaces(self):
         """Every space of the store (DataFrame: name, default, model, layer, pool, dim,
-        image_size, precision, fingerprint, shards, vectors, index, view), the default
+        image_size, precision, fingerprint, shards, vectors, index, onnx, view), the default
         first."""
         import pandas as pd
 

@@ -68,3 +68,15 @@ def query_embedder(store: Store, runtime: str | None = None):
         if why is not None:
             warnings.warn(ActdbWarning(f"{why}; embedding with Keras"), stacklevel=2)
     return store_embedder(store.manifest)
+
+
+def warm_runtime(store: Store) -> str | None:
+    """The runtime a long-running process (the service) embeds with when none is asked:
+    ``"keras"`` where the store's own model runs natively faster than ONNX Runtime's fp32, that
+    is a bf16 store on a CPU with native bf16 (VGG19 batch-1 on an AMD EPYC with AVX512-BF16:
+    109 ms in Keras bf16, 178 ms in ONNX Runtime fp32; bench/serve.py), else None (as
+    :func:`query_embedder` decides). A one-off command still takes ONNX: there the import
+    of TensorFlow, not the forward, is what costs."""
+    from actdb.models.embed import cpu_has_bf16
+
+    return "keras" if store.manifest.precision == "bf16" and cpu_has_bf16() else None

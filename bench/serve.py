@@ -167,18 +167,19 @@ def main() -> None:
                 if name == "upload" and clients == 1:
                     upload_p50 = p50
         from actdb.models.embed import store_embedder
-        from actdb.runtime import query_embedder
+        from actdb.runtime import query_embedder, warm_runtime
         from actdb.store.store import Store
 
-        forward = batch1_forward_ms(store_embedder(Store.open(store).manifest), args.size)
-        served = query_embedder(Store.open(store))  # what the server embeds uploads with
-        line = ""
-        if served.runtime != "keras":
-            line = (f"; {served.runtime} batch-1 forward p50 "
-                    f"{batch1_forward_ms(served, args.size):.1f} ms")
-        print(f"Keras batch-1 forward (one decoded image, in this process, server idle): p50 "
-              f"{forward:.1f} ms{line}; the server embeds with {served.runtime}: upload p50 / "
-              f"Keras forward = {upload_p50 / forward:.2f} (target <= 1.0)")
+        st = Store.open(store)
+        forward = batch1_forward_ms(store_embedder(st.manifest), args.size)
+        onnx = query_embedder(st, None)  # the kept ONNX model, if any
+        line = "" if onnx.runtime == "keras" else (
+            f"; ONNX Runtime fp32 p50 {batch1_forward_ms(onnx, args.size):.1f} ms")
+        served = warm_runtime(st) or onnx.runtime  # what the server embeds uploads with
+        print(f"batch-1 forward (one decoded image, in this process, server idle): Keras "
+              f"{st.manifest.precision} p50 {forward:.1f} ms{line}; the server embeds with "
+              f"{served}: upload p50 / Keras forward = {upload_p50 / forward:.2f} "
+              "(target <= 1.0)")
         head_of_line(url, by_upload, args.uploads)
     finally:
         proc.terminate()

@@ -122,3 +122,19 @@ def test_a_failed_export_keeps_nothing_and_says_why(kept, tmp_path, monkeypatch)
     assert not files.onnx_model_path(copy).exists() and not files.temp_files(copy)
     with pytest.warns(ActdbWarning, match="could not export.*embedding with Keras"):
         assert isinstance(query_embedder(Store.open(copy), "onnx"), Embedder)
+
+
+def test_a_server_embeds_a_bf16_store_with_keras_on_a_cpu_with_native_bf16(kept, monkeypatch):
+    from dataclasses import replace
+
+    from actdb.models import embed
+    from actdb.runtime import warm_runtime
+
+    _, store, _ = kept
+    st = Store.open(store)
+    assert warm_runtime(st) is None  # an fp32 store: ONNX Runtime, where it is kept
+    st.__dict__["manifest"] = replace(st.manifest, precision="bf16")
+    monkeypatch.setattr(embed, "cpu_has_bf16", lambda: True)
+    assert warm_runtime(st) == "keras"  # its own bf16 model: faster there, and exact
+    monkeypatch.setattr(embed, "cpu_has_bf16", lambda: False)
+    assert warm_runtime(st) is None

@@ -153,7 +153,7 @@ def spaces(store: Path = StoreOpt, out: Output = None):
     from actdb import render
 
     cols = ["name", "default", "model", "layer", "pool", "dim", "image_size", "precision",
-            "vectors", "shards", "index", "view"]
+            "vectors", "shards", "index", "onnx", "view"]
     out.rows(render.records(_db(store).spaces()), cols)
 
 

@@ -20,7 +20,6 @@ import contextlib
 import hashlib
 import logging
 import warnings
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -200,4 +199,4 @@ class OnnxEmbedder:
         return embed_decoded(self, paths, batch_size, names)
 
     def __repr__(self) -> str:
-        return f"OnnxEmbedder({asdict(self.config)['model']}, {self.fingerprint})"
+        return f"OnnxEmbedder({self.config.model}, {self.fingerprint})"

@@ -45,7 +45,7 @@ class ServeConfig:
     warm_model: bool = True
     #: The map made in the background at start-up when missing or stale (None: none).
     map_method: str | None = "umap"
-    #: What embeds uploaded images (actdb.runtime; None: ONNX where the store keeps it)
+    #: What embeds uploaded images (actdb.runtime; None: runtime.warm_runtime's choice)
     runtime: str | None = None
 
 
@@ -69,13 +69,17 @@ def create_app(cfg: ServeConfig):
     from starlette.exceptions import HTTPException
 
     import actdb
+    from actdb.runtime import warm_runtime
     from actdb.serve import api, maps, page
     from actdb.serve.models import declare_error_body
 
-    db = actdb.open(cfg.store, sql_threads=cfg.sql_threads, linger=5.0,
-                    defer_cache_writes=True, batch_uploads=True, cache_metadata=True,
-                    runtime=cfg.runtime)
+    options = {"sql_threads": cfg.sql_threads, "linger": 5.0, "defer_cache_writes": True,
+               "batch_uploads": True, "cache_metadata": True}
+    db = actdb.open(cfg.store, **options, runtime=cfg.runtime)
     db.store  # noqa: B018 - a missing store is an error now, not at the first request
+    if cfg.runtime is None and (runtime := warm_runtime(db.store)) is not None:
+        db.close()  # nothing loaded yet: open it again with the runtime a server wants
+        db = actdb.open(cfg.store, **options, runtime=runtime)
     startup_error: list[str] = []
     if cfg.warm_model:
         try:  # build the model once, now

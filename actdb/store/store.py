@@ -198,18 +198,21 @@ class Store:
         }
 
     def spaces_info(self) -> list[dict]:
-        """Every space: its recipe, view, committed shards and vectors, and index kind."""
+        """Every space: its recipe, view, committed shards and vectors, index kind, and
+        whether it keeps its model as ONNX."""
         with self.reader() as con:
             rows = reads.spaces(con)
             counts = reads.space_counts(con)
         out = []
         for r in rows:
-            index = read_index_info(files.space_dir(self.path, r.folder))
+            folder = files.space_dir(self.path, r.folder)
+            index = read_index_info(folder)
             shards, vectors = counts.get(r.name, (0, 0))
             out.append({"name": r.name, "default": r.is_default, "model": r.model,
                         "layer": r.layer, "pool": r.pool, "dim": r.dim,
                         "image_size": r.image_size, "precision": r.precision,
                         "fingerprint": r.fingerprint, "shards": shards, "vectors": vectors,
                         "index": None if index is None else index.get("kind"),
+                        "onnx": files.onnx_model_path(folder).is_file(),
                         "view": r.view})
         return out
