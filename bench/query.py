@@ -132,7 +132,38 @@ def cold_cli(store: Path, image_id: int, runs: int = 3) -> float:
     return float(np.median(times))
 
 
-def measure_kind(store: Path, kind: str, name: str, queries, truth, tmp: Path) -> None:
+def read_bandwidth_gbs(mb: int = 512, runs: int = 5) -> float:
+    """One core's memory read bandwidth (GB/s): the best of ``runs`` sums of an ``mb`` MB
+    float32 array, far larger than any cache."""
+    a = np.ones(mb * 2**20 // 4, np.float32)
+    best = float("inf")
+    for _ in range(runs):
+        t = time.perf_counter()
+        a.sum()
+        best = min(best, time.perf_counter() - t)
+    return a.nbytes / best / 1e9
+
+
+def limit(info: dict, setting: dict, bandwidth: float) -> tuple[float, str] | None:
+    """The machine's own limit for one query under ``setting`` (ms), and what it counts:
+    the bytes the search must read (for ivfpq, the coarse centroids, the 4-bit codes of the
+    lists probed and the candidates re-ranked; for flat, every vector) at ``bandwidth``."""
+    dim, n = info["dim"], info["ntotal"]
+    if info["kind"] == "flat":
+        scanned, what = n * dim * 4, f"{n * dim * 4 / 1e6:.0f} MB of vectors"
+    elif info["kind"] != "ivfpq":
+        return None  # ivf, hnsw: no estimate
+    else:
+        nlist, m = info["nlist"], info.get("pq_m") or dim // 8
+        codes = n * min(1.0, setting["nprobe"] / nlist) * m / 2 + nlist * dim * 4
+        rerank = setting["k_factor"] * K * dim * 4
+        scanned = codes + rerank
+        what = f"{codes / 1e6:.1f} MB of codes and centroids + {rerank / 1e6:.1f} MB re-ranked"
+    return scanned / (bandwidth * 1e9) * 1e3, what
+
+
+def measure_kind(store: Path, kind: str, name: str, queries, truth, tmp: Path,
+                 bandwidth: float) -> None:
     import actdb
 
     t = time.perf_counter()
@@ -159,15 +190,23 @@ def measure_kind(store: Path, kind: str, name: str, queries, truth, tmp: Path) -
           f"{info.get('tune_seconds', 0):.0f} s of the build; page cache touched by the "
           f"queries {mem['file']:.0f} MB; index file "
           f"{(store / 'index.faiss').stat().st_size / 1e6:.0f} MB", flush=True)
+    est = limit(info, info.get("search") or {}, bandwidth)
+    if est is not None:
+        lim, what = est
+        print(f"  {info['kind']} limit of this machine ({name}): {what} at {bandwidth:.1f} "
+              f"GB/s = {lim:.2f} ms; search alone {s50 / lim:.2f}x, end to end "
+              f"{p50 / lim:.2f}x of it; end to end / search alone {p50 / s50:.2f} "
+              "(target <= 1.2)", flush=True)
     if info["kind"] == "ivfpq":
         from actdb.index.info import IndexInfo
 
         h50, h99 = latency(lambda q: db.nearest(q, k=K, recall=0.99), queries)
         got = [a.image_id for a in db.nearest(queries, k=K, recall=0.99).answers]
         setting = IndexInfo.from_dict(info).setting_for(0.99)
+        lim, what = limit(info, setting, bandwidth)
         print(f"  {info['kind']} --recall 0.99 ({name}): setting {setting}, "
-              f"recall@50 {recall_at_k(got, truth):.3f}, p50 {h50:.2f} ms, p99 {h99:.2f} ms",
-              flush=True)
+              f"recall@50 {recall_at_k(got, truth):.3f}, p50 {h50:.2f} ms, p99 {h99:.2f} ms; "
+              f"limit {lim:.2f} ms ({what}), {h50 / lim:.2f}x of it", flush=True)
         import faiss
 
         def answers():
@@ -263,6 +302,8 @@ def main() -> None:
     from actdb.store.store import Store
 
     print(machine_line())
+    bandwidth = read_bandwidth_gbs()
+    print(f"memory read bandwidth, one core: {bandwidth:.1f} GB/s")
     tmp = Path(tempfile.mkdtemp(prefix="actdb-bench-q-"))
     # the first set's store carries VGG19's manifest, so that it takes image queries
     model = vgg19_manifest(args.image_size) if args.dim == 512 else None
@@ -292,7 +333,7 @@ def main() -> None:
         del vecs
         for kind in args.kinds.split(","):
             q = qv[: args.exact_queries] if kind == "flat" else qv
-            p50 = measure_kind(store, kind, name, q, truth[: len(q)], tmp)
+            p50 = measure_kind(store, kind, name, q, truth[: len(q)], tmp, bandwidth)
             if kind == "flat" and i == 0:
                 print(f"exact nearest / raw FAISS flat (p50): {p50 / raw_p50:.3f} "
                       "(target <= 1.2)")
