@@ -52,8 +52,9 @@ def test_ingest_keeps_the_model_and_queries_use_it(kept):
     keras = Embedder(db.embedder.config)  # an independent Keras build of the recipe
     want = keras.embed_files(queries)
     assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
-    # ONNX Runtime's optimised graph is cached beside the model for later processes
-    assert list(store.glob("model.*.ort.onnx"))
+    # ONNX Runtime's optimised graph is cached beside the model for later processes,
+    # written under a temporary name and renamed into place
+    assert list(store.glob("model.*.ort.onnx")) and not list(store.glob(".model*"))
 
 
 def test_runtime_keras_is_the_keras_embedder_and_answers_the_same(kept):

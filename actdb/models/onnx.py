@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import os
 import warnings
 from pathlib import Path
 
@@ -141,28 +142,32 @@ def machine_key() -> str:
 def _session(path: Path, optimized: Path | None):
     """An ONNX Runtime session on the CPU; with ``optimized``, its optimised graph is read
     from there when present, else written there (best effort: a read-only store just
-    optimises again next time)."""
+    optimises again next time). The graph is written under a name of this process's, then
+    renamed into place, so two processes starting at once never read each other's half."""
     ort = _ort()
 
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3  # its notices are not the user's
+    def options():
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3  # its notices are not the user's
+        return opts
+
     if optimized is not None and optimized.is_file():
+        opts = options()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         try:
             return ort.InferenceSession(str(optimized), opts,
                                         providers=["CPUExecutionProvider"])
         except Exception:  # noqa: BLE001 - a damaged cache: optimise the model again
-            opts = ort.SessionOptions()
-            opts.log_severity_level = 3
-    if optimized is not None and _writable(optimized.parent):
-        opts.optimized_model_filepath = str(optimized)
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-
-
-def _writable(folder: Path) -> bool:
-    import os
-
-    return os.access(folder, os.W_OK)
+            pass
+    opts, tmp = options(), None
+    if optimized is not None and os.access(optimized.parent, os.W_OK):
+        tmp = optimized.with_name(f".{optimized.stem}.{os.getpid()}.onnx")
+        opts.optimized_model_filepath = str(tmp)
+    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    if tmp is not None:
+        with contextlib.suppress(OSError):
+            os.replace(tmp, optimized)
+    return session
 
 
 class OnnxEmbedder:
