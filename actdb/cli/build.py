@@ -86,7 +86,7 @@ def ingest(
     onnx: bool = typer.Option(True, "--onnx/--no-onnx", envvar="ACTDB_ONNX",
                               help="Keep each space's model as ONNX, checked against Keras, "
                               "so image queries skip TensorFlow (about 80 MB for VGG19; "
-                              "export about 12 s)."),
+                              "export 11-18 s)."),
     as_json: bool = JsonOpt,
 ):
     """Embed the images under ROOT into the store (resumes and skips what is there), then
