@@ -47,8 +47,14 @@ def machine_line() -> str:
             versions.append(f"{mod} {getattr(m, '__version__', '?')}")
         except Exception:  # noqa: BLE001
             pass
+    try:
+        import faiss
+
+        simd = f", faiss SIMD level {faiss.SIMDConfig.get_level_name()}"  # FAISS_SIMD_LEVEL
+    except Exception:  # noqa: BLE001
+        simd = ""
     return (f"machine: {model}, {os.cpu_count()} cores, flags {' '.join(keep) or 'none'}; "
-            + ", ".join(versions))
+            + ", ".join(versions) + simd)
 
 
 def peak_rss_mb() -> float:

@@ -207,27 +207,32 @@ def measure_kind(store: Path, kind: str, name: str, queries, truth, tmp: Path,
         print(f"  {info['kind']} --recall 0.99 ({name}): setting {setting}, "
               f"recall@50 {recall_at_k(got, truth):.3f}, p50 {h50:.2f} ms, p99 {h99:.2f} ms; "
               f"limit {lim:.2f} ms ({what}), {h50 / lim:.2f}x of it", flush=True)
-        import faiss
+        from actdb.index.faiss_index import search_params
 
-        def answers():
-            return [loaded.search(q[None], K)[1][0] for q in queries]
+        params = search_params("ivfpq", loaded.info.setting(None))
 
-        ivf = faiss.downcast_index(faiss.extract_index_ivf(loaded.index))
-        one50, _ = latency(lambda q: loaded.search(q[None], K), queries)  # as actdb loads it
-        one, again = answers(), answers()
-        ivf.implem = 15  # FAISS's split of one query's lists over every core
-        all50, _ = latency(lambda q: loaded.search(q[None], K), queries)
-        every, every_again = answers(), answers()
-        ivf.implem = 0
+        def one_core(q):  # FAISS's own refine search: one core a query
+            return loaded.index.search(q[None], K, params=params)
+
+        def answers(search):
+            return [search(q)[1][0] for q in queries]
+
+        def split(q):
+            return loaded.search(q[None], K)
+
+        one50, _ = latency(one_core, queries)
+        split50, _ = latency(split, queries)
+        one, split_got, again = answers(one_core), answers(split), answers(split)
 
         def same(a, b):
             return np.mean([np.array_equal(x, y) for x, y in zip(a, b, strict=True)])
 
-        print(f"  {info['kind']} search alone, a query's lists on one core (actdb) / on every "
-              f"core (FAISS implem 15) ({name}): p50 {one50:.2f} / {all50:.2f} ms = "
-              f"{one50 / all50:.2f}x; recall@50 {recall_at_k(one, truth):.3f} / "
-              f"{recall_at_k(every, truth):.3f}; the same answers when asked again "
-              f"{same(one, again):.2f} / {same(every, every_again):.2f}", flush=True)
+        print(f"  {info['kind']} search alone, FAISS one core a query / actdb's lists split "
+              f"over {loaded.searcher(None).parts} cores ({name}): p50 {one50:.2f} / "
+              f"{split50:.2f} ms = {one50 / split50:.2f}x; recall@50 "
+              f"{recall_at_k(one, truth):.3f} / {recall_at_k(split_got, truth):.3f}; "
+              f"the same answers when asked again (split) {same(split_got, again):.2f}",
+              flush=True)
     return p50
 
 

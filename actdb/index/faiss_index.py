@@ -150,6 +150,18 @@ def search_params(kind: str, s: dict):
     return None
 
 
+def searcher(index, kind: str, setting: dict, ids: np.ndarray | None = None):
+    """``(x, k) -> (raw scores, ids)``: how queries search ``index`` at a setting. ivfpq
+    splits each query's lists over the cores (``split.SplitSearch``); ``ids``: the index's
+    (``index_ids``), when the caller has them already."""
+    if kind == "ivfpq":
+        from actdb.index.split import SplitSearch
+
+        return SplitSearch(index, setting, index_ids(index) if ids is None else ids)
+    params = search_params(kind, setting)
+    return lambda x, k: index.search(x, k, params=params)
+
+
 def _others(rows: np.ndarray, own: np.ndarray, k: int) -> list[np.ndarray]:
     """Each row's first k ids other than its own query's."""
     return [r[r != o][:k] for r, o in zip(rows, own, strict=True)]
@@ -171,21 +183,22 @@ class RecallProbe:
         _, exact = faiss.knn(self.queries, x, self.k + 1, metric=_metric_type(metric))
         self.exact_ids = _others(ids[exact], self.own, self.k)
 
-    def recall(self, index, params=None) -> float:
-        """Mean recall@k against exact search, every query in one batch: what a setting
-        answers, whatever the clock or the machine's load."""
-        _, got = index.search(self.queries, self.k + 1, params=params)
+    def recall(self, search) -> float:
+        """Mean recall@k of ``search`` (a ``searcher``) against exact search, every query in
+        one batch: what a setting answers, whatever the clock or the machine's load."""
+        _, got = search(self.queries, self.k + 1)
         got = _others(got, self.own, self.k)
         hits = [len(np.intersect1d(g, e)) for g, e in zip(got, self.exact_ids, strict=True)]
         return float(np.mean(hits) / self.k)
 
-    def p50_ms(self, index, params=None, queries: int | None = None) -> float:
-        """p50 ms of one query at a time, over the first ``queries`` (all when None)."""
-        index.search(self.queries[:2], self.k + 1, params=params)  # warm-up
+    def p50_ms(self, search, queries: int | None = None) -> float:
+        """p50 ms of one query at a time through ``search``, over the first ``queries`` (all
+        when None)."""
+        search(self.queries[:2], self.k + 1)  # warm-up
         times = []
         for q in self.queries[:queries]:
             t = time.perf_counter()
-            index.search(q[None], self.k + 1, params=params)
+            search(q[None], self.k + 1)
             times.append(time.perf_counter() - t)
         return float(np.median(times) * 1e3)
 
@@ -194,7 +207,7 @@ def measure_recall(index, ids: np.ndarray, vecs: np.ndarray, metric: str, info: 
                    k: int = RECALL_K, sample: int = 500, seed: int = 0) -> float:
     """Mean recall@k of ``index`` with its default setting, on a sample of ``vecs``."""
     return RecallProbe(ids, vecs, metric, k, sample, seed).recall(
-        index, search_params(info.kind, info.search))
+        searcher(index, info.kind, info.search))
 
 
 def _grid(kind: str, built: dict, n: int) -> list[dict]:
@@ -240,10 +253,14 @@ def _tune(index, kind: str, built: dict, ids, vecs, cfg: IndexConfig) -> dict:
     grid = _grid(kind, built, n)
     levels = sorted({*LEVELS, cfg.target_recall})
     recalls: dict[int, float] = {}
+    held = index_ids(index)
+
+    def search(i: int):
+        return searcher(index, kind, grid[i], held)
 
     def recall(i: int) -> float:
         if i not in recalls:
-            recalls[i] = probe.recall(index, search_params(kind, grid[i]))
+            recalls[i] = probe.recall(search(i))
         return recalls[i]
 
     chosen = set()
@@ -265,8 +282,7 @@ def _tune(index, kind: str, built: dict, ids, vecs, cfg: IndexConfig) -> dict:
     for i in sorted(chosen):
         timed = None if time.monotonic() < deadline else MIN_TIMED
         points.append({**grid[i], "recall": round(recall(i), 4),
-                       "p50_ms": round(probe.p50_ms(index, search_params(kind, grid[i]),
-                                                    timed), 3)})
+                       "p50_ms": round(probe.p50_ms(search(i), timed), 3)})
     best = cheapest(points, cfg.target_recall)
     search = {k: v for k, v in best.items() if k not in ("recall", "p50_ms")}
     unreached = [lv for lv in levels if not any(p["recall"] >= lv for p in points)]
@@ -297,7 +313,7 @@ def build(ids: np.ndarray, vecs: np.ndarray, cfg: IndexConfig):
     index, built = _make(kind, dim, n, cfg)
     x = prepare(vecs, cfg.metric)
     if kind in ("ivf", "ivfpq"):  # 64 points per list train k-means well enough, and fast
-        _search_on_every_core(index)  # as loaded for searching: tuning times the same
+        _search_on_every_core(index, kind)  # as loaded for searching: tuning times the same
         rng = np.random.default_rng(cfg.seed)
         m = max(64 * built["nlist"], 100_000 if kind == "ivfpq" else 0)
         index.train(x if n <= m else x[np.sort(rng.choice(n, m, replace=False))])
@@ -339,17 +355,16 @@ def load_index(store: Path, mmap: bool = True):
                            ) from None
     if not hasattr(index, "id_map"):
         raise StoreDamaged(f"{INDEX} is not an index of image ids; run `actdb index`")
-    if info.kind in ("ivf", "ivfpq"):
-        _search_on_every_core(index)
+    _search_on_every_core(index, info.kind)
     return index, info
 
 
-def _search_on_every_core(index) -> None:
+def _search_on_every_core(index, kind: str) -> None:
     """IVF-flat: one query searches its lists on every core (FAISS splits over queries by
-    default). Fast-scan (ivfpq) ignores this switch and keeps one core a query, on purpose:
-    its implementations 14/15 split lists over cores, 1.2-1.3x faster, but thread timing then
-    picks among tied 4-bit distances, so the same query got different neighbours."""
-    _faiss().extract_index_ivf(index).parallel_mode = 1
+    default). ivfpq splits a query's lists itself (``split.SplitSearch``): FAISS's fast-scan
+    split (its implementations 14/15) lets thread timing pick among tied 4-bit distances."""
+    if kind == "ivf":
+        _faiss().extract_index_ivf(index).parallel_mode = 1
 
 
 def load_info(store: Path) -> IndexInfo:

@@ -22,6 +22,7 @@ from actdb.index.faiss_index import (
     prepare,
     reconstruct,
     search_params,
+    searcher,
     to_distance,
 )
 from actdb.index.info import IndexInfo
@@ -42,11 +43,13 @@ class LoadedIndex:
         """The store's index, memory-mapped, with its description (StoreError when none)."""
         return cls(*load_index(store))
 
-    def params(self, recall: float | None = None):
-        """FAISS search parameters for ``recall`` (cached: built once per level)."""
-        cache = self.__dict__.setdefault("_params", {})
+    def searcher(self, recall: float | None = None):
+        """``(x, k) -> (raw scores, ids)`` at the setting for ``recall`` (built once per
+        level; see ``faiss_index.searcher``)."""
+        cache = self.__dict__.setdefault("_searchers", {})
         if recall not in cache:
-            cache[recall] = search_params(self.info.kind, self.info.setting(recall))
+            cache[recall] = searcher(self.index, self.info.kind, self.info.setting(recall),
+                                     self.ids)
         return cache[recall]
 
     def measured_recall(self, recall: float | None) -> float | None:
@@ -103,15 +106,14 @@ class LoadedIndex:
         k = min(k, n_allowed)
         if k == 0:
             return np.zeros((len(q), 0)), np.zeros((len(q), 0), np.int64)
-        params = self.params(recall)
         kind = self.info.kind
         if allowed is None:
-            raw, ids = self.index.search(q, k, params=params)
+            raw, ids = self.searcher(recall)(q, k)
             return to_distance(raw, self.metric), ids
         share = n_allowed / max(self.ntotal, 1)
         if kind == "ivfpq" and share >= POSTFILTER_SHARE:
             wide = min(self.ntotal, int(np.ceil(2 * k / share)))
-            raw, ids = self.index.search(q, wide, params=params)
+            raw, ids = self.searcher(recall)(q, wide)
             keep = np.isin(ids, allowed)
             rows = [(r[m][:k], i[m][:k]) for r, i, m in zip(raw, ids, keep, strict=True)]
             if all(len(i) == k for _, i in rows):
@@ -119,6 +121,7 @@ class LoadedIndex:
                         np.stack([i for _, i in rows]))
         elif kind != "ivfpq":
             sel = faiss.IDSelectorBatch(allowed)
+            params = search_params(kind, self.info.setting(recall))
             raw, ids = self.index.search(q, k, params=_with_selector(faiss, kind, self.index,
                                                                       params, sel, share, k))
             if not (ids < 0).any():
