@@ -275,10 +275,13 @@ class Database:
     def resolve(self, queries, names: list[str] | None = None) -> list[QueryVector]:
         """Image files, ``id:N``, ``.npy`` files, arrays or uploads -> query vectors, embedded
         exactly as the stored images were (and cached by content)."""
+        return self._resolve(queries, names, self._ctx())
+
+    def _resolve(self, queries, names, ctx: QueryContext) -> list[QueryVector]:
         specs = as_list(queries)
         if not specs:
             raise UsageError("give at least one query")
-        return resolve(specs, names, self._ctx())
+        return resolve(specs, names, ctx)
 
     def nearest(self, queries, k: int = 10, classes=None, split: str | None = None,
                 where: str | None = None, names: list[str] | None = None,
@@ -292,10 +295,12 @@ class Database:
         _positive("k", k)
         if recall is not None and not 0 < recall <= 1:
             raise UsageError(f"recall must be in (0, 1], not {recall}", param="recall")
-        ctx = self._ctx()
+        ctx = self._ctx(refresh=False)
+        ctx.load_index_early()  # read while the catalog opens
+        ctx.refresh_if_changed()
         ctx.require_intact()
         with ctx.cache.holding():  # cache new queries after the reads below
-            qs = self.resolve(queries, names)
+            qs = self._resolve(queries, names, ctx)
             if ctx.index.ntotal == 0:
                 raise QueryError("the store has no images yet; ingest some first")
             allowed = allowed_ids(ctx.store, classes, split, where)
