@@ -154,7 +154,7 @@ def limit(info: dict, setting: dict, bandwidth: float) -> tuple[float, str] | No
     elif info["kind"] != "ivfpq":
         return None  # ivf, hnsw: no estimate
     else:
-        nlist, m = info["nlist"], info.get("pq_m") or dim // 8
+        nlist, m = info["nlist"], info["pq_m"]
         codes = n * min(1.0, setting["nprobe"] / nlist) * m / 2 + nlist * dim * 4
         rerank = setting["k_factor"] * K * dim * 4
         scanned = codes + rerank

@@ -13,6 +13,8 @@ pytestmark = pytest.mark.slow  # each runs a benchmark script in a subprocess
 BENCH = Path(__file__).parents[1] / "bench"
 TINY = {
     "ingest.py": ["--images", "16", "--size", "32", "--batch", "8"],
+    "codes.py": ["--n", "3000", "--dim", "64", "--classes", "20", "--queries", "10",
+                 "--timed", "2"],
     "query.py": ["--n", "3000", "--classes", "20", "--queries", "10", "--exact-queries", "3",
                  "--image-size", "32"],
     "dream.py": ["--size", "32", "--steps", "3"],
