@@ -32,6 +32,8 @@ import numpy as np
 #: A query's lists are split over at most this many cores: every part returns
 #: ``k * k_factor`` candidates to merge, so more parts cost more than they save.
 MAX_PARTS = 4
+#: Queries searched at once (a batch's candidates take 12 bytes x parts x k x k_factor each).
+CHUNK = 1024
 
 
 def _faiss():
@@ -64,6 +66,9 @@ class SplitSearch:
 
     def __call__(self, x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         x = np.ascontiguousarray(x, dtype=np.float32)
+        if len(x) > CHUNK:  # bounds the candidates held at once: parts x k x k_factor each
+            got = [self(x[i : i + CHUNK], k) for i in range(0, len(x), CHUNK)]
+            return np.concatenate([r for r, _ in got]), np.concatenate([i for _, i in got])
         kk = max(k, int(k * self.k_factor))
         cand = self._candidates(x, kk)
         exact = self._exact(x, cand)

@@ -65,3 +65,15 @@ def test_fewer_candidates_than_k_are_padded_as_faiss_pads(built):
     real = got >= 0
     assert np.isin(got[real], ids).all()
     assert np.isinf(raw[~real]).all() and np.isfinite(raw[real]).all()
+
+
+def test_a_batch_larger_than_a_chunk_answers_like_its_queries_alone(built, monkeypatch):
+    from actdb.index import split
+
+    ids, x, index, metric = built
+    q = _queries(x, metric)
+    search = SplitSearch(index, {"nprobe": 5, "k_factor": 10}, index_ids(index), parts=2)
+    whole = search(q, 10)
+    monkeypatch.setattr(split, "CHUNK", 7)
+    for a, b in zip(search(q, 10), whole, strict=True):
+        np.testing.assert_array_equal(a, b)
