@@ -9,8 +9,9 @@ position), and the best ``k * k_factor`` are re-ranked exactly against the full 
 every core (``pairwise_indexed_*``), then ordered by (exact distance, position). Whatever the
 cores' timing, a query gets the same answer, alone or in a batch.
 
-Measured at 1.28M vectors (``bench/query.py``): the scan of 256 lists takes 0.92 ms on one core
-and 0.52 ms split in two, the re-ranking of 1,000 candidates 0.47 and 0.27 ms.
+Measured at 1.28M 512-d vectors on a 2-core AMD EPYC (FAISS's AVX2 kernels): the scan of 256
+lists took 0.92 ms on one core and 0.52 ms split in two, the re-ranking of 1,000 candidates
+0.47 and 0.27 ms; ``bench/query.py`` prints the whole search against FAISS's own.
 
 >>> from actdb.index.faiss_index import IndexConfig, build
 >>> x = np.random.default_rng(0).random((2000, 16), dtype=np.float32)
@@ -49,6 +50,7 @@ class SplitSearch:
 
     def __init__(self, index, setting: dict, ids: np.ndarray, parts: int | None = None):
         faiss = _faiss()
+        self.index = index  # owns the lists and the vectors viewed below
         refine = faiss.downcast_index(index.index)
         self.ivf = faiss.downcast_index(refine.base_index)
         self.flat = faiss.downcast_index(refine.refine_index)
