@@ -88,6 +88,22 @@ def latency(fn, queries) -> tuple[float, float]:
     return float(np.percentile(times, 50) * 1e3), float(np.percentile(times, 99) * 1e3)
 
 
+def interleaved(a, b, queries) -> tuple[tuple[float, float], tuple[float, float]]:
+    """(p50, p99) ms of ``a`` and of ``b``, each query timed by both in turn, so that the
+    machine's load changes both alike and their ratio holds."""
+    a(queries[0]), b(queries[0])  # warm-up
+    times = []
+    for q in queries:
+        t0 = time.perf_counter()
+        a(q)
+        t1 = time.perf_counter()
+        b(q)
+        times.append((t1 - t0, time.perf_counter() - t1))
+    ta, tb = np.array(times).T * 1e3
+    return ((float(np.percentile(ta, 50)), float(np.percentile(ta, 99))),
+            (float(np.percentile(tb, 50)), float(np.percentile(tb, 99))))
+
+
 def recall_at_k(got, truth) -> float:
     return float(np.mean([len(np.intersect1d(g, t)) / K for g, t in zip(got, truth,
                                                                         strict=True)]))
@@ -170,10 +186,10 @@ def measure_kind(store: Path, kind: str, name: str, queries, truth, tmp: Path,
     info = actdb.open(store).index(kind=kind)
     build_s = time.perf_counter() - t
     db = actdb.open(store)
-    p50, p99 = latency(lambda q: db.nearest(q, k=K), queries)
-    p50, p99 = latency(lambda q: db.nearest(q, k=K), queries)  # rows of re-ranking mapped
+    latency(lambda q: db.nearest(q, k=K), queries)  # rows of re-ranking mapped
     loaded = db._ctx().index
-    s50, s99 = latency(lambda q: loaded.search(q[None], K), queries)
+    (p50, p99), (s50, s99) = interleaved(lambda q: db.nearest(q, k=K),
+                                         lambda q: loaded.search(q[None], K), queries)
     got = [a.image_id for a in db.nearest(queries, k=K).answers]
     qfile = tmp / "q.npy"
     np.save(qfile, queries)
@@ -220,8 +236,7 @@ def measure_kind(store: Path, kind: str, name: str, queries, truth, tmp: Path,
         def split(q):
             return loaded.search(q[None], K)
 
-        one50, _ = latency(one_core, queries)
-        split50, _ = latency(split, queries)
+        (one50, _), (split50, _) = interleaved(one_core, split, queries)
         one, split_got, again = answers(one_core), answers(split), answers(split)
 
         def same(a, b):

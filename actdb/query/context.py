@@ -111,9 +111,9 @@ class QueryContext:
         from actdb.index.loaded import LoadedIndex
 
         with self._lock:
-            self._check_index()
             if self._index is not None or self._loading is not None:
-                return
+                return  # loaded: refresh_if_changed checks its files
+            self._check_index()
             box: dict = {}
 
             def load():
