@@ -6,11 +6,11 @@ Kinds:
 - ``ivfpq``: an inverted file (about 2 sqrt(n) lists, a flat coarse quantizer) with 4-bit PQ
   fast-scan codes (``IVF{nlist},PQ{d/4}x4fs``) whose candidates are re-ranked exactly against
   the full vectors (``IndexRefineFlat``). The codes are small enough to hold in memory (d/8
-  bytes a vector: 64 for 512-d; ``bench/codes.py`` measured them 1.6x faster at recall 0.95
-  than d/8 sub-quantizers, which need more lists probed and more candidates re-ranked); the
-  full vectors are memory-mapped when the index is loaded,
-  so they stay in the OS page cache and a query reads only the rows it re-ranks. (An HNSW
-  coarse quantizer was measured and lost a fifth of the recall at large nprobe.)
+  bytes a vector: 64 for 512-d; ``bench/codes.py`` measured them 1.2-1.6x faster at recall
+  0.95 than d/8 sub-quantizers, which need more lists probed and more candidates re-ranked).
+  The full vectors are memory-mapped when the index is loaded, so they stay in the OS page
+  cache and a query reads only the rows it re-ranks. (An HNSW coarse quantizer was measured
+  and lost a fifth of the recall at large nprobe.)
 - ``ivf`` (IVF-Flat) and ``hnsw`` (HNSW-Flat): kept for comparison.
 
 ``auto`` is exact while a search over the whole store takes a few ms, ``ivfpq`` above. Tuning
@@ -264,14 +264,14 @@ def _tune(index, kind: str, built: dict, ids, vecs, cfg: IndexConfig) -> dict:
     grid = _grid(kind, built, n)
     levels = sorted({*LEVELS, cfg.target_recall})
     recalls: dict[int, float] = {}
-    held = index_ids(index)
+    held = index_ids(index) if kind == "ivfpq" else None
 
-    def search(i: int):
+    def at(i: int):
         return searcher(index, kind, grid[i], held)
 
     def recall(i: int) -> float:
         if i not in recalls:
-            recalls[i] = probe.recall(search(i))
+            recalls[i] = probe.recall(at(i))
         return recalls[i]
 
     chosen = set()
@@ -293,7 +293,7 @@ def _tune(index, kind: str, built: dict, ids, vecs, cfg: IndexConfig) -> dict:
     for i in sorted(chosen):
         timed = None if time.monotonic() < deadline else MIN_TIMED
         points.append({**grid[i], "recall": round(recall(i), 4),
-                       "p50_ms": round(probe.p50_ms(search(i), timed), 3)})
+                       "p50_ms": round(probe.p50_ms(at(i), timed), 3)})
     best = cheapest(points, cfg.target_recall)
     search = {k: v for k, v in best.items() if k not in ("recall", "p50_ms")}
     unreached = [lv for lv in levels if not any(p["recall"] >= lv for p in points)]
