@@ -89,15 +89,16 @@ def latency(fn, queries) -> tuple[float, float]:
 
 
 def interleaved(a, b, queries) -> tuple[tuple[float, float], tuple[float, float]]:
-    """(p50, p99) ms of ``a`` and of ``b``, each query timed by both in turn, so that the
-    machine's load changes both alike and their ratio holds."""
+    """(p50, p99) ms of ``a`` and of ``b`` timed in turn, so that the machine's load changes
+    both alike and their ratio holds; ``b`` takes the queries in reverse order, so that it
+    never finds in the CPU's caches what ``a`` just read for the same query."""
     a(queries[0]), b(queries[0])  # warm-up
     times = []
-    for q in queries:
+    for qa, qb in zip(queries, queries[::-1], strict=True):
         t0 = time.perf_counter()
-        a(q)
+        a(qa)
         t1 = time.perf_counter()
-        b(q)
+        b(qb)
         times.append((t1 - t0, time.perf_counter() - t1))
     ta, tb = np.array(times).T * 1e3
     return ((float(np.percentile(ta, 50)), float(np.percentile(ta, 99))),
