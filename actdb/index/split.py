@@ -9,9 +9,8 @@ position), and the best ``k * k_factor`` are re-ranked exactly against the full 
 every core (``pairwise_indexed_*``), then ordered by (exact distance, position). Whatever the
 cores' timing, a query gets the same answer, alone or in a batch.
 
-Measured at 1.28M 512-d vectors on a 2-core AMD EPYC (FAISS's AVX2 kernels): the scan of 256
-lists took 0.92 ms on one core and 0.52 ms split in two, the re-ranking of 1,000 candidates
-0.47 and 0.27 ms; ``bench/query.py`` prints the whole search against FAISS's own.
+``bench/query.py`` prints this search against FAISS's own one-core search (1.1-1.6x faster at
+1.28M 512-d vectors on 2 cores, ``bench/RESULTS.md``).
 
 >>> from actdb.index.faiss_index import IndexConfig, build
 >>> x = np.random.default_rng(0).random((2000, 16), dtype=np.float32)
