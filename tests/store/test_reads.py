@@ -41,6 +41,32 @@ def test_image_meta_keeps_nulls_and_answers_no_ids():
     assert all(len(v) == 0 for v in meta.rows(np.array([], np.int64)).values())
 
 
+@pytest.mark.parametrize("chunks", [1, 2])
+def test_image_meta_of_a_sliced_chunked_table_with_many_label_combinations(chunks):
+    """Arrow hands over columns that start inside their buffers and come in chunks; labels
+    combine into codes column by column: every row must come back as the table has it."""
+    rng = np.random.default_rng(0)
+    n = 300
+    cols = {"image_id": np.arange(n) + 10,
+            "class_name": [f"c{i}" if i % 7 else None for i in rng.integers(0, 40, n)],
+            "synset": [f"n{i}" for i in rng.integers(0, 3, n)],
+            "split": rng.choice(["train", "val", "test"], n).tolist(),
+            "path": [f"d{i}/ü{'x' * (i % 5)}.png" for i in range(n)],
+            "root": rng.choice(["/a", "/bé"], n).tolist()}
+    table = pa.table(cols)
+    if chunks == 2:
+        table = pa.concat_tables([table.slice(0, 100), table.slice(100)])
+    table = table.slice(3, 290)  # one chunk: the columns start 3 rows into their buffers
+    meta = reads.ImageMeta(table)
+    ids = rng.permutation(np.arange(13, 303))
+    got = meta.rows(ids)
+    for c in reads.META_COLUMNS:
+        want = [cols[c][i - 10] for i in ids]
+        assert [v.item() if isinstance(v, np.generic) else v for v in got[c]] == want, c
+    with pytest.raises(StoreDamaged):
+        meta.rows(np.array([12]))  # sliced off
+
+
 def test_a_column_of_nulls_reads_as_none_not_numpys_fill_value():
     """Class folders without wnids: every synset NULL must read as None (numpy's default fill
     for objects, '?', once made every such image one class)."""

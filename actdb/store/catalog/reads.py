@@ -186,55 +186,75 @@ def image_meta(con, ids: np.ndarray | None = None, missing_ok: bool = False
 
 
 class ImageMeta:
-    """Every image's ``META_COLUMNS`` in memory, for a process that answers many queries:
-    the labels as one row of small codes an image (a neighbour's row is one cache line, not
-    five scattered strings) and the paths as one UTF-8 text with offsets; ~70 bytes an image.
+    """Every image's ``META_COLUMNS`` in memory, for a process that answers many queries.
+
+    An image is one row of three integers (one cache line to read for a neighbour, not five
+    scattered strings): where its path starts and ends in one string of all paths, and the
+    code of its labels (class_name, synset, split, root: an ImageNet store has ~1,000
+    distinct combinations, so a neighbour's labels are one lookup): 32 bytes an image and
+    its path.
     """
 
     LABELS = tuple(c for c in META_COLUMNS if c not in ("image_id", "path"))
 
     def __init__(self, table) -> None:
         import pyarrow as pa
+        import pyarrow.compute as pc
 
         self.ids = table.column("image_id").to_numpy()
-        self.codes = np.empty((len(self.ids), len(self.LABELS)), np.int32)
-        self.categories = {}
-        for j, c in enumerate(self.LABELS):
-            enc = table.column(c).combine_chunks().dictionary_encode()
-            self.codes[:, j] = enc.indices.fill_null(-1).to_numpy()
-            # code -1 (null) picks the None appended last
-            self.categories[c] = np.asarray([*enc.dictionary.to_pylist(), None], dtype=object)
-        # dense ids (an ingest numbers images 0, 1, 2...): a position is the id less the first
         n = len(self.ids)
+        # dense ids (an ingest numbers images 0, 1, 2...): a position is the id less the first
         self.first = int(self.ids[0]) if n and self.ids[-1] - self.ids[0] == n - 1 else None
-        # 50 paths sliced from the text take ~15 us; an Arrow take took ~0.1 ms after a search
-        paths = table.column("path").combine_chunks().cast(pa.large_string())
-        self.offsets = np.frombuffer(paths.buffers()[1], np.int64)[
-            paths.offset : paths.offset + n + 1]
-        self.text = memoryview(paths.buffers()[2] or b"")
+        code = np.zeros(n, np.int64)  # each image's combination of the labels so far
+        combos = np.zeros((1, 0), np.int64)  # each combination's codes, a column a label
+        values = []
+        for c in self.LABELS:
+            enc = table.column(c).combine_chunks().dictionary_encode()
+            vals = np.asarray([*enc.dictionary.to_pylist(), None], dtype=object)
+            col = enc.indices.fill_null(-1).to_numpy()  # -1 (null) picks the None last
+            uniq, code = np.unique(code * len(vals) + (col + 1), return_inverse=True)
+            combos = np.column_stack([combos[uniq // len(vals)], uniq % len(vals) - 1])
+            values.append(vals)
+        self.labels = np.empty((len(combos), len(self.LABELS)), dtype=object)
+        for j, vals in enumerate(values):
+            self.labels[:, j] = vals[combos[:, j]]
+        # paths: one str (a slice is one copy: ~15 us for 50 paths, an Arrow take took
+        # ~0.1 ms after a search), the offsets counted in characters
+        paths = table.column("path").combine_chunks().fill_null("").cast(pa.large_string())
+        _, offsets, data = paths.buffers()
+        span = np.frombuffer(offsets, np.int64)[paths.offset :][[0, n]] if n else (0, 0)
+        self.text = str(memoryview(data or b"")[span[0] : span[1]], "utf-8")
+        chars = pc.utf8_length(paths).to_numpy().astype(np.int64)
+        ends = np.cumsum(chars)
+        self.rec = np.column_stack([ends - chars, ends, code])
 
     @classmethod
     def read(cls, con) -> ImageMeta:
         cols = ", ".join(META_COLUMNS)
         return cls(con.sql(f"SELECT {cols} FROM images ORDER BY image_id").to_arrow_table())
 
+    def _positions(self, ids: np.ndarray) -> np.ndarray:
+        n = len(self.ids)
+        if self.first is not None:
+            pos = ids - self.first  # a negative one, as uint64, is too large too
+            bad = len(pos) and np.maximum.reduce(pos.view(np.uint64)) >= n
+        else:
+            pos = np.clip(np.searchsorted(self.ids, ids), 0, max(n - 1, 0))
+            bad = (self.ids[pos] != ids).any() if n else len(ids)
+        if bad:
+            missing = np.setdiff1d(ids, self.ids)
+            raise StoreDamaged(f"the index holds image ids the catalog does not list "
+                               f"({missing[:3].tolist()})")
+        return pos
+
     def rows(self, ids: np.ndarray) -> dict[str, np.ndarray]:
         """:func:`image_meta` of these ids, answered from memory."""
         ids = np.asarray(ids, np.int64)
-        n = len(self.ids)
-        if self.first is not None:
-            pos = ids - self.first
-            bad = (pos < 0) | (pos >= n)
-        else:
-            pos = np.clip(np.searchsorted(self.ids, ids), 0, max(n - 1, 0))
-            bad = self.ids[pos] != ids if n else np.ones(len(ids), bool)
-        if bad.any():
-            raise StoreDamaged(f"the index holds image ids the catalog does not list "
-                               f"({ids[bad][:3].tolist()})")
-        codes = self.codes[pos]
-        out = {c: self.categories[c][codes[:, j]] for j, c in enumerate(self.LABELS)}
-        spans = zip(self.offsets[pos].tolist(), self.offsets[pos + 1].tolist(), strict=True)
-        out["path"] = np.array([str(self.text[a:b], "utf-8") for a, b in spans], dtype=object)
+        rec = self.rec[self._positions(ids)]
+        labels = self.labels[rec[:, 2]]
+        text = self.text
+        out = {c: labels[:, j] for j, c in enumerate(self.LABELS)}
+        out["path"] = np.array([text[a:b] for a, b, _ in rec.tolist()], dtype=object)
         out["image_id"] = ids
         return {c: out[c] for c in META_COLUMNS}
 
