@@ -88,18 +88,21 @@ def latency(fn, queries) -> tuple[float, float]:
     return float(np.percentile(times, 50) * 1e3), float(np.percentile(times, 99) * 1e3)
 
 
-def interleaved(a, b, queries) -> tuple[tuple[float, float], tuple[float, float]]:
+def interleaved(a, b, queries, rounds: int = 3
+                ) -> tuple[tuple[float, float], tuple[float, float]]:
     """(p50, p99) ms of ``a`` and of ``b`` timed in turn, so that the machine's load changes
-    both alike and their ratio holds; ``b`` takes the queries in reverse order, so that it
-    never finds in the CPU's caches what ``a`` just read for the same query."""
+    both alike and their ratio holds, over ``rounds`` passes (a burst of load moves the
+    medians less); ``b`` takes the queries in reverse order, so that it never finds in the
+    CPU's caches what ``a`` just read for the same query."""
     a(queries[0]), b(queries[0])  # warm-up
     times = []
-    for qa, qb in zip(queries, queries[::-1], strict=True):
-        t0 = time.perf_counter()
-        a(qa)
-        t1 = time.perf_counter()
-        b(qb)
-        times.append((t1 - t0, time.perf_counter() - t1))
+    for _ in range(rounds):
+        for qa, qb in zip(queries, queries[::-1], strict=True):
+            t0 = time.perf_counter()
+            a(qa)
+            t1 = time.perf_counter()
+            b(qb)
+            times.append((t1 - t0, time.perf_counter() - t1))
     ta, tb = np.array(times).T * 1e3
     return ((float(np.percentile(ta, 50)), float(np.percentile(ta, 99))),
             (float(np.percentile(tb, 50)), float(np.percentile(tb, 99))))

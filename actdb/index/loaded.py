@@ -58,8 +58,9 @@ class LoadedIndex:
         point = self.info.setting_for(recall)
         return None if point is None else point.get("recall")
 
-    @property
+    @cached_property
     def ntotal(self) -> int:
+        """Vectors in the index (a loaded index is read-only: it never changes)."""
         return int(self.index.ntotal)
 
     @property

@@ -20,7 +20,6 @@ from the catalog.
 from __future__ import annotations
 
 import collections
-import contextlib
 import threading
 import weakref
 
@@ -105,20 +104,10 @@ class QueryCache:
             self._write(rows)
         return rebound
 
-    @contextlib.contextmanager
-    def holding(self):
+    def holding(self) -> _Holding:
         """Writes inside the block wait for its end, so a caller that reads the catalog
         after caching (``nearest``: the neighbours' rows) opens it once, then writes once."""
-        with self._lock:
-            self._held += 1
-        try:
-            yield self
-        finally:
-            with self._lock:
-                self._held -= 1
-                last = not self._held
-            if last and self._thread is None:
-                self.flush()
+        return _Holding(self)
 
     def flush(self) -> None:
         """Write what is pending now."""
@@ -165,6 +154,27 @@ class QueryCache:
                 writes.put_queries(con, self.fingerprint, rows)
         except (StoreError, OSError):
             pass
+
+
+class _Holding:
+    """The block of :meth:`QueryCache.holding` (a class: a query's fastest path)."""
+
+    def __init__(self, cache: QueryCache) -> None:
+        self.cache = cache
+
+    def __enter__(self) -> QueryCache:
+        cache = self.cache
+        with cache._lock:
+            cache._held += 1
+        return cache
+
+    def __exit__(self, *exc) -> None:
+        cache = self.cache
+        with cache._lock:
+            cache._held -= 1
+            last = not cache._held
+        if last and cache._thread is None:
+            cache.flush()
 
 
 def _loop(cache_ref, stop: threading.Event, interval_s: float) -> None:

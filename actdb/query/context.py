@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import os
 import threading
-from pathlib import Path
 
 import numpy as np
 
@@ -36,7 +35,7 @@ CACHE_FLUSH_S = 10.0
 METADATA_AFTER = 2
 
 
-def _signature(*paths: Path) -> tuple:
+def _signature(*paths: str) -> tuple:
     """(mtime, size) of files: changes when a writer commits."""
     sig = []
     for p in paths:
@@ -64,9 +63,11 @@ class QueryContext:
         self.batch_uploads = batch_uploads
         self.cache_metadata = cache_metadata
         self._lock = threading.RLock()
-        self._index_files = (files.index_path(store.dir), files.index_info_path(store.dir))
-        self._catalog_files = (files.catalog_path(store.path),
-                               files.catalog_wal_path(store.path))
+        # as str: os.stat takes them without a call to Path.__fspath__ (a query's path)
+        self._index_files = (str(files.index_path(store.dir)),
+                             str(files.index_info_path(store.dir)))
+        self._catalog_files = (str(files.catalog_path(store.path)),
+                               str(files.catalog_wal_path(store.path)))
         self._index_sig = self._catalog_sig = self._version = None
         self._index = self._reference = self._meta = None
         self._loading = None  # (thread, result box, index signature) of an early load
@@ -80,9 +81,10 @@ class QueryContext:
         """Forget what a writer (in this process or another) has changed since the last call:
         two ``stat`` calls when nothing has, one catalog read when only the catalog file
         has."""
-        catalog_sig = _signature(*self._catalog_files)
+        sig = _signature(*self._catalog_files, *self._index_files)
+        catalog_sig = sig[: len(self._catalog_files)]
         with self._lock:
-            self._check_index()
+            self._check_index(sig[len(self._catalog_files):])
             if catalog_sig == self._catalog_sig:
                 return
             self._catalog_sig = catalog_sig
@@ -98,9 +100,10 @@ class QueryContext:
 
     # -- what queries read -------------------------------------------------------------------
 
-    def _check_index(self) -> None:
-        """Forget the loaded index when its files changed (holding the lock)."""
-        index_sig = _signature(*self._index_files)
+    def _check_index(self, index_sig: tuple | None = None) -> None:
+        """Forget the loaded index when its files changed (holding the lock); ``index_sig``:
+        their signature, taken just now."""
+        index_sig = index_sig or _signature(*self._index_files)
         if index_sig != self._index_sig:
             self._index, self._index_sig = None, index_sig
 
@@ -108,11 +111,13 @@ class QueryContext:
         """Start reading the index on another thread, which FAISS lets run while this one
         opens the catalog (a cold ``nearest id:N`` saves the read, ~50 ms at 1.28M vectors);
         ``index`` waits for it. The thread ends with the read."""
+        if self._index is not None:
+            return  # loaded: refresh_if_changed checks its files
         from actdb.index.loaded import LoadedIndex
 
         with self._lock:
             if self._index is not None or self._loading is not None:
-                return  # loaded: refresh_if_changed checks its files
+                return
             self._check_index()
             box: dict = {}
 
@@ -129,6 +134,9 @@ class QueryContext:
     @property
     def index(self):
         """The store's LoadedIndex (StoreError when it has none)."""
+        index = self._index
+        if index is not None:
+            return index
         from actdb.index.loaded import LoadedIndex
 
         with self._lock:

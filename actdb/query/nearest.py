@@ -147,7 +147,7 @@ def nearest(queries: list[QueryVector], k: int, ctx: QueryContext,
     store's query context (its index, distance reference and images' rows)."""
     loaded, store = ctx.index, ctx.store
     excluding = not include_self and any(q.image_id is not None for q in queries)
-    x = np.stack([q.vec for q in queries])
+    x = np.array([q.vec for q in queries])
 
     def search(n: int, among) -> list[tuple[np.ndarray, np.ndarray]]:
         dist, ids = loaded.search(x, n + int(excluding), among, recall, store.vectors)
@@ -177,7 +177,7 @@ def nearest(queries: list[QueryVector], k: int, ctx: QueryContext,
 def _recall(loaded, asked: float | None) -> dict | None:
     """What a ``recall`` asked of the index got; a warning when no measured setting reached
     it (the most accurate one measured answered)."""
-    measured = loaded.measured_recall(asked)
+    measured = None if asked is None else loaded.measured_recall(asked)
     if measured is None:
         return None
     if measured < asked:
@@ -197,7 +197,8 @@ def _context(q: QueryVector, d: np.ndarray, metric: str, ref,
     l2 = metric == "l2"
     have_nn = l2 and nn_sorted is not None and len(nn_sorted) > 0
     filtered_nn = float(d[0]) if len(d) else None
-    mean_k = float(d.mean()) if len(d) else None  # of the k answers, as filtered
+    # of the k answers, as filtered (one reduction: ndarray.mean's Python layer costs more)
+    mean_k = float(np.add.reduce(d, dtype=np.float64)) / len(d) if len(d) else None
     if d_all is not None:
         d = d_all
     nn_d = float(d[0]) if len(d) else None

@@ -12,6 +12,7 @@ embedded together in one batch by the store's own model and cached by content
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -62,11 +63,22 @@ def parse_id(spec: str) -> int:
 
 
 def check_vector(vec: np.ndarray, dim: int, what: str) -> np.ndarray:
+    """``vec`` as float32 (QueryError unless it has the store's dim and finite values, as
+    float32: a float64 beyond float32's range would become infinite)."""
     if vec.ndim != 1 or vec.shape[0] != dim:
         raise QueryError(f"{what} has shape {vec.shape}; this store's vectors have dim {dim}")
-    if not np.all(np.isfinite(vec)):
-        raise QueryError(f"{what} has NaN or infinite values")
-    return vec.astype(np.float32)
+    if vec.dtype == np.float32:
+        out = vec.copy()
+    else:
+        try:
+            with np.errstate(over="ignore"):  # beyond float32's range: infinite, refused below
+                out = vec.astype(np.float32)
+        except (TypeError, ValueError):
+            raise QueryError(f"{what} holds {vec.dtype} values, not numbers") from None
+    # one sum in float64 (float32 values cannot overflow it) is finite iff every value is
+    if not math.isfinite(np.add.reduce(out, dtype=np.float64)):
+        raise QueryError(f"{what} has NaN or infinite values (as float32)")
+    return out
 
 
 def _from_array(arr, name: str, source: str, dim: int) -> list[QueryVector]:

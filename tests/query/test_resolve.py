@@ -43,3 +43,17 @@ def test_embed_parquet_with_explicit_recipe(tmp_path):
     t = pq.read_table(tmp_path / "v.parquet")
     assert t.column("name").to_pylist() == ["i0", "i1"]
     assert t.column("vec").type.list_size == 512
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf, 1e300])
+def test_a_vector_with_values_float32_cannot_hold_is_refused(bad):
+    from actdb.errors import QueryError
+    from actdb.query.resolve import check_vector
+
+    vec = np.ones(8)
+    vec[3] = bad
+    with pytest.raises(QueryError, match="NaN or infinite"):
+        check_vector(vec, 8, "q.npy")
+    assert check_vector(np.full(8, 3e38), 8, "q.npy").dtype == np.float32  # large, finite
+    with pytest.raises(QueryError, match="not numbers"):
+        check_vector(np.array(["a"] * 8), 8, "q.npy")
