@@ -167,7 +167,7 @@ def nearest(queries: list[QueryVector], k: int, ctx: QueryContext,
     meta, ref = ctx.image_meta(flat), ctx.reference
     answers, at = [], 0
     for qi, (q, (d, i)) in enumerate(zip(queries, rows, strict=True)):
-        m = {c: np.asarray(meta[c][at : at + len(i)], dtype=object) for c in META}
+        m = {c: meta[c][at : at + len(i)] for c in META}  # object columns (VARCHAR)
         ctx = _context(q, d, loaded.metric, ref, None if nn_all is None else nn_all[qi])
         answers.append(QueryAnswer(q, d.astype(np.float64), i, m, ctx))
         at += len(i)

@@ -236,7 +236,7 @@ class ImageMeta:
     def _positions(self, ids: np.ndarray) -> np.ndarray:
         n = len(self.ids)
         if self.first is not None:
-            pos = ids - self.first  # a negative one, as uint64, is too large too
+            pos = ids - self.first if self.first else ids  # negative: too large as uint64
             bad = len(pos) and np.maximum.reduce(pos.view(np.uint64)) >= n
         else:
             pos = np.clip(np.searchsorted(self.ids, ids), 0, max(n - 1, 0))
