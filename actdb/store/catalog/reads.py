@@ -222,11 +222,13 @@ class ImageMeta:
         # ~0.1 ms after a search), the offsets counted in characters
         paths = table.column("path").combine_chunks().fill_null("").cast(pa.large_string())
         _, offsets, data = paths.buffers()
-        byte = np.frombuffer(offsets, np.int64)[paths.offset :][: n + 1] if n else np.zeros(1)
+        byte = np.zeros(1, np.int64)  # offsets of the paths' bytes (no buffer when empty)
+        if n:
+            byte = np.frombuffer(offsets, np.int64)[paths.offset :][: n + 1]
         raw = memoryview(data or b"")[int(byte[0]) : int(byte[-1])]
         self.text = str(raw, "utf-8")
         if len(self.text) == len(raw):  # ASCII: a character is a byte
-            chars = np.diff(byte).astype(np.int64)
+            chars = np.diff(byte)
         else:
             import pyarrow.compute as pc  # ~0.2 s to import: only when needed
 
