@@ -168,7 +168,8 @@ def test_a_level_no_setting_reaches_is_recorded_as_unreached():
     q = [QueryVector(name="q", source="q", vec=x[0] + 0.01)]
     ctx = types.SimpleNamespace(index=loaded, store=types.SimpleNamespace(vectors=None),
                                 reference=(None, None),
-                                image_meta=lambda i: {c: [None] * len(i) for c in META})
+                                image_meta=lambda i: {c: np.full(len(i), None, object)
+                                                      for c in META})
     with pytest.warns(ActdbWarning, match=f"recall 1.0 is beyond .*recall@50 {best}"):
         res = nearest(q, 5, ctx, None, recall=1.0)
     assert res.recall == {"asked": 1.0, "measured": best, "reached": False}
