@@ -61,7 +61,7 @@ def installed_env(cache: Path) -> dict[str, str]:
     """The environment of a new process as a user's install runs it: Python's bytecode
     cached (under ``cache``, so the source tree stays as it is). This workplace sets
     PYTHONDONTWRITEBYTECODE, under which each new process compiled actdb's own modules from
-    source: ~40 ms of every cold `actdb` call the benches timed before 2026-12-05."""
+    source, in every cold `actdb` call the benches timed before 2026-12-05."""
     env = dict(os.environ, PYTHONPYCACHEPREFIX=str(cache))
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     return env

@@ -79,8 +79,8 @@ class QueryContext:
 
     def refresh_if_changed(self) -> None:
         """Forget what a writer (in this process or another) has changed since the last call:
-        two ``stat`` calls when nothing has, one catalog read when only the catalog file
-        has."""
+        four ``stat`` calls (catalog and its WAL, index and its description) when nothing
+        has, one catalog read when only the catalog file has."""
         sig = _signature(*self._catalog_files, *self._index_files)
         catalog_sig = sig[: len(self._catalog_files)]
         with self._lock:

@@ -56,7 +56,7 @@ def test_image_meta_of_a_sliced_chunked_table_with_many_label_combinations(chunk
     table = pa.table(cols)
     if chunks == 2:
         table = pa.concat_tables([table.slice(0, 100), table.slice(100)])
-    table = table.slice(3, 290)  # one chunk: the columns start 3 rows into their buffers
+    table = table.slice(3, 290)  # the columns start 3 rows into their buffers
     meta = reads.ImageMeta(table)
     ids = rng.permutation(np.arange(13, 303))
     got = meta.rows(ids)
