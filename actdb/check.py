@@ -1,10 +1,12 @@
 """``check``: do the manifest, the catalog, the shards, the index and the statistics agree?
 ``check(repair=True)``: rebuild what can be rebuilt.
 
-Repair never invents data. A shard that is lost, unreadable or disagrees with the catalog is
-dropped: its images move from ``images`` to ``repairs``, so the next ``ingest`` of their root
-embeds them again. Crash leftovers are deleted, the index is rebuilt from the shards, and the
-statistics are recomputed with their recorded settings.
+Repair never invents data, and never touches what is sound. A shard that is lost, unreadable
+or disagrees with the catalog is unlisted in the space it belongs to, and in no other: its
+images keep their ids, and the next ``ingest`` embeds them again into that space alone (from
+their files, as it fills a space added later). Crash leftovers are deleted; the index of each
+damaged space is rebuilt from its shards, its statistics recomputed with their recorded
+settings, and the kept comparison of spaces that lost vectors is dropped.
 
 >>> report = check_store(Store.open(store))
 >>> report.ok, report.problems
@@ -34,7 +36,7 @@ class CheckReport:
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # incomplete, not inconsistent
     repaired: list[str] = field(default_factory=list)
-    bad_shards: list[str] = field(default_factory=list)  # by name: the same in every space
+    bad_shards: dict[str, list[str]] = field(default_factory=dict)  # space -> shard names
     index_bad: list[str] = field(default_factory=list)  # the spaces whose index to rebuild
     stats_bad: list[str] = field(default_factory=list)  # ... and statistics to recompute
     catalog_format: str | None = None  # when DuckDB 1.x clients cannot open the catalog
@@ -80,12 +82,13 @@ def _check_space(store: Store, rep: CheckReport) -> None:
     folder, m, space = store.dir, store.manifest, store.space
     said = "" if space.is_default else f"space {space.name}: "
     problems, notes = [], []
+    bad = rep.bad_shards.setdefault(space.name, [])
     with store.reader() as con:
         listed = reads.shard_rows(con, space.name)
         on_disk = set(files.shard_files_on_disk(folder))
         for name in sorted(set(listed) - on_disk):
             problems.append(f"shard {name} is listed in the catalog but missing on disk")
-            rep.bad_shards.append(name)
+            bad.append(name)
         for name in sorted(on_disk - set(listed)):
             problems.append(f"shard {name} is not in the catalog (left by an interrupted "
                             "writer; the next ingest or `check --repair` removes it)")
@@ -95,11 +98,11 @@ def _check_space(store: Store, rep: CheckReport) -> None:
                 d = shard_dim(files.shard_path(folder, name))
             except Exception as exc:  # noqa: BLE001 - pyarrow's errors for a broken file
                 problems.append(f"shard {name} cannot be read ({str(exc)[:100]})")
-                rep.bad_shards.append(name)
+                bad.append(name)
                 continue
             if d != m.dim:
                 problems.append(f"shard {name} has dim {d}, manifest says {m.dim}")
-                rep.bad_shards.append(name)
+                bad.append(name)
             present.append(name)  # its ids still take part in the checks below
         images, vectors, found, wrong = reads.consistency(con, folder, space, present)
         for label, rows in found.items():
@@ -107,13 +110,14 @@ def _check_space(store: Store, rep: CheckReport) -> None:
         for name, n in wrong:
             if name in present:
                 problems.append(f"shard {name} should hold {n} rows but does not")
-                rep.bad_shards.append(name)
+                bad.append(name)
         ids = {int(r[0]) for r in con.execute("SELECT image_id FROM space_images").fetchall()}
         unfilled = len(reads.shards_to_fill(con, space.name))
+        total = reads.summary(con)["images"]
         stats = reads.stats_record(con, space.name)
-    if space.is_default:
-        rep.images, rep.vectors, rep.shards = images, vectors, len(listed)
-    elif unfilled:
+    if space.is_default:  # every image of the store, whether this space holds it yet or not
+        rep.images, rep.vectors, rep.shards = total, vectors, len(listed)
+    if unfilled:
         notes.append(f"{unfilled} shard(s) of images not embedded in this space yet (run "
                      "`actdb ingest` again to fill it)")
     index_ids, index_bad = _check_index(store, ids, problems, notes)
@@ -182,18 +186,19 @@ def repair_store(store: Store) -> CheckReport:
     before = check_store(store)
     done = []
     rows = store.spaces()
+    lost = {space: sorted(set(names)) for space, names in before.bad_shards.items() if names}
     with StoreWriter(store.path, check_shards=False) as w:
         removed = w.remove_orphans()  # also on entry; listed here for the report
-        if before.bad_shards:
-            bad = sorted(set(before.bad_shards))
+        if lost:
             with w.connect() as con:
-                n = writes.forget_shards(con, bad, "shard lost or damaged; re-ingest")
-            for row in rows:
-                for name in bad:
-                    files.shard_path(files.space_dir(store.path, row.folder),
-                                     name).unlink(missing_ok=True)
-            done.append(f"dropped {len(bad)} damaged shard(s); their {n} images are listed in "
-                        "`repairs` and the next ingest of their root embeds them again")
+                n = writes.forget_space_shards(con, lost)
+            folders = {row.name: files.space_dir(store.path, row.folder) for row in rows}
+            for space, names in lost.items():
+                for name in names:
+                    files.shard_path(folders[space], name).unlink(missing_ok=True)
+                done.append(f"dropped {len(names)} damaged shard(s) of {space}")
+            done.append(f"{n} vector(s) to embed again: the images keep their ids, and the "
+                        "next `actdb ingest` embeds them into the spaces that lost them")
         if before.catalog_format:
             catalog.rewrite_catalog(store.path)
             done.append(f"rewrote {files.CATALOG} from storage format {before.catalog_format} "
@@ -205,11 +210,11 @@ def repair_store(store: Store) -> CheckReport:
     for row in rows:
         space = store.in_space(row.name)
         named = "" if row.is_default else f" of {row.name}"
-        if row.name in before.index_bad or before.bad_shards:
+        if row.name in before.index_bad or row.name in lost:
             info = IndexInfo.of_store(space.dir)
             index_store(space, IndexConfig(**info.config) if info and info.config else None)
             done.append(f"rebuilt the index{named}")
-        if row.name in before.stats_bad or before.bad_shards:
+        if row.name in before.stats_bad or row.name in lost:
             compute_stats(space, settings(space))
             done.append(f"recomputed the statistics{named}")
     after = check_store(store)

@@ -183,6 +183,10 @@ def ingest_text(result) -> str:
     lines.append(f"ingested {result.ingested}, skipped {result.skipped} already present, "
                  f"failed {result.failed} in {result.seconds:.1f}s "
                  f"({result.images_per_s:.1f} img/s, {result.precision}) -> {result.store}")
+    if result.filled:
+        into = ", ".join(f"{n} into {space}" for space, n in result.filled.items())
+        lines.append(f"embedded images the store holds: {into} in {result.fill_seconds:.1f}s "
+                     f"({result.fill_images_per_s:.1f} img/s)")
     if result.index:
         lines.append(f"index: {result.index['kind']} ({result.index['metric']}), "
                      f"{result.index['ntotal']} vectors")

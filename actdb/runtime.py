@@ -47,6 +47,21 @@ def keep_onnx(store: Store) -> str | None:
     return None
 
 
+def planned_route(store: Store, runtime: str | None = None) -> str:
+    """The numeric route (runtime and precision) that :func:`query_embedder` takes for
+    ``runtime``, known without building anything: part of a cached query's key, so that an
+    answer never depends on which route embedded an image first. When the plan cannot be
+    followed (its warning says why), the embedder's own ``route`` is what counts.
+
+    >>> planned_route(Store.open(store), "keras")
+    'keras-fp32'
+    """
+    if check_runtime(runtime) != "keras" and (
+            runtime == "onnx" or files.onnx_model_path(store.dir).is_file()):
+        return "onnx-fp32"
+    return f"keras-{store.manifest.precision}"
+
+
 def query_embedder(store: Store, runtime: str | None = None):
     """What embeds query images of ``store``'s space under ``runtime`` (see the module): an
     OnnxEmbedder or the store's Keras Embedder."""

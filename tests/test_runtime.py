@@ -139,3 +139,32 @@ def test_a_server_embeds_a_bf16_store_with_keras_on_a_cpu_with_native_bf16(kept,
     assert warm_runtime(st) == "keras"  # its own bf16 model: faster there, and exact
     monkeypatch.setattr(embed, "cpu_has_bf16", lambda: False)
     assert warm_runtime(st) is None
+
+
+def test_an_answer_does_not_depend_on_which_route_embedded_the_image_first(kept, tmp_path):
+    """The query cache keys a vector by its route (runtime and precision): Keras then ONNX,
+    or ONNX then Keras, each route answers with its own numbers, bit for bit, and says which
+    route it took."""
+    import shutil
+
+    _, store, queries = kept
+    got = {}
+    for order in (("keras", "onnx"), ("onnx", "keras")):
+        copy = tmp_path / "-".join(order)
+        shutil.copytree(store, copy)
+        for runtime in order:
+            with actdb.open(copy, runtime=runtime) as db:
+                a = db.nearest(queries[0], k=3).answers[0]
+                assert not a.context["cached"]  # the other route's vector is not this one's
+                got[order, runtime] = a.query.vec
+                assert a.context["route"] == f"{runtime}-fp32"
+        with actdb.open(copy) as db:
+            routes = db.sql("SELECT route FROM queries WHERE name = 'q0' ORDER BY route"
+                            ).to_pylist()
+            assert routes == [{"route": "keras-fp32"}, {"route": "onnx-fp32"}]
+    for runtime in ("keras", "onnx"):
+        np.testing.assert_array_equal(got[("keras", "onnx"), runtime],
+                                      got[("onnx", "keras"), runtime])
+    with actdb.open(store, runtime="keras") as db:
+        np.testing.assert_array_equal(got[("onnx", "keras"), "keras"],
+                                      db.embedder.embed_files([queries[0]])[0])

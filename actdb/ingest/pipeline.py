@@ -113,14 +113,26 @@ class IngestResult:
     index: dict | None = None
     stats: dict | None = None
     onnx: dict | None = None  # space -> "kept", or why its ONNX model could not be kept
+    #: images of the store embedded into a space that lacked them (a space added, or a shard
+    #: a repair dropped), by space, and the seconds that took
+    filled: dict[str, int] = field(default_factory=dict)
+    fill_seconds: float = 0.0
 
     @property
     def images_per_s(self) -> float:
         return self.ingested / self.seconds if self.seconds > 0 else 0.0
 
+    @property
+    def fill_images_per_s(self) -> float:
+        """Images a second of the fill (each image decoded once for all its network's
+        spaces)."""
+        n = max(self.filled.values(), default=0)
+        return n / self.fill_seconds if self.fill_seconds > 0 else 0.0
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["images_per_s"] = round(self.images_per_s, 3)
+        d["fill_images_per_s"] = round(self.fill_images_per_s, 3)
         d["failures"] = [{"path": p, "reason": r} for p, r in self.failures]
         return d
 
@@ -407,13 +419,16 @@ def ingest(cfg: IngestConfig, progress: Progress | None = None,
                 status = "done"
             finally:
                 w.finish_run(status, out.ingested, skipped, len(out.failures))
+        t_fill, filled = time.perf_counter(), {}
         for net in [first, *later]:  # each space's missing shards, after the writer above
-            _fill(store, engine, net, run_id, out.failures, progress)
+            filled.update(_fill(store, engine, net, run_id, out.failures, progress))
+        t_fill = time.perf_counter() - t_fill
     result = IngestResult(
         store=str(store), layout=layout.name, layout_notes=layout.notes, run_id=run_id,
         total=len(entries), ingested=out.ingested, skipped=skipped, failed=len(out.failures),
         failures=out.failures, seconds=time.perf_counter() - t0,
-        precision=members[0].config.precision,
+        precision=members[0].config.precision, filled=filled,
+        fill_seconds=t_fill if filled else 0.0,
     )
     return _after_ingest(store, cfg, result)
 
@@ -478,16 +493,18 @@ def _refuse_other_weights(store: Path, engine, ec: EmbedConfig, layers: list[str
 
 
 def _fill(store: Path, engine, net: tuple[EmbedConfig, list[str]], run_id: int,
-          failures: list[tuple[str, str]], progress: Progress | None = None) -> None:
+          failures: list[tuple[str, str]], progress: Progress | None = None
+          ) -> dict[str, int]:
     """Embed into the spaces of one network the image shards they lack, each written under
     its image shard's name and listed in one transaction (exactly once). An image that
-    cannot be read now is left out of the space's shard and added to ``failures``."""
+    cannot be read now is left out of the space's shard and added to ``failures``. Returns
+    how many images each space received."""
     ec, layers = net
     with Store.open(store).reader() as con:
         have = {r.name for r in reads.spaces(con)}
         names = [f"{Path(ec.model).name}/{x}" for x in layers]
         if all(n in have and not reads.shards_to_fill(con, n) for n in names):
-            return
+            return {}
     members = engine.prepare(ec, layers)
     with StoreWriter(store, [manifest_of(m) for m in members]) as w:
         w.run_id = run_id
@@ -496,6 +513,7 @@ def _fill(store: Path, engine, net: tuple[EmbedConfig, list[str]], run_id: int,
             todo = {shard: reads.shard_images(con, shard)
                     for shard in sorted(set().union(*lacking.values()))}
         total, done = sum(len(x) for x in todo.values()), 0
+        filled = {r.name: 0 for r in w.spaces if lacking[r.name]}
         for shard, images in todo.items():
             entries = [ImageEntry(path=path, split=None, synset=None, class_name=None,
                                   class_index=None) for _, path in images]
@@ -511,9 +529,12 @@ def _fill(store: Path, engine, net: tuple[EmbedConfig, list[str]], run_id: int,
             spaces = [i for i, r in enumerate(w.spaces) if shard in lacking[r.name]]
             w.fill(shard, [w.spaces[i] for i in spaces], np.asarray(ids, np.int64),
                    [_stack([v[i] for v in vecs], w.spaces[i].dim) for i in spaces])
+            for i in spaces:
+                filled[w.spaces[i].name] += len(ids)
             done += len(images)
             if progress:
                 progress(done, total)
+    return filled
 
 
 def _after_ingest(store: Path, cfg: IngestConfig, result: IngestResult) -> IngestResult:

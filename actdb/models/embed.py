@@ -226,6 +226,11 @@ class Embedder:
         """A short hash of everything that decides the vectors (used to key cached queries)."""
         return model_fingerprint(self.config, self.weights_sha256)
 
+    @property
+    def route(self) -> str:
+        """How the numbers are computed (runtime and precision): ``keras-bf16``..."""
+        return f"keras-{self.config.precision}"
+
     def preprocess(self, images: np.ndarray) -> np.ndarray:
         """The model's own ``preprocess_input`` of a uint8 RGB batch, as float32."""
         return np.asarray(self._preprocess(np.asarray(images, dtype=np.float32).copy()),

@@ -175,6 +175,7 @@ class OnnxEmbedder:
     rounding: within TOLERANCE of Keras fp32, checked when the model was exported)."""
 
     runtime = "onnx"
+    route = "onnx-fp32"  # ONNX Runtime computes in fp32, whatever the store's precision
 
     def __init__(self, path: Path, config: EmbedConfig, fingerprint: str,
                  optimized: Path | None = None):

@@ -1,7 +1,10 @@
 """Query vectors cached by content, and the names that refer to them.
 
-An image query is embedded once per (sha256 of its bytes, model fingerprint); asking again
-skips the model. A name (file stem or ``names=``) denotes exactly one vector: binding a name
+An image query is embedded once per (sha256 of its bytes, model fingerprint, numeric route:
+runtime and precision, :func:`actdb.runtime.planned_route`); asking again skips the model.
+Two routes give slightly different numbers (ONNX Runtime fp32 and Keras bf16 differ by
+bf16's rounding), so each keeps its own vectors: an answer never depends on which route
+asked first. A name (file stem or ``names=``) denotes exactly one vector: binding a name
 to other content rebinds it, and the caller is told (``QueryVector.rebound``).
 
 Writes are immediate by default, or wait for the end of a :meth:`holding` block. A server
@@ -12,9 +15,11 @@ defers them (``deferred=True``): a background thread writes everything pending o
 (which the query context calls when the catalog file changes), so a new upload reads nothing
 from the catalog.
 
->>> cache = QueryCache(Store.open(store))
+>>> cache = QueryCache(Store.open(store), route="keras-fp32")
 >>> cache.get(["0" * 64])                             # never seen
 {}
+>>> cache.key == cache_key(Store.open(store).manifest.fingerprint, "keras-fp32")
+True
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import numpy as np
 
 from actdb.errors import StoreError
 from actdb.store.catalog import reads, writes
+from actdb.store.catalog.schema import cache_key
 from actdb.store.store import Store
 
 MEMO_SIZE = 10_000
@@ -35,10 +41,12 @@ MEMO_SIZE = 10_000
 class QueryCache:
     """The store's cached query vectors, with an in-process memo."""
 
-    def __init__(self, store: Store, deferred: bool = False, interval_s: float = 1.0,
-                 keep_keys: bool = False):
+    def __init__(self, store: Store, *, route: str, deferred: bool = False,
+                 interval_s: float = 1.0, keep_keys: bool = False):
         self.store = store
-        self.fingerprint = store.manifest.fingerprint
+        self.route = route
+        #: what the catalog keys this cache's rows by: the model's fingerprint and the route
+        self.key = cache_key(store.manifest.fingerprint, route)
         self.keep_keys = keep_keys
         self._keys: tuple[set[str], dict[str, str]] | None = None  # (shas, names)
         self._lock = threading.Lock()
@@ -66,7 +74,7 @@ class QueryCache:
             unknown = [s for s in unknown if s in have]
         if unknown:
             with self.store.reader() as con:
-                from_catalog = reads.cached_vectors(con, unknown, self.fingerprint)
+                from_catalog = reads.cached_vectors(con, unknown, self.key)
             self._remember(from_catalog)
             found.update(from_catalog)
         return found
@@ -88,7 +96,7 @@ class QueryCache:
             else:
                 with self.store.reader() as con:
                     before = {**reads.name_bindings(con, [n for n in names if n not in before],
-                                                    self.fingerprint), **before}
+                                                    self.key), **before}
         except StoreError:
             pass
         rebound = {name for sha, name, _, _ in rows if before.get(name, sha) != sha}
@@ -134,7 +142,7 @@ class QueryCache:
         keys = self._keys
         if keys is None:
             with self.store.reader() as con:
-                keys = reads.query_cache_keys(con, self.fingerprint)
+                keys = reads.query_cache_keys(con, self.key)
             self._keys = keys
         return keys
 
@@ -151,7 +159,7 @@ class QueryCache:
 
         try:
             with catalog.writer(self.store.path, timeout=5) as con:
-                writes.put_queries(con, self.fingerprint, rows)
+                writes.put_queries(con, self.key, rows)
         except (StoreError, OSError):
             pass
 

@@ -71,7 +71,7 @@ class QueryContext:
         self._index_sig = self._catalog_sig = self._version = None
         self._index = self._reference = self._meta = None
         self._loading = None  # (thread, result box, index signature) of an early load
-        self._embedder = self._cache = None
+        self._embedder = self._cache = self._route = None
         self._intact = False
         self._answered = 0
         self._maps: dict = {}  # map_id -> StoredMap, its projection loaded once
@@ -198,9 +198,24 @@ class QueryContext:
     # -- the model and the query cache -------------------------------------------------------
 
     @property
+    def route(self) -> str:
+        """The numeric route image queries take (runtime and precision, ``onnx-fp32``,
+        ``keras-bf16``...): the embedder's once it is built, else the planned one
+        (:func:`actdb.runtime.planned_route`), known without building it."""
+        emb = self._embedder
+        if emb is not None:
+            return emb.route
+        if self._route is None:
+            from actdb.runtime import planned_route
+
+            self._route = planned_route(self.store, self.runtime)
+        return self._route
+
+    @property
     def embedder(self):
         """What embeds query images under ``runtime`` (:func:`actdb.runtime.query_embedder`),
-        made on first use."""
+        made on first use. When it cannot take the planned route (a warning says why), the
+        query cache follows the route it takes."""
         with self._lock:
             if self._embedder is None:
                 from actdb.runtime import query_embedder
@@ -211,6 +226,9 @@ class QueryContext:
 
                     emb = BatchingEmbedder(emb)
                 self._embedder = emb
+                if self._cache is not None and self._cache.route != emb.route:
+                    self._cache.close()
+                    self._cache = None
             return self._embedder
 
     def embed_images(self, images: list, names: list[str] | None = None) -> np.ndarray:
@@ -228,7 +246,8 @@ class QueryContext:
 
         with self._lock:
             if self._cache is None:
-                self._cache = QueryCache(self.store, deferred=self.defer_cache_writes,
+                self._cache = QueryCache(self.store, route=self.route,
+                                         deferred=self.defer_cache_writes,
                                          interval_s=CACHE_FLUSH_S,
                                          keep_keys=self.defer_cache_writes)
             return self._cache
@@ -273,6 +292,6 @@ class QueryContext:
                 self._cache.close()
             if hasattr(self._embedder, "close"):
                 self._embedder.close()
-            self._cache = self._embedder = self._index = None
+            self._cache = self._embedder = self._index = self._route = None
             self._reference = self._meta = None
             self._maps = {}

@@ -206,7 +206,7 @@ def _context(q: QueryVector, d: np.ndarray, metric: str, ref,
     if have_nn and nn_d is not None:
         pct = 100.0 * float(np.searchsorted(nn_sorted, nn_d, side="right")) / len(nn_sorted)
     mid = len(nn_sorted) // 2 if have_nn else 0  # sorted: the median without sorting again
-    return {"source": q.source, "cached": q.cached, "nn_distance": nn_d,
+    return {"source": q.source, "route": q.route, "cached": q.cached, "nn_distance": nn_d,
             "filtered": d_all is not None, "filtered_nn_distance": filtered_nn,
             "mean_distance_k": mean_k, "nn_percentile": pct,
             "store_median_nn_distance": float(nn_sorted[mid] if len(nn_sorted) % 2 else

@@ -33,6 +33,9 @@ class QueryVector:
     source: str
     vec: np.ndarray
     image_id: int | None = None  # set for id: queries
+    #: how an image query's vector was computed (runtime and precision: ``onnx-fp32``,
+    #: ``keras-bf16``); None for vectors given or stored (``id:``, ``.npy``, arrays)
+    route: str | None = None
     cached: bool = False
     rebound: bool = False  # the name denoted other content before this query
 
@@ -162,18 +165,22 @@ def bind_cached(queries: list[QueryVector], cache) -> None:
 
 def embed_cached(images: list[tuple[str, str, bytes]], ctx: QueryContext
                  ) -> list[QueryVector]:
-    """Image queries (name, source, bytes) through the cache: only content never seen before
-    runs the model; names are bound to what they show now."""
-    cache = ctx.cache
+    """Image queries (name, source, bytes) through the cache of the context's route: only
+    content never seen on that route runs the model; names are bound to what they show now.
+    """
     shas = [hashlib.sha256(data).hexdigest() for _, _, data in images]
+    cache = ctx.cache
     known = cache.get(shas)
     todo = [i for i, s in enumerate(shas) if s not in known]
     if todo:
         vecs = ctx.embed_images([images[i][2] for i in todo], [images[i][1] for i in todo])
+        if ctx.cache is not cache:  # the embedder took another route than planned: all on it
+            return embed_cached(images, ctx)
         for i, vec in zip(todo, vecs, strict=True):
             known[shas[i]] = vec
     rebound = cache.put([(s, name, source, known[s])
                          for s, (name, source, _) in zip(shas, images, strict=True)],
                         computed={shas[i] for i in todo})
-    return [QueryVector(name, source, known[s], cached=i not in todo, rebound=name in rebound)
+    return [QueryVector(name, source, known[s], route=cache.route, cached=i not in todo,
+                        rebound=name in rebound)
             for i, (s, (name, source, _)) in enumerate(zip(shas, images, strict=True))]

@@ -69,18 +69,39 @@ def test_statistics_are_kept_per_space_and_match_numpy(store):
         assert db.sql("SELECT count(*) AS n FROM centroids").to_pylist() == [{"n": 3}]
 
 
-def test_a_lost_shard_of_one_space_is_dropped_from_every_space_and_redone(store):
-    path, _ = store
+def test_a_lost_shard_of_one_space_is_dropped_from_that_space_alone(store):
+    """Repair unlists the shard in the space that lost it and nowhere else: every image keeps
+    its id, the other space keeps every vector, and a comparison involving the damaged space
+    (which no longer describes the store) is dropped."""
+    path, vecs = store
+    with actdb.open(path) as db:
+        db.stats()
+        db.in_space("b").stats()
+        db.compare(sample=9, queries=9, pairs=20)
+        assert db.sql("SELECT count(*) AS n FROM space_similarity").to_pylist() == [{"n": 1}]
     lost = next((path / "spaces" / "synthetic+b" / "activations").glob("part-*"))
     lost.unlink()
     rep = check_store(Store.open(path))
     assert any(p.startswith("space synthetic/b: shard") for p in rep.problems)
+    assert rep.bad_shards == {"synthetic/a": [], "synthetic/b": [lost.name]}
     with actdb.open(path) as db:
         after = db.check(repair=True)
         assert after.ok, after.problems
-        counts = db.spaces().set_index("name").vectors
-        assert counts["synthetic/a"] == counts["synthetic/b"] == db.count() < 9
-        assert len(db.sql("SELECT * FROM repairs").to_pylist()) == 9 - db.count()
+        assert any("not embedded in this space yet" in n for n in after.notes)
+        assert any("dropped 1 damaged shard(s) of synthetic/b" in r for r in after.repaired)
+        assert db.count() == 9
+        assert db.images().image_id.tolist() == list(range(9))
+        ids, a = db.vectors()
+        np.testing.assert_array_equal(ids, np.arange(9))
+        np.testing.assert_array_equal(a, vecs["a"])  # the sound space is untouched
+        ids_b, b = db.in_space("b").vectors()
+        keep = np.isin(np.arange(9), ids_b)
+        assert len(ids_b) < 9 and not keep.all()
+        np.testing.assert_array_equal(b, vecs["b"][keep])
+        assert db.sql("SELECT count(*) AS n FROM space_similarity").to_pylist() == [{"n": 0}]
+        assert db.sql("SELECT space FROM space_separation").to_pylist() == [
+            {"space": "synthetic/a"}]
+        assert db.sql("SELECT count(*) AS n FROM repairs").to_pylist() == [{"n": 0}]
 
 
 @pytest.mark.slow  # three stores, a merge, its index and statistics: seconds

@@ -473,29 +473,29 @@ def distance_reference(con, space: str) -> tuple[np.ndarray | None, float | None
 # -- query cache -----------------------------------------------------------------------------
 
 
-def cached_vectors(con, shas: list[str], fingerprint: str) -> dict[str, np.ndarray]:
+def cached_vectors(con, shas: list[str], key: str) -> dict[str, np.ndarray]:
     """Cached query vectors by content hash (a list parameter: no Arrow or pandas import on
     a command line's path)."""
     rows = con.execute("SELECT sha256, vec FROM query_cache WHERE fingerprint = ? AND sha256 "
-                       "IN (SELECT unnest(?::VARCHAR[]))", [fingerprint, list(shas)]).fetchall()
+                       "IN (SELECT unnest(?::VARCHAR[]))", [key, list(shas)]).fetchall()
     return {r[0]: np.asarray(r[1], np.float32) for r in rows}
 
 
-def name_bindings(con, names: list[str], fingerprint: str) -> dict[str, str]:
+def name_bindings(con, names: list[str], key: str) -> dict[str, str]:
     """name -> sha256 of the vector each of these names denotes now."""
     if not names:
         return {}
     return dict(con.execute(
         f"SELECT name, sha256 FROM query_names WHERE fingerprint = ? AND name IN "
-        f"({', '.join('?' * len(names))})", [fingerprint, *names]).fetchall())
+        f"({', '.join('?' * len(names))})", [key, *names]).fetchall())
 
 
-def query_cache_keys(con, fingerprint: str) -> tuple[set[str], dict[str, str]]:
+def query_cache_keys(con, key: str) -> tuple[set[str], dict[str, str]]:
     """Every cached hash of this model, and what each name denotes now."""
     shas = con.execute("SELECT sha256 FROM query_cache WHERE fingerprint = ?",
-                       [fingerprint]).fetchall()
+                       [key]).fetchall()
     names = con.execute("SELECT name, sha256 FROM query_names WHERE fingerprint = ?",
-                        [fingerprint]).fetchall()
+                        [key]).fetchall()
     return {r[0] for r in shas}, dict(names)
 
 
@@ -529,9 +529,12 @@ def data_version(con, space: str) -> tuple:
     return store_state(con, space), stats_record(con, space)
 
 
-def has_table(con, name: str) -> bool:  # stores made before a table existed lack it
-    return bool(scalar(con, "SELECT count(*) FROM duckdb_tables() WHERE table_name = ? "
-                       "AND database_name = current_database()", [name]))
+def has_table(con, name: str, kind: str = "BASE TABLE") -> bool:
+    """Whether the catalog has this table (or, ``kind="VIEW"``, view): stores made before it
+    existed lack it."""
+    return bool(scalar(con, "SELECT count(*) FROM information_schema.tables WHERE "
+                       "table_name = ? AND table_type = ? AND table_catalog = current_database()",
+                       [name, kind]))
 
 
 def maps(con):
@@ -607,7 +610,8 @@ def channel_examples(con, space: SpaceRow, channel: int, k: int):
     mean, mx, n = one(con, f"SELECT avg(vec[{c}]), max(vec[{c}]), count(*) FROM {space.view}")
     queries = con.execute(
         f"WITH q AS (SELECT n.name, c.vec FROM query_names n JOIN query_cache c "
-        "USING (sha256, fingerprint) WHERE n.fingerprint = ?) "
+        "USING (sha256, fingerprint) WHERE split_part(n.fingerprint, '@', 1) = ? "
+        "QUALIFY row_number() OVER (PARTITION BY n.name ORDER BY n.bound_at DESC) = 1) "
         f"SELECT q.name, q.vec[{c}] AS value, "
         f"(SELECT 100.0 * count(*) FROM {space.view} a WHERE a.vec[{c}] <= q.vec[{c}]) "
         f"/ {max(n, 1)} AS percentile FROM q ORDER BY q.name", [space.fingerprint]).df()
@@ -635,8 +639,8 @@ CHECKS = {
 def consistency(con, folder: Path, space: SpaceRow, present: list[str]
                 ) -> tuple[int, int, dict[str, list], list[tuple[str, int]]]:
     """Read the ids inside a space's ``present`` shard files (in its ``folder``) and compare
-    them with the catalog: with every image for the default space, with the images of the
-    shards it lists for another (one that is still being filled lacks the rest).
+    them with the catalog's images of the shards the space lists (a space still being
+    filled, or refilled after a repair, lacks the rest).
 
     Returns (images in the catalog, vectors in the files, {problem: sample rows},
     [(shard, rows the catalog expects)] for shards whose files hold another number)."""
@@ -647,9 +651,8 @@ def consistency(con, folder: Path, space: SpaceRow, present: list[str]
             f"parse_filename(filename) AS shard FROM read_parquet([{files}], filename=true)")
     else:
         con.execute("CREATE OR REPLACE TEMP TABLE vecids (image_id BIGINT, shard VARCHAR)")
-    listed = "" if space.is_default else \
-        f" WHERE shard IN (SELECT name FROM shards WHERE space = {sql_literal(space.name)})"
-    con.execute(f"CREATE OR REPLACE TEMP VIEW space_images AS SELECT * FROM images{listed}")
+    con.execute("CREATE OR REPLACE TEMP VIEW space_images AS SELECT * FROM images WHERE shard IN "
+                f"(SELECT name FROM shards WHERE space = {sql_literal(space.name)})")
     n_images = scalar(con, "SELECT count(*) FROM space_images")
     n_vectors = scalar(con, "SELECT count(*) FROM vecids")
     found = {label: rows for label, sql in CHECKS.items()

@@ -28,12 +28,31 @@ from actdb.store.catalog.files import SHARD_DIR
 #: The user-facing views and tables of ``actdb sql`` (documented in the README).
 VIEWS = ("images", "activations", "classes", "centroids", "class_stats", "pair_stats",
          "nn_sample", "queries", "failures", "runs", "repairs", "spaces", "centroids_all",
-         "class_stats_all", "pair_stats_all", "nn_sample_all", "space_similarity",
-         "space_separation")
+         "class_stats_all", "pair_stats_all", "nn_sample_all", "queries_all",
+         "space_similarity", "space_separation")
 
 #: The statistics of every space, by space (the views without ``_all`` show the default's).
 STATS_TABLES = ("stats_config_all", "centroids_all", "class_stats_all", "pair_stats_all",
                 "nn_sample_all")
+
+
+def cache_key(fingerprint: str, route: str) -> str:
+    """What ``query_cache`` and ``query_names`` key a query's vector by: the model's
+    fingerprint and the numeric route that computed it (stores from before routes have the
+    fingerprint alone, a route nobody asks).
+
+    >>> cache_key("4f2a", "onnx-fp32")
+    '4f2a@onnx-fp32'
+    """
+    return f"{fingerprint}@{route}"
+
+
+def _queries_sql(where: str, dim: int | None = None) -> str:
+    """The named queries, with the route that computed each (NULL: before routes)."""
+    vec = f"c.vec::FLOAT[{dim}]" if dim else "c.vec"
+    return ("SELECT n.name, c.source, c.sha256, nullif(split_part(n.fingerprint, '@', 2), '') "
+            f"AS route, n.bound_at AS created_at, {vec} AS vec FROM query_names n "
+            f"JOIN query_cache c USING (sha256, fingerprint) {where}")
 
 
 def schema_sql() -> str:
@@ -113,7 +132,7 @@ CREATE TABLE IF NOT EXISTS repairs (  -- images whose shard was lost; the next i
 );
 CREATE TABLE IF NOT EXISTS query_cache (
     sha256 VARCHAR NOT NULL,       -- of the query file's bytes
-    fingerprint VARCHAR NOT NULL,  -- of the model recipe + weights that embedded it
+    fingerprint VARCHAR NOT NULL,  -- cache_key(): the model's fingerprint @ the numeric route
     source VARCHAR,
     vec FLOAT[] NOT NULL,
     created_at TIMESTAMP DEFAULT current_timestamp,
@@ -121,7 +140,7 @@ CREATE TABLE IF NOT EXISTS query_cache (
 );
 CREATE TABLE IF NOT EXISTS query_names (  -- a name denotes exactly one cached vector
     name VARCHAR NOT NULL,
-    fingerprint VARCHAR NOT NULL,
+    fingerprint VARCHAR NOT NULL,  -- cache_key(), as in query_cache
     sha256 VARCHAR NOT NULL,
     bound_at TIMESTAMP DEFAULT current_timestamp,
     PRIMARY KEY (name, fingerprint)
@@ -330,10 +349,12 @@ def views_sql(spaces: list[SpaceRow], shards: dict[str, list[str]]) -> str:
     out += [f"CREATE OR REPLACE VIEW {s.view} AS "
             f"{_vectors_sql(s.folder, shards.get(s.name, []), s.dim)};" for s in spaces]
     name, dim = sql_literal(default.name), default.dim
-    out.append("CREATE OR REPLACE VIEW queries AS SELECT n.name, c.source, c.sha256, "
-               f"n.bound_at AS created_at, c.vec::FLOAT[{dim}] AS vec FROM query_names n "
-               "JOIN query_cache c USING (sha256, fingerprint) "
-               f"WHERE n.fingerprint = {sql_literal(default.fingerprint)};")
+    same = "split_part(n.fingerprint, '@', 1)"
+    out.append("CREATE OR REPLACE VIEW queries AS "
+               + _queries_sql(f"WHERE {same} = {sql_literal(default.fingerprint)}", dim) + ";")
+    out.append("CREATE OR REPLACE VIEW queries_all AS SELECT s.name AS space, q.* FROM ("
+               + _queries_sql("").replace("SELECT n.name,", f"SELECT {same} AS fp, n.name,", 1)
+               + ") q JOIN spaces s ON s.fingerprint = q.fp;")
     for table in STATS_TABLES:
         replace = f" REPLACE (centroid::FLOAT[{dim}] AS centroid)" if table == \
             "centroids_all" else ""

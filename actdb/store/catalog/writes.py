@@ -45,6 +45,9 @@ def ensure_schema(con, default: SpaceRow) -> None:
     spaces) is migrated in one transaction, its store becoming the ``default`` space."""
     if has_spaces(con) or not has_table(con, "shards"):
         con.execute(schema_sql())
+        if has_spaces(con) and not has_table(con, "queries_all", "VIEW"):
+            with transaction(con):  # a store from before every space's queries had a view
+                _write_views(con)
         return
     with transaction(con):
         con.execute(migrate_sql(default))
@@ -137,17 +140,17 @@ def write_stats(con, space: str, config: dict, centroids, class_stats, pair_stat
                     f"({', '.join('?' * len(cols))})", [space, *(config[c] for c in cols[1:])])
 
 
-def put_queries(con, fingerprint: str, rows: list[tuple[str, str, str, np.ndarray]]) -> None:
+def put_queries(con, key: str, rows: list[tuple[str, str, str, np.ndarray]]) -> None:
     """Cache (sha256, name, source, vec) rows and bind each name to its sha256."""
     with transaction(con):
         con.executemany(
             "INSERT OR IGNORE INTO query_cache (sha256, fingerprint, source, vec) "
             "VALUES (?, ?, ?, ?)",
-            [(sha, fingerprint, source, np.asarray(vec, np.float32).tolist())
+            [(sha, key, source, np.asarray(vec, np.float32).tolist())
              for sha, _, source, vec in rows])
         con.executemany(
             "INSERT OR REPLACE INTO query_names (name, fingerprint, sha256, bound_at) "
-            "VALUES (?, ?, ?, ?)", [(name, fingerprint, sha, _now()) for sha, name, _, _ in rows])
+            "VALUES (?, ?, ?, ?)", [(name, key, sha, _now()) for sha, name, _, _ in rows])
 
 
 def put_comparison(con, similarity, separation, settings: dict) -> None:
@@ -191,21 +194,24 @@ def put_channels(con, rows) -> None:
         con.unregister("channels_in")
 
 
-def forget_shards(con, shards: list[str], reason: str) -> int:
-    """Move the images of lost shards into ``repairs`` and unlist the shards of those names
-    in every space, so the next ingest of their roots embeds them again. Returns how many
-    images were moved."""
-    if not shards:
+def forget_space_shards(con, lost: dict[str, list[str]]) -> int:
+    """Unlist lost shards space by space (``lost``: space -> shard names), keeping every
+    image and its id: the next ingest embeds those images again into the spaces that lost
+    them (:func:`~actdb.store.catalog.reads.shards_to_fill`). The kept comparison of spaces
+    that lost vectors no longer describes the store and is dropped. Returns how many
+    (image, space) vectors were unlisted."""
+    lost = {space: names for space, names in lost.items() if names}
+    if not lost:
         return 0
-    marks = ", ".join("?" * len(shards))
+    pairs = [(space, name) for space, names in lost.items() for name in names]
     with transaction(con):
-        n = con.execute(f"SELECT count(*) FROM images WHERE shard IN ({marks})",
-                        shards).fetchall()[0][0]
-        con.execute(
-            "INSERT INTO repairs (image_id, root, path, split, synset, class_name, shard, reason)"
-            " SELECT image_id, root, path, split, synset, class_name, shard, ? FROM images "
-            f"WHERE shard IN ({marks})", [reason, *shards])
-        con.execute(f"DELETE FROM images WHERE shard IN ({marks})", shards)
-        con.execute(f"DELETE FROM shards WHERE name IN ({marks})", shards)
+        n = sum(int(con.execute("SELECT coalesce(sum(rows), 0) FROM shards WHERE space = ? "
+                                "AND name = ?", pair).fetchall()[0][0]) for pair in pairs)
+        con.executemany("DELETE FROM shards WHERE space = ? AND name = ?", pairs)
+        spaces_lost = list(lost)
+        marks = ", ".join("?" * len(spaces_lost))
+        con.execute(f"DELETE FROM space_similarity WHERE space_a IN ({marks}) "
+                    f"OR space_b IN ({marks})", spaces_lost * 2)
+        con.execute(f"DELETE FROM space_separation WHERE space IN ({marks})", spaces_lost)
         _write_views(con)
-    return int(n)
+    return n
