@@ -306,18 +306,47 @@ class Database:
             allowed = allowed_ids(ctx.store, classes, split, where)
             return nearest(qs, k, ctx, allowed, include_self, recall)
 
-    def across_spaces(self, queries, k: int = 50):
+    def across_spaces(self, queries, k: int = 50, classes=None, split: str | None = None,
+                      where: str | None = None, names: list[str] | None = None,
+                      include_self: bool = False, recall: float | None = None):
         """Where each query lands in every space (DataFrame, a row per query and space):
         the class its ``k`` nearest images vote for, the nearest centroid and whether it lies
-        inside that class's p95 radius, the nearest-neighbour distance in context. Image
-        queries are embedded once per network."""
-        from actdb.query.across import across_spaces
+        inside that class's p95 radius, the nearest-neighbour distance in context, and the
+        route that embedded it. Every option means what it means to :meth:`nearest`, and
+        each space answers exactly as it does alone (its runtime and query cache)."""
+        from actdb.query.across import side_by_side, space_rows
 
+        specs = self._askable(queries)
+        rows, spaces = [], self.store.spaces()
         _positive("k", k)
+        for space in spaces:
+            sub = self.in_space(space.name)
+            near = sub.nearest(specs, k=k, classes=classes, split=split, where=where,
+                               names=names, include_self=include_self, recall=recall)
+            cents = sub.centroids([a.query for a in near.answers], k=1, classes=classes)
+            rows += space_rows(space, near, cents)
+        return side_by_side(rows, spaces)
+
+    def centroids_across_spaces(self, queries, k: int = 10, classes=None):
+        """:meth:`centroids` asked of every space (DataFrame: ``space`` and the centroids'
+        columns; each query's spaces together, in the store's order)."""
+        from actdb.query.across import side_by_side
+        from actdb.query.centroids import COLUMNS
+
+        specs, spaces, rows = self._askable(queries), self.store.spaces(), []
+        for space in spaces:
+            got = self.in_space(space.name).centroids(specs, k=k, classes=classes)
+            rows += [{"space": space.name, **r} for r in got.to_dict("records")]
+        return side_by_side(rows, spaces, ["query", "space", *COLUMNS[1:]])
+
+    def _askable(self, queries) -> list:
+        from actdb.query.across import require_askable
+
         specs = as_list(queries)
         if not specs:
             raise UsageError("give at least one query")
-        return across_spaces(self, specs, k)
+        require_askable(specs)
+        return specs
 
     def centroids(self, queries, k: int = 10, classes=None):
         """Classes ranked by the distance from each query to their centroid, with each
@@ -434,7 +463,7 @@ class Database:
             map_id = MapSpec.default(len(self.classes())).in_space(self.store).map_id
         m = self._ctx().stored_map(map_id)
         if m is None:
-            raise QueryError(f"no map {map_id} in the store; make one with actdb map")
+            raise NotFound(f"no map {map_id} in the store; make one with actdb map")
         return m
 
     def export(self, to: str, path: str | Path, *, classes=None, per_class: int | None = None,

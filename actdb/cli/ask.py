@@ -50,7 +50,10 @@ def nearest(
     Example: actdb nearest node4.png -k 50 --classes sea_cucumber,groenendael
     """
     if space == "all":
-        return _across(queries, k, store, out)
+        rows = _db(store, None, runtime).across_spaces(
+            queries, k=k, classes=classes, split=split, where=where, names=name,
+            include_self=include_self, recall=recall)
+        return _across(rows, f"in every space ({k} nearest)", out)
     res = _db(store, space, runtime).nearest(queries, k=k, classes=classes, split=split,
                                              where=where, names=name,
                                              include_self=include_self, recall=recall)
@@ -93,11 +96,13 @@ def centroids_cmd(
     """
     from actdb import render
 
-    if space == "all":
-        return _across(queries, 50, store, out)
-    rows = render.records(_db(store, space, runtime).centroids(queries, k=k, classes=classes))
     cols = ["rank", "distance", "class_name", "synset", "n", "class_mean_dist",
             "class_p95_dist", "inside"]
+    if space == "all":
+        got = _db(store, None, runtime).centroids_across_spaces(queries, k=k, classes=classes)
+        return _across(got, "nearest class centroids in every space", out,
+                       ["space", *cols])
+    rows = render.records(_db(store, space, runtime).centroids(queries, k=k, classes=classes))
     if not out.table:
         return out.rows(rows, ["query", *cols])
     for q in dict.fromkeys(r["query"] for r in rows):
@@ -105,18 +110,18 @@ def centroids_cmd(
                     title=f"{q}: nearest class centroids")
 
 
-def _across(queries: list[str], k: int, store: Path | None, out: Output) -> None:
-    """One row per query and space: where each query lands in every space."""
+def _across(frame, title: str, out: Output, columns: list[str] | None = None) -> None:
+    """Rows of every space (``across_spaces`` or ``centroids_across_spaces``), a table for
+    each query."""
     from actdb import render
     from actdb.query.across import COLUMNS
 
-    rows = render.records(_db(store).across_spaces(queries, k=k))
+    rows, columns = render.records(frame), columns or COLUMNS[1:]
     if not out.table:
-        return out.rows(rows, COLUMNS)
+        return out.rows(rows, ["query", *columns])
     for q in dict.fromkeys(r["query"] for r in rows):
-        _echo_table([{**r, "vote_share": f"{r['vote_share']:.0%}"} for r in rows
-                     if r["query"] == q], COLUMNS[1:], title=f"{q}: in every space "
-                     f"({k} nearest)")
+        _echo_table([{**r, "vote_share": f"{r['vote_share']:.0%}"} if "vote_share" in r else r
+                     for r in rows if r["query"] == q], columns, title=f"{q}: {title}")
 
 
 def _sql_text(query: str) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, UploadFile
+from fastapi import Path as PathParam
 from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -16,11 +17,14 @@ from actdb.database import Upload
 from actdb.errors import WeightsUnavailable
 from actdb.serve.models import (
     ERRORS,
+    MAX_ID,
+    AcrossRow,
     Health,
     ImageIdPart,
     ImagePart,
     JPEGResponse,
     PNGResponse,
+    SpaceInfo,
     SqlRequest,
     SqlResult,
     VectorPart,
@@ -32,10 +36,16 @@ router = APIRouter(prefix="/api", responses=ERRORS)
 #: The space a query route asks (a name or unique short form; left out: the default).
 SpaceParam = Query(None, description="The space to ask: MODEL/LAYER or a unique short form "
                    "(GET /api/spaces lists them); left out: the store's default.")
+#: ... and where every space can be asked at once.
+SpaceOrAll = Query(None, description="The space to ask: MODEL/LAYER, a unique short form "
+                   "(GET /api/spaces lists them), or all (a row per space, as POST "
+                   "/api/across); left out: the store's default.")
+#: A stored image's id in a path (images.image_id is a BIGINT).
+ImageIdPath = PathParam(ge=0, le=MAX_ID, description="The id of a stored image.")
 
 
 def db_of(request: Request, space: str | None):
-    """The served store, in the space asked."""
+    """The served store, in the space asked (404 for a space it lacks)."""
     db = request.app.state.db
     return db if space is None else db.in_space(space)
 
@@ -75,9 +85,9 @@ def health(request: Request) -> Health:
 
 
 @router.get("/info")
-def info(request: Request) -> dict[str, Any]:
-    """The store's info, without the server's absolute paths."""
-    d = request.app.state.db.info()
+def info(request: Request, space: str | None = SpaceParam) -> dict[str, Any]:
+    """The store's info in the space asked, without the server's absolute paths."""
+    d = db_of(request, space).info()
     d.pop("store", None)
     d["roots"] = len(d["roots"])
     return render.plain(d)
@@ -95,17 +105,28 @@ def classes(request: Request) -> list[dict[str, Any]]:
 
 
 @router.get("/spaces")
-def spaces(request: Request) -> list[dict[str, Any]]:
+def spaces(request: Request) -> list[SpaceInfo]:
     """The store's spaces, the default first."""
     return render.records(request.app.state.db.spaces())
 
 
 @router.post("/across")
 async def across(request: Request, image: ImagePart = None, image_id: ImageIdPart = None,
-                 k: int = Query(50, ge=1, le=1000)) -> list[dict[str, Any]]:
-    """Where the query lands in every space: a row per space."""
+                 k: int = Query(50, ge=1, le=1000), classes: str | None = Query(None),
+                 split: str | None = Query(None), where: str | None = Query(None),
+                 include_self: bool = Query(False),
+                 recall: float | None = Query(None, gt=0, le=1),
+                 space: str | None = Query(None, description="Only all (or left out): this "
+                                           "route asks every space.")) -> list[AcrossRow]:
+    """Where the query lands in every space: a row per space, each space answering as
+    ``/api/nearest`` does with the same options."""
+    if space not in (None, "all"):
+        raise HTTPException(400, f"across asks every space; ask the space {space} alone with "
+                            "POST /api/nearest?space=...")
     q = await query_of(request, image, image_id, None)
-    df = await run_in_threadpool(request.app.state.db.across_spaces, q, k=k)
+    df = await run_in_threadpool(request.app.state.db.across_spaces, q, k=k, classes=classes,
+                                 split=split, where=where, include_self=include_self,
+                                 recall=recall)
     return render.records(df)
 
 
@@ -116,8 +137,15 @@ async def nearest(request: Request, image: ImagePart = None,
                   split: str | None = Query(None), where: str | None = Query(None),
                   include_self: bool = Query(False),
                   recall: float | None = Query(None, gt=0, le=1),
-                  space: str | None = SpaceParam) -> dict[str, Any]:
+                  space: str | None = SpaceOrAll) -> dict[str, Any]:
+    """The k nearest stored images of the query in the space asked; ``space=all``:
+    ``{"k": k, "across": [rows as POST /api/across answers]}``."""
     q = await query_of(request, image, image_id, vector)
+    if space == "all":
+        df = await run_in_threadpool(request.app.state.db.across_spaces, q, k=k,
+                                     classes=classes, split=split, where=where,
+                                     include_self=include_self, recall=recall)
+        return {"k": k, "across": render.records(df)}
     db = await run_in_threadpool(db_of, request, space)
     res = await run_in_threadpool(db.nearest, q, k=k, classes=classes,
                                   split=split, where=where, include_self=include_self,
@@ -129,8 +157,14 @@ async def nearest(request: Request, image: ImagePart = None,
 async def centroids(request: Request, image: ImagePart = None,
                     image_id: ImageIdPart = None, vector: VectorPart = None,
                     k: int = Query(10, ge=1, le=1000), classes: str | None = Query(None),
-                    space: str | None = SpaceParam) -> list[dict[str, Any]]:
+                    space: str | None = SpaceOrAll) -> list[dict[str, Any]]:
+    """Classes ranked by the query's distance to their centroid; ``space=all``: in every
+    space, each row naming its ``space``."""
     q = await query_of(request, image, image_id, vector)
+    if space == "all":
+        df = await run_in_threadpool(request.app.state.db.centroids_across_spaces, q, k=k,
+                                     classes=classes)
+        return render.records(df)
     db = await run_in_threadpool(db_of, request, space)
     df = await run_in_threadpool(db.centroids, q, k=k, classes=classes)
     return render.records(df)
@@ -138,13 +172,14 @@ async def centroids(request: Request, image: ImagePart = None,
 
 @router.get("/images/{image_id}", response_class=FileResponse,
             responses=binary("image/*", "The image file as stored."))
-def image_file(request: Request, image_id: int):
+def image_file(request: Request, image_id: int = ImageIdPath):
     return FileResponse(request.app.state.db.image_file(image_id))
 
 
 @router.get("/images/{image_id}/thumb", response_class=JPEGResponse,
             responses=binary("image/jpeg", "A JPEG thumbnail, at most size px a side."))
-def image_thumb(request: Request, image_id: int, size: int = Query(128, ge=16, le=512)):
+def image_thumb(request: Request, image_id: int = ImageIdPath,
+                size: int = Query(128, ge=16, le=512)):
     return JPEGResponse(request.app.state.db.thumbnail(image_id, size))
 
 
@@ -164,7 +199,8 @@ def sql(request: Request, body: SqlRequest) -> SqlResult:
              responses=binary("image/png", "The figure as a PNG."))
 async def plot(request: Request, kind: str, image: ImagePart = None,
                image_id: ImageIdPart = None, vector: VectorPart = None,
-               classes: str | None = Query(None), random_classes: int = Query(0, ge=0),
+               classes: str | None = Query(None),
+               random_classes: int = Query(0, ge=0, le=10_000),
                per_class: int = Query(100, ge=1, le=2000), log: bool = Query(False),
                space: str | None = SpaceParam):
     q = await query_of(request, image, image_id, vector)

@@ -80,21 +80,36 @@ def points_payload(m) -> tuple[bytes, dict]:
     return data, {**render.plain(m.describe()), **meta}
 
 
+#: Seconds a client waits before asking again for a map being built.
+RETRY_AFTER_S = 5
+
+
 def _map(request: Request, map_id: str, space: str | None = None):
+    """A stored map of the space asked (an unknown space or map: 404); ``default``: the
+    server's default map, made in the background (503 with Retry-After while it is)."""
     db = db_of(request, space)
-    if map_id == "default":  # the default space's
+    if map_id == "default":
+        if not db.store.space.is_default:
+            return db.stored_map(None)  # another space's default map, made by actdb map
         job = request.app.state.default_map
         if job.map_id is None:
-            raise HTTPException(404, f"the default map is {job.state}"
-                                + (f": {job.error}" if job.error else ""))
+            building = job.state in ("building", "not started")
+            raise HTTPException(503 if building else 404, f"the default map is {job.state}"
+                                + (f": {job.error}" if job.error else ""),
+                                headers={"Retry-After": str(RETRY_AFTER_S)} if building
+                                else None)
         map_id = job.map_id
     return db.stored_map(map_id)
 
 
 @router.get("")
-def maps(request: Request) -> dict[str, Any]:
-    """The stored maps and the default map's state."""
+def maps(request: Request, space: str | None = Query(
+        None, description="Only the maps of this space (MODEL/LAYER or a unique short form); "
+        "left out: every space's, each naming its space.")) -> dict[str, Any]:
+    """The stored maps (each with the ``space`` it maps) and the default map's state."""
     df = request.app.state.db.maps().drop(columns=["settings"])
+    if space is not None:
+        df = df[df.space == db_of(request, space).store.space.name]
     return {"default": request.app.state.default_map.status(),
             "maps": render.records(df)}
 
@@ -102,8 +117,12 @@ def maps(request: Request) -> dict[str, Any]:
 @router.get("/{map_id}")
 def map_meta(request: Request, map_id: str, space: str | None = SpaceParam
              ) -> dict[str, Any]:
-    if map_id == "default" and request.app.state.default_map.map_id is None:
-        return {"default": request.app.state.default_map.status()}
+    """What a map's points payload holds; for the server's default map while it is made,
+    ``{"default": its state}`` (what the page polls)."""
+    job = request.app.state.default_map
+    if map_id == "default" and job.map_id is None and \
+            db_of(request, space).store.space.is_default:
+        return {"default": job.status()}
     _, meta = points_payload(_map(request, map_id, space))
     return meta
 

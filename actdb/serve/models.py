@@ -79,7 +79,9 @@ class BytesResponse(Response):
 # ``format: binary`` is how OpenAPI generators know a part is a file to upload.
 ImagePart = Annotated[UploadFile, File(description="An image file to embed (PNG, JPEG, ...).",
                                        json_schema_extra={"format": "binary"})]
-ImageIdPart = Annotated[int, Form(description="The id of a stored image.")]
+#: the largest image id (images.image_id is a BIGINT): beyond it a 422, never an overflow
+MAX_ID = 2**63 - 1
+ImageIdPart = Annotated[int, Form(ge=0, le=MAX_ID, description="The id of a stored image.")]
 VectorPart = Annotated[str, Form(description="A JSON list of the store's dim numbers.")]
 
 
@@ -87,6 +89,45 @@ class Health(BaseModel):
     status: str = Field(description='"ok" while the server answers.')
     model_ready: bool = Field(description="Whether image queries can be embedded.")
     images: int = Field(description="Images in the store.")
+
+
+class SpaceInfo(BaseModel):
+    """One space of the store (``GET /api/spaces``)."""
+
+    name: str = Field(description="MODEL/LAYER, e.g. vgg19/block5_conv4.")
+    default: bool = Field(description="Whether a query without a space asks this one.")
+    model: str | None
+    layer: str | None
+    pool: str | None
+    dim: int
+    image_size: int | None = None
+    precision: str | None = None
+    fingerprint: str | None
+    shards: int
+    vectors: int
+    index: str | None = Field(None, description="The index kind, or null before one.")
+    onnx: bool = Field(description="Whether the space keeps its model as ONNX for queries.")
+    view: str = Field(description="The SQL view of its vectors.")
+
+
+class AcrossRow(BaseModel):
+    """Where one query lands in one space (``POST /api/across``, ``nearest?space=all``)."""
+
+    query: str
+    space: str
+    default: bool
+    top_class: str | None = Field(description="The class the k nearest images vote for.")
+    vote_share: float
+    top_classes: str = Field(description="The first classes of the vote with their shares.")
+    nearest_centroid: str | None
+    centroid_distance: float | None
+    inside_p95: bool | None = Field(description="Whether the query lies inside the nearest "
+                                    "class's p95 radius.")
+    ratio_to_p95: float | None
+    nn_distance: float | None
+    nn_percentile: float | None
+    route: str | None = Field(description="How an image query was embedded (onnx-fp32, "
+                              "keras-bf16...); null for a stored image's own vector.")
 
 
 class SqlRequest(BaseModel):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from actdb.errors import QueryError
+from actdb.errors import NotFound, QueryError
 from actdb.store import catalog
 from actdb.store.catalog import files, reads
 from actdb.store.catalog.schema import SpaceRow
@@ -64,7 +64,7 @@ def pick_space(rows: list[SpaceRow], name: str | None) -> SpaceRow:
     if short:
         raise QueryError(f"space {name!r} could mean {', '.join(r.name for r in short)}; "
                          "name it in full", param="space")
-    raise QueryError(f"no space {name!r} in this store; its spaces: {names} "
+    raise NotFound(f"no space {name!r} in this store; its spaces: {names} "
                      "(`actdb spaces` lists them)", param="space")
 
 

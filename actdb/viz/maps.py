@@ -199,16 +199,20 @@ def describe_sample(sample: dict) -> str:
 
 
 def list_maps(store) -> pd.DataFrame:
-    """Every stored map, newest first: its ``sample`` in words and projection ``seed`` (what
-    tells two maps of one method apart), and ``current`` (False: made before the store last
-    changed)."""
+    """Every stored map of every space, newest first: the ``space`` it maps, its ``sample``
+    in words and projection ``seed`` (what tells two maps of one method apart), and
+    ``current`` (False: made before its space last changed)."""
     with store.reader() as con:
         df = reads.maps(con)
-        state = reads.store_state(con, store.space.name)
+        spaces = reads.spaces(con)
+        states = {s.name: reads.store_state(con, s.name) for s in spaces}
+    default = next(s.name for s in spaces if s.is_default)
     settings = [json.loads(s) for s in df.settings]
-    df.insert(2, "sample", [describe_sample(s["sample"]) for s in settings])
-    df.insert(3, "seed", [s["projection"]["seed"] for s in settings])
-    df["current"] = df.store_state == state
+    df.insert(1, "space", [s.get("space") or default for s in settings])
+    df.insert(3, "sample", [describe_sample(s["sample"]) for s in settings])
+    df.insert(4, "seed", [s["projection"]["seed"] for s in settings])
+    df["current"] = [states.get(sp) == st for sp, st in zip(df.space, df.store_state,
+                                                           strict=True)]
     return df
 
 

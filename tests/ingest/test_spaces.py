@@ -112,6 +112,41 @@ def test_across_spaces_asks_every_space_as_each_would_alone(two_layers, tree):
             assert (r.nearest_centroid, r.inside_p95) == (cent.class_name, cent.inside)
 
 
+def test_every_option_of_nearest_and_centroids_means_the_same_in_every_space(two_layers, tree,
+                                                                            tmp_path):
+    """--space all honours classes, include_self and the query cache, and centroids --space
+    all ranks k centroids in each space (not the neighbour vote)."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from actdb.cli import app
+
+    store = tmp_path / "s"
+    shutil.copytree(two_layers, store)
+    query = str(next(tree.rglob("*.JPEG")))
+    with actdb.open(store) as db:
+        got = db.across_spaces([query, "id:3"], k=5, classes="tench", include_self=True)
+        assert set(got.top_class) == {"tench"} and set(got.nearest_centroid) == {"tench"}
+        assert (got[got["query"] == "id:3"].nn_distance == 0).all()
+        assert set(got[got["query"] != "id:3"].route) == {"keras-fp32"}
+        for space in (B4, B5):  # each space's cache holds the image now
+            assert db.in_space(space).nearest(query, k=1).answers[0].context["cached"]
+        cents = db.centroids_across_spaces(query, k=2)
+        assert cents.space.tolist() == [B4, B4, B5, B5] and cents["rank"].tolist() == [1, 2] * 2
+        for space in (B4, B5):
+            alone = db.in_space(space).centroids(query, k=2)
+            mine = cents[cents.space == space]
+            assert mine.class_name.tolist() == alone.class_name.tolist()
+            np.testing.assert_allclose(mine.distance, alone.distance)
+    res = CliRunner().invoke(app, ["centroids", query, "--space", "all", "-k", "2", "--store",
+                                   str(store), "--format", "tsv"])
+    assert res.exit_code == 0, res.output
+    lines = res.stdout.splitlines()
+    assert lines[0].split("\t")[:4] == ["query", "space", "rank", "distance"]
+    assert "class_p95_dist" in lines[0] and "vote_share" not in lines[0] and len(lines) == 5
+
+
 def test_adding_a_model_fills_every_image_and_new_images_go_into_every_space(two_layers,
                                                                               tmp_path):
     store = tmp_path / "store"

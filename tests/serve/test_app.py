@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 import actdb
+from actdb import render
 from actdb.serve.app import ServeConfig, create_app
 from tests.helpers import class_image
 
@@ -25,6 +26,22 @@ def _png(img=None) -> bytes:
     buf = io.BytesIO()
     (img or class_image(2, 11)).save(buf, "PNG")
     return buf.getvalue()
+
+
+def test_space_all_answers_as_the_library_and_the_schema_declares_its_rows(client,
+                                                                          built_store):
+    db = actdb.open(built_store)
+    r = client.post("/api/nearest?k=5&space=all&classes=tench", data={"image_id": "3"})
+    assert r.status_code == 200, r.text
+    want = db.across_spaces("id:3", k=5, classes="tench")
+    assert r.json() == {"k": 5, "across": json.loads(json.dumps(render.records(want)))}
+    r = client.post("/api/centroids?k=2&space=all", data={"image_id": "3"})
+    assert [(c["space"], c["rank"]) for c in r.json()] == [("vgg19/block5_conv4", 1),
+                                                           ("vgg19/block5_conv4", 2)]
+    assert client.get("/api/info?space=block5_conv4").json()["space"] == "vgg19/block5_conv4"
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    assert {"space", "top_class", "route"} <= set(schemas["AcrossRow"]["properties"])
+    assert {"name", "dim", "vectors", "view"} <= set(schemas["SpaceInfo"]["properties"])
 
 
 def test_health_info_classes(client):
@@ -156,6 +173,16 @@ def test_uploads_reach_the_query_cache_in_one_deferred_write(client, built_store
     ("get", "/api/nosuch", {}, 404),                                   # Starlette's own
     ("post", "/api/sql", {"json": {"sql": "DROP TABLE images"}}, 403),  # an ActdbError
     ("post", "/api/centroids", {"data": {"image_id": "1"}, "params": {"classes": "nope"}}, 400),
+    # numbers beyond images.image_id's BIGINT: refused, never an overflow (a 500)
+    ("get", f"/api/images/{2**63}", {}, 422),
+    ("get", f"/api/images/{2**64}/thumb", {}, 422),
+    ("get", "/api/images/-1", {}, 422),
+    ("post", "/api/across", {"data": {"image_id": str(2**63)}}, 422),
+    ("post", "/api/nearest", {"data": {"image_id": str(10**30)}}, 422),
+    ("post", "/api/plot/pca?random_classes=100000000000000000000", {"data": {"image_id": "1"}},
+     422),
+    ("get", "/api/info?space=nosuch", {}, 404),
+    ("post", "/api/across?space=vgg19", {"data": {"image_id": "1"}}, 400),
 ])
 def test_every_error_has_one_shape(client, method, path, kwargs, status):
     r = getattr(client, method)(path, **kwargs)

@@ -64,11 +64,22 @@ def test_a_query_is_placed_with_its_distances_to_every_point(client, built_store
 
 
 def test_unknown_maps_and_a_server_without_one_answer_clearly(client, built_store):
-    r = client.get("/api/maps/pca-nope/points")
-    assert r.status_code == 400 and "no map pca-nope" in r.json()["error"]
+    for path in ("/api/maps/pca-nope/points", "/api/maps/0", "/api/maps/0/points"):
+        r = client.get(path)
+        assert r.status_code == 404 and "no map" in r.json()["error"], path
+    for path in ("/api/maps/default?space=nosuch", "/api/maps/default/points?space=nosuch",
+                 "/api/maps?space=nosuch"):
+        r = client.get(path)
+        assert r.status_code == 404 and "no space 'nosuch'" in r.json()["error"], path
+    assert {m["space"] for m in client.get("/api/maps").json()["maps"]} == {
+        "vgg19/block5_conv4"}
     with TestClient(create_app(ServeConfig(store=built_store, map_method=None,
                                            warm_model=False))) as c:
         assert c.get("/api/maps/default").json() == {"default": {
             "state": "off", "method": None, "map_id": None, "error": None}}
         r = c.get("/api/maps/default/points")
         assert r.status_code == 404 and "default map is off" in r.json()["error"]
+        c.app.state.default_map.state = "building"  # as while the thread makes it
+        r = c.get("/api/maps/default/points")
+        assert r.status_code == 503 and r.headers["retry-after"] == "5"
+        assert "default map is building" in r.json()["error"]
