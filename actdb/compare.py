@@ -29,6 +29,12 @@ from actdb.errors import UsageError
 CHUNK = 8192  # rows read at a time
 
 
+def one_space(name: str) -> str:
+    """Why a store of one space has nothing to compare, and what to do."""
+    return (f"this store has one space ({name}); compare needs two or more: add a layer "
+            "(`actdb ingest ROOT --layers A,B`) or a model (`actdb ingest ROOT --model NAME`)")
+
+
 def _check(x, y) -> int:
     if len(x) != len(y):
         raise UsageError(f"the spaces hold different images ({len(x)} != {len(y)} rows)")

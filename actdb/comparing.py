@@ -23,7 +23,13 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from actdb.compare import knn_accuracy, linear_cka, minibatch_cka, same_over_different
+from actdb.compare import (
+    knn_accuracy,
+    linear_cka,
+    minibatch_cka,
+    one_space,
+    same_over_different,
+)
 from actdb.errors import QueryError, StoreError, UsageError
 from actdb.store.catalog import reads, writes
 from actdb.store.store import Store
@@ -57,8 +63,15 @@ class CompareResult:
                 "separation": self.separation.to_dict("records"), "seconds": self.seconds}
 
 
+#: The fewest shared images a comparison is made on.
+MIN_SAMPLE = 4
+
+
 def _check(cfg: CompareConfig) -> None:
-    for name in ("sample", "k", "queries", "pairs"):
+    if cfg.sample < MIN_SAMPLE:
+        raise UsageError(f"sample must be at least {MIN_SAMPLE} images, not {cfg.sample}",
+                         param="sample")
+    for name in ("k", "queries", "pairs"):
         if getattr(cfg, name) < 1:
             raise UsageError(f"{name} must be at least 1, not {getattr(cfg, name)}",
                              param=name)
@@ -101,8 +114,11 @@ def compare_spaces(store: Store, cfg: CompareConfig | None = None) -> CompareRes
     _check(cfg)
     t0 = time.perf_counter()
     ids, names = shared_sample(store, cfg)
-    if len(ids) < 4:
-        raise UsageError(f"the spaces share {len(ids)} images; comparing needs at least 4")
+    if len(names) < 2:
+        raise UsageError(one_space(names[0]))
+    if len(ids) < MIN_SAMPLE:
+        raise UsageError(f"the spaces share {len(ids)} images; comparing needs at least "
+                         f"{MIN_SAMPLE}")
     vecs = {n: sample_vectors(store.in_space(n), ids) for n in names}
     with store.reader() as con:
         meta = reads.image_meta(con, ids)

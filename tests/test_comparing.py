@@ -90,3 +90,20 @@ def test_the_sample_is_read_from_the_index_exactly_as_from_the_shards(tmp_path, 
             sub.index(kind=kind)
             got = sample_vectors(sub.store, ids)
             np.testing.assert_array_equal(got, vecs[name[-1]][ids])
+
+
+def test_a_store_of_one_space_and_a_sample_too_small_are_refused_in_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from actdb.cli import app
+
+    one, _ = synthetic_spaces(tmp_path / "one", n=6, dims=(4,))
+    runner = CliRunner()
+    for args in (["compare"], ["plot", "cka", "-o", str(tmp_path / "c.png")]):
+        res = runner.invoke(app, [*args, "--store", str(one)])
+        assert res.exit_code != 0 and isinstance(res.exception, SystemExit | None), args
+        assert "has one space (synthetic/a); compare needs two or more" in res.stderr, args
+    two, _ = synthetic_spaces(tmp_path / "two", n=6)
+    res = runner.invoke(app, ["compare", "--sample", "1", "--store", str(two)])
+    assert res.exit_code == 2 and "sample must be at least 4 images, not 1" in res.stderr
+    assert "share" not in res.stderr

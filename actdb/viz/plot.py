@@ -48,6 +48,10 @@ def cka_matrix(store) -> tuple[list[str], np.ndarray]:
         rows = reads.spaces(con)
     names = [n for n in depth_order([(r.model, r.layer) for r in rows])
              if n in set(sim.space_a) | set(sim.space_b)]
+    if len(rows) < 2:
+        from actdb.compare import one_space
+
+        raise QueryError(one_space(rows[0].name))
     if sim.empty:
         raise QueryError("no comparison of spaces yet: run `actdb compare` (it needs two "
                          "spaces or more)")
