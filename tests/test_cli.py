@@ -232,7 +232,7 @@ def test_map_is_made_once_listed_and_exports_are_written(built_store, tmp_path):
     assert {(m["map_id"], m["points"], m["current"]) for m in listed} >= {(map_id, 9, True)}
     res = runner.invoke(app, ["export", str(tmp_path / "p"), "--to", "projector",
                               "--per-class", "2", "--store", str(store)])
-    assert res.exit_code == 0 and "wrote 6 rows" in res.output
+    assert res.exit_code == 0 and "wrote 6 rows of the space vgg19/block5_conv4" in res.output
     assert "at most 2 a class" in res.output  # the sampling is said
     bad = runner.invoke(app, ["export", str(tmp_path / "x"), "--to", "csv", "--store",
                               str(store)])

@@ -155,6 +155,16 @@ class Output:
         if text is not None:
             typer.echo(text, nl=False)
 
+    def arrow(self, table) -> None:
+        """A pyarrow Table (``sql``'s answer): Parquet gets it as it is (its types kept,
+        ``FLOAT[512]`` a fixed-size list of float32), the other formats its rows."""
+        if self.fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            pq.write_table(table, self.path)
+        else:
+            self.rows(table.to_pylist(), table.column_names)
+
 
 def output_options(fn):
     """Give a command the shared output options; it receives them as ``out: Output``."""

@@ -146,8 +146,7 @@ def sql(
 
     Example: actdb sql "SELECT class_name, mean_dist FROM class_stats ORDER BY mean_dist LIMIT 5"
     """
-    table = _db(store).sql(_sql_text(query))
-    out.rows(table.to_pylist(), table.column_names)
+    out.arrow(_db(store).sql(_sql_text(query)))
 
 
 @command("examples")

@@ -282,7 +282,8 @@ def export_cmd(
         r = _db(store, space).export(to, output, classes=classes, per_class=per_class, where=where,
                               seed=seed, queries=query or [], method=method,
                               base_url=base_url, progress=stage)
-    typer.echo(f"wrote {r.rows} rows to {r.path} ({', '.join(r.files)})")
+    typer.echo(f"wrote {r.rows} rows of the space {r.space} to {r.path} "
+               f"({', '.join(r.files)})")
     if r.note:
         _note(r.note)
     if r.open_with:

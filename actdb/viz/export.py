@@ -59,6 +59,7 @@ class ExportResult:
     files: list[str] = field(default_factory=list)
     note: str | None = None
     open_with: str | None = None
+    space: str | None = None  # whose vectors (and map coordinates) were written
 
 
 def _url(base_url: str | None, file: str) -> str:
@@ -161,13 +162,13 @@ def export_parquet(store, ids: np.ndarray, path: str | Path, note: str | None = 
                 m = store.manifest
                 t = t.replace_schema_metadata({"actdb": (
                     f"{m.model_label} {m.layer}, {m.pool}-pooled, {dim}-d, "
-                    f"weights {Path(m.weights).name}")})
+                    f"weights {Path(m.weights).name}"), "actdb_space": store.space.name})
                 writer = pq.ParquetWriter(path, t.schema)
             writer.write_table(t.cast(writer.schema))
     finally:
         if writer is not None:
             writer.close()
-    return ExportResult("parquet", path, len(ids), [path.name], note)
+    return ExportResult("parquet", path, len(ids), [path.name], note, space=store.space.name)
 
 
 def export_projector(store, ids: np.ndarray, folder: str | Path, note: str | None = None,
@@ -227,7 +228,8 @@ def export_projector(store, ids: np.ndarray, folder: str | Path, note: str | Non
            if base_url else "or serve the folder and export again with --base-url for "
            "projector.tensorflow.org")
     return ExportResult("projector", folder, len(ids), files, note,
-                        f"tensorboard --logdir {folder} (pip install tensorboard), {how}")
+                        f"tensorboard --logdir {folder} (pip install tensorboard), {how}",
+                        space=store.space.name)
 
 
 def projector_json(name: str, shape: tuple[int, int], tile: int,
@@ -269,14 +271,17 @@ def export_atlas(store, path: str | Path, queries: list, *, stored_map=None,
     points = points.merge(_meta_frame(store, points.image_id.to_numpy()), on="image_id")
     placed_queries = pd.DataFrame({"name": [q.name for q in queries], "x": placed[:, 0],
                                    "y": placed[:, 1], "source": [str(q.source) for q in queries]})
-    return _write_atlas(points, path, placed_queries, note, first_classes, stage=stage)
+    return _write_atlas(points, path, placed_queries, note, first_classes, stage=stage,
+                        space=store.space.name)
 
 
 def _write_atlas(points: pd.DataFrame, path: str | Path, queries: pd.DataFrame | None = None,
                  note: str | None = None, first_classes: list[str] | None = None,
-                 thumb: int = 64, stage: Stage | None = None) -> ExportResult:
+                 thumb: int = 64, stage: Stage | None = None, space: str | None = None
+                 ) -> ExportResult:
     """An Embedding Atlas Parquet of map ``points`` (image_id, x, y, class_name, split, path,
-    root) and placed ``queries`` (name, x, y, source), the queries keyed -1, -2, ..."""
+    root) and placed ``queries`` (name, x, y, source), the queries keyed -1, -2, ...; the
+    ``space`` whose vectors were mapped is in the file's metadata (``actdb_space``)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -307,8 +312,8 @@ def _write_atlas(points: pd.DataFrame, path: str | Path, queries: pd.DataFrame |
     t = t.append_column("thumbnail", pa.StructArray.from_arrays(
         [pa.array(images, pa.binary()), pa.array(rows["thumb_path"].astype(str).tolist())],
         names=["bytes", "path"]))
-    pq.write_table(t.replace_schema_metadata({"actdb": "open with: embedding-atlas "
-                                              f"{path.name} --x x --y y --image thumbnail"}),
-                   path)
+    meta = {"actdb": f"open with: embedding-atlas {path.name} --x x --y y --image thumbnail",
+            **({"actdb_space": space} if space else {})}
+    pq.write_table(t.replace_schema_metadata(meta), path)
     return ExportResult("atlas", path, t.num_rows, [path.name], note,
-                        f"embedding-atlas {path} --x x --y y --image thumbnail")
+                        f"embedding-atlas {path} --x x --y y --image thumbnail", space=space)

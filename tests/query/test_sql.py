@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -48,6 +49,14 @@ def test_sql_formats(built_store, tmp_path):
     import pyarrow.parquet as pq
 
     assert res.exit_code == 0 and pq.read_table(out).num_rows == 3
+    res = runner.invoke(app, ["sql", "SELECT image_id, vec FROM activations ORDER BY image_id",
+                              "--store", str(built_store), "--format", "parquet", "-o", str(out)])
+    import pyarrow as pa
+
+    got = pq.read_table(out)  # the vectors as DuckDB gives them: FLOAT[512], not list<double>
+    assert res.exit_code == 0 and got.schema.field("vec").type == pa.list_(pa.float32(), 512)
+    np.testing.assert_array_equal(np.stack(got.column("vec").to_numpy(zero_copy_only=False)),
+                                  actdb.open(built_store).vectors()[1])
     res = runner.invoke(app, ["sql", "SELECT nope", "--store", str(built_store)])
     assert res.exit_code == 1 and res.stderr.startswith("error: SQL error")
 

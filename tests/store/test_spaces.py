@@ -134,3 +134,16 @@ def test_a_map_belongs_to_its_space(store):
             theirs.points.image_id.tolist()
         with pytest.raises(QueryError, match="a map of the space synthetic/b"):
             db.stored_map(theirs.map_id)
+
+
+def test_every_spaces_named_queries_are_in_queries_all(store):
+    path, vecs = store
+    with actdb.open(path) as db:
+        db.resolve(vecs["a"][1], names=["in_a"])
+        db.in_space("b").resolve(vecs["b"][2], names=["in_b"])
+        rows = db.sql("SELECT space, name, route, vec FROM queries_all ORDER BY name"
+                      ).to_pylist()
+        assert [(r["space"], r["name"]) for r in rows] == [("synthetic/a", "in_a"),
+                                                           ("synthetic/b", "in_b")]
+        np.testing.assert_array_equal(np.array(rows[1]["vec"], np.float32), vecs["b"][2])
+        assert db.sql("SELECT name FROM queries").to_pylist() == [{"name": "in_a"}]

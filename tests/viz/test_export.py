@@ -94,6 +94,7 @@ def test_atlas_parquet_has_the_columns_embedding_atlas_reads(db, tmp_path):
                   per_class=4)
     t = pq.read_table(tmp_path / "a.parquet")
     assert r.rows == t.num_rows == 13
+    assert r.space == t.schema.metadata[b"actdb_space"].decode() == "vgg19/block5_conv4"
     names = set(t.schema.names)
     assert {"x", "y", "class_name", "class", "path", "image_id", "thumbnail"} <= names
     assert str(t.schema.field("thumbnail").type) == "struct<bytes: binary, path: string>"
