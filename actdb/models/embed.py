@@ -169,15 +169,35 @@ def uint8_images(images) -> np.ndarray:
     return a
 
 
-def _forward(model, x: np.ndarray, jax: bool) -> list[np.ndarray]:
-    """A Keras model's outputs (one or several) on a batch, as float32."""
-    n = len(x)
-    if jax and n & (n - 1):  # JAX compiles per shape: pad to a power of two
-        x = np.concatenate([x, np.zeros((1 << n.bit_length(), *x.shape[1:]),
-                                        x.dtype)[: (1 << n.bit_length()) - n]])
-    out = model.predict_on_batch(x)
-    return [np.asarray(o, dtype=np.float32)[:n] for o in (out if isinstance(out, list | tuple)
-                                                           else [out])]
+class _Forward:
+    """A uint8-input Keras model's forward pass on a batch: its outputs (one or several) as
+    float32. On TensorFlow one ``tf.function`` of a fixed signature (any batch size), traced
+    once: Keras' ``predict_on_batch`` traces again for every new batch size, and a process
+    with a few models (``--layers``, ``--space all``) drew TensorFlow's "triggered
+    tf.function retracing" warnings. JAX compiles per shape: batches are padded to a power
+    of two there."""
+
+    def __init__(self, keras, model, size: int):
+        self.model = model
+        self.backend = keras.backend.backend()
+        self._fn = None
+        if self.backend == "tensorflow":
+            import tensorflow as tf
+
+            self._fn = tf.function(lambda x: model(x, training=False), input_signature=[
+                tf.TensorSpec((None, size, size, 3), tf.uint8)])
+
+    def __call__(self, x: np.ndarray) -> list[np.ndarray]:
+        n = len(x)
+        if self._fn is not None:
+            out = self._fn(x)
+        else:
+            if self.backend == "jax" and n & (n - 1):
+                x = np.concatenate([x, np.zeros((1 << n.bit_length(), *x.shape[1:]),
+                                                x.dtype)[: (1 << n.bit_length()) - n]])
+            out = self.model.predict_on_batch(x)
+        return [np.asarray(o, dtype=np.float32)[:n] for o in (out if isinstance(out, list | tuple)
+                                                               else [out])]
 
 
 class Embedder:
@@ -217,7 +237,7 @@ class Embedder:
         self.weights_sha256 = weights_sha256(self.features)
         self._preprocess = spec.preprocess_input()
         self.images_model = _on_uint8(keras, self.model, self._preprocess, size)
-        self._jax = keras.backend.backend() == "jax"
+        self._forward = _Forward(keras, self.images_model, size)
         if warm:
             self.embed(np.zeros((1, size, size, 3), np.uint8))  # compile
 
@@ -243,7 +263,7 @@ class Embedder:
 
     def embed(self, images: np.ndarray) -> np.ndarray:
         """Pooled float32 vectors for a (n, size, size, 3) uint8 RGB batch."""
-        return _forward(self.images_model, uint8_images(images), self._jax)[0]
+        return self._forward(uint8_images(images))[0]
 
     def embed_files(self, paths: list[str | Path | bytes], batch_size: int = 32,
                     names: list[str] | None = None) -> np.ndarray:
@@ -274,12 +294,13 @@ class LayersEmbedder:
         first = self.members[0]
         self.model = keras.Model(net.base.input, [m.model.output for m in self.members])
         self.images_model = _on_uint8(keras, self.model, first._preprocess, net.size)
-        self.config, self._jax = first.config, first._jax
+        self.config = first.config
+        self._forward = _Forward(keras, self.images_model, net.size)
         self.embed(np.zeros((1, net.size, net.size, 3), np.uint8))  # compile
 
     def embed(self, images: np.ndarray) -> list[np.ndarray]:
         """Each layer's pooled float32 vectors for a uint8 RGB batch, from one forward pass."""
-        return _forward(self.images_model, uint8_images(images), self._jax)
+        return self._forward(uint8_images(images))
 
 
 class OneLayer:

@@ -89,3 +89,25 @@ def test_several_layers_in_one_pass_equal_each_layer_alone(pool):
         np.testing.assert_allclose(vecs, alone.embed(imgs), rtol=1e-6, atol=1e-6)
     with pytest.raises(UsageError, match="each layer once"):
         LayersEmbedder(cfg, ["block5_conv4", "block5_conv4"])
+
+
+@pytest.mark.slow  # builds four models
+def test_several_models_and_batch_sizes_draw_no_retracing_warning():
+    """Each Embedder traces its forward pass once, whatever the batch size: a process of a
+    few spaces (--layers, --space all) printed TensorFlow's retracing warnings."""
+    import logging
+
+    seen = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())
+    logger = logging.getLogger("tensorflow")
+    logger.addHandler(handler)
+    try:
+        for layer in ("block1_conv2", "block2_conv2", "block3_conv4", "block4_conv4"):
+            emb = Embedder(EmbedConfig(weights="random:0", image_size=32, precision="fp32",
+                                       layer=layer))
+            for n in (5, 3, 2, 1):
+                assert emb.embed(np.zeros((n, 32, 32, 3), np.uint8)).shape[0] == n
+    finally:
+        logger.removeHandler(handler)
+    assert not [m for m in seen if "retracing" in m]
