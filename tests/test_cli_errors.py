@@ -37,6 +37,7 @@ def stores(built_store, tmp_path_factory):
     class_image(0, 1).save(base / "q.png")
     np.save(base / "short.npy", np.zeros(7, np.float32))
     (base / "afile").write_text("x")
+    (base / "text.keras").write_text("not a model")
     return {"S": str(built_store), "NOSTATS": str(nostats), "EMPTY": str(empty),
             "MERGED": str(merged), "Q": str(base / "q.png"), "SHORT": str(base / "short.npy"),
             "MISSING": str(base / "missing"), "NODIR": str(base / "no" / "dir"),
@@ -70,8 +71,17 @@ BAD = [
     ("ingest {BASE}/bad --store {BASE}/s7 --layer a --layers b,c", "--layer goes without it"),
     ("ingest {BASE}/bad --store {BASE}/s8 --layers block5_conv4,block5_conv4",
      "name each layer once"),
-    ("compare --sample 0 --store {S}", "--sample must be at least 1"),
-    ("plot cka -o {BASE}/cka.png --store {S}", "run `actdb compare`"),
+    ("compare --sample 0 --store {S}", "--sample must be at least 4 images"),
+    ("plot cka -o {BASE}/cka.png --store {S}", "compare needs two or more"),
+    ("layers inception_v3 --image-size 10", "inception_v3 cannot take 10x10 px images"),
+    ("layers {BASE}/text.keras", "text.keras is not a Keras model file"),
+    ("layers vgg19 --preprocess bogus", "--preprocess 'bogus' is unknown"),
+    ("ingest {BASE}/bad --store {BASE}/s9 --layers ''", "--layers names no layer"),
+    ("ingest {BASE}/bad --store {BASE}/s9 --layers ,", "--layers names no layer"),
+    ("ingest {BASE}/bad --store {S} --precision fp16", "--precision 'fp16' is unknown"),
+    ("ingest {BASE}/bad --store {S} --resize bogus", "--resize 'bogus' is unknown"),
+    ("ingest {BASE}/bad --store {BASE}/s10 --weights random:0 --layers nosuchlayer",
+     "unknown layer 'nosuchlayer' for vgg19; `actdb layers"),  # no far-fetched "close:"
     ("centroids id:1 -k 0 --store {S}", "-k must be at least 1"),
     ("centroids id:1 --store {NOSTATS}", "not computed yet; run `actdb stats`"),
     ("stats --pairs-per-class 0 --store {S}", "--pairs-per-class must be at least 1"),

@@ -84,6 +84,9 @@ class IngestConfig:
         layers = options.pop("layers", None)
         if isinstance(layers, str):
             layers = [x.strip() for x in layers.split(",") if x.strip()]
+        if layers is not None and not layers:
+            raise UsageError("layers names no layer; give one or more, comma-separated "
+                             "(`actdb layers MODEL` lists them)", param="layers")
         if layers and options.get("layer"):
             raise UsageError("layers names every layer to embed; layer goes without it",
                              param=("layers", "layer"))
@@ -313,6 +316,7 @@ def store_recipe(store: str | Path, given: dict, layers=None) -> EmbedConfig:
     unknown = set(given) - set(RECIPE)
     if unknown:
         raise UsageError(f"unknown recipe option(s): {', '.join(sorted(unknown))}")
+    check_values(given)
     if not manifest_path(Path(store)).exists():
         return EmbedConfig(**given)
     s = Store.open(Path(store))
@@ -338,6 +342,25 @@ def store_recipe(store: str | Path, given: dict, layers=None) -> EmbedConfig:
                             "with the store's recipe, or use another store", param=conflicts)
     return EmbedConfig(**{**stored, **{k: v for k, v in given.items()
                                        if k in ("weights", "layer")}})
+
+
+def check_values(recipe: dict) -> None:
+    """UsageError for a recipe value no store can have (an unknown precision, resize or
+    pool), named as unknown before any comparison with a store's recipe.
+
+    >>> check_values({"precision": "fp16"})
+    Traceback (most recent call last):
+    actdb.errors.UsageError: precision 'fp16' is unknown; use one of auto, fp32, bf16
+    """
+    from actdb.images import RESIZE_METHODS
+    from actdb.models.embed import POOLS, PRECISIONS
+
+    for name, allowed in (("precision", PRECISIONS), ("resize", RESIZE_METHODS),
+                          ("pool", POOLS)):
+        value = recipe.get(name)
+        if value is not None and value not in allowed:
+            raise UsageError(f"{name} {value!r} is unknown; use one of {', '.join(allowed)}",
+                             param=name)
 
 
 def _model_name(model: str, preprocess: str | None) -> str:

@@ -217,7 +217,7 @@ class Embedder:
         if layer not in layers:
             import difflib
 
-            close = difflib.get_close_matches(layer, list(layers), n=3)
+            close = difflib.get_close_matches(layer, list(layers), n=3, cutoff=0.75)
             hint = f" (close: {', '.join(close)})" if close else ""
             raise UsageError(f"unknown layer {layer!r} for {spec.name}{hint}; `actdb layers "
                              f"{config.model}` lists its {len(layers)} layers", param="layer")

@@ -135,6 +135,9 @@ def get_spec(name: str, preprocess: str | None = None) -> ModelSpec:
     >>> get_spec("InceptionV3").name, get_spec("inception_v3").native_size
     ('inception_v3', 299)
     """
+    if preprocess not in (None, "", *PREPROCESS_MODES):
+        raise UsageError(f"preprocess {preprocess!r} is unknown; use one of "
+                         f"{', '.join(PREPROCESS_MODES)}", param="preprocess")
     if is_saved_model(name):
         return saved_spec(name, preprocess)
     spec = find_spec(name)
@@ -198,13 +201,13 @@ def layer_rows(model: str, *, image_size: int | None = None,
                preprocess: str | None = None) -> list[LayerRow]:
     """The layers of ``model`` (without its classifier) and their output shapes at
     ``image_size`` (default: its native size); no weights are needed."""
-    spec = get_spec(model, preprocess)
+    # listing a saved model's layers does not need its preprocessing
+    spec = get_spec(model, preprocess or ("none" if is_saved_model(model) else None))
     size = image_size or spec.native_size or 224
     if spec.saved:
         base = load_saved(spec)
     else:
-        base = getattr(heavy.keras().applications, spec.constructor)(
-            weights=None, include_top=False, input_shape=(size, size, 3))
+        base = construct(spec, weights=None, include_top=False, input_shape=(size, size, 3))
     names = layer_names(base, renumber=not spec.saved)
     default = spec.default_layer or last_spatial(dict(zip(names, base.layers, strict=True)))
     return [LayerRow(index=i, layer=name, kind=type(lyr).__name__,
@@ -304,8 +307,27 @@ def _download_failure(exc: Exception, spec: ModelSpec) -> WeightsUnavailable:
         f"{keras_cache_dir()} or pass --weights FILE (or random:SEED for an untrained net)")
 
 
+def construct(spec: ModelSpec, **kwargs):
+    """A registry network from its Keras constructor; an input size it cannot take is a
+    UsageError naming the size (Keras raises a ValueError deep in its shape checks)."""
+    try:
+        return getattr(heavy.keras().applications, spec.constructor)(**kwargs)
+    except ValueError as exc:
+        shape = kwargs.get("input_shape")
+        if shape is None or "input" not in str(exc).lower():
+            raise
+        reason = str(exc).split(";")[0].splitlines()[0]
+        raise UsageError(f"{spec.name} cannot take {shape[0]}x{shape[1]} px images ({reason}); "
+                         "give a larger --image-size", param="image_size") from None
+
+
 def load_saved(spec: ModelSpec):
     """A user's saved Keras model (``.keras``), uncompiled."""
+    import zipfile
+
+    if not zipfile.is_zipfile(spec.name):
+        raise UsageError(f"{spec.name} is not a Keras model file: a .keras file is a zip "
+                         "archive as model.save('m.keras') writes it", param="model")
     keras = heavy.keras()
     try:
         return keras.saving.load_model(spec.name, compile=False)
@@ -319,17 +341,15 @@ def load_application(spec: ModelSpec, weights: str, include_top: bool, input_sha
     """Build the network with the requested weights: a Keras application (its classifier
     when ``include_top``, which fixes the native input size), or a saved model.
     """
-    keras = heavy.keras()
     kind, value = parse_weights(default_weights(spec, weights))
     if spec.saved:
         model = load_saved(spec)
         build = None
     else:
-        ctor = getattr(keras.applications, spec.constructor)
         kwargs = {"include_top": include_top}
         if not include_top and input_shape is not None:
             kwargs["input_shape"] = tuple(input_shape)
-        build = lambda w: ctor(weights=w, **kwargs)  # noqa: E731
+        build = lambda w: construct(spec, weights=w, **kwargs)  # noqa: E731
     if kind == "imagenet":
         try:
             with contextlib.redirect_stdout(sys.stderr):  # Keras prints "Downloading data"

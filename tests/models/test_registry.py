@@ -114,6 +114,9 @@ def test_a_saved_model_embeds_like_keras_with_its_preprocessing_and_its_weights_
         Embedder(EmbedConfig(model=str(path), preprocess="torch", image_size=64))
     with pytest.raises(UsageError, match="no saved weights"):
         Embedder(EmbedConfig(model="vgg19", weights="saved", image_size=32))
+    # listing its layers needs no preprocessing
+    rows = registry.layer_rows(str(path))
+    assert [(r.layer, r.default) for r in rows if r.spatial][-1] == ("c2", True)
 
 
 def test_a_failed_download_names_the_file_keras_wanted(monkeypatch, tmp_path):
