@@ -108,6 +108,8 @@ def test_output_off_a_terminal_keeps_every_value_whole(built_store, tmp_path):
     assert res.exit_code == 0 and "…" not in res.stdout
     path = actdb.open(built_store).nearest("id:1", k=1).neighbors.path.iloc[0]
     assert f"\t{path}" in res.stdout  # tab-separated, the whole path
+    header = res.stdout.splitlines()[1].split("\t")  # after the title: the neighbours' table
+    assert header[:3] == ["rank", "distance", "image_id"]  # an id to follow up with id:N
     ids, vecs = actdb.open(built_store).vectors([2])
     q = "SELECT vec FROM activations WHERE image_id = 2"
     res = runner.invoke(app, ["sql", q, "--format", "csv", "--store", store])

@@ -70,7 +70,8 @@ def nearest(
         if not q["neighbors"]:
             typer.echo(f"{q['query']}: no images match")
             continue
-        _echo_table(q["neighbors"], ["rank", "distance", "class_name", "synset", "path"],
+        _echo_table(q["neighbors"], ["rank", "distance", "image_id", "class_name", "synset",
+                                     "path"],
                     title=f"{q['query']}: {len(q['neighbors'])} nearest ({d['metric']})")
         _echo_table([{**c, "share": f"{c['share']:.0%}"} for c in q["classes"]],
                     ["class_name", "synset", "count", "share"], title="class vote")

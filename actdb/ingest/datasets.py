@@ -14,8 +14,10 @@ writes it: ``https://host/imagenette2-160.tgz#md5=...``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import sys
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,7 +88,9 @@ def fetch(name: str) -> Path:
     if (root / "train").is_dir():
         return root
     try:
-        archive = Path(heavy.keras().utils.get_file(r.filename, r.url, cache_subdir="datasets"))
+        with contextlib.redirect_stdout(sys.stderr):  # Keras prints "Downloading data from"
+            archive = Path(heavy.keras().utils.get_file(r.filename, r.url,
+                                                        cache_subdir="datasets"))
     except Exception as exc:  # Keras raises a bare Exception on a failed download
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DatasetError(

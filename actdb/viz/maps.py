@@ -183,15 +183,20 @@ def map_state(store, map_id: str) -> tuple[str, bool] | None:
         return None if rec is None else (str(rec["created_at"]), rec["store_state"] == state)
 
 
-def describe_sample(sample: dict) -> str:
-    """A map's sample in words, so that two maps of one method can be told apart.
+def describe_sample(sample: dict, classes: int | None = None) -> str:
+    """A map's sample in words, so that two maps of one method can be told apart; random
+    classes as many as the store had (``classes``) beside the named ones, not as asked.
 
     >>> describe_sample({"classes": ["tench"], "random_classes": 10, "per_class": 50})
     'tench + 10 random classes, 50 per class'
+    >>> describe_sample({"classes": None, "random_classes": 10, "per_class": 5}, classes=3)
+    '3 random classes, 5 per class'
     """
-    classes = ",".join(sample.get("classes") or ()) or (
-        "" if sample.get("random_classes") else "every class")
+    named = sample.get("classes") or ()
     n = sample.get("random_classes") or 0
+    if classes is not None:
+        n = min(n, max(classes - len(named), 0))
+    classes = ",".join(named) or ("" if sample.get("random_classes") else "every class")
     rand = random_group(n) if n else ""
     per = sample.get("per_class")
     return " + ".join(p for p in (classes, rand) if p) + (
@@ -206,10 +211,11 @@ def list_maps(store) -> pd.DataFrame:
         df = reads.maps(con)
         spaces = reads.spaces(con)
         states = {s.name: reads.store_state(con, s.name) for s in spaces}
+        n_classes = len(reads.classes(con))
     default = next(s.name for s in spaces if s.is_default)
     settings = [json.loads(s) for s in df.settings]
     df.insert(1, "space", [s.get("space") or default for s in settings])
-    df.insert(3, "sample", [describe_sample(s["sample"]) for s in settings])
+    df.insert(3, "sample", [describe_sample(s["sample"], n_classes) for s in settings])
     df.insert(4, "seed", [s["projection"]["seed"] for s in settings])
     df["current"] = [states.get(sp) == st for sp, st in zip(df.space, df.store_state,
                                                            strict=True)]

@@ -85,11 +85,12 @@ def test_a_corrupted_archive_is_refused_and_deleted(tmp_path, keras_home, monkey
 
 
 @pytest.mark.slow  # Keras' download retries a refused connection: ~10 s
-def test_without_network_it_says_where_to_put_the_archive(keras_home, monkeypatch):
+def test_without_network_it_says_where_to_put_the_archive(keras_home, monkeypatch, capsys):
     monkeypatch.setenv("ACTDB_DATASET_URL_IMAGENETTE_160",
                        "http://127.0.0.1:9/imagenette2-160.tgz#md5=" + "0" * 32)
     with pytest.raises(DatasetError, match="put imagenette2-160.tgz") as e:
         fetch("imagenette-160")
+    assert capsys.readouterr().out == ""  # Keras' "Downloading data from" went to stderr
     assert str(keras_home / "datasets") in str(e.value) and "\n" not in str(e.value)
     monkeypatch.setenv("ACTDB_DATASET_URL_IMAGENETTE_160", "http://127.0.0.1:9/x.tgz")
     with pytest.raises(DatasetError, match="must carry its checksum"):

@@ -151,6 +151,7 @@ def test_token_is_checked_on_every_api_call(built_store):
 def test_page_is_served(client):
     r = client.get("/")
     assert r.status_code == 200 and "<script>" in r.text and "http://" not in r.text
+    assert '<link rel="icon" href="data:,">' in r.text  # no request for a /favicon.ico
 
 
 def test_uploads_reach_the_query_cache_in_one_deferred_write(client, built_store):

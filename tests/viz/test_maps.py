@@ -33,6 +33,10 @@ def test_a_map_is_made_once_then_read_back(db):
                                                                     0]
     assert listed.loc[other.map_id, ["sample", "seed"]].tolist() == [
         "tench + 1 random class, 2 per class", 3]
+    many = MapSpec.of("pca", per_class=2, random_classes=10)  # the store has 3 classes
+    get_map(db.store, many)
+    assert list_maps(db.store).set_index("map_id").loc[many.map_id, "sample"] == \
+        "3 random classes, 2 per class"
 
 
 @pytest.mark.slow
