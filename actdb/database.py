@@ -128,6 +128,12 @@ class Database:
 
     # -- the store ---------------------------------------------------------------------------
 
+    def exists(self) -> bool:
+        """Whether there is a store at :attr:`path` yet (``ingest`` makes one)."""
+        from actdb.store.catalog.files import manifest_path
+
+        return manifest_path(self.path).is_file()
+
     @property
     def store(self) -> Store:
         """The opened store (StoreError when there is none yet)."""
@@ -509,7 +515,7 @@ class Database:
         return ex.export_parquet(ctx.store, ids, path, note, stage=progress)
 
     def atlas(self, channels=None, *, recipe: str = "improved", steps: int | None = None,
-              size: int = 224, batch: int = 8, models=("vgg19", "vgg16", "resnet50"),
+              size: int | None = None, batch: int = 8, models=("vgg19", "vgg16", "resnet50"),
               k: int = 12, examples: int = 12, seed: int = 0, variants: bool = False,
               precision: str = "auto", heatmaps: bool = True,
               output: str | Path | None = None, progress=None, stage: Progress | None = None):
@@ -518,8 +524,8 @@ class Database:
         where it lands (``k`` nearest images, class vote, centroids), its top, bottom and
         quantile ``examples`` and the agreement of these, in the ``channels`` table, then a
         static site (``output``, else the store's ``atlas/site``). ``channels``: "0-511",
-        "4,17" or a list; None: all. Rerunning continues where a run stopped. ``output`` is
-        made when missing."""
+        "4,17" or a list; None: all. ``size``: the pictures' size (None: the store's image
+        size). Rerunning continues where a run stopped. ``output`` is made when missing."""
         from actdb.atlas.run import AtlasConfig, parse_channels, run_atlas
 
         chans = (tuple(parse_channels(channels, self.manifest.dim))
@@ -527,11 +533,26 @@ class Database:
         if output is not None and Path(output).exists() and not Path(output).is_dir():
             raise UsageError(f"cannot write the atlas into {output}: it is a file, not a folder")
         self._ctx().require_intact()
+        size = size or self.manifest.image_size
         cfg = AtlasConfig(channels=chans, recipe=recipe, steps=steps, size=size, batch=batch,
                           models=tuple(models), k=k, examples=examples, seed=seed,
                           variants=variants, precision=precision, heatmaps=heatmaps,
                           output=output)
         return run_atlas(self, cfg, progress, stage)
+
+    def dream(self, output: str | Path, progress=None, **options):
+        """:func:`actdb.dream` with the store's own network: the options left out (``model``,
+        ``layer``, ``weights``, ``size``, ``preprocess``) are this space's recipe, so a
+        picture made here excites the channel the store's vectors hold (DreamResult)."""
+        from actdb.featvis.dream import DreamConfig
+        from actdb.featvis.dream import dream as run
+
+        m = self.manifest
+        given = {k: v for k, v in options.items() if v is not None}
+        if "model" not in given:  # another model: none of this store's recipe applies
+            given = {"model": m.model, "layer": m.layer, "weights": m.weights,
+                     "size": m.image_size, "preprocess": m.preprocess, **given}
+        return run(DreamConfig(**given), output, progress)
 
     @property
     def atlas_site(self) -> Path:

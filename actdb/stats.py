@@ -21,10 +21,12 @@ distances are L2 (the original study's).
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
+from actdb.errors import ActdbWarning
 from actdb.store.catalog import reads, writes
 from actdb.store.store import Store
 from actdb.store.writer import StoreWriter
@@ -101,6 +103,31 @@ def _summary(kind: str, d: np.ndarray, sampled: bool, cfg: StatsConfig) -> dict:
             "pairs_per_class": cfg.pairs_per_class, "pair_sample": cfg.pair_sample}
 
 
+#: A space whose vectors' median L2 norm is below this is degenerate (float32 rounding
+#: dominates every distance between such vectors).
+DEGENERATE_NORM = 1e-6
+
+
+def degenerate(vecs: np.ndarray) -> str | None:
+    """Why these vectors are too close to zero for any statistic to mean anything (None
+    when they are not): a random-initialised network with batch normalisation can shrink
+    its activations to ~1e-11.
+
+    >>> degenerate(np.full((4, 3), 1e-11, np.float32))[:42]
+    'its vectors are nearly zero (median norm 1'
+    >>> degenerate(np.ones((4, 3), np.float32)) is None
+    True
+    """
+    if not len(vecs):
+        return None
+    norm = float(np.median(np.linalg.norm(np.asarray(vecs, np.float64), axis=1)))
+    if norm >= DEGENERATE_NORM:
+        return None
+    return (f"its vectors are nearly zero (median norm {norm:.2g}): every distance and "
+            "statistic on it is rounding noise; its network needs trained weights "
+            "(--weights imagenet or FILE)")
+
+
 def settings(store: Store, **changes) -> StatsConfig:
     """The recorded settings (defaults for a store without statistics), with ``changes``
     (None values ignored) applied."""
@@ -125,6 +152,8 @@ def compute_stats(store: Store, cfg: StatsConfig | None = None) -> dict:
         first = reads.classes(con)
         rows = reads.labelled_images(con)  # grouped by class, then id
     all_ids, vecs = store.vectors()
+    if (why := degenerate(vecs)) is not None:
+        warnings.warn(ActdbWarning(f"the space {store.space.name}: {why}"), stacklevel=2)
     held = np.isin(rows["image_id"], all_ids)  # a space being filled holds fewer images
     labels = np.asarray(rows["label"], np.int64)[held]
     ids = np.asarray(rows["image_id"], np.int64)[held]

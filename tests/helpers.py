@@ -165,17 +165,18 @@ def synthetic_store(path: Path, n: int, dim: int = 16, classes: int = 1000,
 
 
 def synthetic_spaces(path: Path, n: int = 9, dims: tuple[int, ...] = (4, 6), seed: int = 0,
-                     root: str = "/x") -> tuple[Path, dict[str, np.ndarray]]:
+                     root: str = "/x", scale: float = 1.0
+                     ) -> tuple[Path, dict[str, np.ndarray]]:
     """A store of ``n`` images of three classes in spaces ``a``, ``b``... (one per entry of
-    ``dims``, the first the default) of random vectors, committed by one writer in shards of
-    five; returns (path, vectors by space letter)."""
+    ``dims``, the first the default) of random vectors (times ``scale``), committed by one
+    writer in shards of five; returns (path, vectors by space letter)."""
     from actdb.store.catalog.schema import ImageRow
     from actdb.store.manifest import Manifest
     from actdb.store.writer import StoreWriter
 
     rng = np.random.default_rng(seed)
     letters = "abcdefgh"[: len(dims)]
-    vecs = {x: rng.normal(size=(n, d)).astype(np.float32)
+    vecs = {x: (scale * rng.normal(size=(n, d))).astype(np.float32)
             for x, d in zip(letters, dims, strict=True)}
     rows = [ImageRow(image_id=i, root=root, path=f"c{i % 3}/{i}.png", split="train",
                      synset=None, class_name=f"c{i % 3}", class_index=None, width=1,

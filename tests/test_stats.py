@@ -117,3 +117,20 @@ def test_recorded_settings_are_reused_after_an_ingest(tmp_path):
     assert res.stats["config"]["pairs_per_class"] == 10
     ps = db.sql("SELECT DISTINCT seed, pairs_per_class FROM pair_stats").to_pylist()
     assert ps == [{"seed": 5, "pairs_per_class": 10}]
+
+
+def test_a_degenerate_space_is_warned_about(tmp_path):
+    """Vectors of ~1e-11 (a random-initialised mobilenet_v2) make every statistic noise: the
+    statistics say so, and a sound space is not warned about."""
+    import warnings
+
+    from actdb.errors import ActdbWarning
+    from tests.helpers import synthetic_spaces
+
+    tiny, _ = synthetic_spaces(tmp_path / "tiny", scale=1e-11)
+    with pytest.warns(ActdbWarning, match="synthetic/a: its vectors are nearly zero"):
+        actdb.open(tiny).stats()
+    sound, _ = synthetic_spaces(tmp_path / "sound")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ActdbWarning)
+        actdb.open(sound).stats()

@@ -11,10 +11,12 @@ from actdb.cli.app import (
     Output,
     RuntimeOpt,
     SpaceOpt,
+    StoreOpt,
     _bar,
     _db,
     _echo_json,
     _echo_table,
+    _note,
     command,
     output_options,
 )
@@ -27,14 +29,16 @@ def dream(
     output: Path = typer.Option(..., "-o", "--output", help="Image to write (its name says "
                                 "the format: .png, .jpg, ...), plus a .json sidecar with every "
                                 "parameter and the objective per step."),
-    model: str = typer.Option("vgg19", help="A registry model (`actdb layers` lists them) "
-                              "or a saved FILE.keras (with --preprocess)."),
+    model: str = typer.Option(None, help="A registry model (`actdb layers` lists them) "
+                              "or a saved FILE.keras (with --preprocess); default: the store's "
+                              "model, else vgg19.", show_default=False),
     preprocess: str = typer.Option(None, help="With a saved model: caffe | tf | torch | none."),
     layer: str = typer.Option(None, help="Layer (default: the model's default layer)."),
     channel: int = typer.Option(4, help="Channel to maximise (0-based)."),
-    weights: str = typer.Option("imagenet", help="imagenet | PATH | random:SEED."),
-    size: int = typer.Option(None, help="Image size in pixels (default: the model's native "
-                             "size)."),
+    weights: str = typer.Option(None, help="imagenet | PATH | random:SEED (default: the "
+                                "store's weights, else imagenet).", show_default=False),
+    size: int = typer.Option(None, help="Image size in pixels (default: the store's, else the "
+                             "model's native size)."),
     steps: int = typer.Option(None, help="Optimisation steps (seed: 100, improved: 256)."),
     step_size: float = typer.Option(None, help="seed: gradient step (0.1); improved: Adam "
                                     "learning rate (0.05)."),
@@ -44,21 +48,31 @@ def dream(
                                "jitter/scale robustness)."),
     objective: str = typer.Option("channel", help="channel (mean over positions) or neuron "
                                   "(centre position)."),
+    store: Path = StoreOpt,
     as_json: bool = JsonOpt,
 ):
     """Make a feature visualization: an image optimised to excite one channel.
 
-    Runs on the TensorFlow backend of Keras.
+    In a store (--store, $ACTDB_STORE or ./actdb-store), the network is the store's own
+    (model, layer, weights, size) unless --model names another. Runs on the TensorFlow
+    backend of Keras.
 
     Example: actdb dream --channel 4 --recipe seed --steps 100 --step-size 0.1 -o node4.png
     """
     import actdb
 
-    options = {k: v for k, v in ctx.params.items() if k not in ("output", "as_json")}
+    options = {k: v for k, v in ctx.params.items()
+               if k not in ("output", "as_json", "store") and v is not None}
+    db = _db(store)
+    in_store = db.exists()
     with _bar(not as_json, "dream", "steps/s") as bar:
         show = (lambda step, total, value: bar(step, total, f"objective {value:.4g}")) \
             if bar else None
-        res = actdb.dream(output, progress=show, **options)
+        res = (db.dream if in_store else actdb.dream)(output, progress=show, **options)
+    if in_store and model is None:
+        c = res.config
+        _note(f"the store's network at {db.path}: {Path(c['model']).name} {c['layer']}, "
+              f"weights {c['weights']}, {c['size']} px (--model names another)")
     if as_json:
         _echo_json(res.to_dict())
     else:

@@ -197,7 +197,8 @@ def atlas_cmd(
     channels: str = typer.Option(None, help="Channels: 0-511, 4,17,30-40 (default: all)."),
     recipe: str = typer.Option("improved", help="improved or seed (as actdb dream)."),
     steps: int = typer.Option(None, help="Optimisation steps (default: the recipe's)."),
-    size: int = typer.Option(224, help="Picture size in pixels."),
+    size: int = typer.Option(None, help="Picture size in pixels (default: the store's image "
+                             "size).", show_default=False),
     batch: int = typer.Option(8, help="Channels optimised at once, as one batch."),
     models: str = typer.Option("vgg19,vgg16,resnet50", help="Classifiers asked what each "
                                "picture is (comma-separated)."),

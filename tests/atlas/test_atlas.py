@@ -21,7 +21,7 @@ from actdb.serve.app import ServeConfig, create_app
 from tests.helpers import browser_page, needs_chromium
 
 pytestmark = pytest.mark.slow  # feature visualisations, classifiers and a browser
-SETTINGS = dict(size=32, steps=3, batch=2, k=4, examples=3, models=("vgg19",))
+SETTINGS = dict(steps=3, batch=2, k=4, examples=3, models=("vgg19",))  # size: the store's
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +37,7 @@ def test_the_table_agrees_with_predict_nearest_centroids_and_examples(atlas_db):
     db = atlas_db
     rows = db.channels()
     assert sorted(rows.channel) == [3, 4, 5] and not rows.variant.any()
+    assert set(rows["size"]) == {db.manifest.image_size} == {32}  # the store's own size
     ids, vecs = db.vectors()
     images = db.images().set_index("image_id").loc[ids]
     for r in rows.itertuples():

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import actdb
 from actdb.featvis.dream import DreamConfig, dream
 from tests.helpers import keras_reference
 
@@ -76,3 +77,24 @@ def test_a_batch_gives_each_channel_what_its_own_run_gives(tmp_path, recipe):
         np.testing.assert_allclose(got.objective_per_step, own.objective_per_step, rtol=1e-3,
                                    atol=1e-6)
         assert got.config["channel"] == ch
+
+
+@pytest.mark.slow
+def test_in_a_store_dream_takes_the_stores_network_and_says_so(built_store, tmp_path):
+    """After a random:0 / 32 px ingest, the README's `actdb dream --channel 4 -o node4.png`
+    dreams with that network, not ImageNet weights at 224 px."""
+    from typer.testing import CliRunner
+
+    from actdb.cli import app
+
+    out = tmp_path / "node4.png"
+    res = CliRunner().invoke(app, ["dream", "--channel", "4", "-o", str(out), "--steps", "2",
+                                   "--store", str(built_store)])
+    assert res.exit_code == 0, res.output
+    assert "note: the store's network" in res.stderr and "weights random:0, 32 px" in res.stderr
+    config = json.loads(out.with_suffix(".json").read_text())["config"]
+    assert (config["model"], config["layer"], config["weights"], config["size"]) == (
+        "vgg19", "block5_conv4", "random:0", 32)
+    other = actdb.open(built_store).dream(tmp_path / "o.png", channel=1, steps=1,
+                                          weights="random:1")
+    assert (other.config["weights"], other.config["size"]) == ("random:1", 32)
