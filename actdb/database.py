@@ -421,12 +421,13 @@ class Database:
 
         return png_bytes(self.plot(kind, queries, **options))
 
-    def map(self, method: str = "umap", *, per_class: int | None = None, classes=None,
+    def map(self, method: str = "auto", *, per_class: int | None = None, classes=None,
             random_classes: int = 0, seed: int = 0, build: bool = True,
             progress: Progress | None = None):
-        """The stored 2-D map (StoredMap) of a sample and a projection (``umap``, ``tsne``,
-        ``pca``), made and stored when missing or stale. ``per_class=None`` with no classes
-        is the default map: every class, at most 50,000 points."""
+        """The stored 2-D map (StoredMap) of a sample and a projection (``auto``: t-SNE below
+        20,000 points, else UMAP; ``umap``, ``tsne``, ``pca``), made and stored when missing
+        or stale. ``per_class=None`` with no classes is the default map: every class, at most
+        50,000 points."""
         from actdb.viz.maps import MapSpec, get_map
 
         names = parse_classes(classes)
@@ -453,7 +454,7 @@ class Database:
               distances: bool = False):
         """Queries placed into a stored map, the map itself unchanged (Placement:
         ``.coords`` DataFrame name, x, y; with ``distances``, ``.distances`` from each query
-        to every map point). ``map_id`` None is the default UMAP map."""
+        to every map point). ``map_id`` None is the default map (method ``auto``)."""
         from actdb.viz.maps import Placement
 
         m = self.stored_map(map_id)
@@ -461,7 +462,7 @@ class Database:
         return Placement.of(m, qs, distances)
 
     def stored_map(self, map_id: str | None = None):
-        """A stored map by id (the default UMAP map when None), kept loaded by this handle
+        """A stored map by id (the default map, ``auto``, when None), kept loaded by this handle
         while it stays current; QueryError when there is none."""
         from actdb.viz.maps import MapSpec
 
@@ -473,7 +474,7 @@ class Database:
         return m
 
     def export(self, to: str, path: str | Path, *, classes=None, per_class: int | None = None,
-               where: str | None = None, seed: int = 0, queries=(), method: str = "umap",
+               where: str | None = None, seed: int = 0, queries=(), method: str = "auto",
                base_url: str | None = None, progress: Progress | None = None):
         """Write the store (or a selection) for another tool (ExportResult): ``projector``
         (TensorBoard Projector's files in the folder ``path``, at most 100,000 points),

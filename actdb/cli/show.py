@@ -156,7 +156,8 @@ def report(
 @command("map")
 @output_options
 def map_cmd(
-    method: str = typer.Option("umap", help="umap, tsne (openTSNE) or pca."),
+    method: str = typer.Option("auto", help="auto (t-SNE below 20,000 points, else UMAP: its "
+                               "compile costs ~10 s a process), umap, tsne (openTSNE) or pca."),
     per_class: int = typer.Option(None, help="Images per class (seeded sample; default: every "
                                   "class, at most 50,000 points)."),
     classes: str = typer.Option(None, help="Only these classes (comma-separated)."),
@@ -265,7 +266,8 @@ def export_cmd(
     seed: int = SeedOpt,
     query: list[str] = typer.Option(None, "--query", help="atlas: a query image/id:/npy to add "
                                     "as a row placed in the map; repeatable."),
-    method: str = typer.Option("umap", help="atlas: the map's projection (umap, tsne, pca)."),
+    method: str = typer.Option("auto", help="atlas: the map's projection (auto, umap, tsne, "
+                               "pca)."),
     base_url: str = typer.Option(None, help="projector: the URL the folder will be served "
                                  "from, written into projector_config.json."),
     space: str = SpaceOpt,
@@ -299,9 +301,9 @@ def serve_cmd(
     token: str = typer.Option(None, envvar="ACTDB_TOKEN", help="Require this token on every "
                               "API call (Authorization: Bearer TOKEN); the page asks for it."),
     max_upload_mb: float = typer.Option(8.0, help="Largest accepted upload, in MB."),
-    map_method: str = typer.Option("umap", "--map", help="The page's map: umap, tsne or pca, "
-                                   "made in the background when missing or stale; none: no "
-                                   "map."),
+    map_method: str = typer.Option("auto", "--map", help="The page's map: auto (t-SNE below "
+                                   "20,000 points, else UMAP), umap, tsne or pca, made in the "
+                                   "background when missing or stale; none: no map."),
     runtime: str = RuntimeOpt,
 ):
     """HTTP API and web page over a store, with the model kept warm.
@@ -313,8 +315,8 @@ def serve_cmd(
     if host not in ("127.0.0.1", "localhost", "::1") and not token:
         _note(f"binding {host} without --token: anyone who can reach this port can query "
               "the store")
-    if map_method not in ("umap", "tsne", "pca", "none"):
-        raise UsageError(f"--map {map_method}: use umap, tsne, pca or none")
+    if map_method not in ("auto", "umap", "tsne", "pca", "none"):
+        raise UsageError(f"--map {map_method}: use auto, umap, tsne, pca or none")
     serve(ServeConfig(store=store, token=token, map_method=None if map_method == "none"
                       else map_method, max_upload_bytes=int(max_upload_mb * 1024 * 1024),
                       runtime=runtime),

@@ -44,7 +44,7 @@ class ServeConfig:
     sql_threads: int = max(1, (os.cpu_count() or 2) // 2)
     warm_model: bool = True
     #: The map made in the background at start-up when missing or stale (None: none).
-    map_method: str | None = "umap"
+    map_method: str | None = "auto"
     #: What embeds uploaded images (actdb.runtime; None: runtime.warm_runtime's choice)
     runtime: str | None = None
 

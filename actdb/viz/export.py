@@ -248,14 +248,14 @@ def projector_json(name: str, shape: tuple[int, int], tile: int,
 
 def export_atlas(store, path: str | Path, queries: list, *, stored_map=None,
                  ids: np.ndarray | None = None, per_class: int | None = None,
-                 method: str = "umap", seed: int = 0, first_classes: list[str] | None = None,
+                 method: str = "auto", seed: int = 0, first_classes: list[str] | None = None,
                  stage: Stage | None = None) -> ExportResult:
     """The Embedding Atlas export: the points of ``stored_map``, or (a selection no stored map
     describes) a per-class sample of ``ids`` projected for this export, with the query
     vectors ``queries`` placed into the same map; ``first_classes`` (the first query's
     nearest classes) keep their own colour."""
     from actdb.viz.maps import DEFAULT_POINTS
-    from actdb.viz.projection import ProjectionConfig, Projector
+    from actdb.viz.projection import AUTO, ProjectionConfig, Projector, auto_method
 
     note = None
     vecs = np.stack([q.vec for q in queries]) if queries else None
@@ -264,6 +264,8 @@ def export_atlas(store, path: str | Path, queries: list, *, stored_map=None,
         placed = stored_map.place(vecs) if queries else np.zeros((0, 2))
     else:
         ids, note = stratified(store, ids, per_class, DEFAULT_POINTS, seed)
+        if method == AUTO:
+            method = auto_method(len(ids))
         proj = Projector(ProjectionConfig(method=method, seed=seed))
         xy = proj.fit(store.vectors(ids)[1], stage)
         points = pd.DataFrame({"image_id": ids, "x": xy[:, 0], "y": xy[:, 1]})

@@ -29,7 +29,7 @@ from actdb.errors import QueryError, StoreError
 from actdb.store.catalog import files, reads, writes
 from actdb.store.writer import StoreWriter
 from actdb.viz.data import SampleConfig, random_group, sample_vectors
-from actdb.viz.projection import ProjectionConfig, Projector
+from actdb.viz.projection import AUTO, ProjectionConfig, Projector, auto_method
 
 Stage = Callable[[str], None]
 #: The default map's size: enough to see every class's shape, small enough for a browser.
@@ -42,11 +42,11 @@ class MapSpec:
     Equal specs have equal ``map_id``s."""
 
     sample: SampleConfig = field(default_factory=SampleConfig)
-    projection: ProjectionConfig = field(default_factory=lambda: ProjectionConfig(method="umap"))
+    projection: ProjectionConfig = field(default_factory=lambda: ProjectionConfig(method=AUTO))
     space: str | None = None  # None: the default space (whose maps kept their ids)
 
     @classmethod
-    def of(cls, method: str = "umap", per_class: int | None = 100,
+    def of(cls, method: str = AUTO, per_class: int | None = 100,
            classes: tuple[str, ...] | None = None, random_classes: int = 0,
            seed: int = 0) -> MapSpec:
         return cls(sample=SampleConfig(classes=tuple(classes) if classes else None,
@@ -55,14 +55,19 @@ class MapSpec:
                    projection=ProjectionConfig(method=method, seed=seed))
 
     @classmethod
-    def default(cls, n_classes: int, method: str = "umap", seed: int = 0) -> MapSpec:
+    def default(cls, n_classes: int, method: str = AUTO, seed: int = 0) -> MapSpec:
         """Every class, at most ``DEFAULT_POINTS`` points (50 a class for ImageNet's 1,000)."""
         per_class = max(1, min(100, DEFAULT_POINTS // max(n_classes, 1)))
         return cls.of(method, per_class=per_class, seed=seed)
 
     def in_space(self, store) -> MapSpec:
-        """This spec for the store's space."""
-        return replace(self, space=None if store.space.is_default else store.space.name)
+        """This spec for the store's space, its ``auto`` projection resolved by the size of
+        its sample (:func:`~actdb.viz.projection.auto_method`)."""
+        spec = replace(self, space=None if store.space.is_default else store.space.name)
+        if spec.projection.method != AUTO:
+            return spec
+        method = auto_method(estimated_points(store, spec.sample))
+        return replace(spec, projection=replace(spec.projection, method=method))
 
     @property
     def settings(self) -> dict:
@@ -181,6 +186,17 @@ def map_state(store, map_id: str) -> tuple[str, bool] | None:
         rec = reads.map_record(con, map_id)
         state = reads.store_state(con, store.space.name)
         return None if rec is None else (str(rec["created_at"]), rec["store_state"] == state)
+
+
+def estimated_points(store, sample: SampleConfig) -> int:
+    """About how many points a sample holds (exact for every class; named or random
+    classes counted as the store's largest), without sampling."""
+    with store.reader() as con:
+        counts = sorted((int(r[4]) for r in reads.classes(con)), reverse=True)
+    if sample.classes or sample.random_classes:
+        counts = counts[: len(sample.classes or ()) + sample.random_classes]
+    cap = sample.per_class
+    return sum(counts if cap is None else (min(n, cap) for n in counts))
 
 
 def describe_sample(sample: dict, classes: int | None = None) -> str:

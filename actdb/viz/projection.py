@@ -25,6 +25,22 @@ from actdb.errors import UsageError
 from actdb.store.catalog.files import atomic_write
 
 METHODS = ("tsne", "umap", "pca")
+#: A map's method chosen by its size (:func:`auto_method`).
+AUTO = "auto"
+#: From this many points ``auto`` takes UMAP, below it openTSNE's t-SNE: UMAP's numba code is
+#: compiled in every new process (~10 s on 2 cores, umap-learn caches none of it) and its
+#: import brings TensorFlow (~3 s), while t-SNE on a few thousand points takes seconds; at
+#: 20,000 the two cost about the same, at 50,000 t-SNE 2.4x UMAP (bench/RESULTS.md, viz.py).
+AUTO_UMAP_FROM = 20_000
+
+
+def auto_method(points: int) -> str:
+    """The projection ``auto`` means for a map of this many points.
+
+    >>> auto_method(99), auto_method(50_000)
+    ('tsne', 'umap')
+    """
+    return "umap" if points >= AUTO_UMAP_FROM else "tsne"
 Stage = Callable[[str], None]
 
 
@@ -40,9 +56,9 @@ class ProjectionConfig:
     min_dist: float = 0.1
 
     def __post_init__(self):
-        if self.method not in METHODS:
+        if self.method not in (*METHODS, AUTO):  # auto: resolved before a fit (MapSpec)
             raise UsageError(f"unknown projection {self.method!r}; use one of "
-                             f"{', '.join(METHODS)}")
+                             f"{', '.join(METHODS)} or {AUTO}")
 
 
 class Projector:

@@ -70,12 +70,13 @@ def templates():
 
 
 def interactive_map(store, queries: list, answers: list, cents, pcfg: PlotConfig) -> dict:
-    """The report's interactive map: the stored UMAP map of the report's sample with the
-    queries placed, plotly.js and map.js inlined (the file stays self-contained)."""
+    """The report's interactive map: the stored map (``auto``: t-SNE or UMAP by its size) of
+    the report's sample with the queries placed, plotly.js and map.js inlined (the file
+    stays self-contained)."""
     from actdb.viz.interactive import embedded_points, map_js, plotly_js
     from actdb.viz.maps import MapSpec, Placement, get_map
 
-    m = get_map(store, MapSpec.of("umap", pcfg.per_class, pcfg.classes, pcfg.random_classes,
+    m = get_map(store, MapSpec.of("auto", pcfg.per_class, pcfg.classes, pcfg.random_classes,
                                   pcfg.seed))
     placed = Placement.of(m, queries, distances=True)
     top = [c["class_name"] for c in answers[0]["classes"]] + [

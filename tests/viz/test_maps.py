@@ -124,3 +124,19 @@ def test_tsne_placement_agrees_with_opentsnes_own_transform():
     got = place_tsne(emb, q)
     scale = np.ptp(np.asarray(emb), axis=0).max()
     assert np.linalg.norm(got - want, axis=1).max() < 0.03 * scale
+
+
+def test_the_default_method_is_chosen_by_the_maps_size(db):
+    """``auto``: openTSNE's t-SNE for a small map (UMAP's compile alone takes ~10 s a
+    process), UMAP from AUTO_UMAP_FROM points; the id names the method chosen."""
+    from actdb.viz.data import SampleConfig
+    from actdb.viz.maps import estimated_points
+    from actdb.viz.projection import AUTO_UMAP_FROM, auto_method
+
+    assert estimated_points(db.store, SampleConfig(per_class=4)) == 12
+    assert estimated_points(db.store, SampleConfig(per_class=None)) == 18
+    assert estimated_points(db.store, SampleConfig(classes=("tench",), per_class=2)) == 2
+    m = db.map(per_class=2)
+    assert m.method == "tsne" and m.map_id.startswith("tsne-")
+    assert MapSpec.of(per_class=2).in_space(db.store).map_id == m.map_id
+    assert (auto_method(AUTO_UMAP_FROM - 1), auto_method(AUTO_UMAP_FROM)) == ("tsne", "umap")
