@@ -189,8 +189,9 @@ class Database:
 
     def info(self) -> dict:
         """What is in the store: recipe, counts, classes, failures, size, index, statistics
-        (``damaged`` lists what is missing)."""
-        return self.store.info()
+        (``damaged`` lists what is missing), and ``query_route``: how this handle embeds
+        image queries (:mod:`actdb.runtime`)."""
+        return {**self.store.info(), "query_route": self._ctx(refresh=False).route}
 
     def check(self, repair: bool = False):
         """Verify that every file of the store agrees (CheckReport); ``repair=True`` first

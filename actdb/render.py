@@ -132,6 +132,8 @@ def info_text(d: dict) -> str:
         ("input", f"{d['image_size']}px, resize {d['resize']}, precision {d['precision']}"
                   + (f", preprocess {d['preprocess']}" if d.get("preprocess") else "")),
         ("weights", f"{d['weights']} (sha256 {d['weights_sha256'][:16]}…)"),
+        *([("queries", f"image queries embedded by {d['query_route']}")]
+          if d.get("query_route") else []),
         ("images", f"{d['images']} ("
                    + (", ".join(f"{k} {v}" for k, v in d["images_per_split"].items())
                       or "none") + f") in {d['classes']} classes"),
@@ -170,6 +172,8 @@ def context_line(c: dict) -> str:
                  + ("none" if nearest_kept is None else f"{nearest_kept:.4g}"))
     if c.get("store_median_random_pair") is not None:
         line += f"; median random-pair distance {c['store_median_random_pair']:.4g}"
+    if c.get("route"):
+        line += f"; embedded by {c['route']}"
     return line
 
 

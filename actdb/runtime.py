@@ -1,12 +1,17 @@
 """Which runtime embeds a space's query images: ONNX Runtime on the space's checked ONNX
 model (no TensorFlow or Keras imported), or Keras.
 
-A space keeps its model as ``model.onnx`` (``catalog.files``) once :func:`keep_onnx` has
-exported and checked it: ingest does so for every space it makes, and ``runtime="onnx"``
-does so for an older store the first time it is asked. ``runtime=None`` takes ONNX where the
-space has a checked model, else Keras; ``"keras"`` always Keras. Wherever the ONNX route was
-asked or expected and cannot be taken, the query embeds with Keras and an ActdbWarning says
-why in one line: nothing silently changes vectors.
+A space's default route reproduces its stored vectors, whoever asks (the command line, a
+notebook, the service): an fp32 space embeds with ONNX Runtime where it keeps a checked
+``model.onnx`` (within float rounding of Keras fp32, and no TensorFlow to import), else with
+Keras; a bf16 space with its own Keras bf16 model, the only route that gives its stored
+numbers back (ONNX Runtime computes fp32, ~0.4% off bf16's rounding: 20-30% of a
+nearest-neighbour distance; bench/query.py). ``runtime="onnx"`` or ``"keras"`` asks for one
+route; ingest keeps the ONNX model of every fp32 space (:func:`keep_onnx`), and
+``runtime="onnx"`` exports one the first time it is asked. Wherever the ONNX route was asked
+or expected and cannot be taken, the query embeds with Keras and an ActdbWarning says why in
+one line: nothing silently changes vectors. The route is part of a cached query's key and of
+every answer.
 
 >>> RUNTIMES
 ('keras', 'onnx')
@@ -56,10 +61,16 @@ def planned_route(store: Store, runtime: str | None = None) -> str:
     >>> planned_route(Store.open(store), "keras")
     'keras-fp32'
     """
-    if check_runtime(runtime) != "keras" and (
-            runtime == "onnx" or files.onnx_model_path(store.dir).is_file()):
+    if _takes_onnx(store, check_runtime(runtime)):
         return "onnx-fp32"
     return f"keras-{store.manifest.precision}"
+
+
+def _takes_onnx(store: Store, runtime: str | None) -> bool:
+    """Whether ``runtime`` means ONNX Runtime for this space (see the module)."""
+    if runtime is not None:
+        return runtime == "onnx"
+    return store.manifest.precision != "bf16" and files.onnx_model_path(store.dir).is_file()
 
 
 def query_embedder(store: Store, runtime: str | None = None):
@@ -67,7 +78,7 @@ def query_embedder(store: Store, runtime: str | None = None):
     OnnxEmbedder or the store's Keras Embedder."""
     from actdb.models.embed import manifest_config, store_embedder
 
-    if check_runtime(runtime) != "keras":
+    if _takes_onnx(store, check_runtime(runtime)):
         path = files.onnx_model_path(store.dir)
         why = keep_onnx(store) if runtime == "onnx" and not path.is_file() else None
         if why is None and path.is_file():
@@ -83,15 +94,3 @@ def query_embedder(store: Store, runtime: str | None = None):
         if why is not None:
             warnings.warn(ActdbWarning(f"{why}; embedding with Keras"), stacklevel=2)
     return store_embedder(store.manifest)
-
-
-def warm_runtime(store: Store) -> str | None:
-    """The runtime a long-running process (the service) embeds with when none is asked:
-    ``"keras"`` where the store's own model runs natively faster than ONNX Runtime's fp32, that
-    is a bf16 store on a CPU with native bf16 (VGG19 batch-1 on an AMD EPYC with AVX512-BF16:
-    109 ms in Keras bf16, 178 ms in ONNX Runtime fp32; bench/serve.py), else None (as
-    :func:`query_embedder` decides). A one-off command still takes ONNX: there the import
-    of TensorFlow, not the forward, is what costs."""
-    from actdb.models.embed import cpu_has_bf16
-
-    return "keras" if store.manifest.precision == "bf16" and cpu_has_bf16() else None

@@ -167,15 +167,15 @@ def main() -> None:
                 if name == "upload" and clients == 1:
                     upload_p50 = p50
         from actdb.models.embed import store_embedder
-        from actdb.runtime import query_embedder, warm_runtime
+        from actdb.runtime import planned_route, query_embedder
         from actdb.store.store import Store
 
         st = Store.open(store)
         forward = batch1_forward_ms(store_embedder(st.manifest), args.size)
-        onnx = query_embedder(st, None)  # the kept ONNX model, if any
+        onnx = query_embedder(st, "onnx")  # the ONNX model, exported if the store has none
         line = "" if onnx.runtime == "keras" else (
             f"; ONNX Runtime fp32 p50 {batch1_forward_ms(onnx, args.size):.1f} ms")
-        served = warm_runtime(st) or onnx.runtime  # what the server embeds uploads with
+        served = planned_route(st)  # what the server embeds uploads with
         print(f"batch-1 forward (one decoded image, in this process, server idle): Keras "
               f"{st.manifest.precision} p50 {forward:.1f} ms{line}; the server embeds with "
               f"{served}: upload p50 / Keras forward = {upload_p50 / forward:.2f} "

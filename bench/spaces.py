@@ -170,6 +170,30 @@ def asking_every_space(args, store: Path, work: Path) -> None:
     print(f"  nearest in the default space:  {1000 * t_one:8.1f} ms")
     print(f"  every space (--space all):     {1000 * t_every:8.1f} ms  "
           f"{t_every / t_one:.2f}x one space (target <= 3x)")
+    cold_every_space(store, queries[2:], work)
+
+
+def cold_every_space(store: Path, queries: list[Path], work: Path) -> None:
+    """`actdb nearest NEW.png` against `actdb nearest NEW.png --space all`, each a new process
+    (bytecode cached, as an install runs it) and a new image, in turn; one uncounted call of
+    each first (the bytecode, ONNX Runtime's optimised graphs)."""
+    import subprocess
+
+    from common import installed_env
+
+    env = installed_env(work / "pycache")
+    walls: dict[str, list[float]] = {"one": [], "all": []}
+    for i, q in enumerate(queries):
+        for kind in walls:
+            cmd = [sys.executable, "-m", "actdb", "nearest", str(q), "-k", "50", "--store",
+                   str(store), *(["--space", "all"] if kind == "all" else [])]
+            t = time.perf_counter()
+            subprocess.run(cmd, env=env, check=True, capture_output=True)
+            if i:
+                walls[kind].append(time.perf_counter() - t)
+    one, every = (float(np.median(walls[k])) for k in ("one", "all"))
+    print(f"  cold, a new process and image:  one space {one:.2f} s, every space "
+          f"(--space all) {every:.2f} s = {every / one:.2f}x one space (target <= 2.5x)")
 
 
 def compare_store(args, work: Path) -> None:

@@ -48,7 +48,7 @@ def placement_ms(proj, queries: np.ndarray) -> tuple[float, float]:
     return times[0], float(np.median(times[1:]))
 
 
-def cold_first_map(tmp: Path, points: int, classes: int = 10) -> None:
+def cold_first_map(tmp: Path, points: int, methods: list[str], classes: int = 10) -> None:
     """Seconds of ``actdb map`` in a new process on a store of ``points`` vectors that has no
     map yet, by each method a newcomer meets first."""
     from query import write_store
@@ -59,7 +59,7 @@ def cold_first_map(tmp: Path, points: int, classes: int = 10) -> None:
     cmd = [sys.executable, "-m", "actdb", "map", "--method"]
     subprocess.run([*cmd, "pca", "--store", str(base)], env=env, check=True,  # bytecode
                    capture_output=True)
-    for method in ("auto", "umap", "tsne", "pca"):
+    for method in methods:
         store = tmp / f"cold-{method}"
         shutil.copytree(base, store)
         t = time.perf_counter()
@@ -77,6 +77,8 @@ def main() -> None:
                     help="comma-separated numbers of points to map")
     ap.add_argument("--cold-points", type=int, default=100,
                     help="points of the small store whose first map is timed cold")
+    ap.add_argument("--cold-methods", default="auto,umap,tsne,pca",
+                    help="the methods whose cold first map is timed (comma-separated)")
     args = ap.parse_args()
     from sklearn.decomposition import PCA
 
@@ -84,7 +86,7 @@ def main() -> None:
 
     print(machine_line())
     tmp = Path(tempfile.mkdtemp(prefix="actdb-bench-viz-"))
-    cold_first_map(tmp, args.cold_points)
+    cold_first_map(tmp, args.cold_points, args.cold_methods.split(","))
     for i, n in enumerate(int(s) for s in args.sizes.split(",") if s):
         _, x = next(realistic_activations(n + 11, 512, max(10, n // 50), seed=0,
                                           chunk=n + 11))

@@ -240,7 +240,7 @@ def test_map_is_made_once_listed_and_exports_are_written(built_store, tmp_path):
                               str(store)])
     assert bad.exit_code != 0 and "unknown export target 'csv'" in bad.output
     bad = runner.invoke(app, ["serve", "--map", "mds", "--store", str(store)])
-    assert bad.exit_code != 0 and "--map mds: use umap, tsne, pca or none" in bad.output
+    assert bad.exit_code != 0 and "--map mds: use auto, umap, tsne, pca or none" in bad.output
 
 
 def test_a_filtered_context_line_says_what_it_compares(built_store):

@@ -125,20 +125,35 @@ def test_a_failed_export_keeps_nothing_and_says_why(kept, tmp_path, monkeypatch)
         assert isinstance(query_embedder(Store.open(copy), "onnx"), Embedder)
 
 
-def test_a_server_embeds_a_bf16_store_with_keras_on_a_cpu_with_native_bf16(kept, monkeypatch):
-    from dataclasses import replace
-
-    from actdb.models import embed
-    from actdb.runtime import warm_runtime
+def test_the_default_route_gives_a_stored_image_back_in_fp32_and_bf16_stores(kept, tmp_path):
+    """Every caller's default route (command line, notebook, service) reproduces the
+    store's own vectors: a stored image asked by its file lands at distance <= 1e-6 of its
+    vector, in an fp32 store (ONNX Runtime) and in a bf16 one (its Keras bf16 model; ONNX
+    Runtime's fp32 is ~0.4% off bf16 rounding, and stays a route one asks for)."""
+    from actdb.runtime import planned_route
 
     _, store, _ = kept
-    st = Store.open(store)
-    assert warm_runtime(st) is None  # an fp32 store: ONNX Runtime, where it is kept
-    st.__dict__["manifest"] = replace(st.manifest, precision="bf16")
-    monkeypatch.setattr(embed, "cpu_has_bf16", lambda: True)
-    assert warm_runtime(st) == "keras"  # its own bf16 model: faster there, and exact
-    monkeypatch.setattr(embed, "cpu_has_bf16", lambda: False)
-    assert warm_runtime(st) is None
+    root = make_tree(tmp_path / "data", per_class=2)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("ACTDB_ONNX", raising=False)
+        res = actdb.open(tmp_path / "b16").ingest(root, weights=WEIGHTS, image_size=SIZE,
+                                                  precision="bf16")
+    assert res.onnx == {}  # no export for a bf16 store: its queries do not use it
+    for path, route in ((store, "onnx-fp32"), (tmp_path / "b16", "keras-bf16")):
+        assert planned_route(Store.open(path)) == route
+        with actdb.open(path) as db:
+            assert db.info()["query_route"] == route
+            images = db.images().head(3)
+            files = [f"{r.root}/{r.path}" for r in images.itertuples()]
+            _, stored = db.vectors(images.image_id.to_numpy())
+            got = db.nearest(files, k=1, include_self=True)
+            for a, want in zip(got.answers, stored, strict=True):
+                assert a.context["route"] == route
+                assert np.linalg.norm(a.query.vec - want) <= 1e-6, (path, a.query.name)
+    with actdb.open(tmp_path / "b16", runtime="onnx") as db:  # asked for: exported now
+        a = db.nearest(files[0], k=1).answers[0]
+        assert a.context["route"] == "onnx-fp32" and np.linalg.norm(a.query.vec - stored[0]
+                                                                    ) > 1e-6
 
 
 def test_an_answer_does_not_depend_on_which_route_embedded_the_image_first(kept, tmp_path):

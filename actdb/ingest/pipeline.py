@@ -570,15 +570,17 @@ def _after_ingest(store: Path, cfg: IngestConfig, result: IngestResult) -> Inges
 
 
 def _keep_onnx(store: Store) -> dict[str, str]:
-    """Export every space's model that the store does not keep as ONNX yet (a warning for
-    each that cannot be: its queries embed with Keras)."""
+    """Export every fp32 space's model that the store does not keep as ONNX yet (a warning
+    for each that cannot be: its queries embed with Keras). A bf16 space's queries embed with
+    its own Keras bf16 model (:mod:`actdb.runtime`): its ONNX model is made only when
+    ``runtime="onnx"`` first asks for it."""
     from actdb.runtime import keep_onnx
     from actdb.store.catalog.files import onnx_model_path
 
     out = {}
     for row in store.spaces():
         space = store.in_space(row.name)
-        if onnx_model_path(space.dir).is_file():
+        if onnx_model_path(space.dir).is_file() or space.manifest.precision == "bf16":
             continue
         why = keep_onnx(space)
         out[row.name] = why or "kept"

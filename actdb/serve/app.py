@@ -45,7 +45,8 @@ class ServeConfig:
     warm_model: bool = True
     #: The map made in the background at start-up when missing or stale (None: none).
     map_method: str | None = "auto"
-    #: What embeds uploaded images (actdb.runtime; None: runtime.warm_runtime's choice)
+    #: What embeds uploaded images (actdb.runtime; None: the store's default route, as for
+    #: every other caller)
     runtime: str | None = None
 
 
@@ -69,7 +70,6 @@ def create_app(cfg: ServeConfig):
     from starlette.exceptions import HTTPException
 
     import actdb
-    from actdb.runtime import warm_runtime
     from actdb.serve import api, maps, page
     from actdb.serve.models import declare_error_body
 
@@ -77,9 +77,6 @@ def create_app(cfg: ServeConfig):
                "batch_uploads": True, "cache_metadata": True}
     db = actdb.open(cfg.store, **options, runtime=cfg.runtime)
     db.store  # noqa: B018 - a missing store is an error now, not at the first request
-    if cfg.runtime is None and (runtime := warm_runtime(db.store)) is not None:
-        db.close()  # nothing loaded yet: open it again with the runtime a server wants
-        db = actdb.open(cfg.store, **options, runtime=runtime)
     startup_error: list[str] = []
     if cfg.warm_model:
         try:  # build the model once, now
