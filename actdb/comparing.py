@@ -10,10 +10,12 @@ the mean same-class over different-class pair distance. The arithmetic is
 :mod:`actdb.compare`'s; this module picks the images, reads their vectors and keeps the
 answers.
 
+A store of one space has nothing to compare (``ingest --layers`` or ``--model`` add some):
+
 >>> import actdb
->>> r = compare_spaces(actdb.open(store).store, CompareConfig(sample=12))
->>> r.separation[["space", "n"]].values.tolist()
-[['vgg19/block5_conv4', 12]]
+>>> compare_spaces(actdb.open(store).store, CompareConfig(sample=12))  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+actdb.errors.UsageError: this store has one space (vgg19/block5_conv4); compare needs two ...
 """
 
 from __future__ import annotations
