@@ -14,6 +14,7 @@ through :meth:`Embedder.embed`, so a query image is embedded exactly like the da
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import threading
@@ -169,12 +170,18 @@ def uint8_images(images) -> np.ndarray:
     return a
 
 
+def _inference(model, x):
+    return model(x, training=False)
+
+
 class _Forward:
     """A uint8-input Keras model's forward pass on a batch: its outputs (one or several) as
     float32. On TensorFlow one ``tf.function`` of a fixed signature (any batch size), traced
     once: Keras' ``predict_on_batch`` traces again for every new batch size, and a process
     with a few models (``--layers``, ``--space all``) drew TensorFlow's "triggered
-    tf.function retracing" warnings. JAX compiles per shape: batches are padded to a power
+    tf.function retracing" warnings. TensorFlow counts traces by the traced function's
+    ``__code__``, which a lambda shares across models: a ``functools.partial`` (no
+    ``__code__``) is counted per model. JAX compiles per shape: batches are padded to a power
     of two there."""
 
     def __init__(self, keras, model, size: int):
@@ -184,7 +191,7 @@ class _Forward:
         if self.backend == "tensorflow":
             import tensorflow as tf
 
-            self._fn = tf.function(lambda x: model(x, training=False), input_signature=[
+            self._fn = tf.function(functools.partial(_inference, model), input_signature=[
                 tf.TensorSpec((None, size, size, 3), tf.uint8)])
 
     def __call__(self, x: np.ndarray) -> list[np.ndarray]:
