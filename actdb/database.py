@@ -320,12 +320,14 @@ class Database:
         the class its ``k`` nearest images vote for, the nearest centroid and whether it lies
         inside that class's p95 radius, the nearest-neighbour distance in context, and the
         route that embedded it. Every option means what it means to :meth:`nearest`, and
-        each space answers exactly as it does alone (its runtime and query cache)."""
-        from actdb.query.across import side_by_side, space_rows
+        each space answers exactly as it does alone (its runtime and query cache); the
+        spaces of one network that embed with Keras share one forward pass."""
+        from actdb.query.across import share_forward, side_by_side, space_rows
 
         specs = self._askable(queries)
         rows, spaces = [], self.store.spaces()
         _positive("k", k)
+        share_forward([self.in_space(s.name)._ctx() for s in spaces], specs, names)
         for space in spaces:
             sub = self.in_space(space.name)
             near = sub.nearest(specs, k=k, classes=classes, split=split, where=where,

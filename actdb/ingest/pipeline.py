@@ -33,7 +33,7 @@ from actdb.ingest.datasets import DATASETS, fetch
 from actdb.ingest.engine import DECODERS, Embedded, LocalEngine, RayConfig
 from actdb.ingest.layout import SPLITS, ImageEntry, detect_layout
 from actdb.models.classes import CLASS_INDEX_VERSION
-from actdb.models.embed import EmbedConfig, Embedder, backend
+from actdb.models.embed import EmbedConfig, Embedder, backend, network_key
 from actdb.stats import refresh
 from actdb.store.catalog import reads
 from actdb.store.catalog.files import manifest_path
@@ -469,13 +469,6 @@ def _layers(cfg: IngestConfig) -> list[str]:
     return [get_spec(cfg.embed.model, cfg.embed.preprocess).default_layer]
 
 
-def _network_key(c) -> tuple:
-    """What must agree for layers to come from one forward pass (an EmbedConfig or a
-    Manifest)."""
-    return (Path(c.model).name, c.pool, c.weights, c.image_size, c.resize, c.precision,
-            c.preprocess)
-
-
 def _networks(store: Path, ec: EmbedConfig, layers: list[str]
               ) -> tuple[tuple[EmbedConfig, list[str]], list[tuple[EmbedConfig, list[str]]]]:
     """(the network new images go through, with its layers; every other network of the
@@ -489,8 +482,8 @@ def _networks(store: Path, ec: EmbedConfig, layers: list[str]
     for row in s.spaces():
         m = s.in_space(row.name).manifest
         c = EmbedConfig(**{k: getattr(m, k) for k in RECIPE})
-        nets.setdefault(_network_key(m), (c, []))[1].append(m.layer)
-    asked = nets.setdefault(_network_key(ec), (ec, []))[1]
+        nets.setdefault(network_key(m), (c, []))[1].append(m.layer)
+    asked = nets.setdefault(network_key(ec), (ec, []))[1]
     asked += [x for x in layers if x not in asked]
     first, *later = nets.values()
     return first, later

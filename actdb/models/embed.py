@@ -320,6 +320,20 @@ class OneLayer:
         return [self.members[0].embed(images)]
 
 
+def network_key(c) -> tuple:
+    """What must agree for layers to come from one forward pass (an EmbedConfig or a
+    Manifest): the network, its weights' source and the input's size, resize, precision and
+    preprocessing. (A space's ``weights_sha256`` hashes the model up to its own layer, so it
+    differs between the layers of one network.)
+
+    >>> b4 = EmbedConfig(weights="random:0", image_size=32, layer="block4_conv4")
+    >>> network_key(b4) == network_key(replace(b4, layer="block5_conv4"))
+    True
+    """
+    return (Path(c.model).name, c.pool, c.weights, c.image_size, c.resize, c.precision,
+            c.preprocess)
+
+
 def layers_embedder(config: EmbedConfig, layers: list[str], shared: bool = True):
     """What embeds ``layers`` of ``config``'s network in one forward pass: a
     :class:`LayersEmbedder`, or for one layer its Embedder as a :class:`OneLayer`

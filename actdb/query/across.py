@@ -12,10 +12,17 @@ question, asked of every space at once).
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from actdb.errors import UsageError
+import numpy as np
+
+from actdb.errors import StoreMismatch, UsageError
 from actdb.query.resolve import Upload
+
+if TYPE_CHECKING:
+    from actdb.query.context import QueryContext
 
 COLUMNS = ["query", "space", "default", "top_class", "vote_share", "top_classes",
            "nearest_centroid", "centroid_distance", "inside_p95", "ratio_to_p95", "nn_distance",
@@ -30,6 +37,47 @@ def askable(spec) -> bool:
     if isinstance(spec, Upload):
         return True
     return isinstance(spec, str | Path) and not str(spec).lower().endswith(".npy")
+
+
+def share_forward(contexts: list[QueryContext], queries: list,
+                  names: list[str] | None = None) -> None:
+    """One forward pass per network for the spaces that embed with Keras: the image queries
+    that some of these spaces have not cached yet go once through a model with an output per
+    layer (bit-identical to each layer's own model), and each space's query cache receives
+    its vector, so each space's ``nearest`` then answers from its cache. Spaces on ONNX
+    Runtime keep a model each (one network's layers are separate ONNX models)."""
+    from actdb.images import decode_named
+    from actdb.models.embed import layers_embedder, manifest_config, network_key
+
+    images = []  # (name, source, bytes), named as resolve names them
+    for n, q in enumerate(queries):
+        name = names[n] if names and n < len(names) and names[n] else None
+        if isinstance(q, Upload):
+            images.append((name or q.name, q.source or q.name, q.data))
+        elif not str(q).startswith("id:") and Path(q).is_file():
+            images.append((name or Path(q).stem, str(q), Path(q).read_bytes()))
+    if not images:
+        return
+    shas = [hashlib.sha256(data).hexdigest() for _, _, data in images]
+    nets: dict[tuple, list] = {}
+    for ctx in contexts:
+        if ctx.route.startswith("keras-"):
+            nets.setdefault(network_key(ctx.store.manifest), []).append(ctx)
+    for members in nets.values():
+        if len(members) < 2 or all(len(c.cache.get(shas)) == len(shas) for c in members):
+            continue
+        manifests = [c.store.manifest for c in members]
+        m = manifests[0]
+        emb = layers_embedder(manifest_config(m), [x.layer for x in manifests])
+        for member, x in zip(emb.members, manifests, strict=True):
+            if member.weights_sha256 != x.weights_sha256:
+                raise StoreMismatch(f"the weights of {x.space_name} are not the ones it was "
+                                    "built with; restore the original weights file")
+        batch = np.stack([decode_named(data, m.image_size, m.resize, name)
+                          for name, _, data in images])
+        for ctx, vecs in zip(members, emb.embed(batch), strict=True):
+            ctx.cache.put([(sha, name, source, vec) for sha, (name, source, _), vec
+                           in zip(shas, images, vecs, strict=True)], computed=set(shas))
 
 
 def require_askable(queries: list) -> None:

@@ -147,6 +147,31 @@ def test_every_option_of_nearest_and_centroids_means_the_same_in_every_space(two
     assert "class_p95_dist" in lines[0] and "vote_share" not in lines[0] and len(lines) == 5
 
 
+def test_the_keras_spaces_of_one_network_share_one_forward_pass(two_layers, tmp_path,
+                                                               monkeypatch):
+    """--space all embeds a new image once for both VGG19 layers (each space's cache gets its
+    vector, bit-identical to that space's own model), and no space embeds on its own."""
+    import shutil
+
+    from actdb.query.context import QueryContext
+    from tests.helpers import class_image
+
+    store = tmp_path / "s"
+    shutil.copytree(two_layers, store)
+    query = tmp_path / "new.png"
+    class_image(1, 77).save(query)
+    with actdb.open(store) as db:
+        with monkeypatch.context() as mp:
+            mp.setattr(QueryContext, "embed_images", lambda *a, **k: pytest.fail("embedded"))
+            got = db.across_spaces(query, k=3)
+        assert set(got.route) == {"keras-fp32"}
+        for space in (B4, B5):
+            sub = db.in_space(space)
+            cached = sub.resolve(query)[0]
+            assert cached.cached
+            np.testing.assert_array_equal(cached.vec, sub.embedder.embed_files([query])[0])
+
+
 def test_adding_a_model_fills_every_image_and_new_images_go_into_every_space(two_layers,
                                                                               tmp_path):
     store = tmp_path / "store"
