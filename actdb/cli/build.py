@@ -84,9 +84,10 @@ def ingest(
     actor_gpus: float = typer.Option(None, help="ray: GPUs per model actor (default: 1 when "
                                      "the cluster has GPUs)."),
     onnx: bool = typer.Option(True, "--onnx/--no-onnx", envvar="ACTDB_ONNX",
-                              help="Keep each space's model as ONNX, checked against Keras, "
-                              "so image queries skip TensorFlow (about 80 MB for VGG19; "
-                              "export 11-18 s)."),
+                              help="Keep each fp32 space's model as ONNX, checked against "
+                              "Keras, so image queries skip TensorFlow (about 80 MB for "
+                              "VGG19; export 11-18 s). A bf16 space's queries use its Keras "
+                              "bf16 model."),
     as_json: bool = JsonOpt,
 ):
     """Embed the images under ROOT into the store (resumes and skips what is there), then
