@@ -5,13 +5,13 @@ A space's default route reproduces its stored vectors, whoever asks (the command
 notebook, the service): an fp32 space embeds with ONNX Runtime where it keeps a checked
 ``model.onnx`` (within float rounding of Keras fp32, and no TensorFlow to import), else with
 Keras; a bf16 space with its own Keras bf16 model, the only route that gives its stored
-numbers back (ONNX Runtime computes fp32, ~0.4% off bf16's rounding: 20-30% of a
-nearest-neighbour distance; bench/query.py). ``runtime="onnx"`` or ``"keras"`` asks for one
-route; ingest keeps the ONNX model of every fp32 space (:func:`keep_onnx`), and
-``runtime="onnx"`` exports one the first time it is asked. Wherever the ONNX route was asked
-or expected and cannot be taken, the query embeds with Keras and an ActdbWarning says why in
-one line: nothing silently changes vectors. The route is part of a cached query's key and of
-every answer.
+numbers back (ONNX Runtime computes fp32, off by bf16's rounding at every layer, which moves
+a stored image a noticeable part of a nearest-neighbour distance: bench/routes.py).
+``runtime="onnx"`` or ``"keras"`` asks for one route; ingest keeps the ONNX model of every
+fp32 space (:func:`keep_onnx`), and ``runtime="onnx"`` exports one the first time it is
+asked. Wherever the ONNX route was asked or expected and cannot be taken, the query embeds
+with Keras and an ActdbWarning says why in one line: nothing silently changes vectors. The
+route is part of a cached query's key and of every answer.
 
 >>> RUNTIMES
 ('keras', 'onnx')

@@ -119,7 +119,7 @@ CREATE TABLE IF NOT EXISTS shards (
     created_at TIMESTAMP DEFAULT current_timestamp,
     PRIMARY KEY (space, name)
 );
-CREATE TABLE IF NOT EXISTS repairs (  -- images whose shard was lost; the next ingest redoes them
+CREATE TABLE IF NOT EXISTS repairs (  -- images an earlier actdb's repair dropped (not written now)
     image_id BIGINT,
     root VARCHAR,
     path VARCHAR,
