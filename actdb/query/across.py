@@ -3,11 +3,12 @@
 
 Each space answers exactly as it does alone (``Database.in_space(...).nearest``, with every
 option of ``nearest``: its runtime, its query cache, filters, ``include_self``, ``recall``);
-this module only puts the answers side by side. Each row says, for one query in one space,
-the class its ``k`` nearest images vote for (and the next ones, with their shares, in
-``top_classes``), the nearest class centroid and whether the query lies inside that class's
-p95 radius, and its nearest-neighbour distance against the store's (the original study's
-question, asked of every space at once).
+this module puts the answers side by side, after letting the spaces of one network that
+embed with Keras share a forward pass (:func:`share_forward`). Each row says, for one query
+in one space, the class its ``k`` nearest images vote for (and the next ones, with their
+shares, in ``top_classes``), the nearest class centroid and whether the query lies inside
+that class's p95 radius, and its nearest-neighbour distance against the store's (the
+original study's question, asked of every space at once).
 """
 
 from __future__ import annotations
