@@ -78,7 +78,7 @@ def as_option_names(message: str, params: tuple[str, ...], options: dict[str, st
     return "; ".join(reword(part) for part in message.split("; "))
 
 
-def _fail(message: str, code: int) -> None:
+def fail(message: str, code: int) -> None:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
 
@@ -95,8 +95,8 @@ def _notes(fn):
 
         def show(message, category, filename, lineno, file=None, line=None):
             if issubclass(category, ActdbWarning):
-                note = as_option_names(str(message), message.params, _option_names(fn))
-                typer.echo(f"note: {note}", err=True)
+                text = as_option_names(str(message), message.params, _option_names(fn))
+                typer.echo(f"note: {text}", err=True)
             else:
                 shown(message, category, filename, lineno, file, line)
 
@@ -113,7 +113,7 @@ def handle_errors(fn):
             with _notes(fn):
                 return fn(*args, **kwargs)
         except ActdbError as exc:
-            _fail(as_option_names(str(exc), exc.params, _option_names(fn)), exc.exit_code)
+            fail(as_option_names(str(exc), exc.params, _option_names(fn)), exc.exit_code)
         except BrokenPipeError:  # `actdb sql ... | head`: the reader left; go as Unix tools go
             import os
 
@@ -121,9 +121,9 @@ def handle_errors(fn):
             raise typer.Exit(141) from None
         except OSError as exc:
             where = f"{exc.filename}: " if exc.filename else ""
-            _fail(f"{where}{exc.strerror or exc}", 1)
+            fail(f"{where}{exc.strerror or exc}", 1)
         except KeyboardInterrupt:
-            _fail("interrupted; run the same command again to resume", 130)
+            fail("interrupted; run the same command again to resume", 130)
 
     return wrapper
 
@@ -202,42 +202,42 @@ def output_options(fn):
     return wrapper
 
 
-def _db(store: Path | None, space: str | None = None, runtime: str | None = None):
+def open_store(store: Path | None, space: str | None = None, runtime: str | None = None):
     import actdb
 
     return actdb.open(store, space=space, runtime=runtime)
 
 
-def _echo_json(obj) -> None:
+def echo_json(obj) -> None:
     from actdb import render
 
     typer.echo(render.to_json(obj))
 
 
-def _echo_table(rows: list[dict], columns: list[str], title: str | None = None) -> None:
+def echo_table(rows: list[dict], columns: list[str], title: str | None = None) -> None:
     from actdb import render
 
     typer.echo(render.table(rows, columns, title), nl=False)
 
 
-def _note(message: str) -> None:
+def note(message: str) -> None:
     typer.echo(f"note: {message}", err=True)
 
 
-def _rebound(queries) -> None:
+def note_rebound(queries) -> None:
     for q in queries:
         if q.rebound:
-            _note(f"the query name {q.name!r} now refers to {q.source}; it referred to other "
+            note(f"the query name {q.name!r} now refers to {q.source}; it referred to other "
                   "content before (use --name to keep both)")
 
 
-def _bar(enabled: bool, name: str, unit: str = "img/s"):
+def progress_bar(enabled: bool, name: str, unit: str = "img/s"):
     from actdb import render
 
     return render.progress_bar(enabled and sys.stderr.isatty(), name, unit)
 
 
-def _stages():
+def stages():
     from actdb import render
 
     return render.spinner(sys.stderr.isatty())
@@ -265,9 +265,9 @@ def _main(version: bool = typer.Option(False, "--version", callback=_version, is
 
     if backend is not None:
         if backend not in BACKENDS:
-            _fail(f"--backend must be one of {', '.join(BACKENDS)}, not {backend!r}", 2)
+            fail(f"--backend must be one of {', '.join(BACKENDS)}, not {backend!r}", 2)
         if "keras" in sys.modules:
-            _fail("--backend must be chosen before Keras is imported", 2)
+            fail("--backend must be chosen before Keras is imported", 2)
         os.environ["KERAS_BACKEND"] = backend
 
 

@@ -14,10 +14,10 @@ from actdb.cli.app import (
     RuntimeOpt,
     SpaceOpt,
     StoreOpt,
-    _db,
-    _echo_table,
-    _rebound,
     command,
+    echo_table,
+    note_rebound,
+    open_store,
     output_options,
 )
 
@@ -50,16 +50,16 @@ def nearest(
     Example: actdb nearest node4.png -k 50 --classes sea_cucumber,groenendael
     """
     if space == "all":
-        rows = _db(store, None, runtime).across_spaces(
+        rows = open_store(store, None, runtime).across_spaces(
             queries, k=k, classes=classes, split=split, where=where, names=name,
             include_self=include_self, recall=recall)
         return _across(rows, f"in every space ({k} nearest)", out)
-    res = _db(store, space, runtime).nearest(queries, k=k, classes=classes, split=split,
+    res = open_store(store, space, runtime).nearest(queries, k=k, classes=classes, split=split,
                                              where=where, names=name,
                                              include_self=include_self, recall=recall)
     from actdb import render
 
-    _rebound(a.query for a in res.answers)
+    note_rebound(a.query for a in res.answers)
     d = res.to_dict()
     if not out.table:
         cols = ["query", "rank", "distance", "image_id", "class_name", "synset", "split",
@@ -70,10 +70,10 @@ def nearest(
         if not q["neighbors"]:
             typer.echo(f"{q['query']}: no images match")
             continue
-        _echo_table(q["neighbors"], ["rank", "distance", "image_id", "class_name", "synset",
+        echo_table(q["neighbors"], ["rank", "distance", "image_id", "class_name", "synset",
                                      "path"],
                     title=f"{q['query']}: {len(q['neighbors'])} nearest ({d['metric']})")
-        _echo_table([{**c, "share": f"{c['share']:.0%}"} for c in q["classes"]],
+        echo_table([{**c, "share": f"{c['share']:.0%}"} for c in q["classes"]],
                     ["class_name", "synset", "count", "share"], title="class vote")
         typer.echo(render.context_line(q["context"]))
 
@@ -100,14 +100,16 @@ def centroids_cmd(
     cols = ["rank", "distance", "class_name", "synset", "n", "class_mean_dist",
             "class_p95_dist", "inside"]
     if space == "all":
-        got = _db(store, None, runtime).centroids_across_spaces(queries, k=k, classes=classes)
+        got = open_store(store, None, runtime).centroids_across_spaces(queries, k=k,
+                                                                      classes=classes)
         return _across(got, "nearest class centroids in every space", out,
                        ["space", *cols])
-    rows = render.records(_db(store, space, runtime).centroids(queries, k=k, classes=classes))
+    db = open_store(store, space, runtime)
+    rows = render.records(db.centroids(queries, k=k, classes=classes))
     if not out.table:
         return out.rows(rows, ["query", *cols])
     for q in dict.fromkeys(r["query"] for r in rows):
-        _echo_table([r for r in rows if r["query"] == q], cols,
+        echo_table([r for r in rows if r["query"] == q], cols,
                     title=f"{q}: nearest class centroids")
 
 
@@ -121,7 +123,7 @@ def _across(frame, title: str, out: Output, columns: list[str] | None = None) ->
     if not out.table:
         return out.rows(rows, ["query", *columns])
     for q in dict.fromkeys(r["query"] for r in rows):
-        _echo_table([{**r, "vote_share": f"{r['vote_share']:.0%}"} if "vote_share" in r else r
+        echo_table([{**r, "vote_share": f"{r['vote_share']:.0%}"} if "vote_share" in r else r
                      for r in rows if r["query"] == q], columns, title=f"{q}: {title}")
 
 
@@ -147,7 +149,7 @@ def sql(
 
     Example: actdb sql "SELECT class_name, mean_dist FROM class_stats ORDER BY mean_dist LIMIT 5"
     """
-    out.arrow(_db(store).sql(_sql_text(query)))
+    out.arrow(open_store(store).sql(_sql_text(query)))
 
 
 @command("examples")
@@ -165,15 +167,15 @@ def examples_cmd(
     """
     from actdb import render
 
-    res = _db(store, space).examples(channel, k)
+    res = open_store(store, space).examples(channel, k)
     cols = ["rank", "value", "class_name", "synset", "path"]
     if not out.table:
         return out.rows(render.records(res.top), cols, whole=res.to_dict())
-    _echo_table(render.records(res.top), cols,
+    echo_table(render.records(res.top), cols,
                 title=f"channel {channel}: top {len(res.top)} of the store "
                       f"(mean {res.channel_mean:.4g}, max {res.channel_max:.4g})")
-    _echo_table([{**r, "share": f"{r['share']:.0%}"} for r in render.records(res.classes)],
+    echo_table([{**r, "share": f"{r['share']:.0%}"} for r in render.records(res.classes)],
                 ["class_name", "synset", "count", "share"], title="classes among them")
     if not res.queries.empty:
-        _echo_table(render.records(res.queries), ["name", "value", "percentile"],
+        echo_table(render.records(res.queries), ["name", "value", "percentile"],
                     title="named queries")

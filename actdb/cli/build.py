@@ -13,14 +13,14 @@ from actdb.cli.app import (
     Output,
     SpaceOpt,
     StoreOpt,
-    _bar,
-    _db,
-    _echo_json,
-    _echo_table,
-    _fail,
-    _note,
     command,
+    echo_json,
+    echo_table,
+    fail,
+    note,
+    open_store,
     output_options,
+    progress_bar,
 )
 
 
@@ -100,11 +100,11 @@ def ingest(
                if k not in ("root", "store", "as_json", *ray_only)}  # the rest, by name
     if engine == "ray":
         _quiet_ray()
-    with _bar(not as_json, "ingest") as bar:
-        result = _db(store).ingest(root, progress=bar, **options)
+    with progress_bar(not as_json, "ingest") as bar:
+        result = open_store(store).ingest(root, progress=bar, **options)
     _unreached(result.index)
     if as_json:
-        _echo_json(result.to_dict())
+        echo_json(result.to_dict())
         return
     from actdb import render
 
@@ -132,15 +132,15 @@ def info(space: str = SpaceOpt, store: Path = StoreOpt, as_json: bool = JsonOpt)
 
     Example: actdb info --store actdb-store --json
     """
-    d = _db(store, space).info()
+    d = open_store(store, space).info()
     if as_json:
-        _echo_json(d)
+        echo_json(d)
     else:
         from actdb import render
 
         typer.echo(render.info_text(d), nl=False)
     if d["damaged"]:
-        _fail(f"store damaged: {'; '.join(d['damaged'])}; run `actdb check --repair`", 1)
+        fail(f"store damaged: {'; '.join(d['damaged'])}; run `actdb check --repair`", 1)
 
 
 @command()
@@ -155,7 +155,7 @@ def spaces(store: Path = StoreOpt, out: Output = None):
 
     cols = ["name", "default", "model", "layer", "pool", "dim", "image_size", "precision",
             "vectors", "shards", "index", "onnx", "view"]
-    out.rows(render.records(_db(store).spaces()), cols)
+    out.rows(render.records(open_store(store).spaces()), cols)
 
 
 @command()
@@ -168,9 +168,9 @@ def check(store: Path = StoreOpt,
 
     Example: actdb check --store actdb-store --repair
     """
-    rep = _db(store).check(repair=repair)
+    rep = open_store(store).check(repair=repair)
     if as_json:
-        _echo_json(rep.to_dict())
+        echo_json(rep.to_dict())
     else:
         from actdb import render
 
@@ -194,7 +194,7 @@ def merge(
 
     res = actdb.merge(out, stores)
     if as_json:
-        _echo_json(res.to_dict())
+        echo_json(res.to_dict())
     else:
         typer.echo(f"merged {len(res.sources)} stores into {res.out}: added {res.added}, "
                    f"skipped {res.skipped} already present, {res.renumbered} given new ids, "
@@ -215,10 +215,10 @@ def index_cmd(
 
     Example: actdb index --kind hnsw --metric cosine
     """
-    info_ = _db(store, space).index(kind=kind, metric=metric, target_recall=target_recall)
+    info_ = open_store(store, space).index(kind=kind, metric=metric, target_recall=target_recall)
     _unreached(info_)
     if as_json:
-        _echo_json(info_)
+        echo_json(info_)
     else:
         typer.echo(f"built {info_['kind']} index ({info_['metric']}) over {info_['ntotal']} "
                    f"vectors in {info_['build_seconds']}s, recall@50 {info_['recall_at_50']}")
@@ -228,7 +228,7 @@ def _unreached(info: dict | None) -> None:
     """Say on stderr which recall levels no setting of the index reached."""
     if info and info.get("unreached_recall"):
         levels = ", ".join(str(r) for r in info["unreached_recall"])
-        _note(f"no setting of this {info['kind']} index reaches recall@50 {levels}; the best "
+        note(f"no setting of this {info['kind']} index reaches recall@50 {levels}; the best "
               f"measured, {info['recall_at_50']}, answers for it (try --kind flat or hnsw)")
 
 
@@ -251,12 +251,12 @@ def stats(
 
     Example: actdb stats --seed 1 && actdb sql "SELECT * FROM pair_stats"
     """
-    res = _db(store, space).stats(seed=seed, pairs_per_class=pairs_per_class,
+    res = open_store(store, space).stats(seed=seed, pairs_per_class=pairs_per_class,
                                   pair_sample=pair_sample)
     cols = ["kind", "count", "sampled", "mean", "std", "p05", "p50", "p95"]
     if not out.table:
         return out.rows(res["pair_stats"], cols, whole=res)
-    _echo_table(res["pair_stats"], cols,
+    echo_table(res["pair_stats"], cols,
                 title=f"{res['images']} images, {res['classes']} classes ({res['seconds']}s)")
 
 
@@ -281,11 +281,11 @@ def compare(
     """
     from actdb import render
 
-    res = _db(store).compare(sample=sample, seed=seed, k=k, queries=queries, pairs=pairs)
+    res = open_store(store).compare(sample=sample, seed=seed, k=k, queries=queries, pairs=pairs)
     sim = ["space_a", "space_b", "cka", "method", "n", "seed"]
     sep = ["space", "knn_accuracy", "k", "queries", "same_over_different", "n", "seed"]
     if not out.table:
         return out.rows(render.records(res.similarity), sim, whole=res.to_dict())
-    _echo_table(render.records(res.separation), sep, title="class separation")
-    _echo_table(render.records(res.similarity), sim,
+    echo_table(render.records(res.separation), sep, title="class separation")
+    echo_table(render.records(res.similarity), sim,
                 title=f"linear CKA ({res.seconds:.1f} s)")

@@ -12,13 +12,13 @@ from actdb.cli.app import (
     RuntimeOpt,
     SpaceOpt,
     StoreOpt,
-    _bar,
-    _db,
-    _echo_json,
-    _echo_table,
-    _note,
     command,
+    echo_json,
+    echo_table,
+    note,
+    open_store,
     output_options,
+    progress_bar,
 )
 from actdb.errors import UsageError
 
@@ -63,18 +63,18 @@ def dream(
 
     options = {k: v for k, v in ctx.params.items()
                if k not in ("output", "as_json", "store") and v is not None}
-    db = _db(store)
+    db = open_store(store)
     in_store = db.exists()
-    with _bar(not as_json, "dream", "steps/s") as bar:
+    with progress_bar(not as_json, "dream", "steps/s") as bar:
         show = (lambda step, total, value: bar(step, total, f"objective {value:.4g}")) \
             if bar else None
         res = (db.dream if in_store else actdb.dream)(output, progress=show, **options)
     if in_store and model is None:
         c = res.config
-        _note(f"the store's network at {db.path}: {Path(c['model']).name} {c['layer']}, "
+        note(f"the store's network at {db.path}: {Path(c['model']).name} {c['layer']}, "
               f"weights {c['weights']}, {c['size']} px (--model names another)")
     if as_json:
-        _echo_json(res.to_dict())
+        echo_json(res.to_dict())
     else:
         typer.echo(f"wrote {res.image} and {res.sidecar}: objective {res.start_activation:.4g} "
                    f"at the start, {res.final_activation:.4g} on the saved image")
@@ -107,7 +107,7 @@ def predict(
     cols = ["image", "model", "rank", "class_name", "wnid", "probability"]
     if not out.table:
         return out.rows(rows, cols, whole=res)
-    _echo_table(rows, cols)
+    echo_table(rows, cols)
 
 
 @command()
@@ -138,7 +138,7 @@ def layers(
     if model is not None:
         for r in rows:
             r["default"] = "default" if r["default"] else ""
-    _echo_table(rows, cols)
+    echo_table(rows, cols)
 
 
 @command()
@@ -173,7 +173,7 @@ def embed(
         raise UsageError(f"cannot write {output.suffix or 'a file without extension'}: use "
                          "-o FILE.npy or FILE.parquet")
     if model is None:
-        vecs = _db(store, space, runtime).embed(images)
+        vecs = open_store(store, space, runtime).embed(images)
     else:
         vecs = actdb.embed(images, model=model, layer=layer, pool=pool, weights=weights,
                            image_size=image_size, resize=resize, precision=precision,

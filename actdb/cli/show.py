@@ -13,16 +13,16 @@ from actdb.cli.app import (
     RuntimeOpt,
     SpaceOpt,
     StoreOpt,
-    _bar,
-    _db,
-    _echo_json,
-    _echo_table,
-    _note,
-    _stages,
     app,
     command,
+    echo_json,
+    echo_table,
     handle_errors,
+    note,
+    open_store,
     output_options,
+    progress_bar,
+    stages,
 )
 from actdb.errors import UsageError
 
@@ -38,8 +38,9 @@ SeedOpt = typer.Option(0, help="Seed of the sample and the projection.")
 
 
 def _plot(kind: str, queries, output: Path, store, space, runtime=None, **options) -> None:
-    with _stages() as stage:
-        _db(store, space, runtime).plot(kind, queries or [], output, progress=stage, **options)
+    with stages() as stage:
+        open_store(store, space, runtime).plot(kind, queries or [], output, progress=stage,
+                                               **options)
     typer.echo(f"wrote {output}")
 
 
@@ -146,8 +147,8 @@ def report(
 
     Example: actdb report node4.png -o report.html
     """
-    with _stages() as stage:
-        path = _db(store, space, runtime).report(output, queries, k=k, classes=classes,
+    with stages() as stage:
+        path = open_store(store, space, runtime).report(output, queries, k=k, classes=classes,
                                  random_classes=random_classes, per_class=per_class,
                                  seed=seed, progress=stage)
     typer.echo(f"wrote {path}")
@@ -176,13 +177,13 @@ def map_cmd(
     """
     from actdb import render
 
-    db = _db(store, space)
+    db = open_store(store, space)
     if list_maps:
         df = db.maps().drop(columns=["settings"])
         rows = render.records(df)
-        return _echo_table(rows, list(df.columns), "maps") if out.table else out.rows(
+        return echo_table(rows, list(df.columns), "maps") if out.table else out.rows(
             rows, list(df.columns))
-    with _stages() as stage:
+    with stages() as stage:
         m = db.map(method, per_class=per_class, classes=classes,
                    random_classes=random_classes, seed=seed, progress=stage)
     if not out.table:
@@ -231,7 +232,7 @@ def atlas_cmd(
     from actdb import render
 
     names = tuple(m.strip() for m in models.split(",") if m.strip())
-    with _bar(True, "channels", "ch/s") as update:
+    with progress_bar(True, "channels", "ch/s") as update:
         last = {"done": 0, "total": None}
 
         def progress(done, total):
@@ -245,10 +246,10 @@ def atlas_cmd(
 
         options = {k: v for k, v in ctx.params.items()
                    if k not in ("store", "space", "as_json")}
-        r = _db(store, space).atlas(**{**options, "models": names}, progress=progress,
+        r = open_store(store, space).atlas(**{**options, "models": names}, progress=progress,
                                     stage=stage)
     if as_json:
-        return _echo_json(render.plain(r.to_dict()))
+        return echo_json(render.plain(r.to_dict()))
     typer.echo(f"atlas: {r.made} pictures made, {r.skipped} already there, "
                f"{len(r.channels)} channels in {r.seconds:.0f} s; site {r.site}")
 
@@ -281,14 +282,14 @@ def export_cmd(
     Example: actdb export --to atlas atlas.parquet --query node4.png, then
     embedding-atlas atlas.parquet --x x --y y --image thumbnail
     """
-    with _stages() as stage:
-        r = _db(store, space).export(to, output, classes=classes, per_class=per_class, where=where,
-                              seed=seed, queries=query or [], method=method,
-                              base_url=base_url, progress=stage)
+    with stages() as stage:
+        r = open_store(store, space).export(to, output, classes=classes, per_class=per_class,
+                                            where=where, seed=seed, queries=query or [],
+                                            method=method, base_url=base_url, progress=stage)
     typer.echo(f"wrote {r.rows} rows of the space {r.space} to {r.path} "
                f"({', '.join(r.files)})")
     if r.note:
-        _note(r.note)
+        note(r.note)
     if r.open_with:
         typer.echo(f"open it with: {r.open_with}")
 
@@ -313,7 +314,7 @@ def serve_cmd(
     from actdb.serve.app import ServeConfig, serve
 
     if host not in ("127.0.0.1", "localhost", "::1") and not token:
-        _note(f"binding {host} without --token: anyone who can reach this port can query "
+        note(f"binding {host} without --token: anyone who can reach this port can query "
               "the store")
     if map_method not in ("auto", "umap", "tsne", "pca", "none"):
         raise UsageError(f"--map {map_method}: use auto, umap, tsne, pca or none")

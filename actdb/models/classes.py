@@ -42,14 +42,6 @@ class ClassIndex:
     def by_wnid(self) -> dict[str, ImageNetClass]:
         return {c.wnid: c for c in self.classes}
 
-    @functools.cached_property
-    def by_name(self) -> dict[str, ImageNetClass]:
-        # Two short names occur twice in Keras' index (crane, maillot): first one wins.
-        out: dict[str, ImageNetClass] = {}
-        for c in self.classes:
-            out.setdefault(c.name, c)
-        return out
-
     def __len__(self) -> int:
         return len(self.classes)
 
