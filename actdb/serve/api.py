@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from actdb import render
 from actdb.database import Upload
 from actdb.errors import WeightsUnavailable
-from actdb.serve.models import (
+from actdb.serve.schemas import (
     ERRORS,
     MAX_ID,
     AcrossRow,

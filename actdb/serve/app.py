@@ -71,7 +71,7 @@ def create_app(cfg: ServeConfig):
 
     import actdb
     from actdb.serve import api, maps, page
-    from actdb.serve.models import declare_error_body
+    from actdb.serve.schemas import declare_error_body
 
     options = {"sql_threads": cfg.sql_threads, "linger": 5.0, "defer_cache_writes": True,
                "batch_uploads": True, "cache_metadata": True}

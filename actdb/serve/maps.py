@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from actdb import render
 from actdb.errors import ActdbError
 from actdb.serve.api import SpaceParam, db_of, query_of
-from actdb.serve.models import ERRORS, BytesResponse, ImageIdPart, ImagePart, VectorPart, binary
+from actdb.serve.schemas import ERRORS, BytesResponse, ImageIdPart, ImagePart, VectorPart, binary
 
 router = APIRouter(prefix="/api/maps", responses=ERRORS)
 
