@@ -157,8 +157,9 @@ def report(
 @command("map")
 @output_options
 def map_cmd(
-    method: str = typer.Option("auto", help="auto (t-SNE below 20,000 points, else UMAP: its "
-                               "compile costs ~10 s a process), umap, tsne (openTSNE) or pca."),
+    method: str = typer.Option("auto", help="auto (t-SNE below 20,000 points, else UMAP, "
+                               "whose compile every new process pays), umap, tsne (openTSNE) "
+                               "or pca."),
     per_class: int = typer.Option(None, help="Images per class (seeded sample; default: every "
                                   "class, at most 50,000 points)."),
     classes: str = typer.Option(None, help="Only these classes (comma-separated)."),

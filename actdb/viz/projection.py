@@ -27,10 +27,10 @@ from actdb.store.catalog.files import atomic_write
 METHODS = ("tsne", "umap", "pca")
 #: A map's method chosen by its size (:func:`auto_method`).
 AUTO = "auto"
-#: From this many points ``auto`` takes UMAP, below it openTSNE's t-SNE: UMAP's numba code is
-#: compiled in every new process (~10 s on 2 cores, umap-learn caches none of it) and its
-#: import brings TensorFlow (~3 s), while t-SNE on a few thousand points takes seconds; at
-#: 20,000 the two cost about the same, at 50,000 t-SNE 2.4x UMAP (bench/RESULTS.md, viz.py).
+#: From this many points ``auto`` takes UMAP, below it openTSNE's t-SNE: every new process
+#: compiles UMAP's numba code again (umap-learn caches none of it) and its import brings
+#: TensorFlow, which a small map's t-SNE never waits for; at this size the two cost about the
+#: same, and beyond it UMAP is the faster (bench/viz.py, figures in bench/RESULTS.md).
 AUTO_UMAP_FROM = 20_000
 
 
