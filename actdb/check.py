@@ -113,7 +113,7 @@ def _check_space(store: Store, rep: CheckReport) -> None:
                 bad.append(name)
         ids = {int(r[0]) for r in con.execute("SELECT image_id FROM space_images").fetchall()}
         unfilled = len(reads.shards_to_fill(con, space.name))
-        total = reads.summary(con)["images"]
+        total = reads.summary(con)["images"] if space.is_default else None
         stats = reads.stats_record(con, space.name)
     if space.is_default:  # every image of the store, whether this space holds it yet or not
         rep.images, rep.vectors, rep.shards = total, vectors, len(listed)

@@ -228,7 +228,7 @@ def note_rebound(queries) -> None:
     for q in queries:
         if q.rebound:
             note(f"the query name {q.name!r} now refers to {q.source}; it referred to other "
-                  "content before (use --name to keep both)")
+                 "content before (use --name to keep both)")
 
 
 def progress_bar(enabled: bool, name: str, unit: str = "img/s"):

@@ -55,8 +55,8 @@ def nearest(
             include_self=include_self, recall=recall)
         return _across(rows, f"in every space ({k} nearest)", out)
     res = open_store(store, space, runtime).nearest(queries, k=k, classes=classes, split=split,
-                                             where=where, names=name,
-                                             include_self=include_self, recall=recall)
+                                                    where=where, names=name,
+                                                    include_self=include_self, recall=recall)
     from actdb import render
 
     note_rebound(a.query for a in res.answers)
@@ -71,10 +71,10 @@ def nearest(
             typer.echo(f"{q['query']}: no images match")
             continue
         echo_table(q["neighbors"], ["rank", "distance", "image_id", "class_name", "synset",
-                                     "path"],
-                    title=f"{q['query']}: {len(q['neighbors'])} nearest ({d['metric']})")
+                                    "path"],
+                   title=f"{q['query']}: {len(q['neighbors'])} nearest ({d['metric']})")
         echo_table([{**c, "share": f"{c['share']:.0%}"} for c in q["classes"]],
-                    ["class_name", "synset", "count", "share"], title="class vote")
+                   ["class_name", "synset", "count", "share"], title="class vote")
         typer.echo(render.context_line(q["context"]))
 
 
@@ -101,7 +101,7 @@ def centroids_cmd(
             "class_p95_dist", "inside"]
     if space == "all":
         got = open_store(store, None, runtime).centroids_across_spaces(queries, k=k,
-                                                                      classes=classes)
+                                                                       classes=classes)
         return _across(got, "nearest class centroids in every space", out,
                        ["space", *cols])
     db = open_store(store, space, runtime)
@@ -110,7 +110,7 @@ def centroids_cmd(
         return out.rows(rows, ["query", *cols])
     for q in dict.fromkeys(r["query"] for r in rows):
         echo_table([r for r in rows if r["query"] == q], cols,
-                    title=f"{q}: nearest class centroids")
+                   title=f"{q}: nearest class centroids")
 
 
 def _across(frame, title: str, out: Output, columns: list[str] | None = None) -> None:
@@ -124,7 +124,7 @@ def _across(frame, title: str, out: Output, columns: list[str] | None = None) ->
         return out.rows(rows, ["query", *columns])
     for q in dict.fromkeys(r["query"] for r in rows):
         echo_table([{**r, "vote_share": f"{r['vote_share']:.0%}"} if "vote_share" in r else r
-                     for r in rows if r["query"] == q], columns, title=f"{q}: {title}")
+                    for r in rows if r["query"] == q], columns, title=f"{q}: {title}")
 
 
 def _sql_text(query: str) -> str:
@@ -172,10 +172,10 @@ def examples_cmd(
     if not out.table:
         return out.rows(render.records(res.top), cols, whole=res.to_dict())
     echo_table(render.records(res.top), cols,
-                title=f"channel {channel}: top {len(res.top)} of the store "
-                      f"(mean {res.channel_mean:.4g}, max {res.channel_max:.4g})")
+               title=f"channel {channel}: top {len(res.top)} of the store "
+                     f"(mean {res.channel_mean:.4g}, max {res.channel_max:.4g})")
     echo_table([{**r, "share": f"{r['share']:.0%}"} for r in render.records(res.classes)],
-                ["class_name", "synset", "count", "share"], title="classes among them")
+               ["class_name", "synset", "count", "share"], title="classes among them")
     if not res.queries.empty:
         echo_table(render.records(res.queries), ["name", "value", "percentile"],
-                    title="named queries")
+                   title="named queries")

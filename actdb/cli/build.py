@@ -229,7 +229,7 @@ def _unreached(info: dict | None) -> None:
     if info and info.get("unreached_recall"):
         levels = ", ".join(str(r) for r in info["unreached_recall"])
         note(f"no setting of this {info['kind']} index reaches recall@50 {levels}; the best "
-              f"measured, {info['recall_at_50']}, answers for it (try --kind flat or hnsw)")
+             f"measured, {info['recall_at_50']}, answers for it (try --kind flat or hnsw)")
 
 
 @command()
@@ -252,12 +252,12 @@ def stats(
     Example: actdb stats --seed 1 && actdb sql "SELECT * FROM pair_stats"
     """
     res = open_store(store, space).stats(seed=seed, pairs_per_class=pairs_per_class,
-                                  pair_sample=pair_sample)
+                                         pair_sample=pair_sample)
     cols = ["kind", "count", "sampled", "mean", "std", "p05", "p50", "p95"]
     if not out.table:
         return out.rows(res["pair_stats"], cols, whole=res)
     echo_table(res["pair_stats"], cols,
-                title=f"{res['images']} images, {res['classes']} classes ({res['seconds']}s)")
+               title=f"{res['images']} images, {res['classes']} classes ({res['seconds']}s)")
 
 
 @command()
@@ -288,4 +288,4 @@ def compare(
         return out.rows(render.records(res.similarity), sim, whole=res.to_dict())
     echo_table(render.records(res.separation), sep, title="class separation")
     echo_table(render.records(res.similarity), sim,
-                title=f"linear CKA ({res.seconds:.1f} s)")
+               title=f"linear CKA ({res.seconds:.1f} s)")

@@ -72,7 +72,7 @@ def dream(
     if in_store and model is None:
         c = res.config
         note(f"the store's network at {db.path}: {Path(c['model']).name} {c['layer']}, "
-              f"weights {c['weights']}, {c['size']} px (--model names another)")
+             f"weights {c['weights']}, {c['size']} px (--model names another)")
     if as_json:
         echo_json(res.to_dict())
     else:

@@ -148,9 +148,9 @@ def report(
     Example: actdb report node4.png -o report.html
     """
     with stages() as stage:
-        path = open_store(store, space, runtime).report(output, queries, k=k, classes=classes,
-                                 random_classes=random_classes, per_class=per_class,
-                                 seed=seed, progress=stage)
+        db = open_store(store, space, runtime)
+        path = db.report(output, queries, k=k, classes=classes, random_classes=random_classes,
+                         per_class=per_class, seed=seed, progress=stage)
     typer.echo(f"wrote {path}")
 
 
@@ -248,7 +248,7 @@ def atlas_cmd(
         options = {k: v for k, v in ctx.params.items()
                    if k not in ("store", "space", "as_json")}
         r = open_store(store, space).atlas(**{**options, "models": names}, progress=progress,
-                                    stage=stage)
+                                           stage=stage)
     if as_json:
         return echo_json(render.plain(r.to_dict()))
     typer.echo(f"atlas: {r.made} pictures made, {r.skipped} already there, "
@@ -316,7 +316,7 @@ def serve_cmd(
 
     if host not in ("127.0.0.1", "localhost", "::1") and not token:
         note(f"binding {host} without --token: anyone who can reach this port can query "
-              "the store")
+             "the store")
     if map_method not in ("auto", "umap", "tsne", "pca", "none"):
         raise UsageError(f"--map {map_method}: use auto, umap, tsne, pca or none")
     serve(ServeConfig(store=store, token=token, map_method=None if map_method == "none"

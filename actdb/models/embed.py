@@ -203,8 +203,8 @@ class _Forward:
                 x = np.concatenate([x, np.zeros((1 << n.bit_length(), *x.shape[1:]),
                                                 x.dtype)[: (1 << n.bit_length()) - n]])
             out = self.model.predict_on_batch(x)
-        return [np.asarray(o, dtype=np.float32)[:n] for o in (out if isinstance(out, list | tuple)
-                                                               else [out])]
+        outs = out if isinstance(out, list | tuple) else [out]
+        return [np.asarray(o, dtype=np.float32)[:n] for o in outs]
 
 
 class Embedder:

@@ -124,9 +124,13 @@ async def across(request: Request, image: ImagePart = None, image_id: ImageIdPar
         raise HTTPException(400, f"across asks every space; ask the space {space} alone with "
                             "POST /api/nearest?space=...")
     q = await query_of(request, image, image_id, None)
-    df = await run_in_threadpool(request.app.state.db.across_spaces, q, k=k, classes=classes,
-                                 split=split, where=where, include_self=include_self,
-                                 recall=recall)
+    return await _across(request, q, k=k, classes=classes, split=split, where=where,
+                         include_self=include_self, recall=recall)
+
+
+async def _across(request: Request, q, **options) -> list[dict[str, Any]]:
+    """The rows of every space (``Database.across_spaces``)."""
+    df = await run_in_threadpool(request.app.state.db.across_spaces, q, **options)
     return render.records(df)
 
 
@@ -142,10 +146,9 @@ async def nearest(request: Request, image: ImagePart = None,
     ``{"k": k, "across": [rows as POST /api/across answers]}``."""
     q = await query_of(request, image, image_id, vector)
     if space == "all":
-        df = await run_in_threadpool(request.app.state.db.across_spaces, q, k=k,
-                                     classes=classes, split=split, where=where,
-                                     include_self=include_self, recall=recall)
-        return {"k": k, "across": render.records(df)}
+        return {"k": k, "across": await _across(request, q, k=k, classes=classes, split=split,
+                                                where=where, include_self=include_self,
+                                                recall=recall)}
     db = await run_in_threadpool(db_of, request, space)
     res = await run_in_threadpool(db.nearest, q, k=k, classes=classes,
                                   split=split, where=where, include_self=include_self,

@@ -233,8 +233,8 @@ def list_maps(store) -> pd.DataFrame:
     df.insert(1, "space", [s.get("space") or default for s in settings])
     df.insert(3, "sample", [describe_sample(s["sample"], n_classes) for s in settings])
     df.insert(4, "seed", [s["projection"]["seed"] for s in settings])
-    df["current"] = [states.get(sp) == st for sp, st in zip(df.space, df.store_state,
-                                                           strict=True)]
+    df["current"] = [states.get(sp) == st
+                     for sp, st in zip(df.space, df.store_state, strict=True)]
     return df
 
 
