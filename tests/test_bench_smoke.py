@@ -1,14 +1,18 @@
 """Each benchmark script runs end to end on tiny sizes, so none of them rots. The figures
-themselves come from full runs recorded in bench/RESULTS.md, never from CI."""
+themselves come from full runs recorded in bench/RESULTS.md, never from CI. Every script
+(and its --help) runs in one interpreter (tests/bench_runner.py): TensorFlow is imported
+once, not once a script."""
 
+import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow  # each runs a benchmark script in a subprocess
+pytestmark = pytest.mark.slow  # the benchmark scripts, run in a subprocess
 
 BENCH = Path(__file__).parents[1] / "bench"
 TINY = {
@@ -16,13 +20,13 @@ TINY = {
     "codes.py": ["--n", "3000", "--dim", "64", "--classes", "20", "--queries", "10",
                  "--timed", "2"],
     "query.py": ["--n", "3000", "--classes", "20", "--queries", "10", "--exact-queries", "3",
-                 "--image-size", "32"],
+                 "--image-size", "32", "--sets", "realistic"],
     "dream.py": ["--size", "32", "--steps", "3"],
     "atlas.py": ["--size", "32", "--batches", "1,2", "--steps", "4", "--precisions", "fp32",
                  "--atlas-channels", "2"],
     "serve.py": ["--size", "32", "--images", "16", "--requests", "2", "--uploads", "1"],
     "viz.py": ["--sizes", "200", "--cold-points", "30", "--cold-methods", "auto"],
-    "routes.py": ["--image-size", "32", "--runs", "1"],
+    "routes.py": ["--image-size", "32", "--runs", "1", "--precisions", "fp32"],
     "spaces.py": ["--images", "8", "--size", "32", "--batch", "4", "--sample", "2000",
                   "--store-images", "3000", "--rounds", "1", "--asks", "2"],
     "vs_notebook.py": ["--images", "8", "--size", "32"],
@@ -36,13 +40,27 @@ TINY = {
 }
 
 
-def test_the_ray_engine_benchmark_runs_on_tiny_sizes():
+RAY = ["--engine", "ray", "--images", "16", "--size", "32", "--batch", "8"]
+
+
+@pytest.fixture(scope="module")
+def ran(tmp_path_factory) -> dict:
+    """What each tiny run and each --help did (one runner process for all of them)."""
+    base = tmp_path_factory.mktemp("bench")
+    jobs = [{"name": f"run {s}", "script": str(BENCH / s), "args": a} for s, a in TINY.items()]
+    jobs += [{"name": "run ingest.py --engine ray", "script": str(BENCH / "ingest.py"),
+              "args": RAY}]
+    jobs += [{"name": f"help {s}", "script": str(BENCH / s), "args": ["--help"]} for s in TINY]
+    (base / "jobs.json").write_text(json.dumps(jobs))
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    out = subprocess.run([sys.executable, str(BENCH / "ingest.py"), "--engine", "ray",
-                          "--images", "16", "--size", "32", "--batch", "8"],
-                         capture_output=True, text=True, env=env, timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert "of the local engine" in out.stdout
+    out = subprocess.run([sys.executable, str(Path(__file__).parent / "bench_runner.py"),
+                          str(base / "jobs.json"), str(base / "results.json")],
+                         capture_output=True, text=True, env=env, timeout=1500)
+    results = (json.loads((base / "results.json").read_text())
+               if (base / "results.json").exists() else {})
+    assert out.returncode == 0 and len(results) == len(jobs), \
+        f"the runner stopped after {list(results)[-1:]}: {out.stderr[-3000:]}"
+    return results
 
 
 def test_every_script_is_covered():
@@ -50,22 +68,23 @@ def test_every_script_is_covered():
 
 
 @pytest.mark.parametrize("script", sorted(TINY))
-def test_bench_script_runs_on_tiny_sizes(script):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    out = subprocess.run([sys.executable, str(BENCH / script), *TINY[script]],
-                         capture_output=True, text=True, env=env, timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert out.stdout.startswith("machine: "), out.stdout[:500]
+def test_bench_script_runs_on_tiny_sizes(ran, script):
+    r = ran[f"run {script}"]
+    assert r["code"] == 0, r["stderr"]
+    assert r["stdout"].startswith("machine: "), r["stdout"][:500]
+
+
+def test_the_ray_engine_benchmark_runs_on_tiny_sizes(ran):
+    r = ran["run ingest.py --engine ray"]
+    assert r["code"] == 0, r["stderr"]
+    assert "of the local engine" in r["stdout"]
 
 
 @pytest.mark.parametrize("script", sorted(TINY))
-def test_every_bench_option_is_described(script):
-    import re
-
-    out = subprocess.run([sys.executable, str(BENCH / script), "--help"], capture_output=True,
-                         text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    text = out.stdout
+def test_every_bench_option_is_described(ran, script):
+    r = ran[f"help {script}"]
+    assert r["code"] == 0, r["stderr"]
+    text = r["stdout"]
     assert "python bench/" in text  # the whole docstring, not its first line
     lines = text.split("options:")[1].splitlines()
     for i, line in enumerate(lines):

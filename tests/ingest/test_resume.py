@@ -43,13 +43,20 @@ def _kill_when(store, proc, shards: int, timeout: float = 120) -> bool:
     raise AssertionError("ingest did not make progress")
 
 
-@pytest.mark.parametrize("decoders", ["threads", "processes"])
-def test_killed_ingest_resumes_without_duplicates_or_gaps(tmp_path, decoders):
-    root = make_tree(tmp_path / "data", per_class=30)
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The tree and its uninterrupted ingest, made once for every way of killing it."""
+    base = tmp_path_factory.mktemp("resume")
+    root = make_tree(base / "data", per_class=30)
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
-    ref = tmp_path / "ref"
-    subprocess.run(_cmd(root, ref), check=True, env=env, capture_output=True)
+    subprocess.run(_cmd(root, base / "ref"), check=True, env=env, capture_output=True)
+    return root, base / "ref"
 
+
+@pytest.mark.parametrize("decoders", ["threads", "processes"])
+def test_killed_ingest_resumes_without_duplicates_or_gaps(reference, tmp_path, decoders):
+    root, ref = reference
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
     store = tmp_path / "killed"
     kills = 0
     for target in (2, 8):  # kill twice at different points, then let it finish

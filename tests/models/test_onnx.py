@@ -1,8 +1,9 @@
 """models/onnx: a network exported through Keras' own ONNX export equals Keras fp32 to 1e-5
 in ONNX Runtime, on images other than the export's own check, and a file of another recipe
 is refused; a network whose export ONNX Runtime cannot run is refused with the reason (its
-store's queries embed with Keras). vgg19 goes through tests/test_runtime.py;
-``bench/runtimes.py --exports`` tries every family."""
+store's queries embed with Keras). vgg19 goes through tests/test_runtime.py and MobileNet
+(depthwise convolutions, the smallest export) here; ``bench/runtimes.py --exports`` tries
+every family (VGG16 and ResNet50 were exported here too, at ~17 and ~27 s a run)."""
 
 import numpy as np
 import pytest
@@ -16,10 +17,9 @@ def _embedder(name: str) -> Embedder:
     return Embedder(EmbedConfig(model=name, weights="random:0", precision="fp32"))
 
 
-@pytest.mark.slow  # an export takes seconds (VGG16 ~17 s, ResNet50 ~27 s)
-@pytest.mark.parametrize("name", ["vgg16", "resnet50", "mobilenet"])
-def test_a_network_exports_and_equals_keras_fp32(name, tmp_path):
-    emb = _embedder(name)
+@pytest.mark.slow  # an export takes seconds
+def test_a_network_exports_and_equals_keras_fp32(tmp_path):
+    emb = _embedder("mobilenet")
     path = tmp_path / "model.onnx"
     assert export(emb, path, emb.fingerprint) <= TOLERANCE
     onnx = OnnxEmbedder(path, emb.config, emb.fingerprint)
