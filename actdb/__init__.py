@@ -2,10 +2,11 @@
 
 >>> import actdb
 >>> db = actdb.open(store)
->>> db.nearest("id:0", k=3).classes.class_name.tolist()
+>>> db.space().nearest("id:0", k=3).classes.class_name.tolist()
 ['tench']
 
-:func:`open` returns a :class:`~actdb.database.Database`, whose methods do everything the
+:func:`open` returns a :class:`~actdb.database.Database` (the store's questions) and its
+``space(name)`` a :class:`~actdb.space.Space` (one space's): their methods do everything the
 ``actdb`` command and the HTTP service do; :func:`merge`, :func:`dream`, :func:`predict` and
 :func:`embed` work without a store, and :func:`layers` says which networks and layers
 there are. Heavy libraries (TensorFlow, FAISS, DuckDB) are imported

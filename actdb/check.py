@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from actdb.errors import StoreError
 from actdb.store import catalog
-from actdb.store.catalog import files, reads, writes
+from actdb.store.catalog import derived, files, reads, writes
 from actdb.store.shards import shard_dim
 from actdb.store.store import Store
 
@@ -104,7 +104,7 @@ def _check_space(store: Store, rep: CheckReport) -> None:
                 problems.append(f"shard {name} has dim {d}, manifest says {m.dim}")
                 bad.append(name)
             present.append(name)  # its ids still take part in the checks below
-        images, vectors, found, wrong = reads.consistency(con, folder, space, present)
+        images, vectors, found, wrong = derived.consistency(con, folder, space, present)
         for label, rows in found.items():
             problems.append(f"{len(rows)} {label}: {_sample(rows)}")
         for name, n in wrong:
@@ -114,7 +114,7 @@ def _check_space(store: Store, rep: CheckReport) -> None:
         ids = {int(r[0]) for r in con.execute("SELECT image_id FROM space_images").fetchall()}
         unfilled = len(reads.shards_to_fill(con, space.name))
         total = reads.summary(con)["images"] if space.is_default else None
-        stats = reads.stats_record(con, space.name)
+        stats = derived.stats_record(con, space.name)
     if space.is_default:  # every image of the store, whether this space holds it yet or not
         rep.images, rep.vectors, rep.shards = total, vectors, len(listed)
     if unfilled:

@@ -7,7 +7,7 @@ when the sample's vectors of the two spaces fit ``memory_bytes``, else the debia
 minibatch estimate (Nguyen et al. 2021), which reads one batch of rows at a time. Every space
 gets the leave-one-out k-NN class accuracy of a seeded set of its labelled sample images and
 the mean same-class over different-class pair distance. The arithmetic is
-:mod:`actdb.compare`'s; this module picks the images, reads their vectors and keeps the
+:mod:`actdb.similarity`'s; this module picks the images, reads their vectors and keeps the
 answers.
 
 A store of one space has nothing to compare (``ingest --layers`` or ``--model`` add some):
@@ -25,14 +25,14 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from actdb.compare import (
+from actdb.errors import QueryError, StoreError, UsageError
+from actdb.similarity import (
     knn_accuracy,
     linear_cka,
     minibatch_cka,
     one_space,
     same_over_different,
 )
-from actdb.errors import QueryError, StoreError, UsageError
 from actdb.store.catalog import reads, writes
 from actdb.store.store import Store
 from actdb.store.writer import StoreWriter

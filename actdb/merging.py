@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from actdb.errors import UsageError
-from actdb.stats import refresh
+from actdb.stats import refresh_index_and_stats
 from actdb.store.catalog import reads
 from actdb.store.store import Store
 from actdb.store.writer import StoreWriter
@@ -99,5 +99,5 @@ def merge_stores(out: str | Path, sources: list[str | Path],
         w.finish_run("done", added, skipped, n_fail)
     result = MergeResult(out=str(out), sources=[str(s) for s in srcs], added=added,
                          skipped=skipped, renumbered=renumbered, failures=n_fail)
-    result.index, result.stats = refresh(Store.open(out))
+    result.index, result.stats = refresh_index_and_stats(Store.open(out))
     return result

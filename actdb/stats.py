@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 from actdb.errors import ActdbWarning
-from actdb.store.catalog import reads, writes
+from actdb.store.catalog import derived, reads, writes
 from actdb.store.store import Store
 from actdb.store.writer import StoreWriter
 
@@ -132,7 +132,7 @@ def settings(store: Store, **changes) -> StatsConfig:
     """The recorded settings (defaults for a store without statistics), with ``changes``
     (None values ignored) applied."""
     with store.reader() as con:
-        recorded = reads.stats_config(con, store.space.name)
+        recorded = derived.stats_config(con, store.space.name)
     cfg = StatsConfig(**recorded) if recorded else StatsConfig()
     return replace(cfg, **{k: v for k, v in changes.items() if v is not None})
 
@@ -259,8 +259,8 @@ def _approximate_l2_index(store: Store):
     return LoadedIndex.open(store.dir)
 
 
-def refresh(store: Store, index: bool = True, stats: bool = True, stale_only: bool = False
-            ) -> tuple[dict | None, dict | None]:
+def refresh_index_and_stats(store: Store, index: bool = True, stats: bool = True,
+                            stale_only: bool = False) -> tuple[dict | None, dict | None]:
     """What every writer of vectors does last (ingest, merge), in every space: bring the index
     up to date, then recompute the statistics with their recorded settings (``stale_only``:
     only where they are missing or cover another number of images). Returns the default
@@ -281,6 +281,6 @@ def refresh(store: Store, index: bool = True, stats: bool = True, stale_only: bo
 def _current(store: Store) -> bool:
     """Whether a space's statistics cover exactly the images it holds."""
     with store.reader() as con:
-        rec = reads.stats_record(con, store.space.name)
+        rec = derived.stats_record(con, store.space.name)
         n = reads.labelled_count(con, store.space.name)
     return rec is not None and rec["images"] == n

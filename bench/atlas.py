@@ -72,8 +72,8 @@ def main() -> None:
         db = actdb.open(store)
         db.ingest(root, weights="random:0", image_size=args.size)
         t = time.perf_counter()
-        db.atlas(f"0-{args.atlas_channels - 1}", size=args.size, steps=1, batch=8,
-                 precision="auto")
+        db.space().atlas(f"0-{args.atlas_channels - 1}", size=args.size, steps=1, batch=8,
+                         precision="auto")
         rest = (time.perf_counter() - t) / args.atlas_channels
         print(f"atlas end to end, 1 step, {args.atlas_channels} channels, 3 classifiers: "
               f"{rest:.1f} s per channel beyond the optimisation's steps")

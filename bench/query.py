@@ -11,9 +11,9 @@ random-pair distance ratio of about 0.85. For each set and index kind it prints 
 
     index KIND (SET): build S s, memory M MB, recall@50 R, p50 X ms, p99 Y ms, cold-cli Z s
 
-build: `db.index(kind)`, tuning included (target <= 180 s); memory: anonymous memory a fresh
+build: `db.space().index(kind)`, tuning included (target <= 180 s); memory: anonymous memory a fresh
 process holds after loading the index and answering 200 queries (target <= 1 GB); recall and
-latency: `db.nearest(vector, k=50)` in a warm process against exact search (target for the
+latency: `db.space().nearest(vector, k=50)` in a warm process against exact search (target for the
 default approximate index: p50 <= 2 ms at recall >= 0.95); cold-cli: wall time of a new
 `actdb nearest id:N -k 50` process, imports included, its bytecode cached as an install
 caches it (target <= 0.5 s). Also: the setting that reaches recall 0.99 (`nearest --recall
@@ -135,7 +135,7 @@ def memory_child(store: str, queries: str) -> None:
     import faiss  # noqa: F401 - imported before the baseline is taken
 
     before = rss_mb()
-    loaded = db._ctx().index
+    loaded = db.space()._ctx.index
     for row in q:
         loaded.search(row[None], K)
     after = rss_mb()
@@ -191,14 +191,14 @@ def measure_kind(store: Path, kind: str, name: str, queries, truth, tmp: Path,
     import actdb
 
     t = time.perf_counter()
-    info = actdb.open(store).index(kind=kind)
+    info = actdb.open(store).space().index(kind=kind)
     build_s = time.perf_counter() - t
     db = actdb.open(store)
-    latency(lambda q: db.nearest(q, k=K), queries)  # rows of re-ranking mapped
-    loaded = db._ctx().index
-    (p50, p99), (s50, s99) = interleaved(lambda q: db.nearest(q, k=K),
+    latency(lambda q: db.space().nearest(q, k=K), queries)  # rows of re-ranking mapped
+    loaded = db.space()._ctx.index
+    (p50, p99), (s50, s99) = interleaved(lambda q: db.space().nearest(q, k=K),
                                          lambda q: loaded.search(q[None], K), queries)
-    got = [a.image_id for a in db.nearest(queries, k=K).answers]
+    got = [a.image_id for a in db.space().nearest(queries, k=K).answers]
     qfile = tmp / "q.npy"
     np.save(qfile, queries)
     out = subprocess.run([sys.executable, __file__, "--memory-child", str(store), str(qfile)],
@@ -224,8 +224,8 @@ def measure_kind(store: Path, kind: str, name: str, queries, truth, tmp: Path,
     if info["kind"] == "ivfpq":
         from actdb.index.info import IndexInfo
 
-        h50, h99 = latency(lambda q: db.nearest(q, k=K, recall=0.99), queries)
-        got = [a.image_id for a in db.nearest(queries, k=K, recall=0.99).answers]
+        h50, h99 = latency(lambda q: db.space().nearest(q, k=K, recall=0.99), queries)
+        got = [a.image_id for a in db.space().nearest(queries, k=K, recall=0.99).answers]
         setting = IndexInfo.from_dict(info).setting_for(0.99)
         lim, what = limit(info, setting, bandwidth)
         print(f"  {info['kind']} --recall 0.99 ({name}): setting {setting}, "
@@ -368,7 +368,7 @@ def main() -> None:
                       "(target <= 1.2)")
         db = actdb.open(store)
         t = time.perf_counter()
-        st = db.stats()
+        st = db.space().stats()
         stats_s = time.perf_counter() - t
         ps = {r["kind"]: r for r in st["pair_stats"]}
         print(f"same-class / random-pair mean distance ({name}): "

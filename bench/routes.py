@@ -10,7 +10,7 @@ file, finds its own vector (target on the default route: <= 1e-6), beside the st
 nearest-neighbour distance for scale.
 
     python bench/routes.py                 # ~4 min here
-    python bench/routes.py --image-size 64 --runs 1
+    python bench/routes.py --image-size 64 --runs 1 --precisions fp32
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ def main() -> None:
     ap = parser(__doc__)
     ap.add_argument("--image-size", type=int, default=224, help="the stores' input size")
     ap.add_argument("--runs", type=int, default=3, help="timed cold calls per route")
+    ap.add_argument("--precisions", default="fp32,bf16", help="the stores: fp32, bf16 or both")
     args = ap.parse_args()
     import actdb
 
@@ -56,7 +57,7 @@ def main() -> None:
 
     src = Image.open(next(tree.rglob("*.JPEG")))
     env = installed_env(tmp / "pycache")
-    for precision in ("fp32", "bf16"):
+    for precision in args.precisions.split(","):
         store = tmp / precision
         t = time.perf_counter()
         actdb.open(store).ingest(tree, weights="random:0", image_size=args.image_size,
@@ -65,7 +66,7 @@ def main() -> None:
         db = actdb.open(store)
         row = db.images().iloc[0]
         stored = Path(row.root) / row.path
-        scale = db.nearest("id:0", k=1).answers[0].context["store_median_nn_distance"]
+        scale = db.space().nearest("id:0", k=1).answers[0].context["store_median_nn_distance"]
         print(f"{precision} store: {db.count()} images at {args.image_size} px ingested in "
               f"{took:.1f} s (its ONNX model kept: {db.spaces().onnx.iloc[0]}); default route "
               f"{db.info()['query_route']}; median nearest-neighbour distance {scale:.3g}",

@@ -76,7 +76,7 @@ def layers_in_one_pass(args) -> None:
 
 
 def comparing(args) -> None:
-    from actdb import compare
+    from actdb import similarity
 
     rng = np.random.default_rng(0)
     n, classes = args.sample, 1000
@@ -92,17 +92,17 @@ def comparing(args) -> None:
     for i, a in enumerate(names):
         for b in names[i + 1:]:
             t = time.perf_counter()
-            full = compare.linear_cka(spaces[a], spaces[b])
+            full = similarity.linear_cka(spaces[a], spaces[b])
             t_full = time.perf_counter() - t
             t = time.perf_counter()
-            mini = compare.minibatch_cka(spaces[a], spaces[b], batch=1000)
+            mini = similarity.minibatch_cka(spaces[a], spaces[b], batch=1000)
             t_mini = time.perf_counter() - t
             print(f"  CKA {a} ~ {b}: full {full:.4f} ({t_full:.2f} s), minibatch debiased "
                   f"{mini:.4f} ({t_mini:.2f} s)")
     for name, x in spaces.items():
         t = time.perf_counter()
-        acc, asked = compare.knn_accuracy(x, labels, k=10, queries=5000)
-        ratio = compare.same_over_different(x, labels)
+        acc, asked = similarity.knn_accuracy(x, labels, k=10, queries=5000)
+        ratio = similarity.same_over_different(x, labels)
         print(f"  {name}: 10-NN accuracy {acc:.3f} ({asked} queries), same/different "
               f"{ratio:.3f} ({time.perf_counter() - t:.2f} s)")
     print(f"  all of it: {time.perf_counter() - total:.1f} s (target <= 60 s at 50,000)")
@@ -154,12 +154,12 @@ def asking_every_space(args, store: Path, work: Path) -> None:
     queries = sorted(make_jpeg_tree(work / "queries", classes=1,
                                     per_class=2 * args.asks + 2, seed=7).rglob("*.JPEG"))
     with actdb.open(store) as db:
-        db.nearest(str(queries[0]), k=50)  # the models built, the index loaded
+        db.space().nearest(str(queries[0]), k=50)  # the models built, the index loaded
         db.across_spaces(str(queries[1]), k=50)
         one, every = [], []
         for i in range(args.asks):  # interleaved, each a new image
             t = time.perf_counter()
-            db.nearest(str(queries[2 + 2 * i]), k=50)
+            db.space().nearest(str(queries[2 + 2 * i]), k=50)
             one.append(time.perf_counter() - t)
             t = time.perf_counter()
             db.across_spaces(str(queries[3 + 2 * i]), k=50)
@@ -233,7 +233,7 @@ def compare_store(args, work: Path) -> None:
         w.finish_run("done", n, 0, 0)
     with actdb.open(store) as db:
         for name in db.spaces().name if args.index_kind != "none" else ():
-            db.in_space(name).index(kind=args.index_kind)
+            db.space(name).index(kind=args.index_kind)
         made = time.perf_counter() - t
         t = time.perf_counter()
         res = db.compare(sample=args.sample)

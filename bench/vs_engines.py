@@ -67,11 +67,11 @@ def main() -> None:
     for kind in args.kinds.split(","):
         qs = slow if kind == "flat" else qv
         t = time.perf_counter()
-        actdb.open(store).index(kind=kind)
+        actdb.open(store).space().index(kind=kind)
         build_s = time.perf_counter() - t
         db = actdb.open(store)
-        p50, p99 = latency(lambda q, db=db: db.nearest(q, k=K), qs)
-        got = [a.image_id for a in db.nearest(qs, k=K).answers]
+        p50, p99 = latency(lambda q, db=db: db.space().nearest(q, k=K), qs)
+        got = [a.image_id for a in db.space().nearest(qs, k=K).answers]
         report(f"actdb {kind}", build_s, (store / "index.faiss").stat().st_size / 1e6, p50,
                p99, recall(got, truth[: len(qs)]))
 

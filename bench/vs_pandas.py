@@ -30,7 +30,7 @@ def run_actdb(store: Path) -> dict:
     import actdb
 
     t = time.perf_counter()
-    res = actdb.open(store).stats()
+    res = actdb.open(store).space().stats()
     ps = {r["kind"]: r["mean"] for r in res["pair_stats"]}
     return {"seconds": time.perf_counter() - t, "peak_rss_mb": peak_rss_mb(),
             "same": ps["same_class"], "different": ps["different_class"],

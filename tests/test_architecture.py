@@ -14,10 +14,10 @@ LAYERS = [
     ("images",),
     ("models", "store"),  # side by side
     ("index",),
-    ("stats", "compare", "runtime"),
+    ("stats", "similarity", "runtime"),
     ("query", "featvis", "viz"),
     ("ingest", "check", "merging", "comparing", "atlas"),
-    ("database", "actdb"),  # the face: Database, and actdb.open/merge/dream/predict/embed/layers
+    ("database", "space", "actdb"),  # the face: Database, Space, and actdb.open/merge/...
     ("render",),
     ("cli", "serve", "__main__"),
 ]
@@ -69,6 +69,47 @@ def test_no_import_runs_upward():
 def test_no_two_parts_import_each_other():
     edges = set(imports())
     assert not {(a, b) for a, b in edges if (b, a) in edges}
+
+
+FACE_CLASSES = {"Database", "Space"}
+
+
+def face_parameters(source: str, where: str = "") -> list[str]:
+    """Functions in ``source`` with a parameter that is the face: named ``db`` or annotated
+    ``Database`` / ``Space`` (an upward dependency no import shows)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        a = node.args
+        for arg in [*a.posonlyargs, *a.args, *a.kwonlyargs]:
+            ann = arg.annotation
+            if isinstance(ann, ast.Constant):  # a string annotation
+                names = set(str(ann.value).replace("|", " ").split())
+            else:
+                names = {n.id for n in ast.walk(ann) if isinstance(n, ast.Name)} if ann else set()
+            if arg.arg == "db" or names & FACE_CLASSES:
+                found.append(f"{where}{node.name}({arg.arg})")
+    return found
+
+
+def test_no_lower_layer_receives_the_face():
+    """Lower layers take what they ask for (a store, a callable), never the face."""
+    found = []
+    for path in PACKAGE.rglob("*.py"):
+        rel = path.relative_to(PACKAGE.parent).with_suffix("")
+        module = ".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)
+        if RANK[part_of(module)] < RANK["database"]:
+            found += face_parameters(path.read_text(), f"{module}.")
+    assert not found
+
+
+def test_the_face_check_catches_each_way_of_receiving_it():
+    source = ("def a(db): pass\n"
+              "def b(x: Space): pass\n"
+              "def c(*, y: 'Database | None' = None): pass\n"
+              "def d(store, lands): pass\n")
+    assert face_parameters(source) == ["a(db)", "b(x)", "c(y)"]
 
 
 def test_configs_and_manifests_take_keywords_only():

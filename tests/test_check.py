@@ -103,8 +103,8 @@ def test_a_lost_shard_is_named_by_every_command_and_repaired(built_store, tmp_pa
     assert f'"vgg19/block5_conv4": {len(lost_ids)}' in res.stdout  # embedded again
     again, whole = actdb.open(s), actdb.open(built_store)
     assert again.check().ok
-    ids, vecs = again.vectors()
-    ref_ids, ref = whole.vectors()
+    ids, vecs = again.space().vectors()
+    ref_ids, ref = whole.space().vectors()
     np.testing.assert_array_equal(ids, ref_ids)
     np.testing.assert_allclose(vecs, ref, rtol=1e-6, atol=1e-6)  # as if never lost
 
@@ -118,10 +118,10 @@ def test_a_lost_index_is_reported_and_rebuilt(built_store, tmp_path):
     info = db.info()
     assert info["index"] is None and "index.faiss missing" in info["damaged"]
     with pytest.raises(actdb.errors.StoreDamaged, match="check --repair"):
-        db.nearest("id:0")
+        db.space().nearest("id:0")
     fixed = actdb.open(s).check(repair=True)
     assert fixed.ok and "rebuilt the index" in fixed.repaired
-    assert len(actdb.open(s).nearest("id:0", k=3).neighbors) == 3
+    assert len(actdb.open(s).space().nearest("id:0", k=3).neighbors) == 3
 
 
 def pq_ids(path):

@@ -106,11 +106,11 @@ def test_output_off_a_terminal_keeps_every_value_whole(built_store, tmp_path):
     store = str(built_store)
     res = runner.invoke(app, ["nearest", "id:1", "-k", "3", "--store", store])
     assert res.exit_code == 0 and "…" not in res.stdout
-    path = actdb.open(built_store).nearest("id:1", k=1).neighbors.path.iloc[0]
+    path = actdb.open(built_store).space().nearest("id:1", k=1).neighbors.path.iloc[0]
     assert f"\t{path}" in res.stdout  # tab-separated, the whole path
     header = res.stdout.splitlines()[1].split("\t")  # after the title: the neighbours' table
     assert header[:3] == ["rank", "distance", "image_id"]  # an id to follow up with id:N
-    ids, vecs = actdb.open(built_store).vectors([2])
+    ids, vecs = actdb.open(built_store).space().vectors([2])
     q = "SELECT vec FROM activations WHERE image_id = 2"
     res = runner.invoke(app, ["sql", q, "--format", "csv", "--store", store])
     cell = res.stdout.splitlines()[1].strip('"')
@@ -286,7 +286,7 @@ def test_a_saved_keras_model_ingests_and_answers_queries_like_a_registry_model(t
         "c2", 12, SIZE, "tf", "saved")
     db = actdb.open(store)
     image = next(root.rglob("*.JPEG"))
-    hit = db.nearest(str(image), k=1, include_self=True)
+    hit = db.space().nearest(str(image), k=1, include_self=True)
     assert hit.context.nn_distance[0] < 1e-4
     res = runner.invoke(app, ["layers", str(model_file), "--preprocess", "tf", "--json"])
     rows = json.loads(res.stdout)

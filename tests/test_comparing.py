@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 import actdb
-from actdb.compare import knn_accuracy, same_over_different
 from actdb.comparing import CompareConfig, compare_spaces, shared_sample
 from actdb.errors import QueryError
+from actdb.similarity import knn_accuracy, same_over_different
 from tests.helpers import synthetic_spaces
 
 
@@ -69,9 +69,9 @@ def test_plot_cka_draws_the_kept_comparison_in_depth_order(tmp_path):
     path, _ = synthetic_spaces(tmp_path / "s", n=12, dims=(4, 6, 3))
     with actdb.open(path) as db:
         with pytest.raises(QueryError, match="actdb compare"):
-            db.plot("cka")
+            db.space().plot("cka")
         db.compare(sample=12)
-        fig = db.plot("cka", output=tmp_path / "cka.png")
+        fig = db.space().plot("cka", output=tmp_path / "cka.png")
     labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
     assert labels == ["synthetic/a", "synthetic/b", "synthetic/c"]
     assert (tmp_path / "cka.png").stat().st_size > 1000
@@ -86,7 +86,7 @@ def test_the_sample_is_read_from_the_index_exactly_as_from_the_shards(tmp_path, 
     ids = np.array([3, 17, 120, 299])
     with actdb.open(path) as db:
         for name in ("synthetic/a", "synthetic/b"):
-            sub = db.in_space(name)
+            sub = db.space(name)
             sub.index(kind=kind)
             got = sample_vectors(sub.store, ids)
             np.testing.assert_array_equal(got, vecs[name[-1]][ids])

@@ -70,7 +70,7 @@ def queried_store(built_store, tmp_path_factory):
     shutil.copytree(built_store, store)
     class_image(0, 42).save(tmp / "node4.png")
     with actdb.open(store) as db:
-        db.nearest(str(tmp / "node4.png"), k=1)
+        db.space().nearest(str(tmp / "node4.png"), k=1)
         images = db.images()
     other = Manifest(model="synthetic", layer="b", pool="mean", dim=8, image_size=0,
                      resize="none", precision="fp32", weights="synthetic:0",

@@ -47,9 +47,9 @@ def test_ingest_keeps_the_model_and_queries_use_it(kept):
     assert files.onnx_model_path(store).is_file()
     with actdb.open(store) as db, warnings.catch_warnings():
         warnings.simplefilter("error", ActdbWarning)  # the route is taken without a word
-        assert isinstance(db.embedder, OnnxEmbedder)
-        got = db.embed(queries)
-    keras = Embedder(db.embedder.config)  # an independent Keras build of the recipe
+        assert isinstance(db.space().embedder, OnnxEmbedder)
+        got = db.space().embed(queries)
+    keras = Embedder(db.space().embedder.config)  # an independent Keras build of the recipe
     want = keras.embed_files(queries)
     assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
     # ONNX Runtime's optimised graph is cached beside the model for later processes,
@@ -59,7 +59,8 @@ def test_ingest_keeps_the_model_and_queries_use_it(kept):
 
 def test_runtime_keras_is_the_keras_embedder_and_answers_the_same(kept):
     _, store, queries = kept
-    with actdb.open(store, runtime="keras") as k, actdb.open(store, runtime="onnx") as o:
+    with actdb.open(store, runtime="keras") as kd, actdb.open(store, runtime="onnx") as od:
+        k, o = kd.space(), od.space()
         assert isinstance(k.embedder, Embedder)
         want = k.nearest(k.embedder.embed_files([queries[1]])[0], k=5).answers[0]
         got = o.nearest(queries[1], k=5).answers[0]
@@ -72,7 +73,7 @@ def test_runtime_keras_is_the_keras_embedder_and_answers_the_same(kept):
 def test_a_query_process_imports_neither_tensorflow_nor_keras(kept):
     _, store, queries = kept
     code = ("import sys, json, actdb\n"
-            f"r = actdb.open({str(store)!r}).nearest({str(queries[2])!r}, k=3)\n"
+            f"r = actdb.open({str(store)!r}).space().nearest({str(queries[2])!r}, k=3)\n"
             "print(json.dumps([len(r.answers[0].image_id), 'tensorflow' in sys.modules,"
             " 'keras' in sys.modules]))")
     env = {**os.environ, "PYTHONPATH": str(Path(actdb.__file__).parents[1])}
@@ -91,9 +92,9 @@ def test_first_need_exports_and_a_model_of_another_recipe_is_refused(kept, tmp_p
     for p in [files.onnx_model_path(copy), *copy.glob("model.*.ort.onnx")]:
         p.unlink()
     with actdb.open(copy) as db:  # no model kept: Keras, as the store was made
-        assert isinstance(db.embedder, Embedder)
+        assert isinstance(db.space().embedder, Embedder)
     with actdb.open(copy, runtime="onnx") as db:  # asked: exported and checked now
-        assert isinstance(db.embedder, OnnxEmbedder)
+        assert isinstance(db.space().embedder, OnnxEmbedder)
     assert files.onnx_model_path(copy).is_file()
     m = Store.open(copy).manifest
     with pytest.raises(OnnxUnavailable, match="another recipe"):
@@ -145,13 +146,13 @@ def test_the_default_route_gives_a_stored_image_back_in_fp32_and_bf16_stores(kep
             assert db.info()["query_route"] == route
             images = db.images().head(3)
             files = [f"{r.root}/{r.path}" for r in images.itertuples()]
-            _, stored = db.vectors(images.image_id.to_numpy())
-            got = db.nearest(files, k=1, include_self=True)
+            _, stored = db.space().vectors(images.image_id.to_numpy())
+            got = db.space().nearest(files, k=1, include_self=True)
             for a, want in zip(got.answers, stored, strict=True):
                 assert a.context["route"] == route
                 assert np.linalg.norm(a.query.vec - want) <= 1e-6, (path, a.query.name)
     with actdb.open(tmp_path / "b16", runtime="onnx") as db:  # asked for: exported now
-        a = db.nearest(files[0], k=1).answers[0]
+        a = db.space().nearest(files[0], k=1).answers[0]
         assert a.context["route"] == "onnx-fp32" and np.linalg.norm(a.query.vec - stored[0]
                                                                     ) > 1e-6
 
@@ -169,7 +170,7 @@ def test_an_answer_does_not_depend_on_which_route_embedded_the_image_first(kept,
         shutil.copytree(store, copy)
         for runtime in order:
             with actdb.open(copy, runtime=runtime) as db:
-                a = db.nearest(queries[0], k=3).answers[0]
+                a = db.space().nearest(queries[0], k=3).answers[0]
                 assert not a.context["cached"]  # the other route's vector is not this one's
                 got[order, runtime] = a.query.vec
                 assert a.context["route"] == f"{runtime}-fp32"
@@ -182,4 +183,4 @@ def test_an_answer_does_not_depend_on_which_route_embedded_the_image_first(kept,
                                       got[("onnx", "keras"), runtime])
     with actdb.open(store, runtime="keras") as db:
         np.testing.assert_array_equal(got[("onnx", "keras"), "keras"],
-                                      db.embedder.embed_files([queries[0]])[0])
+                                      db.space().embedder.embed_files([queries[0]])[0])

@@ -74,12 +74,12 @@ def test_random_pairs_are_every_pair_when_they_fit(built_store, parquet_vectors,
     every = np.sqrt(((x[i] - x[j]) ** 2).sum(1))
     means = []
     for seed in (0, 5):
-        row = db.stats(seed=seed)["pair_stats"][2]
+        row = db.space().stats(seed=seed)["pair_stats"][2]
         assert row["kind"] == "random" and row["count"] == len(every) == 153
         assert row["sampled"] is False
         means.append(row["mean"])
     assert means[0] == means[1] == pytest.approx(every.mean(), rel=1e-6)
-    small = db.stats(pair_sample=40, pairs_per_class=5)["pair_stats"]
+    small = db.space().stats(pair_sample=40, pairs_per_class=5)["pair_stats"]
     by_kind = {r["kind"]: r for r in small}
     assert by_kind["random"]["count"] == 40 and by_kind["random"]["sampled"] is True
     assert by_kind["same_class"]["sampled"] is True  # 15 pairs per class > 5
@@ -110,7 +110,7 @@ def test_recorded_settings_are_reused_after_an_ingest(tmp_path):
     db = actdb.open(tmp_path / "s")
     options = dict(weights=WEIGHTS, image_size=SIZE, precision="fp32")
     db.ingest(root, **options)
-    db.stats(seed=5, pairs_per_class=10)
+    db.space().stats(seed=5, pairs_per_class=10)
     make_tree(root, classes=("n01530575",), per_class=1)  # one more image, a new class
     res = db.ingest(root, **options)
     assert res.ingested == 1 and res.stats["config"]["seed"] == 5
@@ -129,8 +129,8 @@ def test_a_degenerate_space_is_warned_about(tmp_path):
 
     tiny, _ = synthetic_spaces(tmp_path / "tiny", scale=1e-11)
     with pytest.warns(ActdbWarning, match="synthetic/a: its vectors are nearly zero"):
-        actdb.open(tiny).stats()
+        actdb.open(tiny).space().stats()
     sound, _ = synthetic_spaces(tmp_path / "sound")
     with warnings.catch_warnings():
         warnings.simplefilter("error", ActdbWarning)
-        actdb.open(sound).stats()
+        actdb.open(sound).space().stats()

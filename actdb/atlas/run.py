@@ -3,8 +3,8 @@ channels optimised as one batch), what the networks call it (``predict``), where
 among the stored images (``nearest``, ``centroids``), what excites the channel in the data
 (top, bottom and quantile examples, the class with the highest mean), and whether these agree.
 Each batch of channels is committed to the catalog's ``channels`` table when it is done, so a
-killed run continues where it stopped. The orchestration takes the store's ``Database`` as an
-argument (the face is above this layer; this module never imports it).
+killed run continues where it stopped. Where a picture lands is asked through ``lands``, a
+callable the face supplies (the space's nearest images and centroids), never the face itself.
 
 >>> parse_channels("0-3,17,2", 512)
 [0, 1, 2, 3, 17]
@@ -22,11 +22,13 @@ import numpy as np
 import pandas as pd
 
 from actdb.errors import UsageError
-from actdb.store.catalog import files, reads, writes
+from actdb.store.catalog import derived, files, reads, writes
 from actdb.store.writer import StoreWriter
 
 MODEL_COLUMNS = ("vgg19", "vgg16", "resnet50")  # the channels table's per-model columns
 Progress = Callable[[int, int], None]
+#: (picture paths, query names) -> (NearestResult, centroids DataFrame): where they land.
+Lands = Callable[[list, list], tuple]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -135,16 +137,14 @@ def channel_data(store, channels: list[int], k: int) -> ChannelData:
     return out
 
 
-def _analyse(db, results, jobs_cfg, predictor, data: ChannelData, cfg: AtlasConfig,
-             variant: bool) -> pd.DataFrame:
+def _analyse(store, lands: Lands, results, jobs_cfg, predictor, data: ChannelData,
+             cfg: AtlasConfig, variant: bool) -> pd.DataFrame:
     """The channels-table rows of a batch of finished pictures."""
-    m = db.manifest
+    m = store.manifest
     paths = [r.image for r in results]
     names = [f"atlas:{m.layer}:{r.config['channel']}:{jobs_cfg.objective}:{jobs_cfg.seed}"
              for r in results]
-    qs = db.resolve(paths, names)
-    near = db.nearest(qs, k=cfg.k)
-    cents = db.centroids(qs, k=5)
+    near, cents = lands(paths, names)
     preds = pd.DataFrame(predictor(paths))
     rows = []
     for i, (res, ans) in enumerate(zip(results, near.answers, strict=True)):
@@ -160,7 +160,7 @@ def _analyse(db, results, jobs_cfg, predictor, data: ChannelData, cfg: AtlasConf
                "objective": jobs_cfg.objective, "seed": jobs_cfg.seed, "steps": jobs_cfg.steps,
                "size": cfg.size, "variant": variant,
                "start_activation": res.start_activation, "objective_value": res.final_activation,
-               "picture": Path(res.image).relative_to(db.path / files.ATLAS_DIR).as_posix(),
+               "picture": Path(res.image).relative_to(store.path / files.ATLAS_DIR).as_posix(),
                "predicted_class": own[0]["class_name"], "predicted_key": own[0]["wnid"],
                "predictions": json.dumps(tops),
                "vote_class": vote[0]["class_name"] if vote else None,
@@ -188,9 +188,10 @@ def _analyse(db, results, jobs_cfg, predictor, data: ChannelData, cfg: AtlasConf
     return pd.DataFrame(rows)
 
 
-def run_atlas(db, cfg: AtlasConfig, progress: Progress | None = None,
+def run_atlas(store, cfg: AtlasConfig, lands: Lands, progress: Progress | None = None,
               stage: Callable[[str], None] | None = None) -> AtlasResult:
-    """Make (or continue) the atlas of ``db``'s store; then write its site."""
+    """Make (or continue) the atlas of the ``store``'s space (a Store); then write its
+    site. ``lands(paths, names)``: where pictures land in that space."""
     from actdb.featvis.dream import DreamConfig, dream_batch, dream_embedder, resolved
     from actdb.models.embed import resolve_precision
     from actdb.models.predict import PredictConfig, Predictor
@@ -199,7 +200,7 @@ def run_atlas(db, cfg: AtlasConfig, progress: Progress | None = None,
     say = stage or (lambda _: None)
     if cfg.batch < 1 or cfg.k < 1 or cfg.examples < 1:
         raise UsageError("batch, k and examples must be at least 1")
-    m = db.manifest
+    m = store.manifest
     channels = sorted(set(cfg.channels)) if cfg.channels else list(range(m.dim))
     parse_channels(",".join(map(str, channels)), m.dim)  # range check
     base = resolved(DreamConfig(model=m.model, layer=m.layer, weights=m.weights,
@@ -210,8 +211,8 @@ def run_atlas(db, cfg: AtlasConfig, progress: Progress | None = None,
     if cfg.variants:  # how stable is the picture: another objective, another seed
         jobs += [(replace(base, objective="neuron"), True),
                  (replace(base, seed=base.seed + 1), True)]
-    with db.store.reader() as con:
-        todo = [(job, variant, [ch for ch in channels if ch not in reads.channels_done(
+    with store.reader() as con:
+        todo = [(job, variant, [ch for ch in channels if ch not in derived.channels_done(
             con, m.model_label, m.layer, job.recipe, job.objective, job.seed, job.steps, cfg.size)])
             for job, variant in jobs]
     total = len(channels) * len(jobs)
@@ -221,7 +222,7 @@ def run_atlas(db, cfg: AtlasConfig, progress: Progress | None = None,
         progress(done, total)
     if remaining:
         say("examples of every channel")
-        data = channel_data(db.store, channels, cfg.examples)
+        data = channel_data(store, channels, cfg.examples)
         default, per_model = predict_weights(m.model, m.weights)
         predictor = Predictor(PredictConfig(models=tuple(cfg.models), weights=per_model,
                                             default_weights=default))
@@ -229,11 +230,11 @@ def run_atlas(db, cfg: AtlasConfig, progress: Progress | None = None,
         for job, variant, chans in todo:
             for start in range(0, len(chans), cfg.batch):
                 part = chans[start:start + cfg.batch]
-                outs = [files.atlas_picture(db.path, m.model_label, m.layer, job.recipe,
+                outs = [files.atlas_picture(store.path, m.model_label, m.layer, job.recipe,
                                             job.objective, job.seed, ch) for ch in part]
                 results = dream_batch(job, part, outs, emb=emb)
-                rows = _analyse(db, results, job, predictor, data, cfg, variant)
-                with StoreWriter(db.path) as w, w.connect() as con:
+                rows = _analyse(store, lands, results, job, predictor, data, cfg, variant)
+                with StoreWriter(store.path) as w, w.connect() as con:
                     writes.put_channels(con, rows)
                 done += len(part)
                 if progress:
@@ -241,7 +242,7 @@ def run_atlas(db, cfg: AtlasConfig, progress: Progress | None = None,
     from actdb.atlas.site import build_site
 
     say("the site")
-    site = build_site(db, Path(cfg.output) if cfg.output else files.atlas_site(db.path),
+    site = build_site(store, Path(cfg.output) if cfg.output else files.atlas_site(store.path),
                       heatmaps=cfg.heatmaps)
     return AtlasResult(remaining, total - remaining, channels, site,
                        round(time.perf_counter() - t0, 3))

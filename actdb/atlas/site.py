@@ -17,7 +17,7 @@ import pandas as pd
 
 from actdb.atlas import heatmap
 from actdb.models.embed import store_embedder
-from actdb.store.catalog import files, reads
+from actdb.store.catalog import derived, files, reads
 from actdb.viz.report import templates, thumbnail
 
 SHOWN = 6  # top examples with heatmaps on a channel page
@@ -28,11 +28,11 @@ def page_path(model: str, layer: str, channel: int) -> str:
     return f"{model}/{layer}/{channel}.html"
 
 
-def _thumbs(db, folder: Path, ids: set[int], size: int = 112) -> dict[int, str]:
+def _thumbs(store, folder: Path, ids: set[int], size: int = 112) -> dict[int, str]:
     """Thumbnails of stored images as files (made once), by id -> site-relative path."""
     out = {}
     (folder / "thumbs").mkdir(parents=True, exist_ok=True)
-    with db.store.reader() as con:
+    with store.reader() as con:
         meta = reads.image_meta(con, sorted(ids), missing_ok=True)
     for i, root, path in zip(meta["image_id"], meta["root"], meta["path"], strict=True):
         rel = f"thumbs/{int(i)}.jpg"
@@ -44,10 +44,10 @@ def _thumbs(db, folder: Path, ids: set[int], size: int = 112) -> dict[int, str]:
     return out
 
 
-def _heatmaps(db, folder: Path, rows: pd.DataFrame, meta: dict) -> dict:
+def _heatmaps(store, folder: Path, rows: pd.DataFrame, meta: dict) -> dict:
     """Per channel, the top examples' heatmaps (and receptive-field crops): channel ->
     [{image_id, heat, crop}]."""
-    emb = store_embedder(db.manifest)  # Keras: heatmaps need the spatial activations
+    emb = store_embedder(store.manifest)  # Keras: heatmaps need the spatial activations
     rf = heatmap.receptive_field(emb.features, emb.config.layer)
     wanted = {int(r.channel): r.examples["top"][:SHOWN] for r in rows.itertuples()}
     ids = sorted({i for v in wanted.values() for i in v})
@@ -77,12 +77,12 @@ def _heatmaps(db, folder: Path, rows: pd.DataFrame, meta: dict) -> dict:
     return out
 
 
-def build_site(db, folder: Path, heatmaps: bool = True) -> Path:
+def build_site(store, folder: Path, heatmaps: bool = True) -> Path:
     """Write the site for every channel in the store's atlas; returns its index."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    with db.store.reader() as con:
-        rows = reads.channels(con)
+    with store.reader() as con:
+        rows = derived.channels(con)
     env = templates()
     main = rows[~rows.variant.astype(bool)] if len(rows) else rows
     variants = rows[rows.variant.astype(bool)] if len(rows) else rows
@@ -91,23 +91,24 @@ def build_site(db, folder: Path, heatmaps: bool = True) -> Path:
         ex = r.examples
         ids.update(n["image_id"] for n in r.neighbours)
         ids.update(ex["top"] + ex["bottom"] + [i for q in ex["quantiles"].values() for i in q])
-    thumbs = _thumbs(db, folder, ids)
-    with db.store.reader() as con:
+    thumbs = _thumbs(store, folder, ids)
+    with store.reader() as con:
         m = reads.image_meta(con, sorted(ids), missing_ok=True)
     meta = {int(i): (root, path, name) for i, root, path, name in zip(
         m["image_id"], m["root"], m["path"], m["class_name"], strict=True)}
-    heat = _heatmaps(db, folder, main, meta) if heatmaps and len(main) else {}
-    rf = (heatmap.receptive_field(store_embedder(db.manifest).features, db.manifest.layer)
+    heat = _heatmaps(store, folder, main, meta) if heatmaps and len(main) else {}
+    rf = (heatmap.receptive_field(store_embedder(store.manifest).features, store.manifest.layer)
           if heatmaps else None)
     tiles = []
     for r in main.itertuples():
         picture = f"pictures/{r.picture}"
         (folder / picture).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(db.path / files.ATLAS_DIR / r.picture, folder / picture)
+        shutil.copyfile(store.path / files.ATLAS_DIR / r.picture, folder / picture)
         for v in variants[(variants.layer == r.layer) & (variants.channel == r.channel)
                           ].itertuples():
-            (folder / "pictures" / v.picture).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(db.path / files.ATLAS_DIR / v.picture, folder / "pictures" / v.picture)
+            target = folder / "pictures" / v.picture
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(store.path / files.ATLAS_DIR / v.picture, target)
         page = page_path(r.model, r.layer, r.channel)
         up = "../" * page.count("/")
         ex = r.examples
@@ -145,7 +146,7 @@ def build_site(db, folder: Path, heatmaps: bool = True) -> Path:
                       "agree_any": bool(r.agree_predicted_centroid or r.agree_centroid_activation),
                       "objective": float(r.objective_value)})
     index = folder / "index.html"
-    man = db.manifest
+    man = store.manifest
     index.write_text(env.get_template("atlas_index.html.j2").render(
         m=man, tiles=tiles, data=json.dumps(tiles).replace("</", "<\\/")), encoding="utf-8")
     return index

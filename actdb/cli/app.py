@@ -202,10 +202,16 @@ def output_options(fn):
     return wrapper
 
 
-def open_store(store: Path | None, space: str | None = None, runtime: str | None = None):
+def open_store(store: Path | None, runtime: str | None = None):
+    """The store of ``--store`` (a Database)."""
     import actdb
 
-    return actdb.open(store, space=space, runtime=runtime)
+    return actdb.open(store, runtime=runtime)
+
+
+def open_space(store: Path | None, space: str | None, runtime: str | None = None):
+    """The space of ``--space`` in the store of ``--store`` (a Space)."""
+    return open_store(store, runtime).space(space)
 
 
 def echo_json(obj) -> None:

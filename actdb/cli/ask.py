@@ -17,6 +17,7 @@ from actdb.cli.app import (
     command,
     echo_table,
     note_rebound,
+    open_space,
     open_store,
     output_options,
 )
@@ -50,11 +51,11 @@ def nearest(
     Example: actdb nearest node4.png -k 50 --classes sea_cucumber,groenendael
     """
     if space == "all":
-        rows = open_store(store, None, runtime).across_spaces(
+        rows = open_store(store, runtime).across_spaces(
             queries, k=k, classes=classes, split=split, where=where, names=name,
             include_self=include_self, recall=recall)
         return _across(rows, f"in every space ({k} nearest)", out)
-    res = open_store(store, space, runtime).nearest(queries, k=k, classes=classes, split=split,
+    res = open_space(store, space, runtime).nearest(queries, k=k, classes=classes, split=split,
                                                     where=where, names=name,
                                                     include_self=include_self, recall=recall)
     from actdb import render
@@ -100,12 +101,12 @@ def centroids_cmd(
     cols = ["rank", "distance", "class_name", "synset", "n", "class_mean_dist",
             "class_p95_dist", "inside"]
     if space == "all":
-        got = open_store(store, None, runtime).centroids_across_spaces(queries, k=k,
-                                                                       classes=classes)
+        got = open_store(store, runtime).centroids_across_spaces(queries, k=k,
+                                                                 classes=classes)
         return _across(got, "nearest class centroids in every space", out,
                        ["space", *cols])
-    db = open_store(store, space, runtime)
-    rows = render.records(db.centroids(queries, k=k, classes=classes))
+    rows = render.records(open_space(store, space, runtime).centroids(queries, k=k,
+                                                                      classes=classes))
     if not out.table:
         return out.rows(rows, ["query", *cols])
     for q in dict.fromkeys(r["query"] for r in rows):
@@ -167,7 +168,7 @@ def examples_cmd(
     """
     from actdb import render
 
-    res = open_store(store, space).examples(channel, k)
+    res = open_space(store, space).examples(channel, k)
     cols = ["rank", "value", "class_name", "synset", "path"]
     if not out.table:
         return out.rows(render.records(res.top), cols, whole=res.to_dict())

@@ -18,6 +18,7 @@ from actdb.cli.app import (
     echo_table,
     fail,
     note,
+    open_space,
     open_store,
     output_options,
     progress_bar,
@@ -132,7 +133,7 @@ def info(space: str = SpaceOpt, store: Path = StoreOpt, as_json: bool = JsonOpt)
 
     Example: actdb info --store actdb-store --json
     """
-    d = open_store(store, space).info()
+    d = open_space(store, space).info()
     if as_json:
         echo_json(d)
     else:
@@ -215,7 +216,7 @@ def index_cmd(
 
     Example: actdb index --kind hnsw --metric cosine
     """
-    info_ = open_store(store, space).index(kind=kind, metric=metric, target_recall=target_recall)
+    info_ = open_space(store, space).index(kind=kind, metric=metric, target_recall=target_recall)
     _unreached(info_)
     if as_json:
         echo_json(info_)
@@ -251,7 +252,7 @@ def stats(
 
     Example: actdb stats --seed 1 && actdb sql "SELECT * FROM pair_stats"
     """
-    res = open_store(store, space).stats(seed=seed, pairs_per_class=pairs_per_class,
+    res = open_space(store, space).stats(seed=seed, pairs_per_class=pairs_per_class,
                                          pair_sample=pair_sample)
     cols = ["kind", "count", "sampled", "mean", "std", "p05", "p50", "p95"]
     if not out.table:

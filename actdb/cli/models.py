@@ -16,6 +16,7 @@ from actdb.cli.app import (
     echo_json,
     echo_table,
     note,
+    open_space,
     open_store,
     output_options,
     progress_bar,
@@ -68,7 +69,8 @@ def dream(
     with progress_bar(not as_json, "dream", "steps/s") as bar:
         show = (lambda step, total, value: bar(step, total, f"objective {value:.4g}")) \
             if bar else None
-        res = (db.dream if in_store else actdb.dream)(output, progress=show, **options)
+        run = db.space().dream if in_store else actdb.dream
+        res = run(output, progress=show, **options)
     if in_store and model is None:
         c = res.config
         note(f"the store's network at {db.path}: {Path(c['model']).name} {c['layer']}, "
@@ -173,7 +175,7 @@ def embed(
         raise UsageError(f"cannot write {output.suffix or 'a file without extension'}: use "
                          "-o FILE.npy or FILE.parquet")
     if model is None:
-        vecs = open_store(store, space, runtime).embed(images)
+        vecs = open_space(store, space, runtime).embed(images)
     else:
         vecs = actdb.embed(images, model=model, layer=layer, pool=pool, weights=weights,
                            image_size=image_size, resize=resize, precision=precision,

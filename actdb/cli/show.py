@@ -19,6 +19,7 @@ from actdb.cli.app import (
     echo_table,
     handle_errors,
     note,
+    open_space,
     open_store,
     output_options,
     progress_bar,
@@ -39,7 +40,7 @@ SeedOpt = typer.Option(0, help="Seed of the sample and the projection.")
 
 def _plot(kind: str, queries, output: Path, store, space, runtime=None, **options) -> None:
     with stages() as stage:
-        open_store(store, space, runtime).plot(kind, queries or [], output, progress=stage,
+        open_space(store, space, runtime).plot(kind, queries or [], output, progress=stage,
                                                **options)
     typer.echo(f"wrote {output}")
 
@@ -148,9 +149,9 @@ def report(
     Example: actdb report node4.png -o report.html
     """
     with stages() as stage:
-        db = open_store(store, space, runtime)
-        path = db.report(output, queries, k=k, classes=classes, random_classes=random_classes,
-                         per_class=per_class, seed=seed, progress=stage)
+        path = open_space(store, space, runtime).report(
+            output, queries, k=k, classes=classes, random_classes=random_classes,
+            per_class=per_class, seed=seed, progress=stage)
     typer.echo(f"wrote {path}")
 
 
@@ -178,15 +179,15 @@ def map_cmd(
     """
     from actdb import render
 
-    db = open_store(store, space)
     if list_maps:
-        df = db.maps().drop(columns=["settings"])
+        df = open_store(store).maps().drop(columns=["settings"])
         rows = render.records(df)
         return echo_table(rows, list(df.columns), "maps") if out.table else out.rows(
             rows, list(df.columns))
     with stages() as stage:
-        m = db.map(method, per_class=per_class, classes=classes,
-                   random_classes=random_classes, seed=seed, progress=stage)
+        m = open_space(store, space).map(method, per_class=per_class, classes=classes,
+                                         random_classes=random_classes, seed=seed,
+                                         progress=stage)
     if not out.table:
         d = render.plain(m.describe())
         return out.rows([d], list(d), whole=d)
@@ -247,7 +248,7 @@ def atlas_cmd(
 
         options = {k: v for k, v in ctx.params.items()
                    if k not in ("store", "space", "as_json")}
-        r = open_store(store, space).atlas(**{**options, "models": names}, progress=progress,
+        r = open_space(store, space).atlas(**{**options, "models": names}, progress=progress,
                                            stage=stage)
     if as_json:
         return echo_json(render.plain(r.to_dict()))
@@ -284,7 +285,7 @@ def export_cmd(
     embedding-atlas atlas.parquet --x x --y y --image thumbnail
     """
     with stages() as stage:
-        r = open_store(store, space).export(to, output, classes=classes, per_class=per_class,
+        r = open_space(store, space).export(to, output, classes=classes, per_class=per_class,
                                             where=where, seed=seed, queries=query or [],
                                             method=method, base_url=base_url, progress=stage)
     typer.echo(f"wrote {r.rows} rows of the space {r.space} to {r.path} "

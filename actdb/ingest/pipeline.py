@@ -34,7 +34,7 @@ from actdb.ingest.engine import DECODERS, Embedded, LocalEngine, RayConfig
 from actdb.ingest.layout import SPLITS, ImageEntry, detect_layout
 from actdb.models.classes import CLASS_INDEX_VERSION
 from actdb.models.embed import EmbedConfig, Embedder, backend, network_key
-from actdb.stats import refresh
+from actdb.stats import refresh_index_and_stats
 from actdb.store.catalog import reads
 from actdb.store.catalog.files import manifest_path
 from actdb.store.catalog.schema import FailureRow, ImageRow
@@ -555,8 +555,8 @@ def _fill(store: Path, engine, net: tuple[EmbedConfig, list[str]], run_id: int,
 
 def _after_ingest(store: Path, cfg: IngestConfig, result: IngestResult) -> IngestResult:
     """Bring the index and the class statistics up to date with what this run added."""
-    result.index, result.stats = refresh(Store.open(store), index=cfg.build_index,
-                                         stats=cfg.compute_stats, stale_only=True)
+    result.index, result.stats = refresh_index_and_stats(
+        Store.open(store), index=cfg.build_index, stats=cfg.compute_stats, stale_only=True)
     if cfg.onnx:
         result.onnx = _keep_onnx(Store.open(store))
     return result

@@ -1,7 +1,7 @@
 """One query asked of every space of a store: where it lands in each network and layer
 (``nearest --space all``, ``centroids --space all``).
 
-Each space answers exactly as it does alone (``Database.in_space(...).nearest``, with every
+Each space answers exactly as it does alone (``Database.space(...).nearest``, with every
 option of ``nearest``: its runtime, its query cache, filters, ``include_self``, ``recall``);
 this module puts the answers side by side, after letting the spaces of one network that
 embed with Keras share a forward pass (:func:`share_forward`). Each row says, for one query

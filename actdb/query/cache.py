@@ -31,7 +31,7 @@ import weakref
 import numpy as np
 
 from actdb.errors import StoreError
-from actdb.store.catalog import reads, writes
+from actdb.store.catalog import derived, writes
 from actdb.store.catalog.schema import cache_key
 from actdb.store.store import Store
 
@@ -74,7 +74,7 @@ class QueryCache:
             unknown = [s for s in unknown if s in have]
         if unknown:
             with self.store.reader() as con:
-                from_catalog = reads.cached_vectors(con, unknown, self.key)
+                from_catalog = derived.cached_vectors(con, unknown, self.key)
             self._remember(from_catalog)
             found.update(from_catalog)
         return found
@@ -95,7 +95,7 @@ class QueryCache:
                 before = {**{n: bound[n] for n in names if n in bound}, **before}
             else:
                 with self.store.reader() as con:
-                    before = {**reads.name_bindings(con, [n for n in names if n not in before],
+                    before = {**derived.name_bindings(con, [n for n in names if n not in before],
                                                     self.key), **before}
         except StoreError:
             pass
@@ -142,7 +142,7 @@ class QueryCache:
         keys = self._keys
         if keys is None:
             with self.store.reader() as con:
-                keys = reads.query_cache_keys(con, self.key)
+                keys = derived.query_cache_keys(con, self.key)
             self._keys = keys
         return keys
 

@@ -26,7 +26,7 @@ import threading
 import numpy as np
 
 from actdb.errors import StoreError
-from actdb.store.catalog import files, reads
+from actdb.store.catalog import derived, files, reads
 from actdb.store.store import Store
 
 #: How often a server writes the query vectors it computed (``sql`` writes them first).
@@ -48,7 +48,8 @@ def _signature(*paths: str) -> tuple:
 
 
 class QueryContext:
-    """The loaded state of one store's queries (thread-safe; ``close()`` stops its threads).
+    """The loaded state of one space's queries (thread-safe; ``close()`` stops its threads);
+    each :class:`actdb.space.Space` holds one.
 
     ``defer_cache_writes``, ``batch_uploads`` and ``cache_metadata``: see
     :class:`actdb.database.Database`.
@@ -92,7 +93,7 @@ class QueryContext:
             if self._cache is not None:
                 self._cache.forget_keys()
             with self.store.reader() as con:
-                version = reads.data_version(con, self.store.space.name)
+                version = derived.data_version(con, self.store.space.name)
             if version != self._version:
                 self._version = version
                 self._reference = self._meta = None
@@ -154,11 +155,11 @@ class QueryContext:
 
     @property
     def reference(self):
-        """The distance reference of the query context (``reads.distance_reference``)."""
+        """The distance reference of the query context (``derived.distance_reference``)."""
         with self._lock:
             if self._reference is None:
                 with self.store.reader() as con:
-                    self._reference = reads.distance_reference(
+                    self._reference = derived.distance_reference(
                         con, self.store.space.name)
             return self._reference
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from actdb.errors import UsageError
-from actdb.store.catalog import reads
+from actdb.store.catalog import derived
 
 
 @dataclass
@@ -39,7 +39,7 @@ def examples(store, channel: int, k: int = 20) -> ExamplesResult:
     if k < 1:
         raise UsageError(f"k must be at least 1, not {k}", param="k")
     with store.reader(views=True) as con:
-        top, mean, mx, queries = reads.channel_examples(con, store.space, channel, k)
+        top, mean, mx, queries = derived.channel_examples(con, store.space, channel, k)
     top.insert(0, "rank", range(1, len(top) + 1))
     cls = (top.groupby(["class_name", "synset"], dropna=False).size().rename("count")
            .reset_index().sort_values("count", ascending=False, kind="stable"))

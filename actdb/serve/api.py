@@ -1,5 +1,5 @@
-"""The JSON API: each route parses, calls one Database method in a worker thread (never on the
-event loop, so a slow request holds up nobody), and renders."""
+"""The JSON API: each route parses, calls one Database or Space method in a worker thread
+(never on the event loop, so a slow request holds up nobody), and renders."""
 
 from __future__ import annotations
 
@@ -44,10 +44,10 @@ SpaceOrAll = Query(None, description="The space to ask: MODEL/LAYER, a unique sh
 ImageIdPath = PathParam(ge=0, le=MAX_ID, description="The id of a stored image.")
 
 
-def db_of(request: Request, space: str | None):
-    """The served store, in the space asked (404 for a space it lacks)."""
-    db = request.app.state.db
-    return db if space is None else db.in_space(space)
+def space_of(request: Request, space: str | None):
+    """The space asked of the served store (its default when None; 404 for a space it
+    lacks)."""
+    return request.app.state.db.space(space)
 
 
 async def query_of(request: Request, image: UploadFile | None, image_id: int | None,
@@ -87,7 +87,7 @@ def health(request: Request) -> Health:
 @router.get("/info")
 def info(request: Request, space: str | None = SpaceParam) -> dict[str, Any]:
     """The store's info in the space asked, without the server's absolute paths."""
-    d = db_of(request, space).info()
+    d = space_of(request, space).info()
     d.pop("store", None)
     d["roots"] = len(d["roots"])
     return render.plain(d)
@@ -149,8 +149,8 @@ async def nearest(request: Request, image: ImagePart = None,
         return {"k": k, "across": await _across(request, q, k=k, classes=classes, split=split,
                                                 where=where, include_self=include_self,
                                                 recall=recall)}
-    db = await run_in_threadpool(db_of, request, space)
-    res = await run_in_threadpool(db.nearest, q, k=k, classes=classes,
+    sp = await run_in_threadpool(space_of, request, space)
+    res = await run_in_threadpool(sp.nearest, q, k=k, classes=classes,
                                   split=split, where=where, include_self=include_self,
                                   recall=recall)
     return render.plain(res.to_dict(root=False))
@@ -168,8 +168,8 @@ async def centroids(request: Request, image: ImagePart = None,
         df = await run_in_threadpool(request.app.state.db.centroids_across_spaces, q, k=k,
                                      classes=classes)
         return render.records(df)
-    db = await run_in_threadpool(db_of, request, space)
-    df = await run_in_threadpool(db.centroids, q, k=k, classes=classes)
+    sp = await run_in_threadpool(space_of, request, space)
+    df = await run_in_threadpool(sp.centroids, q, k=k, classes=classes)
     return render.records(df)
 
 
@@ -207,7 +207,7 @@ async def plot(request: Request, kind: str, image: ImagePart = None,
                per_class: int = Query(100, ge=1, le=2000), log: bool = Query(False),
                space: str | None = SpaceParam):
     q = await query_of(request, image, image_id, vector)
-    db = await run_in_threadpool(db_of, request, space)
-    png = await run_in_threadpool(db.plot_png, kind, [q], classes=classes,
+    sp = await run_in_threadpool(space_of, request, space)
+    png = await run_in_threadpool(sp.plot_png, kind, [q], classes=classes,
                                   random_classes=random_classes, per_class=per_class, log=log)
     return PNGResponse(png)

@@ -1,11 +1,11 @@
 """``actdb serve``: the library over HTTP, with the model kept warm, and a web page.
 
-Every endpoint calls one method of the store's :class:`~actdb.database.Database` (so
-``nearest --json`` and ``POST /api/nearest`` return the same content, less the server's
-absolute paths) and renders it. Errors have one shape everywhere:
-``{"error": "one line", "type": "ErrorClass"}``. The app owns one Database: built at start-up
-(model warm, uploads batched, query-cache writes deferred, user SQL on a bounded share of the
-cores) and closed at shutdown.
+Every endpoint calls one method of the store's :class:`~actdb.database.Database` or of one
+of its :class:`~actdb.space.Space` objects (so ``nearest --json`` and ``POST /api/nearest``
+return the same content, less the server's absolute paths) and renders it. Errors have one
+shape everywhere: ``{"error": "one line", "type": "ErrorClass"}``. The app owns one
+Database: built at start-up (model warm, uploads batched, query-cache writes deferred, user
+SQL on a bounded share of the cores) and closed at shutdown.
 
 >>> app = create_app(ServeConfig(store=store, warm_model=False))
 >>> "/api/nearest" in app.openapi()["paths"]
@@ -76,15 +76,15 @@ def create_app(cfg: ServeConfig):
     options = {"sql_threads": cfg.sql_threads, "linger": 5.0, "defer_cache_writes": True,
                "batch_uploads": True, "cache_metadata": True}
     db = actdb.open(cfg.store, **options, runtime=cfg.runtime)
-    db.store  # noqa: B018 - a missing store is an error now, not at the first request
+    default = db.space()  # a missing store is an error now, not at the first request
     startup_error: list[str] = []
     if cfg.warm_model:
         try:  # build the model once, now
-            db.embedder  # noqa: B018
+            default.warm()
         except ActdbError as exc:
             startup_error.append(str(exc))
 
-    default_map = maps.DefaultMap(db, cfg.map_method)
+    default_map = maps.DefaultMap(default, cfg.map_method)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):

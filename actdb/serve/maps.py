@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from actdb import render
 from actdb.errors import ActdbError
-from actdb.serve.api import SpaceParam, db_of, query_of
+from actdb.serve.api import SpaceParam, query_of, space_of
 from actdb.serve.schemas import ERRORS, BytesResponse, ImageIdPart, ImagePart, VectorPart, binary
 
 router = APIRouter(prefix="/api/maps", responses=ERRORS)
@@ -32,8 +32,8 @@ class DefaultMap:
     (the page shows "building" meanwhile), then places one vector so that the first query's
     placement is warm. ``stop()`` makes it give up at its next stage (before storing)."""
 
-    def __init__(self, db, method: str | None):
-        self.db, self.method = db, method
+    def __init__(self, space, method: str | None):
+        self.space, self.method = space, method
         self.state = "off" if method is None else "not started"
         self.map_id: str | None = None
         self.error: str | None = None
@@ -54,10 +54,10 @@ class DefaultMap:
 
     def _run(self) -> None:
         try:
-            m = self.db.map(self.method, progress=self._stage)
+            m = self.space.map(self.method, progress=self._stage)
             self._stage("warm")
             if len(m.points):
-                m.place(self.db.vectors(m.points.image_id.to_numpy()[:1])[1])
+                m.place(self.space.vectors(m.points.image_id.to_numpy()[:1])[1])
             self.map_id, self.state = m.map_id, "ready"
         except _Stopped:
             self.state = "stopped"
@@ -87,10 +87,10 @@ RETRY_AFTER_S = 5
 def _map(request: Request, map_id: str, space: str | None = None):
     """A stored map of the space asked (an unknown space or map: 404); ``default``: the
     server's default map, made in the background (503 with Retry-After while it is)."""
-    db = db_of(request, space)
+    sp = space_of(request, space)
     if map_id == "default":
-        if not db.store.space.is_default:
-            return db.stored_map(None)  # another space's default map, made by actdb map
+        if not sp.store.space.is_default:
+            return sp.stored_map(None)  # another space's default map, made by actdb map
         job = request.app.state.default_map
         if job.map_id is None:
             building = job.state in ("building", "not started")
@@ -99,7 +99,7 @@ def _map(request: Request, map_id: str, space: str | None = None):
                                 headers={"Retry-After": str(RETRY_AFTER_S)} if building
                                 else None)
         map_id = job.map_id
-    return db.stored_map(map_id)
+    return sp.stored_map(map_id)
 
 
 @router.get("")
@@ -109,7 +109,7 @@ def maps(request: Request, space: str | None = Query(
     """The stored maps (each with the ``space`` it maps) and the default map's state."""
     df = request.app.state.db.maps().drop(columns=["settings"])
     if space is not None:
-        df = df[df.space == db_of(request, space).store.space.name]
+        df = df[df.space == space_of(request, space).name]
     return {"default": request.app.state.default_map.status(),
             "maps": render.records(df)}
 
@@ -121,7 +121,7 @@ def map_meta(request: Request, map_id: str, space: str | None = SpaceParam
     ``{"default": its state}`` (what the page polls)."""
     job = request.app.state.default_map
     if map_id == "default" and job.map_id is None and \
-            db_of(request, space).store.space.is_default:
+            space_of(request, space).store.space.is_default:
         return {"default": job.status()}
     _, meta = points_payload(_map(request, map_id, space))
     return meta
@@ -143,8 +143,8 @@ async def place(request: Request, map_id: str, image: ImagePart = None,
     float32 L2 distances from it to every point of the map (in the points' order)."""
     q = await query_of(request, image, image_id, vector)
     m = await run_in_threadpool(_map, request, map_id, space)
-    db = await run_in_threadpool(db_of, request, space)
-    res = await run_in_threadpool(db.place, q, m.map_id, distances=distances)
+    sp = await run_in_threadpool(space_of, request, space)
+    res = await run_in_threadpool(sp.place, q, m.map_id, distances=distances)
     out = {"map_id": m.map_id, "queries": render.records(res.coords)}
     if distances:
         out["distances"] = base64.b64encode(res.distances[0].astype(np.float32)).decode()

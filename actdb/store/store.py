@@ -17,7 +17,7 @@ import numpy as np
 
 from actdb.errors import NotFound, QueryError
 from actdb.store import catalog
-from actdb.store.catalog import files, reads
+from actdb.store.catalog import derived, files, reads
 from actdb.store.catalog.schema import SpaceRow
 from actdb.store.manifest import FORMAT_VERSION, Manifest, read_manifest, space_row
 from actdb.store.shards import read_shards, read_wanted
@@ -178,7 +178,7 @@ class Store:
         m = self.manifest
         with self.reader() as con:
             counts = reads.summary(con)
-            stats = reads.stats_config(con, self.space.name)
+            stats = derived.stats_config(con, self.space.name)
             lost = reads.missing_shards(con, self.dir, self.space.name)
         size = sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())
         index = read_index_info(self.dir)

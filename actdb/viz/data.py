@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from actdb.errors import ActdbWarning, UsageError
-from actdb.store.catalog import reads
+from actdb.store.catalog import derived, reads
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -106,7 +106,7 @@ def profile_data(store, qs: list, classes) -> pd.DataFrame:
     if classes:
         with store.reader() as con:
             keys = reads.resolve_classes(con, classes)
-            cent = reads.centroids(con, store.space.name).set_index("class_key")
+            cent = derived.centroids(con, store.space.name).set_index("class_key")
     frames = []
     for q in qs:
         frames.append(pd.DataFrame({"series": q.name, "kind": "query", "group": q.name,
@@ -149,7 +149,7 @@ def distance_data(store, qs: list, sample: SampleConfig, bins: int = 40,
     dist = pd.concat(rows, ignore_index=True)
     with store.reader() as con:
         space = store.space.name
-        ps = reads.pair_stats(con, space) if reads.has_stats(con, space) else pd.DataFrame()
+        ps = derived.pair_stats(con, space) if derived.has_stats(con, space) else pd.DataFrame()
     values = np.concatenate([dist.distance.to_numpy()] + (
         [ps[["p05", "p95"]].to_numpy().ravel()] if not ps.empty else []))
     hi = max(float(values.max()), 1e-12) * 1.0001

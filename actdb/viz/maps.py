@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from actdb.errors import QueryError, StoreError
-from actdb.store.catalog import files, reads, writes
+from actdb.store.catalog import derived, files, reads, writes
 from actdb.store.writer import StoreWriter
 from actdb.viz.data import SampleConfig, random_group, sample_vectors
 from actdb.viz.projection import AUTO, ProjectionConfig, Projector, auto_method
@@ -60,7 +60,7 @@ class MapSpec:
         per_class = max(1, min(100, DEFAULT_POINTS // max(n_classes, 1)))
         return cls.of(method, per_class=per_class, seed=seed)
 
-    def in_space(self, store) -> MapSpec:
+    def for_store(self, store) -> MapSpec:
         """This spec for the store's space, its ``auto`` projection resolved by the size of
         its sample (:func:`~actdb.viz.projection.auto_method`)."""
         spec = replace(self, space=None if store.space.is_default else store.space.name)
@@ -162,11 +162,11 @@ def _groups(points: pd.DataFrame, settings: dict) -> np.ndarray:
 def find_map(store, map_id: str) -> StoredMap | None:
     """The stored map of this id (current or stale), or None."""
     with store.reader() as con:
-        rec = reads.map_record(con, map_id)
+        rec = derived.map_record(con, map_id)
         if rec is None:
             return None
-        state = reads.store_state(con, store.space.name)
-        points = reads.map_points(con, map_id)
+        state = derived.store_state(con, store.space.name)
+        points = derived.map_points(con, map_id)
     if not files.map_model_path(store.path, map_id).is_file():
         return None  # its projection file is gone: make it again
     settings = json.loads(rec["settings"])
@@ -183,8 +183,8 @@ def find_map(store, map_id: str) -> StoredMap | None:
 def map_state(store, map_id: str) -> tuple[str, bool] | None:
     """(created_at, current) of a stored map, or None: a cheap check of a loaded map."""
     with store.reader() as con:
-        rec = reads.map_record(con, map_id)
-        state = reads.store_state(con, store.space.name)
+        rec = derived.map_record(con, map_id)
+        state = derived.store_state(con, store.space.name)
         return None if rec is None else (str(rec["created_at"]), rec["store_state"] == state)
 
 
@@ -224,9 +224,9 @@ def list_maps(store) -> pd.DataFrame:
     in words and projection ``seed`` (what tells two maps of one method apart), and
     ``current`` (False: made before its space last changed)."""
     with store.reader() as con:
-        df = reads.maps(con)
+        df = derived.maps(con)
         spaces = reads.spaces(con)
-        states = {s.name: reads.store_state(con, s.name) for s in spaces}
+        states = {s.name: derived.store_state(con, s.name) for s in spaces}
         n_classes = len(reads.classes(con))
     default = next(s.name for s in spaces if s.is_default)
     settings = [json.loads(s) for s in df.settings]
@@ -240,12 +240,12 @@ def list_maps(store) -> pd.DataFrame:
 
 def make_map(store, spec: MapSpec, stage: Stage | None = None) -> StoredMap:
     """Sample, fit, and store a map (replacing a stale one of the same spec)."""
-    spec = spec.in_space(store)
+    spec = spec.for_store(store)
     say = stage or (lambda _: None)
     t0 = time.perf_counter()
     say("sampling stored vectors")
     with store.reader() as con:
-        state = reads.store_state(con, store.space.name)
+        state = derived.store_state(con, store.space.name)
     s = sample_vectors(store, spec.sample)
     proj = Projector(spec.projection)
     xy = proj.fit(s.vecs, say)
@@ -283,7 +283,7 @@ def get_map(store, spec: MapSpec, stage: Stage | None = None, build: bool = True
             ) -> StoredMap:
     """The current map of ``spec``: the stored one, else made now (``build=False``: a
     QueryError saying how to make it)."""
-    spec = spec.in_space(store)
+    spec = spec.for_store(store)
     m = find_map(store, spec.map_id)
     if m is not None and m.current:
         return m

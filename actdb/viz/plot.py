@@ -40,16 +40,16 @@ class PlotConfig:
 def cka_matrix(store) -> tuple[list[str], np.ndarray]:
     """The last ``compare``'s CKA of every pair of spaces as a matrix (1 on the diagonal),
     the spaces in depth order; QueryError before a comparison."""
-    from actdb.compare import depth_order
-    from actdb.store.catalog import reads
+    from actdb.similarity import depth_order
+    from actdb.store.catalog import derived, reads
 
     with store.reader() as con:
-        sim, _ = reads.comparison(con)
+        sim, _ = derived.comparison(con)
         rows = reads.spaces(con)
     names = [n for n in depth_order([(r.model, r.layer) for r in rows])
              if n in set(sim.space_a) | set(sim.space_b)]
     if len(rows) < 2:
-        from actdb.compare import one_space
+        from actdb.similarity import one_space
 
         raise QueryError(one_space(rows[0].name))
     if sim.empty:

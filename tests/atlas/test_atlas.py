@@ -29,7 +29,7 @@ def atlas_db(built_store, tmp_path_factory):
     store = tmp_path_factory.mktemp("atlas") / "store"
     shutil.copytree(built_store, store)
     db = actdb.open(store)
-    db.atlas("3-5", **SETTINGS)
+    db.space().atlas("3-5", **SETTINGS)
     return db
 
 
@@ -37,20 +37,21 @@ def test_the_table_agrees_with_predict_nearest_centroids_and_examples(atlas_db):
     db = atlas_db
     rows = db.channels()
     assert sorted(rows.channel) == [3, 4, 5] and not rows.variant.any()
-    assert set(rows["size"]) == {db.manifest.image_size} == {32}  # the store's own size
-    ids, vecs = db.vectors()
+    assert set(rows["size"]) == {db.space().manifest.image_size} == {32}  # the store's own size
+    ids, vecs = db.space().vectors()
     images = db.images().set_index("image_id").loc[ids]
     for r in rows.itertuples():
         picture = db.path / "atlas" / r.picture
         pred = predict([picture], PredictConfig(models=("vgg19",), default_weights="random:0"))
         assert r.predicted_vgg19 == pred[0]["top"][0]["class_name"] == r.predicted_class
-        near = db.nearest(str(picture), k=4)
+        near = db.space().nearest(str(picture), k=4)
         assert [n["image_id"] for n in r.neighbours] == \
             near.neighbors.image_id.tolist()
         assert r.vote_class == near.classes.class_name.iloc[0]
-        assert r.nearest_centroid_class == db.centroids(str(picture), k=1).class_name.iloc[0]
+        cent = db.space().centroids(str(picture), k=1)
+        assert r.nearest_centroid_class == cent.class_name.iloc[0]
         ex = r.examples
-        assert ex["top"] == db.examples(r.channel, k=3).top.image_id.tolist()
+        assert ex["top"] == db.space().examples(r.channel, k=3).top.image_id.tolist()
         means = images.assign(v=vecs[:, r.channel]).groupby("class_name").v.mean()
         assert r.top_activation_class == means.idxmax()  # numpy's own class means
         assert r.agree_all == (r.predicted_key == r.nearest_centroid_key
@@ -72,13 +73,13 @@ def test_a_stopped_atlas_continues_and_makes_each_channel_once(built_store, tmp_
             raise Stop
 
     with pytest.raises(Stop):
-        db.atlas("0-4", heatmaps=False, progress=stop_after_one_batch, **SETTINGS)
+        db.space().atlas("0-4", heatmaps=False, progress=stop_after_one_batch, **SETTINGS)
     assert sorted(db.channels().channel) == [0, 1]
-    res = db.atlas("0-4", heatmaps=False, **SETTINGS)
+    res = db.space().atlas("0-4", heatmaps=False, **SETTINGS)
     assert (res.made, res.skipped) == (3, 2)
     rows = db.channels()
     assert sorted(rows.channel) == [0, 1, 2, 3, 4]  # each exactly once
-    again = db.atlas("0-4", heatmaps=False, **SETTINGS)
+    again = db.space().atlas("0-4", heatmaps=False, **SETTINGS)
     assert (again.made, again.skipped) == (0, 5)
 
 
@@ -100,7 +101,7 @@ def test_a_killed_atlas_run_continues_and_makes_each_channel_once(built_store, t
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     db = actdb.open(store)
-    res = db.atlas("0-7", heatmaps=False, **SETTINGS)
+    res = db.space().atlas("0-7", heatmaps=False, **SETTINGS)
     assert res.made + res.skipped == 8 and res.made > 0
     assert sorted(db.channels().channel) == list(range(8))  # each exactly once
 

@@ -95,6 +95,6 @@ def test_in_a_store_dream_takes_the_stores_network_and_says_so(built_store, tmp_
     config = json.loads(out.with_suffix(".json").read_text())["config"]
     assert (config["model"], config["layer"], config["weights"], config["size"]) == (
         "vgg19", "block5_conv4", "random:0", 32)
-    other = actdb.open(built_store).dream(tmp_path / "o.png", channel=1, steps=1,
-                                          weights="random:1")
+    other = actdb.open(built_store).space().dream(tmp_path / "o.png", channel=1, steps=1,
+                                                  weights="random:1")
     assert (other.config["weights"], other.config["size"]) == ("random:1", 32)

@@ -165,7 +165,7 @@ def test_decoding_in_processes_gives_the_same_store_as_threads(tmp_path):
         run(root, store, decoders=decoders, workers=2)
         db = actdb.open(store)
         imgs = db.images().set_index("path")
-        stores[decoders] = (imgs.image_id.to_dict(), db.vectors(), db.sql(
+        stores[decoders] = (imgs.image_id.to_dict(), db.space().vectors(), db.sql(
             "SELECT path, reason FROM failures ORDER BY path").to_pylist())
     (ids_t, (vi_t, vt), fail_t), (ids_p, (vi_p, vp), fail_p) = stores.values()
     assert ids_t == ids_p and fail_t == fail_p and len(fail_t) == 4
@@ -196,5 +196,5 @@ def test_a_stores_manifest_is_the_recipe_of_every_later_ingest(built_store, tmp_
     assert json.loads(res.stdout)["ingested"] == 2
     again = make_tree(tmp_path / "again", classes=("n02105056",), per_class=1, seed=8)
     assert actdb.open(store).ingest(again).ingested == 1  # from Python too
-    m = actdb.open(store).manifest
+    m = actdb.open(store).space().manifest
     assert (m.weights, m.image_size, m.pool) == (WEIGHTS, SIZE, "mean")

@@ -36,8 +36,8 @@ def cluster():
 
 def same_store(a, b) -> None:
     da, db = actdb.open(a), actdb.open(b)
-    ia, va = da.vectors()
-    ib, vb = db.vectors()
+    ia, va = da.space().vectors()
+    ib, vb = db.space().vectors()
     np.testing.assert_array_equal(ia, ib)
     np.testing.assert_allclose(va, vb, rtol=1e-5, atol=1e-7)
     cols = ["image_id", "path", "split", "synset", "class_name", "width", "height", "bytes"]
@@ -69,8 +69,8 @@ def test_ray_embeds_several_layers_and_fills_an_added_one_as_the_local_engine(cl
             res = db.ingest(root, engine=engine, layer="block3_conv4", **KW)  # a fill
             assert (res.ingested, res.skipped) == (0, 9)
     for space in ("block3_conv4", "block4_conv4", "block5_conv4"):
-        ia, va = actdb.open(tmp_path / "local", space=space).vectors()
-        ib, vb = actdb.open(tmp_path / "ray", space=space).vectors()
+        ia, va = actdb.open(tmp_path / "local").space(space).vectors()
+        ib, vb = actdb.open(tmp_path / "ray").space(space).vectors()
         np.testing.assert_array_equal(ia, ib)
         np.testing.assert_allclose(va, vb, rtol=1e-5, atol=1e-6)
 

@@ -34,8 +34,8 @@ def two_layers(tmp_path_factory):
     return store
 
 
-def _by_path(db) -> dict[str, np.ndarray]:
-    ids, vecs = db.vectors()
+def _by_path(db, space: str | None = None) -> dict[str, np.ndarray]:
+    ids, vecs = db.space(space).vectors()
     paths = db.images().set_index("image_id").path
     return {paths[i]: v for i, v in zip(ids, vecs, strict=True)}
 
@@ -45,13 +45,13 @@ def test_two_layers_in_one_pass_equal_single_layer_ingests(two_layers, built_sto
     block4 equals its own single-layer Embedder on the same files."""
     with actdb.open(two_layers) as db:
         assert db.spaces().name.tolist() == [B4, B5]
-        assert db.manifest.space_name == B4  # the first layer is the default
-        b5 = _by_path(db.in_space("block5_conv4"))
+        assert db.space().manifest.space_name == B4  # the first layer is the default
+        b5 = _by_path(db, "block5_conv4")
         b4 = _by_path(db)
         root = db.images().root[0]
     with actdb.open(built_store) as one:
         alone = _by_path(one)
-        assert db.in_space(B5).manifest.fingerprint == one.manifest.fingerprint
+        assert db.space(B5).manifest.fingerprint == one.space().manifest.fingerprint
     assert b5.keys() == alone.keys() == b4.keys()
     for p, v in alone.items():
         np.testing.assert_allclose(b5[p], v, rtol=1e-6, atol=1e-6)
@@ -67,14 +67,14 @@ def test_each_space_has_its_view_statistics_and_index(two_layers):
         rows = db.sql("SELECT name, view, dim FROM spaces ORDER BY position").to_pylist()
         assert [r["name"] for r in rows] == [B4, B5]
         for r in rows:
-            sub = db.in_space(r["name"])
+            sub = db.space(r["name"])
             ids, vecs = sub.vectors()
             got = db.sql(f"SELECT image_id, vec FROM {r['view']} ORDER BY image_id").to_pylist()
             assert [g["image_id"] for g in got] == ids.tolist()
             np.testing.assert_array_equal(np.array([g["vec"] for g in got], np.float32), vecs)
             cents = db.sql("SELECT class_key, centroid FROM centroids_all WHERE space = "
                            f"'{r['name']}' ORDER BY class_key").to_pandas()
-            keys = sub.images().set_index("image_id").loc[ids]
+            keys = db.images().set_index("image_id").loc[ids]
             keys = keys.synset.fillna(keys.class_name).to_numpy()
             for key, c in zip(cents.class_key, cents.centroid, strict=True):
                 np.testing.assert_allclose(c, vecs[keys == key].mean(axis=0), rtol=1e-5,
@@ -83,16 +83,16 @@ def test_each_space_has_its_view_statistics_and_index(two_layers):
         # the names from before spaces keep meaning the default space
         assert db.sql("SELECT count(*) AS n FROM centroids").to_pylist() == [{"n": 3}]
         default = db.sql("SELECT vec FROM activations ORDER BY image_id LIMIT 1").to_pylist()
-        np.testing.assert_array_equal(default[0]["vec"], db.vectors()[1][0])
+        np.testing.assert_array_equal(default[0]["vec"], db.space().vectors()[1][0])
 
 
 def test_a_space_is_picked_by_a_unique_short_name(two_layers):
-    with actdb.open(two_layers, space="block5_conv4") as db:
-        assert db.manifest.layer == "block5_conv4"
-    with pytest.raises(QueryError, match="could mean"):
-        actdb.open(two_layers, space="vgg19").count()
-    with pytest.raises(QueryError, match="no space 'nope'"):
-        actdb.open(two_layers, space="nope").count()
+    with actdb.open(two_layers) as db:
+        assert db.space("block5_conv4").manifest.layer == "block5_conv4"
+        with pytest.raises(QueryError, match="could mean"):
+            db.space("vgg19")
+        with pytest.raises(QueryError, match="no space 'nope'"):
+            db.space("nope")
 
 
 def test_across_spaces_asks_every_space_as_each_would_alone(two_layers, tree):
@@ -101,7 +101,7 @@ def test_across_spaces_asks_every_space_as_each_would_alone(two_layers, tree):
         got = db.across_spaces([query, "id:3"], k=5)
         assert got.space.tolist() == [B4, B5, B4, B5]
         for r in got.itertuples():
-            sub = db.in_space(r.space)
+            sub = db.space(r.space)
             near = sub.nearest(query if r.query != "id:3" else "id:3", k=5)
             assert r.top_class == near.classes.class_name.iloc[0]
             votes = near.classes.head(3)
@@ -131,11 +131,11 @@ def test_every_option_of_nearest_and_centroids_means_the_same_in_every_space(two
         assert (got[got["query"] == "id:3"].nn_distance == 0).all()
         assert set(got[got["query"] != "id:3"].route) == {"keras-fp32"}
         for space in (B4, B5):  # each space's cache holds the image now
-            assert db.in_space(space).nearest(query, k=1).answers[0].context["cached"]
+            assert db.space(space).nearest(query, k=1).answers[0].context["cached"]
         cents = db.centroids_across_spaces(query, k=2)
         assert cents.space.tolist() == [B4, B4, B5, B5] and cents["rank"].tolist() == [1, 2] * 2
         for space in (B4, B5):
-            alone = db.in_space(space).centroids(query, k=2)
+            alone = db.space(space).centroids(query, k=2)
             mine = cents[cents.space == space]
             assert mine.class_name.tolist() == alone.class_name.tolist()
             np.testing.assert_allclose(mine.distance, alone.distance)
@@ -166,7 +166,7 @@ def test_the_keras_spaces_of_one_network_share_one_forward_pass(two_layers, tmp_
             got = db.across_spaces(query, k=3)
         assert set(got.route) == {"keras-fp32"}
         for space in (B4, B5):
-            sub = db.in_space(space)
+            sub = db.space(space)
             cached = sub.resolve(query)[0]
             assert cached.cached
             np.testing.assert_array_equal(cached.vec, sub.embedder.embed_files([query])[0])
@@ -187,7 +187,7 @@ def test_adding_a_model_fills_every_image_and_new_images_go_into_every_space(two
         n = len(before) + 6
         assert spaces.vectors.tolist() == [n, n, n]
         assert spaces.dim.tolist() == [512, 512, 2048]
-        got = _by_path(db.in_space("resnet50"))
+        got = _by_path(db, "resnet50")
         images = db.images()
     # the reference: every image ingested into a new store of resnet50 alone
     ref = tmp_path / "ref"
@@ -236,7 +236,7 @@ def test_a_killed_fill_resumes_without_duplicates_or_gaps(tmp_path):
     with actdb.open(store) as db:
         counts = db.spaces().set_index("name").vectors
         assert counts["vgg19/block3_conv4"] == counts[B5] == 12
-        filled = _by_path(db.in_space("block3_conv4"))
+        filled = _by_path(db, "block3_conv4")
     assert check_store(Store.open(store)).ok
     emb = Embedder(EmbedConfig(layer="block3_conv4", **RECIPE))
     paths = sorted(filled)
@@ -254,7 +254,7 @@ def test_the_report_of_a_store_of_spaces_asks_every_space_and_shows_the_cka(two_
     query = str(next(tree.rglob("*.JPEG")))
     with actdb.open(store) as db:
         db.compare(sample=100)
-        out = db.report(tmp_path / "r.html", [query, "id:2"], k=4, per_class=4)
+        out = db.space().report(tmp_path / "r.html", [query, "id:2"], k=4, per_class=4)
         want = db.across_spaces([query, "id:2"])
     html = out.read_text()
     ids = set(re.findall(r'<section id="(\w+)"', html))

@@ -55,7 +55,7 @@ def test_a_tensorflow_store_answers_a_jax_query(built_store, tmp_path):
     built_store = shutil.copytree(built_store, tmp_path / "store")
     q = tmp_path / "q.png"
     class_image(2, 9).save(q)
-    want = actdb.open(built_store).nearest(str(q), k=4, names=["tf"]).neighbors
+    want = actdb.open(built_store).space().nearest(str(q), k=4, names=["tf"]).neighbors
     out = _run("jax", ["-m", "actdb", "nearest", str(q), "-k", "4", "--name", "jx",
                        "--store", str(built_store), "--json"])
     assert out.returncode == 0, out.stderr[-2000:]
@@ -68,4 +68,5 @@ def test_a_tensorflow_store_answers_a_jax_query(built_store, tmp_path):
                        str(built_store), "--json"])
     assert out.returncode == 0 and json.loads(out.stdout)["queries"][0]["context"][
         "cached"] is False, out.stderr[-2000:]
-    assert actdb.open(built_store).nearest(str(q2), k=4).context.cached[0]  # TF reads its cache
+    # TF reads its cache
+    assert actdb.open(built_store).space().nearest(str(q2), k=4).context.cached[0]

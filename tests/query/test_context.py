@@ -35,7 +35,7 @@ def test_an_index_replaced_after_the_early_read_is_read_again(store):
     ctx.load_index_early()
     ctx._loading[0].join()
     old = ctx._loading[1]["index"]
-    actdb.open(store).index(kind="flat", metric="cosine")  # new files
+    actdb.open(store).space().index(kind="flat", metric="cosine")  # new files
     ctx.refresh_if_changed()
     assert ctx.index is not old and ctx.index.metric == "cosine"
     ctx.close()
@@ -45,7 +45,7 @@ def test_an_error_of_the_early_read_is_raised_by_the_query(store):
     files.index_path(Store.open(store).dir).unlink()
     db = actdb.open(store)
     with pytest.raises(StoreError, match="index"):
-        db.nearest("id:0", k=3)
+        db.space().nearest("id:0", k=3)
     db.close()
 
 

@@ -15,15 +15,15 @@ def db(built_store):
 
 def test_every_stored_image_is_its_own_nearest_neighbour(db):
     imgs = db.images()
-    res = db.nearest([f"id:{i}" for i in imgs.image_id], k=3, include_self=True)
+    res = db.space().nearest([f"id:{i}" for i in imgs.image_id], k=3, include_self=True)
     first = res.neighbors[res.neighbors["rank"] == 1]
     assert (first.image_id.to_numpy() == imgs.image_id.to_numpy()).all()
     assert np.allclose(first.distance, 0, atol=1e-4)
 
 
 def test_an_id_query_leaves_its_own_image_out_everywhere(db):
-    ids, vecs = db.vectors()
-    res = db.nearest("id:4", k=5)
+    ids, vecs = db.space().vectors()
+    res = db.space().nearest("id:4", k=5)
     assert 4 not in res.neighbors.image_id.tolist() and len(res.neighbors) == 5
     assert res.classes["count"].sum() == 5
     d = np.sqrt(((vecs.astype(np.float64) - vecs[ids == 4][0]) ** 2).sum(1))
@@ -33,30 +33,30 @@ def test_an_id_query_leaves_its_own_image_out_everywhere(db):
     ctx = res.context.iloc[0]
     assert ctx.nn_distance == pytest.approx(d[order[0]], rel=1e-4)
     assert ctx.mean_distance_k == pytest.approx(d[order].mean(), rel=1e-4)
-    with_self = db.nearest("id:4", k=5, include_self=True)
+    with_self = db.space().nearest("id:4", k=5, include_self=True)
     assert with_self.neighbors.image_id.iloc[0] == 4 and with_self.context.nn_distance[0] < 1e-3
 
 
 def test_a_filtered_answer_puts_the_nearest_of_all_images_in_context(db):
-    ids, vecs = db.vectors()
+    ids, vecs = db.space().vectors()
     imgs = db.images().set_index("image_id").loc[ids]
     q = int(ids[imgs.class_name.to_numpy() == "tench"][0])
     d = np.sqrt(((vecs.astype(np.float64) - vecs[ids == q][0]) ** 2).sum(1))
     d[ids == q] = np.inf
     other = imgs.class_name.to_numpy() != "tench"
-    res = db.nearest(f"id:{q}", k=3, classes="sea_cucumber,groenendael")
+    res = db.space().nearest(f"id:{q}", k=3, classes="sea_cucumber,groenendael")
     ctx = res.context.iloc[0]
     assert ctx.filtered and ctx.nn_distance == pytest.approx(d.min(), rel=1e-4)
     assert ctx.filtered_nn_distance == pytest.approx(d[other].min(), rel=1e-4)
-    plain = db.nearest(f"id:{q}", k=3).context.iloc[0]  # the same context as unfiltered
+    plain = db.space().nearest(f"id:{q}", k=3).context.iloc[0]  # the same context as unfiltered
     assert ctx.nn_percentile == plain.nn_percentile and not plain.filtered
     assert ctx.mean_distance_k == pytest.approx(np.sort(d[other])[:3].mean(), rel=1e-4)
 
 
 def test_results_equal_numpy_brute_force(db):
-    ids, vecs = db.vectors()
+    ids, vecs = db.space().vectors()
     q = vecs[5] * 1.1 + 0.01
-    res = db.nearest(q, k=7)
+    res = db.space().nearest(q, k=7)
     d = np.sqrt(((vecs.astype(np.float64) - q) ** 2).sum(1))
     order = np.argsort(d, kind="stable")[:7]
     np.testing.assert_array_equal(res.neighbors.image_id.to_numpy(), ids[order])
@@ -69,18 +69,18 @@ def test_image_query_is_embedded_like_the_data_and_cached(built_store, tmp_path)
     row = db.images().iloc[4]
     path = f"{row.root}/{row.path}"
     shutil.copy(path, tmp_path / "again.jpeg")
-    first = db.nearest(path, k=1)
+    first = db.space().nearest(path, k=1)
     assert first.neighbors.image_id.iloc[0] == row.image_id
     assert first.neighbors.distance.iloc[0] < 1e-5
     fresh = actdb.open(built_store)  # a new process-like handle: no model built yet
-    res = fresh.nearest(str(tmp_path / "again.jpeg"), k=1, names=["again"])
-    assert res.context.cached.iloc[0] and fresh._ctx(refresh=False)._embedder is None
+    res = fresh.space().nearest(str(tmp_path / "again.jpeg"), k=1, names=["again"])
+    assert res.context.cached.iloc[0] and fresh.space()._ctx._embedder is None
     got = fresh.sql("SELECT name FROM queries ORDER BY name").to_pandas().name.tolist()
     assert "again" in got
 
 
 def test_class_vote_and_context(db):
-    res = db.nearest("id:0", k=6)
+    res = db.space().nearest("id:0", k=6)
     assert res.classes["count"].sum() == 6
     assert res.classes.share.sum() == pytest.approx(1.0)
     ctx = res.context.iloc[0]
@@ -89,16 +89,16 @@ def test_class_vote_and_context(db):
 
 
 def test_filters_are_prefilters_that_still_return_k(db):
-    res = db.nearest("id:0", k=4, classes="groenendael")
+    res = db.space().nearest("id:0", k=4, classes="groenendael")
     assert len(res.neighbors) == 4 and set(res.neighbors.class_name) == {"groenendael"}
-    res = db.nearest("id:0", k=50, classes="n02321529,tench")
+    res = db.space().nearest("id:0", k=50, classes="n02321529,tench")
     assert len(res.neighbors) == 11  # both classes, less the query image itself
-    res = db.nearest("id:0", k=3, where="path LIKE '%_5.JPEG'")
+    res = db.space().nearest("id:0", k=3, where="path LIKE '%_5.JPEG'")
     assert len(res.neighbors) == 3 and res.neighbors.path.str.endswith("_5.JPEG").all()
     with pytest.raises(QueryError, match="did you mean sea_cucumber"):
-        db.nearest("id:0", classes="sea_cucumbr")
+        db.space().nearest("id:0", classes="sea_cucumbr")
     with pytest.raises(QueryError, match="bad where"):
-        db.nearest("id:0", where="nope = 1")
+        db.space().nearest("id:0", where="nope = 1")
 
 
 @pytest.mark.slow
@@ -106,7 +106,7 @@ def test_wrong_dim_and_other_models_weights_are_refused(built_store, tmp_path):
     db = actdb.open(built_store)
     np.save(tmp_path / "v.npy", np.zeros(7, np.float32))
     with pytest.raises(QueryError, match="dim 512"):
-        db.nearest(str(tmp_path / "v.npy"))
+        db.space().nearest(str(tmp_path / "v.npy"))
     copy = tmp_path / "copy"
     shutil.copytree(built_store, copy)
     m = (copy / "manifest.json").read_text()
@@ -118,26 +118,26 @@ def test_wrong_dim_and_other_models_weights_are_refused(built_store, tmp_path):
 
     Image.open(f"{row.root}/{row.path}").rotate(90).save(tmp_path / "new.png")
     with pytest.raises(StoreMismatch, match="not the ones this store was built with"):
-        other.nearest(str(tmp_path / "new.png"))
+        other.space().nearest(str(tmp_path / "new.png"))
 
 
 def test_centroids_rank_the_own_class_first(db):
-    df = db.centroids("id:0", k=3)
+    df = db.space().centroids("id:0", k=3)
     own = db.images().set_index("image_id").class_name[0]
     assert df.class_name.iloc[0] == own and len(df) == 3
     assert {"class_mean_dist", "class_p95_dist", "inside"} <= set(df.columns)
-    assert len(db.centroids("id:0", classes="tench,groenendael")) == 2
+    assert len(db.space().centroids("id:0", classes="tench,groenendael")) == 2
 
 
 def test_examples_match_numpy(db):
-    ids, vecs = db.vectors()
-    res = db.examples(channel=4, k=5)
+    ids, vecs = db.space().vectors()
+    res = db.space().examples(channel=4, k=5)
     expected = ids[np.argsort(-vecs[:, 4], kind="stable")[:5]]
     np.testing.assert_array_equal(res.top.image_id.to_numpy(), expected)
     np.testing.assert_allclose(res.top.value, np.sort(vecs[:, 4])[::-1][:5], rtol=1e-6)
     assert res.classes["count"].sum() == 5
     with pytest.raises(UsageError, match="out of range"):
-        db.examples(channel=512)
+        db.space().examples(channel=512)
 
 
 @pytest.mark.slow
@@ -154,16 +154,16 @@ def test_a_serving_handle_follows_ingests_but_not_query_cache_writes(built_store
     real = reads.ImageMeta.read
     monkeypatch.setattr(reads.ImageMeta, "read",
                         lambda con: reads_of_meta.append(1) or real(con))
-    server.nearest("id:0", k=3)
+    server.space().nearest("id:0", k=3)
     q = tmp_path / "q.png"
     class_image(0, 50).save(q)
-    other.nearest(str(q), k=1)  # the catalog file changes: a query-cache write
-    server.nearest("id:0", k=3)
+    other.space().nearest(str(q), k=1)  # the catalog file changes: a query-cache write
+    server.space().nearest("id:0", k=3)
     assert len(reads_of_meta) == 1
     more = make_tree(tmp_path / "more", per_class=1, seed=7)
     other.ingest(more, weights=WEIGHTS, image_size=SIZE, precision="fp32")
     new = other.images(where=f"root = '{more}'")
-    res = server.nearest(str(more / new.path.iloc[0]), k=1)
+    res = server.space().nearest(str(more / new.path.iloc[0]), k=1)
     top = res.neighbors.iloc[0]
     assert len(reads_of_meta) == 2
     assert top.image_id == new.image_id.iloc[0] and top.path == new.path.iloc[0]

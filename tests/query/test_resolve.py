@@ -13,8 +13,8 @@ runner = CliRunner()
 def test_embed_equals_what_nearest_uses(built_store, tmp_path):
     img = tmp_path / "q.png"
     class_image(2, 7).save(img)
-    vecs = actdb.open(built_store).embed([img])
-    q = actdb.open(built_store).resolve(str(img))[0]
+    vecs = actdb.open(built_store).space().embed([img])
+    q = actdb.open(built_store).space().resolve(str(img))[0]
     assert q.name == "q"
     np.testing.assert_array_equal(vecs[0], q.vec)
 
@@ -23,8 +23,8 @@ def test_embed_equals_what_nearest_uses(built_store, tmp_path):
     assert res.exit_code == 0, res.output
     np.testing.assert_array_equal(np.load(out), q.vec)
     db = actdb.open(built_store)
-    by_npy = db.nearest(str(out), k=5).neighbors.image_id.tolist()
-    by_img = db.nearest(str(img), k=5).neighbors.image_id.tolist()
+    by_npy = db.space().nearest(str(out), k=5).neighbors.image_id.tolist()
+    by_img = db.space().nearest(str(img), k=5).neighbors.image_id.tolist()
     assert by_npy == by_img
 
 

@@ -56,7 +56,7 @@ def test_sql_formats(built_store, tmp_path):
     got = pq.read_table(out)  # the vectors as DuckDB gives them: FLOAT[512], not list<double>
     assert res.exit_code == 0 and got.schema.field("vec").type == pa.list_(pa.float32(), 512)
     np.testing.assert_array_equal(np.stack(got.column("vec").to_numpy(zero_copy_only=False)),
-                                  actdb.open(built_store).vectors()[1])
+                                  actdb.open(built_store).space().vectors()[1])
     res = runner.invoke(app, ["sql", "SELECT nope", "--store", str(built_store)])
     assert res.exit_code == 1 and res.stderr.startswith("error: SQL error")
 

@@ -62,7 +62,7 @@ def test_a_store_without_an_atlas_says_how_to_make_one(client):
 def test_nearest_by_id_is_the_cli_content(client, built_store):
     r = client.post("/api/nearest?k=5", data={"image_id": "3"})
     assert r.status_code == 200
-    lib = actdb.open(built_store).nearest("id:3", k=5)
+    lib = actdb.open(built_store).space().nearest("id:3", k=5)
     assert r.json() == json.loads(json.dumps(lib.to_dict(root=False)))
     root = lib.neighbors.root.iloc[0]
     assert root not in r.text  # the server's absolute paths stay on the server
@@ -161,7 +161,7 @@ def test_uploads_reach_the_query_cache_in_one_deferred_write(client, built_store
     again = client.post("/api/nearest?k=1",
                         files={"image": ("deferred.png", _png(class_image(0, 5)), "image/png")})
     assert again.json()["queries"][0]["context"]["cached"] is True  # served from memory
-    client.app.state.db._ctx(refresh=False).flush_cache()
+    client.app.state.db.space()._ctx.flush_cache()
     names = actdb.open(built_store).sql("SELECT name FROM queries").to_pandas().name.tolist()
     assert "deferred" in names
 

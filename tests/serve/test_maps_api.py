@@ -39,7 +39,7 @@ def test_the_default_map_is_made_at_start_and_its_points_are_the_stored_ones(cli
     assert r.headers["content-type"] == "application/octet-stream"
     assert len(r.content) == meta["bytes"] == 18 * 20
     cols = decode(r.content, meta)
-    m = actdb.open(built_store).stored_map(meta["map_id"])
+    m = actdb.open(built_store).space().stored_map(meta["map_id"])
     np.testing.assert_array_equal(cols["image_id"], m.points.image_id)
     np.testing.assert_array_equal(cols["x"], m.points.x.astype(np.float32))
     names = np.array(meta["classes"])[cols["class"]]
@@ -54,12 +54,12 @@ def test_a_query_is_placed_with_its_distances_to_every_point(client, built_store
     assert r.status_code == 200, r.text
     body = r.json()
     db = actdb.open(built_store)
-    want = db.place("id:4", meta["map_id"])
+    want = db.space().place("id:4", meta["map_id"])
     assert body["queries"][0]["x"] == pytest.approx(want.coords.x[0])
     d = np.frombuffer(base64.b64decode(body["distances"]), np.float32)
     ids = decode(client.get(f"/api/maps/{meta['map_id']}/points").content, meta)["image_id"]
-    _, x = db.vectors(ids.astype(np.int64))
-    q = db.vectors([4])[1][0]
+    _, x = db.space().vectors(ids.astype(np.int64))
+    q = db.space().vectors([4])[1][0]
     np.testing.assert_allclose(d, np.linalg.norm(x - q, axis=1), rtol=1e-5, atol=1e-7)
 
 

@@ -110,7 +110,7 @@ def test_a_generated_client_calls_every_endpoint_and_each_answer_matches_the_sch
 
     client = Client(base_url=str(http.base_url), raise_on_unexpected_status=True)
     client.set_httpx_client(http)
-    the_map = http.app.state.db.map("pca").map_id
+    the_map = http.app.state.db.space().map("pca").map_id
     upload = File(payload=io.BytesIO(png_bytes()), file_name="q.png", mime_type="image/png")
     empty = File(payload=io.BytesIO(b""), file_name="", mime_type="application/octet-stream")
     calls = [  # (operation, its path and method, call, the status it must answer)

@@ -23,7 +23,7 @@ WRITERS = {
                 "write_manifest(store, read_manifest(store))",
     "index": "from actdb.index.faiss_index import load_index, save_index\n"
              "save_index(store, *load_index(store, mmap=False))",
-    "map": "import actdb\nactdb.open(store).map('pca', per_class=2)",
+    "map": "import actdb\nactdb.open(store).space().map('pca', per_class=2)",
     "catalog": "from actdb.store.catalog import rewrite_catalog\nrewrite_catalog(store)",
 }
 

@@ -128,7 +128,7 @@ def test_a_catalog_opens_in_the_duckdb_1x_command_line_client(store):
     version = subprocess.run([cli, "--version"], capture_output=True, text=True, timeout=60)
     assert version.stdout.startswith("v1."), version.stdout
     db = actdb.open(store)
-    db.stats(seed=3)  # a write after the store was made
+    db.space().stats(seed=3)  # a write after the store was made
     res = subprocess.run([cli, "-readonly", "-json", str(store / "catalog.duckdb"), "-c",
                           "SELECT (SELECT count(*) FROM images) AS n, "
                           "(SELECT count(*) FROM classes) AS c"],

@@ -26,10 +26,10 @@ def test_an_old_store_answers_nearest_centroids_and_sql_as_it_did(old):
     from tests.fixtures.make_old_store import QUERIES
 
     with actdb.open(old / "store") as db:
-        near = db.nearest("id:0", k=5).neighbors
+        near = db.space().nearest("id:0", k=5).neighbors
         assert near.image_id.tolist() == THEN["nearest_id0"]["image_id"]
         np.testing.assert_allclose(near.distance, THEN["nearest_id0"]["distance"], rtol=1e-6)
-        cents = db.centroids("id:4", k=3)
+        cents = db.space().centroids("id:4", k=3)
         for col, values in THEN["centroids_id4"].items():
             if col in ("class_name", "inside"):
                 assert cents[col].tolist() == values
@@ -51,8 +51,8 @@ def test_an_old_store_answers_nearest_centroids_and_sql_as_it_did(old):
 @pytest.mark.slow  # builds the store's model
 def test_an_old_stores_model_and_image_queries_are_unchanged(old):
     with actdb.open(old / "store") as db:
-        assert db.embedder.fingerprint == THEN["manifest"]["fingerprint"]
-        got = db.embed([str(old / "data" / THEN["embed"]["image"])])[0]
+        assert db.space().embedder.fingerprint == THEN["manifest"]["fingerprint"]
+        got = db.space().embed([str(old / "data" / THEN["embed"]["image"])])[0]
     np.testing.assert_allclose(got, THEN["embed"]["vector"], rtol=1e-6, atol=1e-7)
 
 

@@ -58,8 +58,8 @@ def test_plain_duckdb_sees_every_space_in_its_own_fixed_size_view(store):
 def test_statistics_are_kept_per_space_and_match_numpy(store):
     path, vecs = store
     with actdb.open(path) as db:
-        db.stats()
-        db.in_space("b").stats()
+        db.space().stats()
+        db.space("b").stats()
         for name, key in (("synthetic/a", "a"), ("synthetic/b", "b")):
             cents = db.sql(f"SELECT class_key, centroid FROM centroids_all WHERE space = "
                            f"'{name}' ORDER BY class_key").to_pandas()
@@ -75,8 +75,8 @@ def test_a_lost_shard_of_one_space_is_dropped_from_that_space_alone(store):
     (which no longer describes the store) is dropped."""
     path, vecs = store
     with actdb.open(path) as db:
-        db.stats()
-        db.in_space("b").stats()
+        db.space().stats()
+        db.space("b").stats()
         db.compare(sample=9, queries=9, pairs=20)
         assert db.sql("SELECT count(*) AS n FROM space_similarity").to_pylist() == [{"n": 1}]
     lost = next((path / "spaces" / "synthetic+b" / "activations").glob("part-*"))
@@ -91,10 +91,10 @@ def test_a_lost_shard_of_one_space_is_dropped_from_that_space_alone(store):
         assert any("dropped 1 damaged shard(s) of synthetic/b" in r for r in after.repaired)
         assert db.count() == 9
         assert db.images().image_id.tolist() == list(range(9))
-        ids, a = db.vectors()
+        ids, a = db.space().vectors()
         np.testing.assert_array_equal(ids, np.arange(9))
         np.testing.assert_array_equal(a, vecs["a"])  # the sound space is untouched
-        ids_b, b = db.in_space("b").vectors()
+        ids_b, b = db.space("b").vectors()
         keep = np.isin(np.arange(9), ids_b)
         assert len(ids_b) < 9 and not keep.all()
         np.testing.assert_array_equal(b, vecs["b"][keep])
@@ -113,7 +113,7 @@ def test_stores_of_the_same_spaces_merge_space_by_space(tmp_path):
     with actdb.open(tmp_path / "m") as db:
         images = db.images().set_index("image_id")
         for name in ("synthetic/a", "synthetic/b"):
-            ids, got = db.in_space(name).vectors()
+            ids, got = db.space(name).vectors()
             for i, v in zip(ids, got, strict=True):
                 src = va if images.root[i] == "/one" else vb
                 n = int(images.path[i].split("/")[1].split(".")[0])  # c{k}/{n}.png
@@ -127,20 +127,20 @@ def test_stores_of_the_same_spaces_merge_space_by_space(tmp_path):
 def test_a_map_belongs_to_its_space(store):
     path, _ = store
     with actdb.open(path) as db:
-        mine = db.map("pca", per_class=3)
-        theirs = db.in_space("b").map("pca", per_class=3)
+        mine = db.space().map("pca", per_class=3)
+        theirs = db.space("b").map("pca", per_class=3)
         assert mine.map_id != theirs.map_id
-        assert db.in_space("b").stored_map(theirs.map_id).points.image_id.tolist() == \
+        assert db.space("b").stored_map(theirs.map_id).points.image_id.tolist() == \
             theirs.points.image_id.tolist()
         with pytest.raises(QueryError, match="a map of the space synthetic/b"):
-            db.stored_map(theirs.map_id)
+            db.space().stored_map(theirs.map_id)
 
 
 def test_every_spaces_named_queries_are_in_queries_all(store):
     path, vecs = store
     with actdb.open(path) as db:
-        db.resolve(vecs["a"][1], names=["in_a"])
-        db.in_space("b").resolve(vecs["b"][2], names=["in_b"])
+        db.space().resolve(vecs["a"][1], names=["in_a"])
+        db.space("b").resolve(vecs["b"][2], names=["in_b"])
         rows = db.sql("SELECT space, name, route, vec FROM queries_all ORDER BY name"
                       ).to_pylist()
         assert [(r["space"], r["name"]) for r in rows] == [("synthetic/a", "in_a"),

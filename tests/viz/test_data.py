@@ -32,7 +32,7 @@ def _mean_dist(coords, point, group):
 @pytest.mark.parametrize("method", [pytest.param("umap", marks=pytest.mark.slow),
                                     pytest.param("tsne", marks=pytest.mark.slow), "pca"])
 def test_query_from_a_member_lands_nearest_its_class(db, member_query, method):
-    m = map_data(db.store, db.resolve(member_query), MapSpec.of(method, seed=0))
+    m = map_data(db.store, db.space().resolve(member_query), MapSpec.of(method, seed=0))
     q = m.coords[m.coords.kind == "query"][["x", "y"]].to_numpy()[0]
     d = {g: _mean_dist(m.coords, q, g) for g in ("groenendael", "sea_cucumber", "tench")}
     assert min(d, key=d.get) == "groenendael", d
@@ -62,7 +62,7 @@ def test_more_random_classes_than_the_store_has_takes_all_and_says_so(db):
 
 
 def test_coordinates_are_saved_with_parameters(db, tmp_path):
-    m = map_data(db.store, db.resolve("id:0"), MapSpec.of("pca", per_class=3))
+    m = map_data(db.store, db.space().resolve("id:0"), MapSpec.of("pca", per_class=3))
     m.save(tmp_path / "c.parquet")
     t = pq.read_table(tmp_path / "c.parquet")
     assert t.num_rows == 10 and b"actdb" in t.schema.metadata
@@ -70,19 +70,20 @@ def test_coordinates_are_saved_with_parameters(db, tmp_path):
 
 
 def test_histogram_counts_equal_class_sizes(db):
-    d = distance_data(db.store, db.resolve("id:0"), SampleConfig(classes=("tench", "groenendael"),
-                                                 random_classes=1))
+    d = distance_data(db.store, db.space().resolve("id:0"),
+                      SampleConfig(classes=("tench", "groenendael"), random_classes=1))
     counts = d.counts.set_index("group")
     assert counts.loc["tench", "n"] == 6 and sum(counts.loc["tench", "counts"]) == 6
     assert sum(counts.loc["groenendael", "counts"]) == 6
     assert sum(counts.loc["1 random class", "counts"]) == 6
     assert set(d.pair_stats.kind) >= {"same_class", "random"}
-    log = distance_data(db.store, db.resolve("id:0"), SampleConfig(classes=("tench",)), log=True)
+    log = distance_data(db.store, db.space().resolve("id:0"), SampleConfig(classes=("tench",)),
+                        log=True)
     assert np.all(np.diff(np.log(log.bins)) > 0)
 
 
 def test_profile_is_the_vector_and_the_class_means(db):
-    df = profile_data(db.store, db.resolve("id:0"), ["tench"])
+    df = profile_data(db.store, db.space().resolve("id:0"), ["tench"])
     ids, vecs = db.store.vectors([0])
     q = df[df.kind == "query"].value.to_numpy()
     np.testing.assert_array_equal(q, vecs[0])

@@ -19,13 +19,13 @@ def db(built_store, tmp_path):
 
 
 def test_projector_files_agree_with_the_store_and_its_limits(db, tmp_path):
-    r = db.export("projector", tmp_path / "proj")
+    r = db.space().export("projector", tmp_path / "proj")
     d = tmp_path / "proj"
     assert sorted(r.files) == sorted(p.name for p in d.iterdir()) and r.rows == 18
     tensors = np.loadtxt(d / "tensors.tsv", delimiter="\t")
     meta = pd.read_csv(d / "metadata.tsv", sep="\t")
     assert len(tensors) == len(meta) == 18
-    _, want = db.vectors(meta.image_id.to_numpy())
+    _, want = db.space().vectors(meta.image_id.to_numpy())
     np.testing.assert_allclose(tensors, want, rtol=1e-5, atol=1e-9)
     images = db.images().set_index("image_id")
     assert (meta.class_name.to_numpy() == images.loc[meta.image_id, "class_name"]).all()
@@ -51,7 +51,7 @@ def test_the_standalone_projector_finds_every_file_its_json_config_names(db, tmp
     import math
 
     base = "https://example.org/proj"
-    db.export("projector", tmp_path / "proj", base_url=base + "/")
+    db.space().export("projector", tmp_path / "proj", base_url=base + "/")
     config = json.loads((tmp_path / "proj" / "projector_config.json").read_text())
     (emb,) = config["embeddings"]
 
@@ -65,13 +65,13 @@ def test_the_standalone_projector_finds_every_file_its_json_config_names(db, tmp
     w, h = emb["sprite"]["singleImageDim"]
     with Image.open(fetch(emb["sprite"]["imagePath"])) as sprite:
         assert sprite.size == (math.ceil(math.sqrt(n)) * w, math.ceil(math.sqrt(n)) * h)
-    db.export("projector", tmp_path / "plain")
+    db.space().export("projector", tmp_path / "plain")
     plain = json.loads((tmp_path / "plain" / "projector_config.json").read_text())
     assert plain["embeddings"][0]["tensorPath"] == "tensors.tsv"
 
 
 def test_a_stratified_sample_keeps_every_class_within_the_cap(db):
-    ids, _ = db.vectors()
+    ids, _ = db.space().vectors()
     got, note = stratified(db.store, ids, None, cap=9, seed=0)
     classes = db.images().set_index("image_id").loc[got, "class_name"]
     assert len(got) == 9 and classes.value_counts().eq(3).all()
@@ -90,8 +90,8 @@ def test_categories_stay_under_the_tools_limits():
 
 
 def test_atlas_parquet_has_the_columns_embedding_atlas_reads(db, tmp_path):
-    r = db.export("atlas", tmp_path / "a.parquet", method="pca", queries=["id:3"],
-                  per_class=4)
+    r = db.space().export("atlas", tmp_path / "a.parquet", method="pca", queries=["id:3"],
+                          per_class=4)
     t = pq.read_table(tmp_path / "a.parquet")
     assert r.rows == t.num_rows == 13
     assert r.space == t.schema.metadata[b"actdb_space"].decode() == "vgg19/block5_conv4"
@@ -103,8 +103,8 @@ def test_atlas_parquet_has_the_columns_embedding_atlas_reads(db, tmp_path):
     q = df[df.is_query]
     assert q.class_name.tolist() == ["query: id:3"] and q.image_id.tolist() == [-1]
     assert not any(p.startswith("/") for p in df.path)  # nothing absolute of this machine
-    m = db.map("pca", per_class=4)
-    want = db.place("id:3", m.map_id).coords
+    m = db.space().map("pca", per_class=4)
+    want = db.space().place("id:3", m.map_id).coords
     assert q.x.iloc[0] == pytest.approx(want.x[0], rel=1e-5)
     with Image.open(io.BytesIO(df.thumbnail.iloc[0]["bytes"])) as im:
         assert im.format == "JPEG" and max(im.size) <= 64 and im.size == (48, 40)  # no upscale
@@ -112,8 +112,8 @@ def test_atlas_parquet_has_the_columns_embedding_atlas_reads(db, tmp_path):
 
 
 def test_parquet_joins_vectors_and_metadata(db, tmp_path):
-    r = db.export("parquet", tmp_path / "v.parquet", classes="tench,groenendael",
-                  where="split = 'train'")
+    r = db.space().export("parquet", tmp_path / "v.parquet", classes="tench,groenendael",
+                          where="split = 'train'")
     t = pq.read_table(tmp_path / "v.parquet")
     assert r.rows == t.num_rows == 12 and r.note is None
     assert str(t.schema.field("vec").type) == "fixed_size_list<element: float>[512]"
@@ -121,7 +121,7 @@ def test_parquet_joins_vectors_and_metadata(db, tmp_path):
         columns = [r[0] for r in con.execute("DESCRIBE images").fetchall()]
     assert t.schema.names == [*columns, "vec"]  # every image column, as the README says
     df = t.to_pandas()
-    _, want = db.vectors(df.image_id.to_numpy())
+    _, want = db.space().vectors(df.image_id.to_numpy())
     np.testing.assert_array_equal(np.stack(df.vec.to_numpy()), want)
     assert set(df.class_name) == {"tench", "groenendael"}
     images = db.images().set_index("image_id").loc[df.image_id]
@@ -131,4 +131,4 @@ def test_parquet_joins_vectors_and_metadata(db, tmp_path):
     assert frame.schema["vec"] == pl.Array(pl.Float32, 512)
     np.testing.assert_array_equal(frame["vec"].to_numpy(), want)
     with pytest.raises(actdb.ActdbError, match="unknown export target"):
-        db.export("csv", tmp_path / "x.csv")
+        db.space().export("csv", tmp_path / "x.csv")

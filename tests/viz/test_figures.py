@@ -107,8 +107,8 @@ def _colours(fig) -> dict:
 def test_a_class_has_one_colour_in_every_figure_of_the_same_groups(built_store):
     db = actdb.open(built_store)
     kw = dict(classes="tench,sea_cucumber", random_classes=1, seed=0)
-    mapped = _colours(db.plot("pca", **kw))
-    hist = _colours(db.plot("distances", ["id:0"], **kw))
+    mapped = _colours(db.space().plot("pca", **kw))
+    hist = _colours(db.space().plot("distances", ["id:0"], **kw))
     groups = {"tench", "sea_cucumber", "1 random class"}
     assert groups <= set(mapped) and groups <= set(hist)
     assert {g: mapped[g] for g in groups} == {g: hist[g] for g in groups}
@@ -179,7 +179,7 @@ def _check_map_colours(html: str, store) -> None:
 @pytest.mark.slow
 def test_the_report_map_draws_offline_with_the_query_placed(built_store, tmp_path):
     out = tmp_path / "r.html"
-    actdb.open(built_store).report(out, ["id:3"], k=4)
+    actdb.open(built_store).space().report(out, ["id:3"], k=4)
     with browser_page() as page:  # no network at all: every request but file: fails it
         page.goto(out.as_uri())
         page.wait_for_selector("#actdb-map .main-svg")

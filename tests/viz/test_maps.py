@@ -54,11 +54,11 @@ def test_a_map_goes_stale_when_images_are_added_and_is_made_again(db, tmp_path):
 
 def test_pca_placement_matches_numpy_pca_of_the_sample(db):
     m = get_map(db.store, MapSpec.of("pca", per_class=None))
-    _, x = db.vectors(m.points.image_id.to_numpy())
+    _, x = db.space().vectors(m.points.image_id.to_numpy())
     x = x.astype(np.float64)
     mean = x.mean(axis=0)
     _, _, vt = np.linalg.svd(x - mean, full_matrices=False)
-    q = db.vectors([0, 7])[1].astype(np.float64) + 0.01
+    q = db.space().vectors([0, 7])[1].astype(np.float64) + 0.01
     want = (q - mean) @ vt[:2].T
     got = m.place(q)
     sign = np.sign((got * want).sum(axis=0))  # each axis is defined up to its sign
@@ -72,7 +72,7 @@ def test_pca_placement_matches_numpy_pca_of_the_sample(db):
                                     for m in ("tsne", "umap")] + ["pca"])
 def test_a_placed_member_lands_among_its_class(db, method):
     m = get_map(db.store, MapSpec.of(method))
-    ids, vecs = db.vectors(m.points.image_id.to_numpy())
+    ids, vecs = db.space().vectors(m.points.image_id.to_numpy())
     xy = m.place(vecs[:: 6] + 1e-4)  # one member of each class, nudged
     pts = m.points[["x", "y"]].to_numpy()
     for (px, py), own in zip(xy, m.points.class_name.to_numpy()[:: 6], strict=True):
@@ -91,22 +91,22 @@ def test_a_saved_projector_places_exactly_like_the_fitted_one(tmp_path):
 
 
 def test_a_busy_store_still_gets_its_map_unstored(db):
-    with StoreWriter(db.path, db.manifest):  # another writer holds the store
+    with StoreWriter(db.path, db.space().manifest):  # another writer holds the store
         m = get_map(db.store, MapSpec.of("pca", per_class=2))
     assert m.made and not m.stored and len(m.points) == 6
-    assert m.place(db.vectors([0])[1]).shape == (1, 2)
+    assert m.place(db.space().vectors([0])[1]).shape == (1, 2)
     assert find_map(db.store, m.map_id) is None
 
 
 def test_database_places_queries_and_measures_distances_to_every_point(db):
-    m = db.map("pca", per_class=3)
-    res = db.place(["id:0", "id:5"], m.map_id, distances=True)
+    m = db.space().map("pca", per_class=3)
+    res = db.space().place(["id:0", "id:5"], m.map_id, distances=True)
     assert res.coords.name.tolist() == ["id:0", "id:5"]
-    _, x = db.vectors(m.points.image_id.to_numpy())
-    q = db.vectors([0])[1][0]
+    _, x = db.space().vectors(m.points.image_id.to_numpy())
+    q = db.space().vectors([0])[1][0]
     np.testing.assert_allclose(res.distances[0], np.linalg.norm(x - q, axis=1), rtol=1e-5)
     with pytest.raises(actdb.ActdbError, match="no map nope"):
-        db.place("id:0", "nope")
+        db.space().place("id:0", "nope")
 
 
 @pytest.mark.slow
@@ -136,7 +136,7 @@ def test_the_default_method_is_chosen_by_the_maps_size(db):
     assert estimated_points(db.store, SampleConfig(per_class=4)) == 12
     assert estimated_points(db.store, SampleConfig(per_class=None)) == 18
     assert estimated_points(db.store, SampleConfig(classes=("tench",), per_class=2)) == 2
-    m = db.map(per_class=2)
+    m = db.space().map(per_class=2)
     assert m.method == "tsne" and m.map_id.startswith("tsne-")
-    assert MapSpec.of(per_class=2).in_space(db.store).map_id == m.map_id
+    assert MapSpec.of(per_class=2).for_store(db.store).map_id == m.map_id
     assert (auto_method(AUTO_UMAP_FROM - 1), auto_method(AUTO_UMAP_FROM)) == ("tsne", "umap")

@@ -3,13 +3,14 @@
 - :mod:`.files`: file and folder names;
 - :mod:`.schema`: every table and view (DDL);
 - :mod:`.connection`: concurrent readers, a writer only around a commit;
-- :mod:`.reads` / :mod:`.writes`: named reads and writes.
+- :mod:`.reads` / :mod:`.derived` / :mod:`.writes`: named reads (of the store's own tables;
+  of what is derived from them: statistics, cache, maps, atlas, checks) and writes.
 
 User SQL (``actdb sql``) runs over the views this package makes; nothing else in actdb writes
 SQL against the catalog's tables.
 """
 
-from actdb.store.catalog import files, reads, schema, writes
+from actdb.store.catalog import derived, files, reads, schema, writes
 from actdb.store.catalog.connection import (
     STORAGE_VERSION,
     close_idle,
@@ -19,5 +20,5 @@ from actdb.store.catalog.connection import (
     writer,
 )
 
-__all__ = ["files", "reads", "schema", "writes", "reader", "writer", "close_idle",
+__all__ = ["files", "reads", "derived", "schema", "writes", "reader", "writer", "close_idle",
            "STORAGE_VERSION", "readable_by_1x", "rewrite_catalog"]

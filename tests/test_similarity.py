@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from actdb import compare
+from actdb import similarity
 from actdb.errors import UsageError
 
 
@@ -48,15 +48,15 @@ def test_linear_cka_equals_the_papers_gram_formula():
     x, y = related(300)
     ref = gram_cka(x.astype(np.float64), y.astype(np.float64))
     assert 0.2 < ref < 0.95
-    assert compare.linear_cka(x, y) == pytest.approx(ref, abs=1e-9)
-    assert compare.linear_cka(x, y, chunk=7) == pytest.approx(ref, abs=1e-9)  # streamed
+    assert similarity.linear_cka(x, y) == pytest.approx(ref, abs=1e-9)
+    assert similarity.linear_cka(x, y, chunk=7) == pytest.approx(ref, abs=1e-9)  # streamed
 
 
 def test_unbiased_hsic_equals_u_centring():
     x, y = (v.astype(np.float64) for v in related(120, seed=1))
     k, l = x @ x.T, y @ y.T  # noqa: E741
     n = len(x)
-    assert compare.unbiased_hsic(k, l) == pytest.approx(
+    assert similarity.unbiased_hsic(k, l) == pytest.approx(
         np.sum(u_centred(k) * u_centred(l)) / (n * (n - 3)), rel=1e-9)
 
 
@@ -64,30 +64,31 @@ def test_cka_invariances():
     rng = np.random.default_rng(2)
     x, _ = related(1000, seed=2)
     q = np.linalg.qr(rng.normal(size=(x.shape[1], x.shape[1])))[0]
-    for estimate in (compare.linear_cka, lambda a, b: compare.minibatch_cka(a, b, batch=250)):
+    for estimate in (similarity.linear_cka,
+                     lambda a, b: similarity.minibatch_cka(a, b, batch=250)):
         assert estimate(x, x @ q) == pytest.approx(1, abs=1e-6)
         assert estimate(x, 2.5 * x - 7) == pytest.approx(1, abs=1e-6)
     noise = rng.normal(size=(5000, 16))
     other = rng.normal(size=(5000, 16))
-    assert compare.linear_cka(noise, other) < 0.01
-    assert abs(compare.minibatch_cka(noise, other, batch=500)) < 0.01
+    assert similarity.linear_cka(noise, other) < 0.01
+    assert abs(similarity.minibatch_cka(noise, other, batch=500)) < 0.01
 
 
 @pytest.mark.slow  # seconds: a 5000 x 5000 Gram matrix
 def test_minibatch_estimate_is_within_0_01_of_the_full_one_at_5000():
     x, y = related(5000, seed=3)
     full = debiased_cka(x.astype(np.float64), y.astype(np.float64))
-    mini = compare.minibatch_cka(x, y, batch=500, seed=0)
+    mini = similarity.minibatch_cka(x, y, batch=500, seed=0)
     assert abs(mini - full) < 0.01
-    assert abs(compare.linear_cka(x, y) - full) < 0.01  # n >> d: the bias is small here
-    assert compare.minibatch_cka(x, y, batch=500, seed=0) == mini  # seeded: repeats
+    assert abs(similarity.linear_cka(x, y) - full) < 0.01  # n >> d: the bias is small here
+    assert similarity.minibatch_cka(x, y, batch=500, seed=0) == mini  # seeded: repeats
 
 
 def test_knn_accuracy_against_brute_force():
     rng = np.random.default_rng(4)
     labels = np.repeat(np.arange(5), 40)
     x = (rng.normal(size=(200, 6)) + labels[:, None] * 0.8).astype(np.float32)
-    acc, asked = compare.knn_accuracy(x, labels, k=5, queries=None)
+    acc, asked = similarity.knn_accuracy(x, labels, k=5, queries=None)
     d = ((x[:, None] - x[None]) ** 2).sum(-1)
     np.fill_diagonal(d, np.inf)
     right = 0
@@ -98,7 +99,7 @@ def test_knn_accuracy_against_brute_force():
             votes[labels[j]] = votes.get(labels[j], 0) + 1
         right += max(votes, key=votes.get) == labels[r]
     assert asked == 200 and acc == right / 200 and 0.3 < acc < 1
-    sub, asked = compare.knn_accuracy(x, labels, k=5, queries=50, seed=1)
+    sub, asked = similarity.knn_accuracy(x, labels, k=5, queries=50, seed=1)
     assert asked == 50 and 0 <= sub <= 1
 
 
@@ -110,7 +111,7 @@ def test_same_over_different_against_all_pairs():
     same = labels[:, None] == labels[None]
     off = ~np.eye(120, dtype=bool)
     ref = d[same & off].mean() / d[~same].mean()
-    got = compare.same_over_different(x, labels, pairs=200_000, seed=0)
+    got = similarity.same_over_different(x, labels, pairs=200_000, seed=0)
     assert got == pytest.approx(ref, rel=0.01) and got < 1
     with pytest.raises(UsageError, match="two classes"):
-        compare.same_over_different(x, np.zeros(120), pairs=10)
+        similarity.same_over_different(x, np.zeros(120), pairs=10)
