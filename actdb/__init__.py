@@ -24,7 +24,7 @@ __all__ = ["__version__", "ActdbError", "open", "merge", "dream", "predict", "em
 
 
 def __getattr__(name: str):
-    if name == "__version__":  # read from the package metadata when asked (40 ms)
+    if name == "__version__":  # read from the package metadata only when asked
         from actdb.version import __version__
 
         return __version__

@@ -41,10 +41,11 @@ class Database:
     """A store, opened for everything. Thread-safe; ``close()`` stops its background work.
 
     ``sql_threads`` bounds DuckDB's threads for SQL (a server leaves cores to the model);
-    ``linger`` keeps the catalog open that many seconds after a read (opening it costs
-    a few ms; a writer in this process or another still gets in at once); ``defer_cache_writes``
-    writes the query cache from a background thread every ``CACHE_FLUSH_S`` seconds (each
-    write closes the shared catalog instance) and keeps the cache's keys in memory;
+    ``linger`` keeps the catalog open that many seconds after a read (a cold query pays
+    most for opening it; a writer in this process or another still gets in at once);
+    ``defer_cache_writes`` writes the query cache from a background thread every
+    ``CACHE_FLUSH_S`` seconds (each write closes the shared catalog instance) and keeps the
+    cache's keys in memory;
     ``batch_uploads`` lets concurrent image queries share forward passes; ``cache_metadata``
     keeps the images' names and paths in memory (~70 bytes an image) once a space has
     answered a few queries (True: from the first; False: never), instead of a catalog read

@@ -297,7 +297,7 @@ def main() -> None:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     if "keras" in sys.modules:
         # Everything is written and committed; tearing TensorFlow's modules down would add
-        # over a second to every command that ran a model (measured: 1.3 s).
+        # about a second to every command that ran a model.
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)

@@ -86,8 +86,8 @@ def ingest(
                                      "the cluster has GPUs)."),
     onnx: bool = typer.Option(True, "--onnx/--no-onnx", envvar="ACTDB_ONNX",
                               help="Keep each fp32 space's model as ONNX, checked against "
-                              "Keras, so image queries skip TensorFlow (about 80 MB for "
-                              "VGG19; export 11-18 s). A bf16 space's queries use its Keras "
+                              "Keras, so image queries skip TensorFlow (the export takes "
+                              "seconds; bench/runtimes.py). A bf16 space's queries use its Keras "
                               "bf16 model."),
     as_json: bool = JsonOpt,
 ):

@@ -110,7 +110,7 @@ class QueryContext:
 
     def load_index_early(self) -> None:
         """Start reading the index on another thread, which FAISS lets run while this one
-        opens the catalog (a cold ``nearest id:N`` saves the read, ~50 ms at 1.28M vectors);
+        opens the catalog (a cold ``nearest id:N`` saves the read; bench/query.py times it);
         ``index`` waits for it. The thread ends with the read."""
         if self._index is not None:
             return  # loaded: refresh_if_changed checks its files

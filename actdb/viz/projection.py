@@ -142,11 +142,12 @@ def place_tsne(emb, q: np.ndarray, steps: int = 100, learning_rate: float = 2.0,
     """New points placed into a finished openTSNE embedding, each against the fixed map.
 
     openTSNE's own ``transform`` optimises with a general gradient that rebuilds a tree of the
-    whole map every step (1.2 s a query on a 20,000-point map here). With the map fixed, one
+    whole map every step (seconds a query on a large map). With the map fixed, one
     point's exact t-SNE gradient is a sum over the map's points, cheap in numpy: the same
     affinities (``to_new``), start (the median of the 25 nearest points), exaggeration (1.5),
     momentum (0.8) and gradient clipping (0.25) as openTSNE's ``transform``; 100 steps land
-    within 1% of the map's scale of where openTSNE's 250 put the point, at ~60 ms (bench/viz.py).
+    within 1% of the map's scale of where openTSNE's 250 put the point, far faster (bench/viz.py
+    times both).
     """
     import inspect
 

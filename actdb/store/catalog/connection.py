@@ -7,7 +7,7 @@ instance per store (each reader gets its own cursor, so readers never wait for e
 and one cursor's query can be interrupted alone), opened on first use and closed when the
 last reader leaves, so that other processes can write between reads. A server passes
 ``linger``: the instance then stays open that long after its last reader (opening the file
-costs ~13 ms), unless a writer wants in.
+is what a cold query pays most), unless a writer wants in.
 
 A writer waits until the process's readers are done (and closes a lingering instance), opens
 the file read-write for the moment of its commit, and retries while another process holds

@@ -150,7 +150,7 @@ def _unmasked(cols: dict) -> dict[str, np.ndarray]:
     ``np.ma.filled(a, None)``: None there means the array's own fill value, ``'?'``)."""
     out = {}
     for k, v in cols.items():
-        mask = getattr(v, "mask", None)  # a MaskedArray (np.ma itself costs ~10 ms to import)
+        mask = getattr(v, "mask", None)  # a MaskedArray (np.ma is slow to import)
         if mask is not None:
             plain = np.asarray(v.data, dtype=object).copy()
             plain[np.broadcast_to(mask, v.shape)] = None
@@ -219,8 +219,8 @@ class ImageMeta:
         self.labels = np.empty((len(combos), len(self.LABELS)), dtype=object)
         for j, vals in enumerate(values):
             self.labels[:, j] = vals[combos[:, j]]
-        # paths: one str (a slice is one copy: ~15 us for 50 paths, an Arrow take took
-        # ~0.1 ms after a search), the offsets counted in characters
+        # paths: one str (a slice is one copy, cheaper than an Arrow take after a search),
+        # the offsets counted in characters
         paths = table.column("path").combine_chunks().fill_null("").cast(pa.large_string())
         _, offsets, data = paths.buffers()
         byte = np.zeros(1, np.int64)  # offsets of the paths' bytes (no buffer when empty)
@@ -231,7 +231,7 @@ class ImageMeta:
         if len(self.text) == len(raw):  # ASCII: a character is a byte
             chars = np.diff(byte)
         else:
-            import pyarrow.compute as pc  # ~0.2 s to import: only when needed
+            import pyarrow.compute as pc  # slow to import: only when needed
 
             chars = pc.utf8_length(paths).to_numpy().astype(np.int64)
         ends = np.cumsum(chars)
