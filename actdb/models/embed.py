@@ -26,6 +26,7 @@ import numpy as np
 from actdb import heavy
 from actdb.errors import StoreMismatch, UsageError
 from actdb.images import RESIZE_METHODS, decode_named
+from actdb.models.cache import BUILT
 from actdb.models.registry import (
     default_weights,
     get_spec,
@@ -344,8 +345,8 @@ def layers_embedder(config: EmbedConfig, layers: list[str], shared: bool = True)
         return OneLayer(shared_embedder(one) if shared else Embedder(one))
     if not shared:
         return LayersEmbedder(config, layers)
-    return _shared_build((*_recipe_key(config), tuple(layers)),
-                         lambda: LayersEmbedder(config, layers))
+    return BUILT.get((*_recipe_key(config), tuple(layers)),
+                     lambda: LayersEmbedder(config, layers))
 
 
 def embed_decoded(emb, paths: list[str | Path | bytes], batch_size: int = 32,
@@ -361,12 +362,6 @@ def embed_decoded(emb, paths: list[str | Path | bytes], batch_size: int = 32,
     return np.concatenate(out) if out else np.zeros((0, emb.dim), np.float32)
 
 
-#: Built Embedders (and LayersEmbedders) kept for reuse in this process (a notebook opening
-#: two stores of one recipe, an ingest then a query, or a query asked of every space of a
-#: store of two networks builds each model once): the most recent few.
-SHARED_MAX = 4
-_shared: dict[tuple, object] = {}
-_shared_lock = threading.Lock()
 
 
 def _weights_identity(weights: str) -> tuple:
@@ -381,23 +376,15 @@ def _weights_identity(weights: str) -> tuple:
 
 def shared_embedder(config: EmbedConfig) -> Embedder:
     """An Embedder for ``config``, shared with earlier calls of this process for the same
-    recipe and weights, a weights file or saved model known by its path, size and
-    modification time (an Embedder holds no state a caller changes)."""
-    return _shared_build(_recipe_key(config), lambda: Embedder(config))
+    recipe and weights (kept in :data:`actdb.models.cache.BUILT`), a weights file or saved
+    model known by its path, size and modification time (an Embedder holds no state a caller
+    changes)."""
+    return BUILT.get(_recipe_key(config), lambda: Embedder(config))
 
 
 def _recipe_key(config: EmbedConfig) -> tuple:
     return (*asdict(replace(config, weights="")).items(), _weights_identity(config.weights),
             _weights_identity(config.model))  # a saved model's file holds weights too
-
-
-def _shared_build(key: tuple, build):
-    with _shared_lock:
-        emb = _shared.pop(key, None) or build()
-        _shared[key] = emb  # the most recently used last
-        while len(_shared) > SHARED_MAX:
-            _shared.pop(next(iter(_shared)))
-        return emb
 
 
 def manifest_config(manifest) -> EmbedConfig:

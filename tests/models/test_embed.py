@@ -56,10 +56,11 @@ def test_embed_takes_uint8_images_only():
 
 @pytest.mark.slow
 def test_embedders_of_one_recipe_are_shared_and_a_changed_weights_file_is_built_again(
-        tmp_path, monkeypatch):
+        tmp_path):
     from actdb.models import embed
+    from actdb.models.cache import BUILT
 
-    monkeypatch.setattr(embed, "_shared", {})
+    BUILT.clear()  # what earlier tests built: this test counts its own
     cfg = EmbedConfig(weights="random:0", image_size=32, precision="fp32")
     a = embed.shared_embedder(cfg)
     assert embed.shared_embedder(cfg) is a
@@ -70,7 +71,9 @@ def test_embedders_of_one_recipe_are_shared_and_a_changed_weights_file_is_built_
     assert embed.shared_embedder(replace(cfg, weights=str(path))) is from_file
     os.utime(path, ns=(1, 1))  # the file changed: its model is built again
     assert embed.shared_embedder(replace(cfg, weights=str(path))) is not from_file
-    assert len(embed._shared) <= embed.SHARED_MAX
+    assert len(BUILT) <= BUILT.size
+    BUILT.clear()
+    assert embed.shared_embedder(cfg) is not a  # cleared: built again
 
 
 @pytest.mark.slow  # four VGG19 builds

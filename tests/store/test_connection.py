@@ -135,3 +135,14 @@ def test_a_catalog_opens_in_the_duckdb_1x_command_line_client(store):
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout) == [{"n": db.count(), "c": 3}]
+
+
+def test_the_process_connections_are_one_object_that_clear_closes(store):
+    with catalog.reader(store, linger=60) as con:
+        con.execute("SELECT 1").fetchall()
+    kept = connection.CONNECTIONS.of(store)
+    assert kept.con is not None  # lingering after its reader left
+    connection.CONNECTIONS.clear()
+    assert kept.con is None and connection.CONNECTIONS.of(store) is not kept
+    with catalog.reader(store) as con:  # a new record, opened again
+        assert con.execute("SELECT count(*) FROM images").fetchall() == [(18,)]

@@ -48,10 +48,6 @@ MARKER_FRESH_S = 10.0
 #: How long a reader holds off opening the file while a writer in another process waits.
 YIELD_S = 2.0
 
-_registry_lock = threading.Lock()
-_local = threading.local()
-
-
 class _Shared:
     """The process's read-only instance of one catalog file, and who is using it."""
 
@@ -64,13 +60,45 @@ class _Shared:
         self.cond = threading.Condition()
 
 
-_SHARED: dict[str, _Shared] = {}
+class Connections:
+    """The read-only catalog instances of this process, one per store, and how many readers
+    each thread holds of each (readers may nest). One object, :data:`CONNECTIONS`, that
+    :func:`reader` uses; ``clear()`` closes the idle instances and forgets them all."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._shared: dict[str, _Shared] = {}
+        self._local = threading.local()
+
+    def of(self, store: Path) -> _Shared:
+        """The store's instance record (made on first use)."""
+        key = str(catalog_path(store).resolve())
+        with self._lock:
+            return self._shared.setdefault(key, _Shared())
+
+    def holding(self) -> dict:
+        """How many readers of each instance this thread holds, by the record's id."""
+        if not hasattr(self._local, "held"):
+            self._local.held = {}
+        return self._local.held
+
+    def close_idle(self) -> None:
+        """Close every instance no reader is using (lingering ones)."""
+        with self._lock:
+            shared = list(self._shared.values())
+        for sh in shared:
+            _close_if_idle(sh)
+
+    def clear(self) -> None:
+        """Close the idle instances and forget every record (one in use stays open until
+        its readers leave, and is no longer shared with new readers)."""
+        self.close_idle()
+        with self._lock:
+            self._shared.clear()
 
 
-def _shared(store: Path) -> _Shared:
-    key = str(catalog_path(store).resolve())
-    with _registry_lock:
-        return _SHARED.setdefault(key, _Shared())
+#: This process's catalog instances.
+CONNECTIONS = Connections()
 
 
 def _is_lock_error(exc: Exception) -> bool:
@@ -140,13 +168,6 @@ def _locate(con, store: Path) -> None:
     con.execute(f"SET VARIABLE {STORE_VARIABLE} = {sql_literal(str(Path(store).resolve()))}")
 
 
-def _holding() -> dict:
-    """How many readers of each shared instance this thread holds (readers may nest)."""
-    if not hasattr(_local, "held"):
-        _local.held = {}
-    return _local.held
-
-
 def _close(sh: _Shared) -> None:
     """Close the instance (holding ``sh.cond``)."""
     if sh.closer is not None:
@@ -176,8 +197,8 @@ def reader(store: Path, timeout: float = 60.0, threads: int | None = None,
     path = catalog_path(store)
     if not path.exists():
         raise StoreError(f"no catalog at {path}; run `actdb ingest` into this store first")
-    sh = _shared(store)
-    nested = id(sh) in _holding()  # this thread reads already: never wait on a writer
+    sh = CONNECTIONS.of(store)
+    nested = id(sh) in CONNECTIONS.holding()  # this thread reads already: never wait on a writer
     with sh.cond:
         yield_until = time.monotonic() + YIELD_S
         while True:
@@ -202,7 +223,7 @@ def reader(store: Path, timeout: float = 60.0, threads: int | None = None,
         sh.readers += 1
         cur = sh.con.cursor()
         _locate(cur, store)
-    held = _holding()
+    held = CONNECTIONS.holding()
     held[id(sh)] = held.get(id(sh), 0) + 1
     try:
         yield cur
@@ -223,19 +244,14 @@ def reader(store: Path, timeout: float = 60.0, threads: int | None = None,
                     _close(sh)
 
 
-@atexit.register
-def _close_all_idle() -> None:
-    """At exit, close lingering instances here rather than let a daemon closer thread run
-    DuckDB's C++ close while the interpreter finalizes (which aborts the process)."""
-    with _registry_lock:
-        shared = list(_SHARED.values())
-    for sh in shared:
-        _close_if_idle(sh)
+# At exit, close lingering instances here rather than let a daemon closer thread run DuckDB's
+# C++ close while the interpreter finalizes (which aborts the process).
+atexit.register(CONNECTIONS.close_idle)
 
 
 def close_idle(store: Path) -> None:
     """Close the store's read-only instance now if no reader is using it (a lingering one)."""
-    _close_if_idle(_shared(store))
+    _close_if_idle(CONNECTIONS.of(store))
 
 
 def readable_by_1x(version: str) -> bool:
@@ -262,8 +278,8 @@ def rewrite_catalog(store: Path) -> None:
 @contextlib.contextmanager
 def writer(store: Path, timeout: float = 60.0):
     """A read-write connection, once this process's readers of the store are done."""
-    sh = _shared(store)
-    if id(sh) in _holding():
+    sh = CONNECTIONS.of(store)
+    if id(sh) in CONNECTIONS.holding():
         raise RuntimeError("a catalog writer was asked for while this thread holds a reader")
     with sh.cond:
         sh.writers_waiting += 1
