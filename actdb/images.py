@@ -23,6 +23,7 @@ Resize methods (the store records which one; queries use the same):
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -129,14 +130,26 @@ def decode_named(source: str | Path | bytes, size: int, resize: str = "squash",
         raise ImageError(f"{what}: {exc}") from None
 
 
-def decode_files(paths: list[str], size: int, resize: str = "squash") -> list:
-    """Decode several files, for a worker: each item is ``(array, (width, height), bytes)``
-    or the :class:`ImageError` that file raised (a bad file never stops the others)."""
-    out = []
+@dataclass(frozen=True, kw_only=True)
+class Decoded:
+    """A file decoded for a model: its pixels at the model's size, the original width and
+    height, and the file's size in bytes."""
+
+    array: np.ndarray
+    width: int
+    height: int
+    nbytes: int
+
+
+def decode_files(paths: list[str], size: int, resize: str = "squash"
+                 ) -> list[Decoded | ImageError]:
+    """Decode several files, for a worker: each item is a :class:`Decoded` or the
+    :class:`ImageError` that file raised (a bad file never stops the others)."""
+    out: list[Decoded | ImageError] = []
     for p in paths:
         try:
-            arr, wh = decode_image(p, size, resize)
-            out.append((arr, wh, Path(p).stat().st_size))
+            arr, (w, h) = decode_image(p, size, resize)
+            out.append(Decoded(array=arr, width=w, height=h, nbytes=Path(p).stat().st_size))
         except ImageError as exc:
             out.append(exc)
     return out

@@ -181,7 +181,7 @@ def ingest_text(result) -> str:
     """``ingest``'s summary (an IngestResult): layout, the first failures, counts, index."""
     notes = f" ({'; '.join(result.layout_notes)})" if result.layout_notes else ""
     lines = [f"layout: {result.layout}{notes}"]
-    lines += [f"  failed: {path}: {reason}" for path, reason in result.failures[:20]]
+    lines += [f"  failed: {f.path}: {f.reason}" for f in result.failures[:20]]
     if len(result.failures) > 20:
         lines.append(f"  ... and {len(result.failures) - 20} more (see the failures table)")
     lines.append(f"ingested {result.ingested}, skipped {result.skipped} already present, "

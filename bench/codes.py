@@ -107,7 +107,7 @@ def main() -> None:
 
     import faiss
 
-    from actdb.index.faiss_index import default_nlist
+    from actdb.index.kinds import default_nlist
 
     print(machine_line())
     if args.store:

@@ -226,7 +226,7 @@ def measure_kind(store: Path, kind: str, name: str, queries, truth, tmp: Path,
 
         h50, h99 = latency(lambda q: db.space().nearest(q, k=K, recall=0.99), queries)
         got = [a.image_id for a in db.space().nearest(queries, k=K, recall=0.99).answers]
-        setting = IndexInfo.from_dict(info).setting_for(0.99)
+        setting = IndexInfo.from_dict(info).setting_for(0.99).to_dict()
         lim, what = limit(info, setting, bandwidth)
         print(f"  {info['kind']} --recall 0.99 ({name}): setting {setting}, "
               f"recall@50 {recall_at_k(got, truth):.3f}, p50 {h50:.2f} ms, p99 {h99:.2f} ms; "

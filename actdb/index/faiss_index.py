@@ -1,6 +1,7 @@
 """The FAISS index of a store: ids are image_ids; ``index.json`` says how it was built.
 
-Kinds:
+Kinds (each a row of :data:`actdb.index.kinds.KINDS`: build, settings, tuning grid, filter,
+memory):
 
 - ``flat``: exact search.
 - ``ivfpq``: an inverted file (about 2 sqrt(n) lists, a flat coarse quantizer) with 4-bit PQ
@@ -30,7 +31,6 @@ normalised, distance = 1 - cosine similarity).
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,7 +38,9 @@ from pathlib import Path
 import numpy as np
 
 from actdb.errors import StoreDamaged, StoreError, UsageError
-from actdb.index.info import IndexInfo, cheapest
+from actdb.index.info import IndexInfo, OperatingPoint, cheapest
+from actdb.index.kinds import KINDS as SPECS
+from actdb.index.kinds import kind_spec, metric_type
 from actdb.store.catalog.files import (
     INDEX,
     INDEX_INFO,
@@ -47,7 +49,7 @@ from actdb.store.catalog.files import (
     index_path,
 )
 
-KINDS = ("auto", "flat", "ivfpq", "ivf", "hnsw")
+KINDS = ("auto", *SPECS)
 METRICS = ("l2", "cosine")
 #: auto picks exact search up to this many vector components (n * dim): ~100k x 512-d.
 AUTO_EXACT_MAX = 50_000_000
@@ -98,78 +100,20 @@ def to_distance(raw: np.ndarray, metric: str) -> np.ndarray:
     return np.sqrt(np.maximum(raw, 0.0))
 
 
-def default_nlist(n: int) -> int:
-    """About 2 sqrt(n) lists, a power of two, with at least ~39 points each to train.
-
-    >>> default_nlist(1_281_167), default_nlist(14_000_000), default_nlist(100_000_000)
-    (2048, 8192, 16384)
-    """
-    return max(1, min(2 ** round(math.log2(max(2 * math.sqrt(n), 1))), n // 39))
-
-
-def default_pq_m(dim: int) -> int:
-    """The most sub-quantizers up to dim / 4 that divide the dimension (2 dims a code or more).
-
-    >>> default_pq_m(512), default_pq_m(2048), default_pq_m(100), default_pq_m(3)
-    (128, 512, 25, 1)
-    """
-    return next(m for m in range(max(1, dim // 4), 0, -1) if dim % m == 0)
-
-
-def _metric_type(metric: str):
-    faiss = _faiss()
-    return faiss.METRIC_INNER_PRODUCT if metric == "cosine" else faiss.METRIC_L2
-
-
-def _make(kind: str, dim: int, n: int, cfg: IndexConfig):
-    faiss = _faiss()
-    mt = _metric_type(cfg.metric)
-    if kind == "flat":
-        return faiss.IndexIDMap(faiss.IndexFlat(dim, mt)), {}
-    if kind == "ivfpq":
-        nlist = cfg.nlist or default_nlist(n)
-        m = cfg.pq_m or default_pq_m(dim)
-        if dim % m:
-            raise UsageError(f"pq_m {m} must divide the vector dimension {dim}")
-        base = faiss.index_factory(dim, f"IVF{nlist},PQ{m}x4fs", mt)
-        faiss.extract_index_ivf(base).cp.seed = cfg.seed
-        return faiss.IndexIDMap(faiss.IndexRefineFlat(base)), {"nlist": nlist, "pq_m": m}
-    if kind == "ivf":
-        nlist = cfg.nlist or default_nlist(n)
-        inner = faiss.IndexIVFFlat(faiss.IndexFlat(dim, mt), dim, nlist, mt)
-        inner.cp.seed = cfg.seed
-        return faiss.IndexIDMap(inner), {"nlist": nlist}
-    if kind == "hnsw":
-        inner = faiss.IndexHNSWFlat(dim, cfg.hnsw_m, mt)
-        inner.hnsw.efConstruction = 40
-        return faiss.IndexIDMap(inner), {"M": cfg.hnsw_m}
-    raise UsageError(f"unknown index kind {kind!r}; use one of {', '.join(KINDS)}")
-
-
 def search_params(kind: str, s: dict):
     """FAISS per-call search parameters of a ``kind`` for a setting (``IndexInfo.setting``);
     None for exact search. Per call, so concurrent searches never share a knob."""
-    faiss = _faiss()
-    if kind == "ivfpq":
-        return faiss.IndexRefineSearchParameters(
-            k_factor=float(s["k_factor"]),
-            base_index_params=faiss.SearchParametersIVF(nprobe=int(s["nprobe"])))
-    if kind == "ivf":
-        return faiss.SearchParametersIVF(nprobe=int(s["nprobe"]))
-    if kind == "hnsw":
-        return faiss.SearchParametersHNSW(efSearch=int(s["efSearch"]))
-    return None
+    return kind_spec(kind).params(s)
 
 
 def searcher(index, kind: str, setting: dict, ids: np.ndarray | None = None):
-    """``(x, k) -> (raw scores, ids)``: how queries search ``index`` at a setting. ivfpq
-    splits each query's lists over the cores (``split.SplitSearch``); ``ids``: the index's
-    (``index_ids``), when the caller has them already."""
-    if kind == "ivfpq":
-        from actdb.index.split import SplitSearch
-
-        return SplitSearch(index, setting, index_ids(index) if ids is None else ids)
-    params = search_params(kind, setting)
+    """``(x, k) -> (raw scores, ids)``: how queries search ``index`` at a setting (a kind's
+    own search, such as ivfpq's split of each query's lists over the cores, or FAISS's);
+    ``ids``: the index's (``index_ids``), when the caller has them already."""
+    spec = kind_spec(kind)
+    if spec.searcher is not None:
+        return spec.searcher(index, setting, index_ids(index) if ids is None else ids)
+    params = spec.params(setting)
     return lambda x, k: index.search(x, k, params=params)
 
 
@@ -191,7 +135,7 @@ class RecallProbe:
         rng = np.random.default_rng(seed)
         pick = rng.choice(len(x), min(sample, len(x)), replace=False)
         self.queries, self.own = x[pick], ids[pick]
-        _, exact = faiss.knn(self.queries, x, self.k + 1, metric=_metric_type(metric))
+        _, exact = faiss.knn(self.queries, x, self.k + 1, metric=metric_type(metric))
         self.exact_ids = _others(ids[exact], self.own, self.k)
 
     def recall(self, search) -> float:
@@ -221,22 +165,6 @@ def measure_recall(index, ids: np.ndarray, vecs: np.ndarray, metric: str, info: 
         searcher(index, info.kind, info.search))
 
 
-def _grid(kind: str, built: dict, n: int) -> list[dict]:
-    """Settings to measure, roughly from cheap to expensive."""
-    if kind == "ivfpq":
-        nlist = built["nlist"]
-        probes = sorted({p for p in (8, 16, 32, 64, 96, 128, 192, 256, 384, 512, 768, 1024,
-                                     2048, 4096) if p < nlist} | {nlist})
-        return [{"nprobe": p, "k_factor": f} for p in probes for f in (10, 15, 20, 40)]
-    if kind == "ivf":
-        nlist = built["nlist"]
-        return [{"nprobe": p} for p in sorted({p for p in (1, 2, 4, 8, 16, 32, 64, 128, 256,
-                                                           512) if p < nlist} | {nlist})]
-    if kind == "hnsw":
-        return [{"efSearch": e} for e in (16, 32, 64, 128, 256, 384, 512, 1024) if e <= n]
-    return []
-
-
 #: Single queries timed per candidate setting: all of the probe's while the time budget
 #: lasts, then this many (timing decides only which reaching setting is cheapest).
 MIN_TIMED = 10
@@ -261,10 +189,10 @@ def _tune(index, kind: str, built: dict, ids, vecs, cfg: IndexConfig) -> dict:
     if kind == "flat" or n < 2:
         return {"search": {}, "recall": 1.0, "operating_points": [], "unreached": []}
     probe = RecallProbe(ids, vecs, cfg.metric, sample=cfg.recall_sample, seed=cfg.seed)
-    grid = _grid(kind, built, n)
+    grid = kind_spec(kind).grid(built, n)
     levels = sorted({*LEVELS, cfg.target_recall})
     recalls: dict[int, float] = {}
-    held = index_ids(index) if kind == "ivfpq" else None
+    held = index_ids(index) if kind_spec(kind).searcher is not None else None
 
     def at(i: int):
         return searcher(index, kind, grid[i], held)
@@ -292,20 +220,17 @@ def _tune(index, kind: str, built: dict, ids, vecs, cfg: IndexConfig) -> dict:
     points = []
     for i in sorted(chosen):
         timed = None if time.monotonic() < deadline else MIN_TIMED
-        points.append({**grid[i], "recall": round(recall(i), 4),
-                       "p50_ms": round(probe.p50_ms(at(i), timed), 3)})
+        points.append(OperatingPoint(setting=grid[i], recall=round(recall(i), 4),
+                                     p50_ms=round(probe.p50_ms(at(i), timed), 3)))
     best = cheapest(points, cfg.target_recall)
-    search = {k: v for k, v in best.items() if k not in ("recall", "p50_ms")}
-    unreached = [lv for lv in levels if not any(p["recall"] >= lv for p in points)]
-    return {"search": search, "recall": best["recall"], "operating_points": points,
+    unreached = [lv for lv in levels if not any(p.recall >= lv for p in points)]
+    return {"search": best.setting, "recall": best.recall, "operating_points": points,
             "unreached": unreached}
 
 
 def choose_kind(kind: str, n: int, dim: int) -> str:
-    if kind not in KINDS:
-        raise UsageError(f"unknown index kind {kind!r}; use one of {', '.join(KINDS)}")
     if kind != "auto":
-        return kind
+        return kind_spec(kind).name
     return "flat" if n * dim <= AUTO_EXACT_MAX or n < 10_000 else "ivfpq"
 
 
@@ -318,12 +243,12 @@ def build(ids: np.ndarray, vecs: np.ndarray, cfg: IndexConfig):
                          param="target_recall")
     n, dim = vecs.shape
     kind = choose_kind(cfg.kind, n, dim)
-    if kind in ("ivf", "ivfpq") and n < 39:
+    if kind_spec(kind).trains and n < 39:
         kind = "flat"  # too few vectors to train lists
     t0 = time.perf_counter()
-    index, built = _make(kind, dim, n, cfg)
+    index, built = kind_spec(kind).make(dim, n, cfg)
     x = prepare(vecs, cfg.metric)
-    if kind in ("ivf", "ivfpq"):  # 64 points per list train k-means well enough, and fast
+    if kind_spec(kind).trains:  # 64 points per list train k-means well enough, and fast
         _search_on_every_core(index, kind)  # as loaded for searching: tuning times the same
         rng = np.random.default_rng(cfg.seed)
         m = max(64 * built["nlist"], 100_000 if kind == "ivfpq" else 0)
@@ -389,7 +314,7 @@ def load_info(store: Path) -> IndexInfo:
 def reconstruct(index, info: IndexInfo, positions: np.ndarray) -> np.ndarray | None:
     """The vectors stored at these internal positions, or None when the index cannot give
     them unchanged (cosine indexes hold normalised vectors; IVF/HNSW need a direct map)."""
-    if info.metric != "l2" or info.kind not in ("flat", "ivfpq"):
+    if info.metric != "l2" or not kind_spec(info.kind).exact:
         return None
     inner = _faiss().downcast_index(index.index)
     return np.stack([inner.reconstruct(int(p)) for p in positions])

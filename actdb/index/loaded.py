@@ -21,13 +21,14 @@ from actdb.index.faiss_index import (
     load_index,
     prepare,
     reconstruct,
-    search_params,
     searcher,
     to_distance,
 )
 from actdb.index.info import IndexInfo
+from actdb.index.kinds import kind_spec
 
-#: ivfpq: subsets at least this share of the store are searched approximately, then filtered.
+#: A kind that takes no filter inside its search (ivfpq): subsets at least this share of the
+#: store are searched approximately, then filtered.
 POSTFILTER_SHARE = 0.1
 
 
@@ -56,7 +57,7 @@ class LoadedIndex:
         """The recall@50 that tuning measured for the setting answering ``recall`` (None for
         an exact index, or when nothing was measured)."""
         point = self.info.setting_for(recall)
-        return None if point is None else point.get("recall")
+        return None if point is None else point.recall
 
     @cached_property
     def ntotal(self) -> int:
@@ -107,12 +108,12 @@ class LoadedIndex:
         k = min(k, n_allowed)
         if k == 0:
             return np.zeros((len(q), 0)), np.zeros((len(q), 0), np.int64)
-        kind = self.info.kind
+        spec = kind_spec(self.info.kind)
         if allowed is None:
             raw, ids = self.searcher(recall)(q, k)
             return to_distance(raw, self.metric), ids
         share = n_allowed / max(self.ntotal, 1)
-        if kind == "ivfpq" and share >= POSTFILTER_SHARE:
+        if spec.select is None and share >= POSTFILTER_SHARE:  # filter a wider search
             wide = min(self.ntotal, int(np.ceil(2 * k / share)))
             raw, ids = self.searcher(recall)(q, wide)
             keep = np.isin(ids, allowed)
@@ -120,11 +121,10 @@ class LoadedIndex:
             if all(len(i) == k for _, i in rows):
                 return (to_distance(np.stack([r for r, _ in rows]), self.metric),
                         np.stack([i for _, i in rows]))
-        elif kind != "ivfpq":
-            sel = faiss.IDSelectorBatch(allowed)
-            params = search_params(kind, self.info.setting(recall))
-            raw, ids = self.index.search(q, k, params=_with_selector(faiss, kind, self.index,
-                                                                      params, sel, share, k))
+        elif spec.select is not None:  # the filter inside the search
+            params = spec.params(self.info.setting(recall))
+            raw, ids = self.index.search(q, k, params=spec.select(
+                self.index, params, faiss.IDSelectorBatch(allowed), share, k))
             if not (ids < 0).any():
                 return to_distance(raw, self.metric), ids
         return self._exact_subset(q, k, allowed, subset_vectors)
@@ -140,17 +140,3 @@ class LoadedIndex:
         mt = faiss.METRIC_INNER_PRODUCT if self.metric == "cosine" else faiss.METRIC_L2
         raw, pos = faiss.knn(q, prepare(vecs, self.metric), k, metric=mt)
         return to_distance(raw, self.metric), sub_ids[pos]
-
-
-def _with_selector(faiss, kind: str, index, params, sel, share: float, k: int):
-    """Search parameters carrying ``sel``, widened so a small subset still yields k hits."""
-    frac = max(share, 1e-9)
-    inner = faiss.downcast_index(index.index)
-    if kind == "ivf":
-        nprobe = min(inner.nlist, max(params.nprobe, int(np.ceil(4 * k * inner.nlist /
-                                                                  (index.ntotal * frac)))))
-        return faiss.SearchParametersIVF(sel=sel, nprobe=nprobe)
-    if kind == "hnsw":
-        ef = min(index.ntotal, max(params.efSearch, int(np.ceil(4 * k / frac))))
-        return faiss.SearchParametersHNSW(sel=sel, efSearch=ef)
-    return faiss.SearchParameters(sel=sel)

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from actdb.errors import ImageError
-from actdb.images import decode_files
+from actdb.images import Decoded, decode_files
 from actdb.ingest.layout import ImageEntry
 from actdb.models.embed import (
     EmbedConfig,
@@ -64,8 +64,9 @@ class Embedded:
 
 
 def decoded(entries: list[ImageEntry], root: Path, size: int, resize: str, workers: int,
-            processes: bool, chunk: int = 16) -> Iterator[tuple[ImageEntry, object]]:
-    """Yield (entry, (array, (w, h), bytes) | ImageError) in listing order, decoding ahead in
+            processes: bool, chunk: int = 16
+            ) -> Iterator[tuple[ImageEntry, Decoded | ImageError]]:
+    """Yield (entry, Decoded | ImageError) in listing order, decoding ahead in
     ``workers`` threads or processes, ``chunk`` files a task (a few batches in flight)."""
     if processes:
         import multiprocessing
@@ -120,14 +121,14 @@ class LocalEngine:
     def produce(self, todo: list[ImageEntry], root: Path) -> Iterator[list[Embedded]]:
         """A batch each time ``batch_size`` images are embedded (failures in their place)."""
         c = self.emb.members[0].config
-        group: list = []  # Embedded failures, or (entry, array, size, bytes) to embed
+        group: list = []  # Embedded failures, or (entry, Decoded) to embed
         images = 0
         for e, res in decoded(todo, Path(root), c.image_size, c.resize, self.workers,
                               self.processes):
             if isinstance(res, ImageError):
                 group.append(Embedded(entry=e, error=str(res)))
                 continue
-            group.append((e, *res))
+            group.append((e, res))
             images += 1
             if images >= self.batch_size:
                 yield self._embedded(group)
@@ -137,8 +138,8 @@ class LocalEngine:
 
     def _embedded(self, group: list) -> list[Embedded]:
         todo = [g for g in group if not isinstance(g, Embedded)]
-        out = self.emb.embed(np.stack([g[1] for g in todo])) if todo else []
+        out = self.emb.embed(np.stack([d.array for _, d in todo])) if todo else []
         rows = iter(zip(*out, strict=True))
         return [g if isinstance(g, Embedded) else
-                Embedded(entry=g[0], vecs=next(rows), width=g[2][0], height=g[2][1],
-                         nbytes=g[3]) for g in group]
+                Embedded(entry=g[0], vecs=next(rows), width=g[1].width, height=g[1].height,
+                         nbytes=g[1].nbytes) for g in group]

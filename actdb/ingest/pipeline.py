@@ -98,6 +98,14 @@ class IngestConfig:
                    **{k: v for k, v in options.items() if k in run})
 
 
+@dataclass(frozen=True, kw_only=True)
+class Failure:
+    """An image that could not be embedded (its path under the root), and why."""
+
+    path: str
+    reason: str
+
+
 @dataclass
 class IngestResult:
     """The run's summary."""
@@ -110,7 +118,7 @@ class IngestResult:
     ingested: int
     skipped: int
     failed: int
-    failures: list[tuple[str, str]]
+    failures: list[Failure]
     seconds: float
     precision: str
     index: dict | None = None
@@ -136,7 +144,6 @@ class IngestResult:
         d = asdict(self)
         d["images_per_s"] = round(self.images_per_s, 3)
         d["fill_images_per_s"] = round(self.fill_images_per_s, 3)
-        d["failures"] = [{"path": p, "reason": r} for p, r in self.failures]
         return d
 
 
@@ -217,13 +224,13 @@ class _Commits:
         self.vecs: list[np.ndarray] = []
         self.rows: list[ImageRow] = []
         self.pending_failures: list[FailureRow] = []
-        self.failures: list[tuple[str, str]] = []
+        self.failures: list[Failure] = []
         self.ingested = 0
 
     def add(self, r: Embedded) -> None:
         e = r.entry
         if r.error is not None:
-            self.failures.append((e.path, r.error))
+            self.failures.append(Failure(path=e.path, reason=r.error))
             self.pending_failures.append(FailureRow(
                 root=self.root, path=e.path, split=e.split, synset=e.synset,
                 class_name=e.class_name, reason=r.error))
@@ -509,7 +516,7 @@ def _refuse_other_weights(store: Path, engine, ec: EmbedConfig, layers: list[str
 
 
 def _fill(store: Path, engine, net: tuple[EmbedConfig, list[str]], run_id: int,
-          failures: list[tuple[str, str]], progress: Progress | None = None
+          failures: list[Failure], progress: Progress | None = None
           ) -> dict[str, int]:
     """Embed into the spaces of one network the image shards they lack, each written under
     its image shard's name and listed in one transaction (exactly once). An image that
@@ -538,7 +545,7 @@ def _fill(store: Path, engine, net: tuple[EmbedConfig, list[str]], run_id: int,
             for batch in engine.produce(entries, Path("/")):  # the paths are absolute
                 for r in batch:
                     if r.error is not None:
-                        failures.append((r.entry.path, r.error))
+                        failures.append(Failure(path=r.entry.path, reason=r.error))
                     else:
                         ids.append(by_path[r.entry.path])
                         vecs.append(r.vecs)

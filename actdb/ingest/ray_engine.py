@@ -24,7 +24,7 @@ turned off (``RAY_AUTH_MODE=disabled``).
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -79,8 +79,8 @@ def _decode(batch: dict, size: int, resize: str, root: str) -> dict:
         if isinstance(res, ImageError):
             out["error"][i] = str(res) or "unreadable"
             continue
-        arr, (w, h), nbytes = res
-        out["image"][i], out["width"][i], out["height"][i], out["nbytes"][i] = arr, w, h, nbytes
+        out["image"][i], out["width"][i], out["height"][i], out["nbytes"][i] = (
+            res.array, res.width, res.height, res.nbytes)
     return out
 
 
@@ -117,8 +117,18 @@ class EmbedActor:
         return out
 
 
-def _resources(ray, rc: RayConfig) -> tuple[int, float, float, int]:
-    """(actors, CPUs and GPUs per actor, TensorFlow threads per actor) for this cluster."""
+@dataclass(frozen=True, kw_only=True)
+class Resources:
+    """How the engine places its model actors on this cluster."""
+
+    actors: int
+    actor_cpus: float
+    actor_gpus: float
+    threads: int  # TensorFlow's threads in each actor
+
+
+def _resources(ray, rc: RayConfig) -> Resources:
+    """The actors, the CPUs and GPUs of each, and their threads, for this cluster."""
     total = ray.cluster_resources()
     cpus, gpus = float(total.get("CPU", 1)), float(total.get("GPU", 0))
     actor_gpus = rc.actor_gpus if rc.actor_gpus is not None else (1.0 if gpus else 0.0)
@@ -133,7 +143,8 @@ def _resources(ray, rc: RayConfig) -> tuple[int, float, float, int]:
     if actors * actor_cpus > cpus:
         raise UsageError(f"{actors} actors x {actor_cpus} CPUs is more than the cluster's "
                          f"{cpus:g} CPUs")
-    return actors, actor_cpus, actor_gpus, max(1, int(round(actor_cpus)))
+    return Resources(actors=actors, actor_cpus=actor_cpus, actor_gpus=actor_gpus,
+                     threads=max(1, int(round(actor_cpus))))
 
 
 class RayEngine:
@@ -153,12 +164,11 @@ class RayEngine:
         if self.ours:
             _init(self.ray, self.rc.address or os.environ.get("RAY_ADDRESS"))
         try:
-            self.actors, self.actor_cpus, self.actor_gpus, self.threads = _resources(
-                self.ray, self.rc)
+            self.res = _resources(self.ray, self.rc)
         except BaseException:
             self.__exit__()
             raise
-        self.batch_size = self.asked_batch or default_batch_size(gpu=bool(self.actor_gpus))
+        self.batch_size = self.asked_batch or default_batch_size(gpu=bool(self.res.actor_gpus))
         return self
 
     def __exit__(self, *exc) -> None:
@@ -171,14 +181,15 @@ class RayEngine:
 
         if ec.precision == "auto":  # resolved where the model runs, not on the driver
             ec = replace(ec, precision=self.ray.get(self.ray.remote(resolve_precision).options(
-                num_cpus=min(self.actor_cpus, 1), num_gpus=self.actor_gpus).remote("auto")))
+                num_cpus=min(self.res.actor_cpus, 1), num_gpus=self.res.actor_gpus
+            ).remote("auto")))
         self.ec, self.layers = ec, list(layers)
         self.members = layers_embedder(ec, layers).members  # the manifests' hashes
         return self.members
 
     def options(self) -> dict:
-        return {"actors": self.actors, "actor_cpus": self.actor_cpus,
-                "actor_gpus": self.actor_gpus, "batch_size": self.batch_size}
+        return {"actors": self.res.actors, "actor_cpus": self.res.actor_cpus,
+                "actor_gpus": self.res.actor_gpus, "batch_size": self.batch_size}
 
     def produce(self, todo, root: Path):
         """Batches of ``rows_per_shard`` rows of ``todo`` (never empty: the driver asks only
@@ -203,10 +214,10 @@ class RayEngine:
             ds = ds.map_batches(self.actor, fn_constructor_kwargs={
                 "config": asdict(replace(ec, layer=None)), "layers": self.layers,
                 "fingerprints": [m.fingerprint for m in self.members],
-                "threads": self.threads},
+                "threads": self.res.threads},
                 batch_size=self.batch_size, batch_format="numpy",
-                compute=ActorPoolStrategy(size=self.actors), num_cpus=self.actor_cpus,
-                num_gpus=self.actor_gpus or None)
+                compute=ActorPoolStrategy(size=self.res.actors), num_cpus=self.res.actor_cpus,
+                num_gpus=self.res.actor_gpus or None)
             for b in ds.iter_batches(batch_size=self.rows_per_shard, batch_format="numpy",
                                      prefetch_batches=1):
                 yield [Embedded(entry=todo[int(seq)], error=str(b["error"][k]))
