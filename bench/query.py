@@ -262,7 +262,7 @@ def measure_kind(store: Path, kind: str, name: str, queries, truth, tmp: Path,
 def vgg19_manifest(size: int):
     """The manifest of VGG19 at ``block5_conv4`` with random:0 weights (512-d), at ``size``
     px and this machine's precision: a store of synthetic vectors then takes image queries."""
-    from actdb.ingest.pipeline import manifest_of
+    from actdb.ingest.recipe import manifest_of
     from actdb.models.embed import EmbedConfig, Embedder
 
     return manifest_of(Embedder(EmbedConfig(weights="random:0", image_size=size), warm=False))

@@ -96,7 +96,9 @@ def ingest(
 
     Example: actdb ingest imagenet/ --per-class 100 --seed 0
     """
-    ray_only = RAY_OPTIONS if engine != "ray" else ()  # $RAY_ADDRESS alone picks no engine
+    from actdb.ingest.pipeline import RAY_OPTIONS
+
+    ray_only = tuple(RAY_OPTIONS) if engine != "ray" else ()  # $RAY_ADDRESS alone: no engine
     options = {k: v for k, v in ctx.params.items()
                if k not in ("root", "store", "as_json", *ray_only)}  # the rest, by name
     if engine == "ray":
@@ -110,9 +112,6 @@ def ingest(
     from actdb import render
 
     typer.echo(render.ingest_text(result), nl=False)
-
-
-RAY_OPTIONS = ("ray_address", "actors", "actor_cpus", "actor_gpus")
 
 
 def _quiet_ray() -> None:
