@@ -6,13 +6,9 @@ An engine only produces: for the images it is given, in listing order, batches o
 layout, the store's writer, resume, ids, commits, failures, the run record, the index and
 the statistics. Faults are injected in tests by handing the driver another engine.
 
-An engine is a context manager (a cluster it starts is stopped on exit) with:
-
-- ``prepare(ec, layers) -> list[Embedder]``: one embedder per layer of ``ec``'s network,
-  each the one whose fingerprint its space's manifest records (its ``config`` is the
-  resolved recipe);
-- ``options() -> dict``: what the run record adds for this engine;
-- ``produce(todo, root) -> Iterator[list[Embedded]]`` (only called with images to do).
+The contract is :class:`Engine`. Engines only place work: both run the same reader
+(:func:`decode_block`) and mapper (:func:`embed_block`), the local one in a pool of threads
+or processes beside one model, the Ray one as Ray Data tasks and model actors.
 """
 
 from __future__ import annotations
@@ -23,10 +19,10 @@ from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
-from actdb.errors import ImageError
 from actdb.images import Decoded, decode_files
 from actdb.ingest.layout import ImageEntry
 from actdb.models.embed import (
@@ -63,11 +59,64 @@ class Embedded:
     nbytes: int = 0
 
 
+class Engine(Protocol):
+    """What the driver asks of an engine. A context manager (a cluster it starts is stopped
+    on exit)."""
+
+    def __enter__(self) -> Engine: ...
+
+    def __exit__(self, *exc) -> None: ...
+
+    def prepare(self, ec: EmbedConfig, layers: list[str]) -> list[Embedder]:
+        """One embedder per layer of ``ec``'s network, each the one whose fingerprint its
+        space's manifest records (its ``config`` is the resolved recipe)."""
+        ...
+
+    def options(self) -> dict:
+        """What the run record adds for this engine."""
+        ...
+
+    def produce(self, todo: list[ImageEntry], root: Path) -> Iterator[list[Embedded]]:
+        """Batches of rows of ``todo``, in listing order (only called with images to do)."""
+        ...
+
+
+def decode_block(paths: list[str], size: int, resize: str) -> dict[str, np.ndarray]:
+    """The reader both engines run: a block of files decoded for the model, as columns
+    (``image``, ``width``, ``height``, ``nbytes``, ``error``: "" for a file that decoded;
+    a bad file never stops the others)."""
+    n = len(paths)
+    out = {"image": np.zeros((n, size, size, 3), np.uint8),
+           "width": np.zeros(n, np.int32), "height": np.zeros(n, np.int32),
+           "nbytes": np.zeros(n, np.int64), "error": np.full(n, "", dtype=object)}
+    for i, res in enumerate(decode_files(paths, size, resize)):
+        if not isinstance(res, Decoded):  # the ImageError that file raised
+            out["error"][i] = str(res) or "unreadable"
+            continue
+        out["image"][i], out["width"][i], out["height"][i], out["nbytes"][i] = (
+            res.array, res.width, res.height, res.nbytes)
+    return out
+
+
+def embed_block(emb, images: np.ndarray, ok: np.ndarray) -> list[np.ndarray]:
+    """The mapper both engines run: each layer's vectors of a block of decoded images
+    (``emb``: a LayersEmbedder or OneLayer), the rows that failed to decode (``ok`` False)
+    left zero."""
+    got = emb.embed(images[ok]) if ok.any() else None
+    out = []
+    for i, m in enumerate(emb.members):
+        vecs = np.zeros((len(ok), m.dim), np.float32)
+        if got is not None:
+            vecs[ok] = got[i]
+        out.append(vecs)
+    return out
+
+
 def decoded(entries: list[ImageEntry], root: Path, size: int, resize: str, workers: int,
             processes: bool, chunk: int = 16
-            ) -> Iterator[tuple[ImageEntry, Decoded | ImageError]]:
-    """Yield (entry, Decoded | ImageError) in listing order, decoding ahead in
-    ``workers`` threads or processes, ``chunk`` files a task (a few batches in flight)."""
+            ) -> Iterator[tuple[ImageEntry, dict[str, np.ndarray], int]]:
+    """Yield (entry, its block, its row in the block) in listing order, decoding blocks of
+    ``chunk`` files ahead in ``workers`` threads or processes (a few batches in flight)."""
     if processes:
         import multiprocessing
 
@@ -77,17 +126,21 @@ def decoded(entries: list[ImageEntry], root: Path, size: int, resize: str, worke
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="actdb-decode")
     pending: collections.deque = collections.deque()
     chunks = (entries[i : i + chunk] for i in range(0, len(entries), chunk))
+
+    def rows(part, block):
+        return ((e, block, i) for i, e in enumerate(part))
+
     with pool:
         try:
             for part in chunks:
-                pending.append((part, pool.submit(decode_files, [str(root / e.path)
+                pending.append((part, pool.submit(decode_block, [str(root / e.path)
                                                                  for e in part], size, resize)))
                 if len(pending) >= 2 * workers:
                     part0, f0 = pending.popleft()
-                    yield from zip(part0, f0.result(), strict=True)
+                    yield from rows(part0, f0.result())
             while pending:
                 part0, f0 = pending.popleft()
-                yield from zip(part0, f0.result(), strict=True)
+                yield from rows(part0, f0.result())
         finally:
             for _, f in pending:
                 f.cancel()
@@ -121,15 +174,12 @@ class LocalEngine:
     def produce(self, todo: list[ImageEntry], root: Path) -> Iterator[list[Embedded]]:
         """A batch each time ``batch_size`` images are embedded (failures in their place)."""
         c = self.emb.members[0].config
-        group: list = []  # Embedded failures, or (entry, Decoded) to embed
+        group: list = []  # (entry, block, row)
         images = 0
-        for e, res in decoded(todo, Path(root), c.image_size, c.resize, self.workers,
-                              self.processes):
-            if isinstance(res, ImageError):
-                group.append(Embedded(entry=e, error=str(res)))
-                continue
-            group.append((e, res))
-            images += 1
+        for e, block, i in decoded(todo, Path(root), c.image_size, c.resize, self.workers,
+                                   self.processes):
+            group.append((e, block, i))
+            images += not block["error"][i]
             if images >= self.batch_size:
                 yield self._embedded(group)
                 group, images = [], 0
@@ -137,9 +187,9 @@ class LocalEngine:
             yield self._embedded(group)
 
     def _embedded(self, group: list) -> list[Embedded]:
-        todo = [g for g in group if not isinstance(g, Embedded)]
-        out = self.emb.embed(np.stack([d.array for _, d in todo])) if todo else []
-        rows = iter(zip(*out, strict=True))
-        return [g if isinstance(g, Embedded) else
-                Embedded(entry=g[0], vecs=next(rows), width=g[1].width, height=g[1].height,
-                         nbytes=g[1].nbytes) for g in group]
+        ok = np.asarray([not b["error"][i] for _, b, i in group])
+        vecs = embed_block(self.emb, np.stack([b["image"][i] for _, b, i in group]), ok)
+        return [Embedded(entry=e, vecs=tuple(v[j] for v in vecs), width=int(b["width"][i]),
+                         height=int(b["height"][i]), nbytes=int(b["nbytes"][i]))
+                if ok[j] else Embedded(entry=e, error=b["error"][i])
+                for j, (e, b, i) in enumerate(group)]

@@ -30,10 +30,11 @@ import numpy as np
 
 from actdb.errors import ActdbWarning, IngestFailed, UsageError
 from actdb.ingest.datasets import DATASETS, fetch
-from actdb.ingest.engine import DECODERS, Embedded, LocalEngine, RayConfig
+from actdb.ingest.engine import DECODERS, Embedded, Engine, LocalEngine, RayConfig
 from actdb.ingest.layout import SPLITS, ImageEntry, detect_layout
 from actdb.ingest.recipe import (
     RECIPE,
+    Network,
     check_cheap,
     manifest_of,
     networks,
@@ -290,7 +291,7 @@ def make_engine(cfg: IngestConfig):
 
 
 def ingest(cfg: IngestConfig, progress: Progress | None = None,
-           engine=None) -> IngestResult:
+           engine: Engine | None = None) -> IngestResult:
     """Embed the images under ``cfg.root`` into the store; resume/skip what is there. The
     one driver of every engine (``engine``: by default the one ``cfg.engine`` names).
 
@@ -308,7 +309,7 @@ def ingest(cfg: IngestConfig, progress: Progress | None = None,
     with engine:
         first, later = networks(store, ec, layers)
         refuse_other_weights(store, engine, ec, layers)  # before anything is written
-        members = engine.prepare(*first)
+        members = engine.prepare(first.recipe, first.layers)
         options = {k: v for k, v in asdict(cfg).items() if k not in ("root", "store")}
         # the backend is in the run, not the manifest: vectors do not depend on it
         options.update(backend=backend(), **engine.options())
@@ -368,14 +369,14 @@ def _layers(cfg: IngestConfig) -> list[str]:
     return [get_spec(cfg.embed.model, cfg.embed.preprocess).default_layer]
 
 
-def _fill(store: Path, engine, net: tuple[EmbedConfig, list[str]], run_id: int,
+def _fill(store: Path, engine: Engine, net: Network, run_id: int,
           failures: list[Failure], progress: Progress | None = None
           ) -> dict[str, int]:
     """Embed into the spaces of one network the image shards they lack, each written under
     its image shard's name and listed in one transaction (exactly once). An image that
     cannot be read now is left out of the space's shard and added to ``failures``. Returns
     how many images each space received."""
-    ec, layers = net
+    ec, layers = net.recipe, net.layers
     with Store.open(store).reader() as con:
         have = {r.name for r in reads.spaces(con)}
         names = [f"{Path(ec.model).name}/{x}" for x in layers]

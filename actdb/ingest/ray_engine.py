@@ -31,7 +31,7 @@ import numpy as np
 
 from actdb.errors import IngestFailed, UsageError
 from actdb.heavy import quietly
-from actdb.ingest.engine import Embedded, RayConfig
+from actdb.ingest.engine import Embedded, RayConfig, decode_block, embed_block
 from actdb.models.embed import default_batch_size
 
 #: Rows of (seq, path) per block handed to Ray: small enough to spread over the decoders.
@@ -65,23 +65,9 @@ def _init(ray, address: str | None) -> None:
 
 
 def _decode(batch: dict, size: int, resize: str, root: str) -> dict:
-    """A Ray task: decode a block of files with actdb's decoder; bad files become errors."""
-    from actdb.errors import ImageError
-    from actdb.images import decode_files
-
-    paths = [str(Path(root) / p) for p in batch["path"]]
-    n = len(paths)
-    out = {"seq": np.asarray(batch["seq"], np.int64),
-           "image": np.zeros((n, size, size, 3), np.uint8),
-           "width": np.zeros(n, np.int32), "height": np.zeros(n, np.int32),
-           "nbytes": np.zeros(n, np.int64), "error": np.full(n, "", dtype=object)}
-    for i, res in enumerate(decode_files(paths, size, resize)):
-        if isinstance(res, ImageError):
-            out["error"][i] = str(res) or "unreadable"
-            continue
-        out["image"][i], out["width"][i], out["height"][i], out["nbytes"][i] = (
-            res.array, res.width, res.height, res.nbytes)
-    return out
+    """A Ray task: the engines' reader (``engine.decode_block``) over a block of files."""
+    return {"seq": np.asarray(batch["seq"], np.int64),
+            **decode_block([str(Path(root) / p) for p in batch["path"]], size, resize)}
 
 
 class EmbedActor:
@@ -108,13 +94,8 @@ class EmbedActor:
         ok = np.asarray([not e for e in batch["error"]])
         out = {"seq": batch["seq"], "width": batch["width"], "height": batch["height"],
                "nbytes": batch["nbytes"], "error": batch["error"]}
-        got = self.emb.embed(batch["image"][ok]) if ok.any() else None
-        for i, m in enumerate(self.emb.members):
-            vecs = np.zeros((len(ok), m.dim), np.float32)
-            if got is not None:
-                vecs[ok] = got[i]
-            out[f"vec{i}"] = vecs
-        return out
+        vecs = embed_block(self.emb, batch["image"], ok)  # the engines' mapper
+        return {**out, **{f"vec{i}": v for i, v in enumerate(vecs)}}
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -5,7 +5,7 @@ name but do not match is refused before a model is built).
 
 from __future__ import annotations
 
-from dataclasses import asdict, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 from actdb.errors import StoreMismatch, UsageError
@@ -131,20 +131,29 @@ def model_name(model: str, preprocess: str | None) -> str:
     return get_spec(model, preprocess).name
 
 
+@dataclass(frozen=True, kw_only=True)
+class Network:
+    """One forward pass: a network's recipe and the layers (each a space) it embeds."""
+
+    recipe: EmbedConfig
+    layers: list[str]
+
+
 def networks(store: Path, ec: EmbedConfig, layers: list[str]
-              ) -> tuple[tuple[EmbedConfig, list[str]], list[tuple[EmbedConfig, list[str]]]]:
-    """(the network new images go through, with its layers; every other network of the
-    store's spaces), each as (recipe, layers). In a new store the asked recipe is the first;
-    in one that exists, the default space's network with its spaces' layers (and the asked
-    layers when the asked recipe is that network)."""
+             ) -> tuple[Network, list[Network]]:
+    """(the network new images go through; every other network of the store's spaces). In
+    a new store the asked recipe is the first; in one that exists, the default space's
+    network with its spaces' layers (and the asked layers when the asked recipe is that
+    network)."""
     if not manifest_path(store).exists():
-        return (ec, layers), []
+        return Network(recipe=ec, layers=list(layers)), []
     s = Store.open(store)
-    nets: dict[tuple, tuple[EmbedConfig, list[str]]] = {}
+    nets: dict[tuple, Network] = {}
     for row in s.spaces():
         m = s.in_space(row.name).manifest
-        nets.setdefault(network_key(m), (manifest_config(m), []))[1].append(m.layer)
-    asked = nets.setdefault(network_key(ec), (ec, []))[1]
+        nets.setdefault(network_key(m), Network(recipe=manifest_config(m), layers=[])
+                        ).layers.append(m.layer)
+    asked = nets.setdefault(network_key(ec), Network(recipe=ec, layers=[])).layers
     asked += [x for x in layers if x not in asked]
     first, *later = nets.values()
     return first, later
