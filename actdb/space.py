@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +47,17 @@ def writable(output: str | Path | None) -> None:
     if output is not None and not Path(output).parent.is_dir():
         raise UsageError(f"cannot write {output}: the folder {Path(output).parent} does not "
                          "exist")
+
+
+def configured(cls, config, options: dict, what: str):
+    """``config`` (else ``cls()``) with ``options`` replacing its fields; UsageError for an
+    option ``cls`` has no field of."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise UsageError(f"{what} has no option {unknown[0]!r}; its options: "
+                         f"{', '.join(sorted(known))}")
+    return replace(config or cls(), **options)
 
 
 def queries_given(queries) -> list:
@@ -357,30 +369,29 @@ class Space:
                                    ids=allowed_ids(ctx.store, classes, None, where),
                                    per_class=per_class, first_classes=first, stage=progress)
 
-    def atlas(self, channels=None, *, recipe: str = "improved", steps: int | None = None,
-              size: int | None = None, batch: int = 8, models=("vgg19", "vgg16", "resnet50"),
-              k: int = 12, examples: int = 12, seed: int = 0, variants: bool = False,
-              precision: str = "auto", heatmaps: bool = True,
-              output: str | Path | None = None, progress=None, stage: Progress | None = None):
+    def atlas(self, channels=None, *, config=None, progress=None,
+              stage: Progress | None = None, **options):
         """The channel atlas of the space's layer (AtlasResult): each channel's feature
         visualisation (``batch`` channels optimised at once), what ``models`` predict for it,
         where it lands (``k`` nearest images, class vote, centroids), its top, bottom and
         quantile ``examples`` and the agreement of these, in the ``channels`` table, then a
         static site (``output``, else the store's ``atlas/site``). ``channels``: "0-511",
-        "4,17" or a list; None: all. ``size``: the pictures' size (None: the space's image
-        size). Rerunning continues where a run stopped. ``output`` is made when missing."""
-        from actdb.atlas.run import AtlasConfig, parse_channels, run_atlas
+        "4,17" or a list; None: all. Options are :class:`~actdb.atlas.config.AtlasConfig`'s
+        fields (declared there once, with their defaults), as ``config`` or keywords that
+        override it; ``size`` None is the space's image size. Rerunning continues where a
+        run stopped. ``output`` is made when missing."""
+        from actdb.atlas.config import AtlasConfig
+        from actdb.atlas.run import parse_channels, run_atlas
 
+        cfg = configured(AtlasConfig, config, options, "atlas")
         chans = (tuple(parse_channels(channels, self.manifest.dim))
                  if isinstance(channels, str) else tuple(channels) if channels else None)
-        if output is not None and Path(output).exists() and not Path(output).is_dir():
-            raise UsageError(f"cannot write the atlas into {output}: it is a file, not a folder")
+        out = cfg.output
+        if out is not None and Path(out).exists() and not Path(out).is_dir():
+            raise UsageError(f"cannot write the atlas into {out}: it is a file, not a folder")
         with self._call():  # a damaged space is refused before any picture is made
-            cfg = AtlasConfig(channels=chans, recipe=recipe, steps=steps,
-                              size=size or self.manifest.image_size, batch=batch,
-                              models=tuple(models), k=k, examples=examples, seed=seed,
-                              variants=variants, precision=precision, heatmaps=heatmaps,
-                              output=output)
+            cfg = replace(cfg, channels=chans, models=tuple(cfg.models),
+                          size=cfg.size or self.manifest.image_size)
 
         def lands(paths, names):
             return self.lands(paths, names, k=cfg.k, centroids=5)

@@ -308,3 +308,22 @@ def test_a_saved_keras_model_ingests_and_answers_queries_like_a_registry_model(t
     model_file.unlink()
     res = runner.invoke(app, ["nearest", str(other), "--store", str(store)])
     assert res.exit_code == 1 and "model file" in res.stderr and "is missing" in res.stderr
+
+
+def test_atlas_options_are_its_config_fields_declared_once():
+    """Each option of actdb atlas is an AtlasConfig field: its help, flags and default are
+    the field's (cli.app.config_options), and the command hands them over as one config."""
+    import dataclasses
+
+    import typer.main
+
+    from actdb.atlas.config import AtlasConfig
+
+    cmd = typer.main.get_command(app).commands["atlas"]
+    opts = {p.name: p for p in cmd.params}
+    declared = [f for f in dataclasses.fields(AtlasConfig) if "help" in f.metadata]
+    assert len(declared) == 12
+    for f in declared:
+        default = ",".join(f.default) if isinstance(f.default, tuple) else f.default
+        assert (opts[f.name].help, opts[f.name].default) == (f.metadata["help"], default)
+    assert "-k" in opts["k"].opts and "--no-heatmaps" in opts["heatmaps"].secondary_opts

@@ -78,3 +78,8 @@ def test_lands_is_nearest_and_centroids_asked_together(db):
     assert near.neighbors.image_id.tolist() == alone.neighbors.image_id.tolist()
     np.testing.assert_allclose(near.neighbors.distance, alone.neighbors.distance)
     assert cents.equals(space.centroids(["id:0", "id:7"], k=2))
+
+
+def test_an_option_a_config_lacks_is_refused_by_name(db):
+    with pytest.raises(actdb.errors.UsageError, match="atlas has no option 'bacth'"):
+        db.space().atlas("0", bacth=2)

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from actdb.atlas.config import AtlasConfig
 from actdb.errors import UsageError
 from actdb.store.catalog import derived, files, reads, writes
 from actdb.store.writer import StoreWriter
@@ -29,25 +30,6 @@ MODEL_COLUMNS = ("vgg19", "vgg16", "resnet50")  # the channels table's per-model
 Progress = Callable[[int, int], None]
 #: (picture paths, query names) -> (NearestResult, centroids DataFrame): where they land.
 Lands = Callable[[list, list], tuple]
-
-
-@dataclass(frozen=True, kw_only=True)
-class AtlasConfig:
-    """Everything ``actdb atlas`` takes. ``steps`` None: the recipe's default."""
-
-    channels: tuple[int, ...] | None = None  # None: every channel of the layer
-    recipe: str = "improved"
-    steps: int | None = None
-    size: int = 224
-    batch: int = 8
-    models: tuple[str, ...] = ("vgg19", "vgg16", "resnet50")
-    k: int = 12
-    examples: int = 12
-    seed: int = 0
-    variants: bool = False
-    precision: str = "auto"
-    heatmaps: bool = True
-    output: str | Path | None = None  # the site's folder; None: the store's atlas/site
 
 
 @dataclass

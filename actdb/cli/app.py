@@ -202,6 +202,61 @@ def output_options(fn):
     return wrapper
 
 
+def _option_type(hint) -> type:
+    """The type an option of a config field takes on the command line: ``X | None`` is X,
+    a tuple is one comma-separated string."""
+    import types
+    import typing
+
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        hint = args[0]
+    return str if typing.get_origin(hint) is tuple else hint
+
+
+def config_options(cls):
+    """Give a command one option per field of the config dataclass ``cls`` that declares its
+    help (``metadata={"help": ..., "flags": (...)}``), with the field's default; it receives
+    them as ``config: cls``. An option is declared once: in the config, not here, not in the
+    face. A tuple field is one comma-separated option."""
+    import dataclasses
+    import inspect
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    declared = [f for f in dataclasses.fields(cls) if "help" in f.metadata]
+    extra = {}
+    for f in declared:
+        t = _option_type(hints[f.name])
+        default = f.default
+        shown = ",".join(default) if isinstance(default, tuple) else default
+        extra[f.name] = (t, typer.Option(shown, *f.metadata.get("flags", ()),
+                                         help=f.metadata["help"],
+                                         show_default=default is not None))
+
+    def decorate(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            values = {f.name: kwargs.pop(f.name) for f in declared}
+            for f in declared:
+                if typing.get_origin(hints[f.name]) is tuple and isinstance(values[f.name],
+                                                                            str):
+                    values[f.name] = tuple(x.strip() for x in values[f.name].split(",")
+                                           if x.strip())
+            return fn(*args, config=cls(**values), **kwargs)
+
+        own = [p for p in inspect.signature(fn).parameters.values() if p.name != "config"]
+        wrapper.__signature__ = inspect.Signature([*own, *(
+            inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=o, annotation=t)
+            for n, (t, o) in extra.items())])
+        own_hints = typing.get_type_hints(fn)
+        own_hints.pop("config", None)
+        wrapper.__annotations__ = {**own_hints, **{n: t for n, (t, _) in extra.items()}}
+        return wrapper
+
+    return decorate
+
+
 def open_store(store: Path | None, runtime: str | None = None):
     """The store of ``--store`` (a Database)."""
     import actdb

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from actdb.atlas.config import AtlasConfig
 from actdb.cli.app import (
     JsonOpt,
     Output,
@@ -15,6 +16,7 @@ from actdb.cli.app import (
     StoreOpt,
     app,
     command,
+    config_options,
     echo_json,
     echo_table,
     handle_errors,
@@ -196,30 +198,13 @@ def map_cmd(
 
 
 @command("atlas")
+@config_options(AtlasConfig)
 def atlas_cmd(
-    ctx: typer.Context,
     channels: str = typer.Option(None, help="Channels: 0-511, 4,17,30-40 (default: all)."),
-    recipe: str = typer.Option("improved", help="improved or seed (as actdb dream)."),
-    steps: int = typer.Option(None, help="Optimisation steps (default: the recipe's)."),
-    size: int = typer.Option(None, help="Picture size in pixels (default: the store's image "
-                             "size).", show_default=False),
-    batch: int = typer.Option(8, help="Channels optimised at once, as one batch."),
-    models: str = typer.Option("vgg19,vgg16,resnet50", help="Classifiers asked what each "
-                               "picture is (comma-separated)."),
-    k: int = typer.Option(12, "-k", "--k", help="Nearest stored images per picture."),
-    examples: int = typer.Option(12, help="Top and bottom stored images per channel."),
-    seed: int = typer.Option(0, help="Seed of the pictures."),
-    variants: bool = typer.Option(False, "--variants", help="Also a picture with the neuron "
-                                  "objective and one from the next seed (stability)."),
-    precision: str = typer.Option("auto", help="fp32, bf16 or auto (bf16 where the CPU or "
-                                  "GPU has it)."),
-    heatmaps: bool = typer.Option(True, "--heatmaps/--no-heatmaps", help="Where in the top "
-                                  "images each channel fires (runs the model on them)."),
-    output: Path = typer.Option(None, "-o", "--output", help="Folder for the static site "
-                                "(default: the store's atlas/site, what actdb serve shows)."),
     space: str = SpaceOpt,
     store: Path = StoreOpt,
     as_json: bool = JsonOpt,
+    config: AtlasConfig = None,
 ):
     """The study's question asked of every channel of the store's layer: each channel's
     feature visualisation, what the networks call it, where it lands among the stored images,
@@ -233,7 +218,6 @@ def atlas_cmd(
     """
     from actdb import render
 
-    names = tuple(m.strip() for m in models.split(",") if m.strip())
     with progress_bar(True, "channels", "ch/s") as update:
         last = {"done": 0, "total": None}
 
@@ -246,9 +230,7 @@ def atlas_cmd(
             if update:
                 update(last["done"], last["total"], text)
 
-        options = {k: v for k, v in ctx.params.items()
-                   if k not in ("store", "space", "as_json")}
-        r = open_space(store, space).atlas(**{**options, "models": names}, progress=progress,
+        r = open_space(store, space).atlas(channels, config=config, progress=progress,
                                            stage=stage)
     if as_json:
         return echo_json(render.plain(r.to_dict()))
