@@ -168,9 +168,6 @@ class Output:
 
 def output_options(fn):
     """Give a command the shared output options; it receives them as ``out: Output``."""
-    import inspect
-    import typing
-
     extra = {
         "fmt": (str, typer.Option("table", "--format", help="table (TSV when piped) | tsv | "
                                   "csv | json | parquet (with -o).")),
@@ -192,12 +189,21 @@ def output_options(fn):
             raise UsageError("--format parquet needs -o FILE")
         return fn(*args, out=Output(fmt, output), **kwargs)
 
-    own = [p for p in inspect.signature(fn).parameters.values() if p.name != "out"]
+    return _with_options(wrapper, fn, "out", extra)
+
+
+def _with_options(wrapper, fn, drop: str, extra: dict):
+    """``wrapper`` showing Typer ``fn``'s parameters less ``drop`` (what the wrapper passes
+    it) plus the keyword options ``extra`` (name -> (type, typer.Option))."""
+    import inspect
+    import typing
+
+    own = [p for p in inspect.signature(fn).parameters.values() if p.name != drop]
     wrapper.__signature__ = inspect.Signature([*own, *(
         inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=o, annotation=t)
         for n, (t, o) in extra.items())])
     hints = typing.get_type_hints(fn)
-    hints.pop("out", None)
+    hints.pop(drop, None)
     wrapper.__annotations__ = {**hints, **{n: t for n, (t, _) in extra.items()}}
     return wrapper
 
@@ -220,7 +226,6 @@ def config_options(cls):
     them as ``config: cls``. An option is declared once: in the config, not here, not in the
     face. A tuple field is one comma-separated option."""
     import dataclasses
-    import inspect
     import typing
 
     hints = typing.get_type_hints(cls)
@@ -245,14 +250,7 @@ def config_options(cls):
                                            if x.strip())
             return fn(*args, config=cls(**values), **kwargs)
 
-        own = [p for p in inspect.signature(fn).parameters.values() if p.name != "config"]
-        wrapper.__signature__ = inspect.Signature([*own, *(
-            inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=o, annotation=t)
-            for n, (t, o) in extra.items())])
-        own_hints = typing.get_type_hints(fn)
-        own_hints.pop("config", None)
-        wrapper.__annotations__ = {**own_hints, **{n: t for n, (t, _) in extra.items()}}
-        return wrapper
+        return _with_options(wrapper, fn, "config", extra)
 
     return decorate
 
