@@ -84,7 +84,7 @@ def index_ids(index) -> np.ndarray:
     return _faiss().vector_to_array(index.id_map).astype(np.int64)
 
 
-def prepare(vecs: np.ndarray, metric: str) -> np.ndarray:
+def as_indexed(vecs: np.ndarray, metric: str) -> np.ndarray:
     """Vectors as the index sees them (float32, unit length for cosine)."""
     x = np.ascontiguousarray(vecs, dtype=np.float32)
     if metric == "cosine":
@@ -129,7 +129,7 @@ class RecallProbe:
     def __init__(self, ids: np.ndarray, vecs: np.ndarray, metric: str, k: int = RECALL_K,
                  sample: int = 500, seed: int = 0):
         faiss = _faiss()
-        x = prepare(vecs, metric)
+        x = as_indexed(vecs, metric)
         ids = np.asarray(ids, dtype=np.int64)
         self.k = min(k, len(x) - 1)
         rng = np.random.default_rng(seed)
@@ -247,7 +247,7 @@ def build(ids: np.ndarray, vecs: np.ndarray, cfg: IndexConfig):
         kind = "flat"  # too few vectors to train lists
     t0 = time.perf_counter()
     index, built = kind_spec(kind).make(dim, n, cfg)
-    x = prepare(vecs, cfg.metric)
+    x = as_indexed(vecs, cfg.metric)
     if kind_spec(kind).trains:  # 64 points per list train k-means well enough, and fast
         _search_on_every_core(index, kind)  # as loaded for searching: tuning times the same
         rng = np.random.default_rng(cfg.seed)

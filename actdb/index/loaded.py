@@ -18,8 +18,8 @@ import numpy as np
 
 from actdb.errors import QueryError
 from actdb.index.faiss_index import (
+    as_indexed,
     load_index,
-    prepare,
     reconstruct,
     searcher,
     to_distance,
@@ -103,7 +103,7 @@ class LoadedIndex:
         ``subset_vectors(ids) -> (ids, vecs)`` reads stored vectors for exact fallbacks."""
         import faiss
 
-        q = prepare(q, self.metric)
+        q = as_indexed(q, self.metric)
         n_allowed = self.ntotal if allowed is None else len(allowed)
         k = min(k, n_allowed)
         if k == 0:
@@ -138,5 +138,5 @@ class LoadedIndex:
         if vecs is None:
             sub_ids, vecs = subset_vectors(allowed)
         mt = faiss.METRIC_INNER_PRODUCT if self.metric == "cosine" else faiss.METRIC_L2
-        raw, pos = faiss.knn(q, prepare(vecs, self.metric), k, metric=mt)
+        raw, pos = faiss.knn(q, as_indexed(vecs, self.metric), k, metric=mt)
         return to_distance(raw, self.metric), sub_ids[pos]

@@ -10,12 +10,12 @@ import numpy as np
 
 from actdb.index.faiss_index import (
     IndexConfig,
+    as_indexed,
     build,
     choose_kind,
     index_ids,
     load_index,
     measure_recall,
-    prepare,
     save_index,
 )
 from actdb.store.catalog import files, reads
@@ -62,7 +62,7 @@ def update_index(store: Store) -> dict:
     missing = np.array(sorted(r[0] for r in rows), dtype=np.int64)
     keep = np.isin(sids, missing)
     order = np.argsort(sids[keep])  # ids ascending keeps the id map sorted
-    index.add_with_ids(prepare(svecs[keep][order], cfg.metric), sids[keep][order])
+    index.add_with_ids(as_indexed(svecs[keep][order], cfg.metric), sids[keep][order])
     recall = None
     if info.kind != "flat":
         all_ids, all_vecs = s.vectors()

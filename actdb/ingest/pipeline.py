@@ -269,7 +269,7 @@ RAY_OPTIONS = {"ray_address": "address", "actors": "actors", "actor_cpus": "acto
                "actor_gpus": "actor_gpus"}
 
 
-def prepare(cfg: IngestConfig):
+def find_images(cfg: IngestConfig):
     """What every engine does first: check the options, fetch a named dataset, find the
     layout and select the images. Returns (layout, entries)."""
     validate(cfg)
@@ -301,7 +301,7 @@ def ingest(cfg: IngestConfig, progress: Progress | None = None,
     killed) is filled, shard by shard, from the images' files."""
     t0 = time.perf_counter()
     store = Path(cfg.store)
-    layout, entries = prepare(cfg)
+    layout, entries = find_images(cfg)
     ec, layers = cfg.embed, _layers(cfg)
     ec = check_cheap(store, ec, layers)  # a mismatching space is refused before any model
     engine = engine or make_engine(cfg)
