@@ -344,7 +344,9 @@ def ingest(cfg: IngestConfig, progress: Progress | None = None,
                 w.finish_run(status, out.ingested, skipped, len(out.failures))
         t_fill, filled = time.perf_counter(), {}
         for net in [first, *later]:  # each space's missing shards, after the writer above
-            filled.update(_fill(store, engine, net, run_id, out.failures, progress))
+            got, failed = _fill(store, engine, net, run_id, progress)
+            filled.update(got)
+            out.failures += failed
         t_fill = time.perf_counter() - t_fill
     result = IngestResult(
         store=str(store), layout=layout.name, layout_notes=layout.notes, run_id=run_id,
@@ -370,21 +372,20 @@ def _layers(cfg: IngestConfig) -> list[str]:
 
 
 def _fill(store: Path, engine: Engine, net: Network, run_id: int,
-          failures: list[Failure], progress: Progress | None = None
-          ) -> dict[str, int]:
+          progress: Progress | None = None) -> tuple[dict[str, int], list[Failure]]:
     """Embed into the spaces of one network the image shards they lack, each written under
     its image shard's name and listed in one transaction (exactly once). An image that
-    cannot be read now is left out of the space's shard and added to ``failures``. Returns
-    how many images each space received."""
+    cannot be read now is left out of the space's shard. Returns how many images each space
+    received, and the images that failed."""
     ec, layers = net.recipe, net.layers
+    failures: list[Failure] = []
     with Store.open(store).reader() as con:
         have = {r.name for r in reads.spaces(con)}
         names = [f"{Path(ec.model).name}/{x}" for x in layers]
         if all(n in have and not reads.shards_to_fill(con, n) for n in names):
-            return {}
+            return {}, failures
     members = engine.prepare(ec, layers)
-    with StoreWriter(store, [manifest_of(m) for m in members]) as w:
-        w.run_id = run_id
+    with StoreWriter(store, [manifest_of(m) for m in members], run_id=run_id) as w:
         with w.connect() as con:
             lacking = {r.name: set(reads.shards_to_fill(con, r.name)) for r in w.spaces}
             todo = {shard: reads.shard_images(con, shard)
@@ -411,7 +412,7 @@ def _fill(store: Path, engine: Engine, net: Network, run_id: int,
             done += len(images)
             if progress:
                 progress(done, total)
-    return filled
+    return filled, failures
 
 
 def _after_ingest(store: Path, cfg: IngestConfig, result: IngestResult) -> IngestResult:

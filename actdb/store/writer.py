@@ -58,13 +58,13 @@ class StoreWriter:
     """
 
     def __init__(self, path: str | Path, manifest: Manifest | list[Manifest] | None = None,
-                 check_shards: bool = True):
+                 check_shards: bool = True, run_id: int | None = None):
         self.path = Path(path)
         self.manifests = [manifest] if isinstance(manifest, Manifest) else list(manifest or [])
         self.check_shards = check_shards
         self._lock_fh = None
         self._seq = 0
-        self.run_id: int | None = None
+        self.run_id = run_id  # the run its shards belong to (start_run sets a new one)
         self.spaces: list[SpaceRow] = []  # what commit() writes, in the manifests' order
 
     @property
