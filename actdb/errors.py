@@ -6,7 +6,7 @@ names the library's parameter it is about (``k``, ``where``, ``image_size``) and
 ``param``, so that an adapter can name its own option instead (the CLI: ``-k``, ``--where``).
 
 >>> str(StatsMissing())
-'statistics not computed yet; run `actdb stats` (or db.stats())'
+'statistics not computed yet; run `actdb stats` (or db.space().stats())'
 >>> UsageError("k must be at least 1, not 0", param="k").params
 ('k',)
 """
@@ -74,7 +74,7 @@ class StatsMissing(StoreError):
     """The store's class and pair statistics have not been computed."""
 
     def __init__(self, what: str = "statistics"):
-        super().__init__(f"{what} not computed yet; run `actdb stats` (or db.stats())")
+        super().__init__(f"{what} not computed yet; run `actdb stats` (or db.space().stats())")
 
 
 class IngestFailed(ActdbError):

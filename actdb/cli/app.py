@@ -1,7 +1,7 @@
 """The ``actdb`` command line's frame: the Typer app, how errors and warnings become one line,
 the shared output options, and ``main``. The commands live beside it (``build``, ``ask``,
-``models``, ``show``); each parses its options, calls one method of ``actdb.open()`` (or one
-face function) and renders the result.
+``models``, ``show``); each parses its options, calls one method of ``actdb.open()`` or of
+one of its spaces (``open_space``; or one face function) and renders the result.
 
 This package is the only code that imports Typer. User mistakes (an :class:`ActdbError`, or an
 ``OSError`` such as a missing folder for ``-o``) become one line on stderr and a non-zero exit,

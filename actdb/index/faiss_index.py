@@ -307,7 +307,7 @@ def load_info(store: Path) -> IndexInfo:
     """The index's description (StoreError when the store has none)."""
     info = IndexInfo.of_store(store)
     if info is None:
-        raise StoreError(f"no index in {store}; run `actdb index` (or db.index())")
+        raise StoreError(f"no index in {store}; run `actdb index` (or db.space().index())")
     return info
 
 

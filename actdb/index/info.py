@@ -89,7 +89,7 @@ class IndexInfo:
         return None if d is None else cls.from_dict(d)
 
     def to_dict(self) -> dict:
-        """The JSON form (what ``index.json`` holds and ``db.index()`` returns)."""
+        """The JSON form (what ``index.json`` holds and ``Space.index()`` returns)."""
         d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "params"}
         d["operating_points"] = [p.to_dict() for p in self.operating_points]
         return {**d, **self.params}
