@@ -181,12 +181,8 @@ class Space:
         context (NearestResult: ``.neighbors``, ``.classes``, ``.context`` DataFrames).
         ``id:N`` queries leave their own image out unless ``include_self``. ``recall`` asks an
         approximate index for the cheapest setting measured to reach it (``index.json``)."""
-        positive("k", k)
-        if recall is not None and not 0 < recall <= 1:
-            raise UsageError(f"recall must be in (0, 1], not {recall}", param="recall")
-        with self._call(index=True, hold=True) as ctx:
-            qs = resolve(queries_given(queries), names, ctx)
-            return self._nearest(ctx, qs, k, classes, split, where, include_self, recall)
+        return self.lands(queries, names, k=k, centroids=0, classes=classes, split=split,
+                          where=where, include_self=include_self, recall=recall)[0]
 
     @staticmethod
     def _nearest(ctx: QueryContext, qs: list[QueryVector], k: int, classes=None,
@@ -222,13 +218,15 @@ class Space:
               where: str | None = None, include_self: bool = False,
               recall: float | None = None):
         """Where each query lands, in one call: its ``k`` nearest images (NearestResult) and
-        its ``centroids`` nearest class centroids (DataFrame), options as :meth:`nearest`'s
-        (``classes`` bounds both)."""
+        its ``centroids`` nearest class centroids (DataFrame; None when 0), options as
+        :meth:`nearest`'s (``classes`` bounds both)."""
         positive("k", k)
+        if recall is not None and not 0 < recall <= 1:
+            raise UsageError(f"recall must be in (0, 1], not {recall}", param="recall")
         with self._call(index=True, hold=True) as ctx:
             qs = resolve(queries_given(queries), names, ctx)
             near = self._nearest(ctx, qs, k, classes, split, where, include_self, recall)
-            return near, self._centroids(ctx, qs, centroids, classes)
+            return near, self._centroids(ctx, qs, centroids, classes) if centroids else None
 
     def examples(self, channel: int, k: int = 20):
         """The stored images with the highest pooled value of ``channel`` (ExamplesResult)."""
@@ -253,8 +251,9 @@ class Space:
         writable(save_coords)
         cfg = PlotConfig(classes=parse_classes(classes), random_classes=random_classes,
                          per_class=per_class, seed=seed, log=log, bins=bins)
+        specs = as_list(queries)
         with self._call() as ctx:
-            qs = resolve(as_list(queries), None, ctx) if as_list(queries) else []
+            qs = resolve(specs, None, ctx) if specs else []
             return plot(ctx.store, kind, qs, cfg, output=output, save_coords=save_coords,
                         progress=progress)
 
@@ -358,8 +357,9 @@ class Space:
 
         spec = (self._map_spec(method, per_class, classes, 0, seed) if where is None
                 else None)
+        specs = as_list(queries)
         with self._call(index=True, hold=True) as ctx:
-            qs = resolve(as_list(queries), None, ctx) if as_list(queries) else []
+            qs = resolve(specs, None, ctx) if specs else []
             first = (self._nearest(ctx, qs[:1], 50).classes.class_name.tolist() if qs
                      else None)
             if spec is not None:  # the stored map of this sample (made once, reused)
@@ -430,10 +430,8 @@ class Space:
                                                 per_class=per_class, seed=seed))
         say = progress or (lambda _: None)
         say("nearest neighbours")
-        with self._call(index=True, hold=True) as ctx:
-            qs = resolve(specs, None, ctx)
-            near = self._nearest(ctx, qs, k)
-            cents = self._centroids(ctx, qs, 10)
+        near, cents = self.lands(specs, k=k, centroids=10)
+        qs = [a.query for a in near.answers]
         across = None
         if self._across and len(self.store.spaces()) > 1 and all(map(askable, specs)):
             say("every space")

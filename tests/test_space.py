@@ -83,3 +83,11 @@ def test_lands_is_nearest_and_centroids_asked_together(db):
 def test_an_option_a_config_lacks_is_refused_by_name(db):
     with pytest.raises(actdb.errors.UsageError, match="atlas has no option 'bacth'"):
         db.space().atlas("0", bacth=2)
+
+
+@pytest.mark.parametrize("ask", ["nearest", "lands", "across_spaces"])
+def test_a_recall_out_of_range_is_refused_on_every_route(db, ask):
+    run = {"nearest": db.space().nearest, "lands": db.space().lands,
+           "across_spaces": db.across_spaces}[ask]
+    with pytest.raises(actdb.errors.UsageError, match=r"recall must be in \(0, 1\]"):
+        run("id:0", k=3, recall=1.5)
