@@ -1,3 +1,4 @@
+import shutil
 from html.parser import HTMLParser
 
 import numpy as np
@@ -128,15 +129,24 @@ class _Collect(HTMLParser):
             self.srcs.append(a.get("src") or a.get("href"))
 
 
+@pytest.fixture
+def own_store(built_store, tmp_path):
+    """A copy of the shared store, for a test that writes to it (a report caches its queries
+    and keeps its maps): the shared one stays as every other test expects it."""
+    copy = tmp_path / "store"
+    shutil.copytree(built_store, copy)
+    return copy
+
+
 @pytest.mark.slow
-def test_report_is_self_contained_and_has_every_section(built_store, tmp_path):
+def test_report_is_self_contained_and_has_every_section(own_store, tmp_path):
     from actdb.viz.report import SECTIONS
     from tests.helpers import class_image
 
     class_image(1, 50).save(tmp_path / "node4.png")
     out = tmp_path / "r.html"
     res = runner.invoke(app, ["report", str(tmp_path / "node4.png"), "id:3", "-o", str(out),
-                              "-k", "4", "--store", str(built_store)])
+                              "-k", "4", "--store", str(own_store)])
     assert res.exit_code == 0, res.output
     p = _Collect()
     p.feed(out.read_text())
@@ -144,7 +154,7 @@ def test_report_is_self_contained_and_has_every_section(built_store, tmp_path):
     assert p.srcs and all(s.startswith("data:image/") for s in p.srcs)  # no network, no files
     text = out.read_text()
     assert "node4" in text and "id:3" in text
-    _check_map_colours(text, built_store)
+    _check_map_colours(text, own_store)
 
 
 def _check_map_colours(html: str, store) -> None:
@@ -177,9 +187,9 @@ def _check_map_colours(html: str, store) -> None:
 
 @needs_chromium
 @pytest.mark.slow
-def test_the_report_map_draws_offline_with_the_query_placed(built_store, tmp_path):
+def test_the_report_map_draws_offline_with_the_query_placed(own_store, tmp_path):
     out = tmp_path / "r.html"
-    actdb.open(built_store).space().report(out, ["id:3"], k=4)
+    actdb.open(own_store).space().report(out, ["id:3"], k=4)
     with browser_page() as page:  # no network at all: every request but file: fails it
         page.goto(out.as_uri())
         page.wait_for_selector("#actdb-map .main-svg")
