@@ -47,13 +47,15 @@ def merge(dest: str | Path, sources: list[str | Path]):
     return merge_stores(dest, sources)
 
 
-def dream(output: str | Path, progress=None, **options):
+def dream(output: str | Path, config=None, progress=None, **options):
     """Write a feature visualization to ``output`` (PNG/JPEG/... by its name) with a JSON
-    sidecar; options are :class:`~actdb.featvis.dream.DreamConfig`'s (DreamResult)."""
-    from actdb.featvis.dream import DreamConfig
+    sidecar; options are :class:`~actdb.options.DreamConfig`'s fields, as ``config`` or
+    keywords over it (DreamResult)."""
     from actdb.featvis.dream import dream as run
+    from actdb.options import DreamConfig
+    from actdb.space import configured
 
-    return run(DreamConfig(**options), output, progress)
+    return run(configured(DreamConfig, config, options, "dream"), output, progress)
 
 
 def predict(images, models=("vgg19", "vgg16", "resnet50"), weights=None, top: int = 3):

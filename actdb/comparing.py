@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from actdb.errors import QueryError, StoreError, UsageError
+from actdb.options import CompareConfig
 from actdb.similarity import (
     knn_accuracy,
     linear_cka,
@@ -36,19 +37,6 @@ from actdb.similarity import (
 from actdb.store.catalog import reads, writes
 from actdb.store.store import Store
 from actdb.store.writer import StoreWriter
-
-
-@dataclass(frozen=True, kw_only=True)
-class CompareConfig:
-    """The shared sample and the measures' settings."""
-
-    sample: int = 50_000  # images every space is compared on (all shared ones when fewer)
-    seed: int = 0
-    k: int = 10  # neighbours of the k-NN vote
-    queries: int = 5000  # labelled sample images that vote (leave-one-out)
-    pairs: int = 100_000  # same- and different-class pairs of the distance ratio
-    batch: int = 1000  # rows per minibatch of the minibatch CKA
-    memory_bytes: int = 4 << 30  # above: two spaces' sample vectors get the minibatch CKA
 
 
 @dataclass

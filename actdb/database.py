@@ -30,7 +30,7 @@ from pathlib import Path
 
 from actdb.errors import NotFound, Refused
 from actdb.query.resolve import Upload
-from actdb.space import Space, positive, queries_given
+from actdb.space import Space, configured, positive, queries_given
 from actdb.store.catalog import derived, reads
 from actdb.store.store import Store, resolve_store_path
 
@@ -165,18 +165,17 @@ class Database:
 
         return repair_store(self.store) if repair else check_store(self.store)
 
-    def compare(self, *, sample: int = 50_000, seed: int = 0, k: int = 10,
-                queries: int = 5000, pairs: int = 100_000):
+    def compare(self, config=None, **options):
         """Compare every space of the store on one seeded sample of ``sample`` shared images
         (CompareResult): linear CKA of every pair (exact, or the debiased minibatch estimate
         when the sample's vectors do not fit in memory), each space's leave-one-out k-NN
         class accuracy (``k`` neighbours, ``queries`` voters) and same/different-class
         distance ratio (``pairs`` pairs); kept in ``space_similarity`` and
-        ``space_separation``."""
-        from actdb.comparing import CompareConfig, compare_spaces
+        ``space_separation``. Options are :class:`~actdb.options.CompareConfig`'s fields."""
+        from actdb.comparing import compare_spaces
+        from actdb.options import CompareConfig
 
-        return compare_spaces(self.store, CompareConfig(sample=sample, seed=seed, k=k,
-                                                        queries=queries, pairs=pairs))
+        return compare_spaces(self.store, configured(CompareConfig, config, options, "compare"))
 
     def images(self, where: str | None = None):
         """The images table (DataFrame), optionally filtered by a SQL predicate."""

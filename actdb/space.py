@@ -237,20 +237,21 @@ class Space:
     # -- pictures ----------------------------------------------------------------------------
 
     def plot(self, kind: str, queries=(), output: str | Path | None = None, *,
-             classes=None, random_classes: int = 0, per_class: int = 100, seed: int = 0,
-             log: bool = False, bins: int = 40, save_coords: str | Path | None = None,
-             progress: Progress | None = None):
+             config=None, save_coords: str | Path | None = None,
+             progress: Progress | None = None, **options):
         """A matplotlib Figure: ``tsne``, ``umap`` or ``pca`` maps, a channel ``profile``, or
         ``distances`` histograms, with the queries highlighted, or the ``cka`` heatmap of the
-        last ``compare``; saved when ``output`` is given (.png, .svg, .pdf)."""
-        from actdb.viz.plot import KINDS, PlotConfig, plot
+        last ``compare``; saved when ``output`` is given (.png, .svg, .pdf). Options are
+        :class:`~actdb.options.PlotConfig`'s fields, as ``config`` or keywords over it."""
+        from actdb.options import PlotConfig
+        from actdb.viz.plot import KINDS, plot
 
         if kind not in KINDS:  # a picture there is no such thing as (404 in the service)
             raise NotFound(f"unknown plot {kind!r}; use one of {', '.join(KINDS)}")
         writable(output)
         writable(save_coords)
-        cfg = PlotConfig(classes=parse_classes(classes), random_classes=random_classes,
-                         per_class=per_class, seed=seed, log=log, bins=bins)
+        cfg = configured(PlotConfig, config, options, "plot")
+        cfg = replace(cfg, classes=parse_classes(cfg.classes))
         specs = as_list(queries)
         with self._call() as ctx:
             qs = resolve(specs, None, ctx) if specs else []
@@ -376,12 +377,12 @@ class Space:
         where it lands (``k`` nearest images, class vote, centroids), its top, bottom and
         quantile ``examples`` and the agreement of these, in the ``channels`` table, then a
         static site (``output``, else the store's ``atlas/site``). ``channels``: "0-511",
-        "4,17" or a list; None: all. Options are :class:`~actdb.atlas.config.AtlasConfig`'s
+        "4,17" or a list; None: all. Options are :class:`~actdb.options.AtlasConfig`'s
         fields (declared there once, with their defaults), as ``config`` or keywords that
-        override it; ``size`` None is the space's image size. Rerunning continues where a
+        override it; ``image_size`` None is the space's. Rerunning continues where a
         run stopped. ``output`` is made when missing."""
-        from actdb.atlas.config import AtlasConfig
         from actdb.atlas.run import parse_channels, run_atlas
+        from actdb.options import AtlasConfig
 
         cfg = configured(AtlasConfig, config, options, "atlas")
         chans = (tuple(parse_channels(channels, self.manifest.dim))
@@ -391,46 +392,47 @@ class Space:
             raise UsageError(f"cannot write the atlas into {out}: it is a file, not a folder")
         with self._call():  # a damaged space is refused before any picture is made
             cfg = replace(cfg, channels=chans, models=tuple(cfg.models),
-                          size=cfg.size or self.manifest.image_size)
+                          image_size=cfg.image_size or self.manifest.image_size)
 
         def lands(paths, names):
             return self.lands(paths, names, k=cfg.k, centroids=5)
 
         return run_atlas(self.store, cfg, lands, progress, stage)
 
-    def dream(self, output: str | Path, progress=None, **options):
-        """:func:`actdb.dream` with the space's own network: the options left out (``model``,
-        ``layer``, ``weights``, ``size``, ``preprocess``) are this space's recipe, so a
-        picture made here excites the channel the space's vectors hold (DreamResult)."""
-        from actdb.featvis.dream import DreamConfig
+    def dream(self, output: str | Path, config=None, progress=None, **options):
+        """:func:`actdb.dream` with the space's own network: unless ``model`` names another,
+        the options left None (``layer``, ``weights``, ``image_size``, ``preprocess``) are
+        this space's recipe, so a picture made here excites the channel the space's vectors
+        hold (DreamResult). Options are :class:`~actdb.options.DreamConfig`'s fields."""
         from actdb.featvis.dream import dream as run
+        from actdb.options import DreamConfig
 
-        m = self.manifest
-        given = {k: v for k, v in options.items() if v is not None}
-        if "model" not in given:  # another model: none of this space's recipe applies
-            given = {"model": m.model, "layer": m.layer, "weights": m.weights,
-                     "size": m.image_size, "preprocess": m.preprocess, **given}
-        return run(DreamConfig(**given), output, progress)
+        cfg = configured(DreamConfig, config, options, "dream")
+        if cfg.model is None:  # another model: none of this space's recipe applies
+            m = self.manifest
+            own = {"model": m.model, "layer": m.layer, "weights": m.weights,
+                   "image_size": m.image_size, "preprocess": m.preprocess}
+            cfg = replace(cfg, **{k: v for k, v in own.items() if getattr(cfg, k) is None})
+        return run(cfg, output, progress)
 
-    def report(self, output: str | Path, queries, *, k: int = 12, classes=None,
-               random_classes: int = 0, per_class: int = 100, seed: int = 0,
-               progress: Progress | None = None) -> Path:
+    def report(self, output: str | Path, queries, *, config=None,
+               progress: Progress | None = None, **options) -> Path:
         """One self-contained HTML file: the queries, their neighbours, class vote, centroid
         ranking, t-SNE and UMAP maps and distance histograms (and, when the store has other
-        spaces, where the queries land in each)."""
+        spaces, where the queries land in each). Options are
+        :class:`~actdb.options.ReportConfig`'s fields, as ``config`` or keywords over it."""
+        from actdb.options import ReportConfig
         from actdb.query.across import askable
-        from actdb.viz.plot import PlotConfig
-        from actdb.viz.report import ReportConfig, build_report
+        from actdb.viz.report import build_report
 
-        positive("k", k)
+        cfg = configured(ReportConfig, config, options, "report")
+        cfg = replace(cfg, classes=parse_classes(cfg.classes))
+        positive("k", cfg.k)
         writable(output)
         specs = queries_given(queries)
-        cfg = ReportConfig(k=k, plot=PlotConfig(classes=parse_classes(classes),
-                                                random_classes=random_classes,
-                                                per_class=per_class, seed=seed))
         say = progress or (lambda _: None)
         say("nearest neighbours")
-        near, cents = self.lands(specs, k=k, centroids=10)
+        near, cents = self.lands(specs, k=cfg.k, centroids=10)
         qs = [a.query for a in near.answers]
         across = None
         if self._across and len(self.store.spaces()) > 1 and all(map(askable, specs)):

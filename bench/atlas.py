@@ -57,7 +57,7 @@ def main() -> None:
     default_steps = resolved(DreamConfig()).steps
     best = None
     for precision in args.precisions.split(","):
-        cfg = resolved(DreamConfig(weights="random:0", size=args.size, precision=precision))
+        cfg = resolved(DreamConfig(weights="random:0", image_size=args.size, precision=precision))
         emb = dream_embedder(cfg)
         for batch in (int(b) for b in args.batches.split(",")):
             step = per_step(emb, cfg, batch, args.steps, tmp)
@@ -72,7 +72,7 @@ def main() -> None:
         db = actdb.open(store)
         db.ingest(root, weights="random:0", image_size=args.size)
         t = time.perf_counter()
-        db.space().atlas(f"0-{args.atlas_channels - 1}", size=args.size, steps=1, batch=8,
+        db.space().atlas(f"0-{args.atlas_channels - 1}", image_size=args.size, steps=1, batch=8,
                          precision="auto")
         rest = (time.perf_counter() - t) / args.atlas_channels
         print(f"atlas end to end, 1 step, {args.atlas_channels} channels, 3 classifiers: "

@@ -31,7 +31,7 @@ def main() -> None:
     for recipe in ("seed", "improved"):
         for precision in ("fp32", "bf16"):
             stamps: list[float] = []
-            cfg = DreamConfig(weights="random:0", size=args.size, steps=args.steps,
+            cfg = DreamConfig(weights="random:0", image_size=args.size, steps=args.steps,
                               recipe=recipe, precision=precision)
             res = dream(cfg, out / f"{recipe}-{precision}.png",
                         progress=lambda step, total, value, st=stamps: st.append(

@@ -297,7 +297,7 @@ def test_a_saved_keras_model_ingests_and_answers_queries_like_a_registry_model(t
                               "--json"])
     assert res.exit_code == 0, res.output
     dreamt = json.loads(res.stdout)["config"]
-    assert (dreamt["layer"], dreamt["size"], dreamt["channel"]) == ("c2", SIZE, 3)
+    assert (dreamt["layer"], dreamt["image_size"], dreamt["channel"]) == ("c2", SIZE, 3)
     # a retrained file is refused by its weights, a lost one named
     retrained = keras.saving.load_model(model_file)
     retrained.get_layer("c1").kernel.assign(retrained.get_layer("c1").kernel * 2)
@@ -310,20 +310,47 @@ def test_a_saved_keras_model_ingests_and_answers_queries_like_a_registry_model(t
     assert res.exit_code == 1 and "model file" in res.stderr and "is missing" in res.stderr
 
 
-def test_atlas_options_are_its_config_fields_declared_once():
-    """Each option of actdb atlas is an AtlasConfig field: its help, flags and default are
-    the field's (cli.app.config_options), and the command hands them over as one config."""
+@pytest.mark.parametrize(("path", "config", "left"), [
+    (("atlas",), "AtlasConfig", ()),
+    (("dream",), "DreamConfig", ()),
+    (("compare",), "CompareConfig", ()),
+    (("report",), "ReportConfig", ("log",)),
+    (("plot", "umap"), "PlotConfig", ("log", "bins")),
+    (("plot", "distances"), "PlotConfig", ("per_class",)),
+    (("plot", "profile"), "PlotConfig", ("random_classes", "per_class", "seed", "log", "bins")),
+])
+def test_options_are_config_fields_declared_once(path, config, left):
+    """Each option of these commands is a field of its config in actdb.options: its help,
+    flags and default are the field's (cli.app.config_options), none is declared twice."""
     import dataclasses
 
     import typer.main
 
-    from actdb.atlas.config import AtlasConfig
+    import actdb.options
 
-    cmd = typer.main.get_command(app).commands["atlas"]
+    cmd = typer.main.get_command(app)
+    for name in path:
+        cmd = cmd.commands[name]
     opts = {p.name: p for p in cmd.params}
-    declared = [f for f in dataclasses.fields(AtlasConfig) if "help" in f.metadata]
-    assert len(declared) == 12
+    declared = [f for f in dataclasses.fields(getattr(actdb.options, config))
+                if "help" in f.metadata]
+    assert declared and {f.name for f in declared} - set(opts) == set(left)
     for f in declared:
+        if f.name in left:
+            continue
         default = ",".join(f.default) if isinstance(f.default, tuple) else f.default
         assert (opts[f.name].help, opts[f.name].default) == (f.metadata["help"], default)
+        flags = {x for flag in f.metadata["flags"] for x in flag.split("/")}
+        assert flags <= {*opts[f.name].opts, *opts[f.name].secondary_opts}
+
+
+def test_atlas_and_dream_flags():
+    """Short and boolean flags come from the fields; ``--size`` still names the input size."""
+    import typer.main
+
+    cmds = typer.main.get_command(app).commands
+    opts = {p.name: p for p in cmds["atlas"].params}
     assert "-k" in opts["k"].opts and "--no-heatmaps" in opts["heatmaps"].secondary_opts
+    for name in ("atlas", "dream"):
+        size = next(p for p in cmds[name].params if p.name == "image_size")
+        assert {"--image-size", "--size"} <= set(size.opts)

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from actdb.atlas.config import AtlasConfig
 from actdb.errors import UsageError
+from actdb.options import AtlasConfig
 from actdb.store.catalog import derived, files, reads, writes
 from actdb.store.writer import StoreWriter
 
@@ -140,7 +140,7 @@ def _analyse(store, lands: Lands, results, jobs_cfg, predictor, data: ChannelDat
         t_key, t_name = data.top_class.get(ch, (None, None))
         row = {"model": m.model_label, "layer": m.layer, "channel": ch, "recipe": cfg.recipe,
                "objective": jobs_cfg.objective, "seed": jobs_cfg.seed, "steps": jobs_cfg.steps,
-               "size": cfg.size, "variant": variant,
+               "size": cfg.image_size, "variant": variant,
                "start_activation": res.start_activation, "objective_value": res.final_activation,
                "picture": Path(res.image).relative_to(store.path / files.ATLAS_DIR).as_posix(),
                "predicted_class": own[0]["class_name"], "predicted_key": own[0]["wnid"],
@@ -186,8 +186,8 @@ def run_atlas(store, cfg: AtlasConfig, lands: Lands, progress: Progress | None =
     channels = sorted(set(cfg.channels)) if cfg.channels else list(range(m.dim))
     parse_channels(",".join(map(str, channels)), m.dim)  # range check
     base = resolved(DreamConfig(model=m.model, layer=m.layer, weights=m.weights,
-                                preprocess=m.preprocess, size=cfg.size, steps=cfg.steps,
-                                seed=cfg.seed, recipe=cfg.recipe,
+                                preprocess=m.preprocess, image_size=cfg.image_size,
+                                steps=cfg.steps, seed=cfg.seed, recipe=cfg.recipe,
                                 precision=resolve_precision(cfg.precision)))
     jobs = [(replace(base, objective="channel"), False)]
     if cfg.variants:  # how stable is the picture: another objective, another seed
@@ -195,7 +195,8 @@ def run_atlas(store, cfg: AtlasConfig, lands: Lands, progress: Progress | None =
                  (replace(base, seed=base.seed + 1), True)]
     with store.reader() as con:
         todo = [(job, variant, [ch for ch in channels if ch not in derived.channels_done(
-            con, m.model_label, m.layer, job.recipe, job.objective, job.seed, job.steps, cfg.size)])
+            con, m.model_label, m.layer, job.recipe, job.objective, job.seed, job.steps,
+            cfg.image_size)])
             for job, variant in jobs]
     total = len(channels) * len(jobs)
     remaining = sum(len(t[2]) for t in todo)

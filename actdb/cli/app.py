@@ -220,16 +220,18 @@ def _option_type(hint) -> type:
     return str if typing.get_origin(hint) is tuple else hint
 
 
-def config_options(cls):
+def config_options(cls, leave: tuple[str, ...] = ()):
     """Give a command one option per field of the config dataclass ``cls`` that declares its
-    help (``metadata={"help": ..., "flags": (...)}``), with the field's default; it receives
-    them as ``config: cls``. An option is declared once: in the config, not here, not in the
-    face. A tuple field is one comma-separated option."""
+    help (``metadata={"help": ..., "flags": (...)}``; see ``actdb.options``), with the
+    field's default, less the fields in ``leave``; it receives them as ``config: cls``. An
+    option is declared once: in the config, not here, not in the face. A tuple field is one
+    comma-separated option."""
     import dataclasses
     import typing
 
     hints = typing.get_type_hints(cls)
-    declared = [f for f in dataclasses.fields(cls) if "help" in f.metadata]
+    declared = [f for f in dataclasses.fields(cls)
+                if "help" in f.metadata and f.name not in leave]
     extra = {}
     for f in declared:
         t = _option_type(hints[f.name])

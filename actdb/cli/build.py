@@ -14,6 +14,7 @@ from actdb.cli.app import (
     SpaceOpt,
     StoreOpt,
     command,
+    config_options,
     echo_json,
     echo_table,
     fail,
@@ -23,6 +24,7 @@ from actdb.cli.app import (
     output_options,
     progress_bar,
 )
+from actdb.options import CompareConfig
 
 
 @command()
@@ -262,16 +264,11 @@ def stats(
 
 @command()
 @output_options
+@config_options(CompareConfig)
 def compare(
-    sample: int = typer.Option(50_000, help="Images every space is compared on (a seeded "
-                               "sample of those they share; all when fewer)."),
-    seed: int = typer.Option(0, help="Seed of the sample, the voters and the pairs."),
-    k: int = typer.Option(10, "-k", "--k", help="Neighbours of the k-NN class vote."),
-    queries: int = typer.Option(5000, help="Labelled sample images that vote (leave-one-out)."),
-    pairs: int = typer.Option(100_000, help="Same- and different-class pairs of the distance "
-                              "ratio."),
     store: Path = StoreOpt,
     out: Output = None,
+    config: CompareConfig = None,
 ):
     """How alike the store's spaces are (linear CKA of every pair) and how well each keeps
     classes apart (k-NN accuracy, same/different-class distance ratio), on one shared
@@ -281,7 +278,7 @@ def compare(
     """
     from actdb import render
 
-    res = open_store(store).compare(sample=sample, seed=seed, k=k, queries=queries, pairs=pairs)
+    res = open_store(store).compare(config)
     sim = ["space_a", "space_b", "cka", "method", "n", "seed"]
     sep = ["space", "knn_accuracy", "k", "queries", "same_over_different", "n", "seed"]
     if not out.table:

@@ -13,6 +13,7 @@ from actdb.cli.app import (
     SpaceOpt,
     StoreOpt,
     command,
+    config_options,
     echo_json,
     echo_table,
     note,
@@ -22,35 +23,18 @@ from actdb.cli.app import (
     progress_bar,
 )
 from actdb.errors import UsageError
+from actdb.options import DreamConfig
 
 
 @command()
+@config_options(DreamConfig)
 def dream(
-    ctx: typer.Context,
     output: Path = typer.Option(..., "-o", "--output", help="Image to write (its name says "
                                 "the format: .png, .jpg, ...), plus a .json sidecar with every "
                                 "parameter and the objective per step."),
-    model: str = typer.Option(None, help="A registry model (`actdb layers` lists them) "
-                              "or a saved FILE.keras (with --preprocess); default: the store's "
-                              "model, else vgg19.", show_default=False),
-    preprocess: str = typer.Option(None, help="With a saved model: caffe | tf | torch | none."),
-    layer: str = typer.Option(None, help="Layer (default: the model's default layer)."),
-    channel: int = typer.Option(4, help="Channel to maximise (0-based)."),
-    weights: str = typer.Option(None, help="imagenet | PATH | random:SEED (default: the "
-                                "store's weights, else imagenet).", show_default=False),
-    size: int = typer.Option(None, help="Image size in pixels (default: the store's, else the "
-                             "model's native size)."),
-    steps: int = typer.Option(None, help="Optimisation steps (seed: 100, improved: 256)."),
-    step_size: float = typer.Option(None, help="seed: gradient step (0.1); improved: Adam "
-                                    "learning rate (0.05)."),
-    seed: int = typer.Option(0, help="Random seed of the start image."),
-    recipe: str = typer.Option("improved", help="seed (the original write-up, quirks "
-                               "included) or improved (Fourier + decorrelated colour + "
-                               "jitter/scale robustness)."),
-    objective: str = typer.Option("channel", help="channel (mean over positions) or neuron "
-                                  "(centre position)."),
     store: Path = StoreOpt,
     as_json: bool = JsonOpt,
+    config: DreamConfig = None,
 ):
     """Make a feature visualization: an image optimised to excite one channel.
 
@@ -62,19 +46,17 @@ def dream(
     """
     import actdb
 
-    options = {k: v for k, v in ctx.params.items()
-               if k not in ("output", "as_json", "store") and v is not None}
     db = open_store(store)
     in_store = db.exists()
     with progress_bar(not as_json, "dream", "steps/s") as bar:
         show = (lambda step, total, value: bar(step, total, f"objective {value:.4g}")) \
             if bar else None
         run = db.space().dream if in_store else actdb.dream
-        res = run(output, progress=show, **options)
-    if in_store and model is None:
+        res = run(output, config=config, progress=show)
+    if in_store and config.model is None:
         c = res.config
         note(f"the store's network at {db.path}: {Path(c['model']).name} {c['layer']}, "
-             f"weights {c['weights']}, {c['size']} px (--model names another)")
+             f"weights {c['weights']}, {c['image_size']} px (--model names another)")
     if as_json:
         echo_json(res.to_dict())
     else:

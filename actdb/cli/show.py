@@ -6,7 +6,6 @@ from pathlib import Path
 
 import typer
 
-from actdb.atlas.config import AtlasConfig
 from actdb.cli.app import (
     JsonOpt,
     Output,
@@ -28,6 +27,7 @@ from actdb.cli.app import (
     stages,
 )
 from actdb.errors import UsageError
+from actdb.options import AtlasConfig, PlotConfig, ReportConfig
 
 plot_app = typer.Typer(help="Plots with the query highlighted: tsne, umap, pca, profile, "
                        "distances.\n\nExample: actdb plot umap --query node4.png "
@@ -48,23 +48,19 @@ def _plot(kind: str, queries, output: Path, store, space, runtime=None, **option
 
 
 def _add_map_command(method: str, label: str) -> None:
+    @config_options(PlotConfig, leave=("log", "bins"))
     def cmd(
         query: list[str] = typer.Option(None, "--query", help="Query image/id:/npy to "
                                         "highlight; repeatable."),
-        classes: str = typer.Option(None, help="Classes to show (comma-separated; default: "
-                                    "all when no --random-classes)."),
-        random_classes: int = RandomOpt,
-        per_class: int = typer.Option(100, help="Images per class (seeded sample)."),
-        seed: int = SeedOpt,
         output: Path = OutOpt,
         save_coords: Path = typer.Option(None, help="Save coordinates, sample ids and "
                                          "parameters to this .parquet."),
         space: str = SpaceOpt,
         runtime: str = RuntimeOpt,
         store: Path = StoreOpt,
+        config: PlotConfig = None,
     ):
-        _plot(method, query, output, store, space, runtime, classes=classes,
-              random_classes=random_classes, per_class=per_class, seed=seed,
+        _plot(method, query, output, store, space, runtime, config=config,
               save_coords=save_coords)
 
     cmd.__doc__ = (f"{label} map of stored vectors coloured by class, queries on top.\n\n"
@@ -79,20 +75,20 @@ for _method, _label in (("tsne", "t-SNE"), ("umap", "UMAP"), ("pca", "PCA")):
 
 @plot_app.command("profile")
 @handle_errors
+@config_options(PlotConfig, leave=("random_classes", "per_class", "seed", "log", "bins"))
 def plot_profile(
     queries: list[str] = QueriesArg,
-    classes: str = typer.Option(None, help="Classes whose mean profile to overlay "
-                                "(comma-separated)."),
     output: Path = OutOpt,
     space: str = SpaceOpt,
     runtime: str = RuntimeOpt,
     store: Path = StoreOpt,
+    config: PlotConfig = None,
 ):
     """The query's channel values, overlaid with each named class's mean profile.
 
     Example: actdb plot profile node4.png --classes sea_cucumber,groenendael -o profile.png
     """
-    _plot("profile", queries, output, store, space, runtime, classes=classes)
+    _plot("profile", queries, output, store, space, runtime, config=config)
 
 
 @plot_app.command("cka")
@@ -108,18 +104,14 @@ def plot_cka(output: Path = OutOpt, store: Path = StoreOpt):
 
 @plot_app.command("distances")
 @handle_errors
+@config_options(PlotConfig, leave=("per_class",))
 def plot_distances(
     queries: list[str] = QueriesArg,
-    classes: str = typer.Option(None, help="Classes to compare (comma-separated)."),
-    random_classes: int = RandomOpt,
-    seed: int = SeedOpt,
-    log: bool = typer.Option(False, "--log", help="Log distance axis (the query may be "
-                             "orders of magnitude farther than in-data pairs)."),
-    bins: int = typer.Option(40, help="Histogram bins."),
     output: Path = OutOpt,
     space: str = SpaceOpt,
     runtime: str = RuntimeOpt,
     store: Path = StoreOpt,
+    config: PlotConfig = None,
 ):
     """Histograms of distances from the query to every image of each class, with the
     store's same-class / different-class / random pair distances for context.
@@ -127,23 +119,18 @@ def plot_distances(
     Example: actdb plot distances node4.png --classes sea_cucumber,groenendael
     --random-classes 10 --log -o dist.png
     """
-    _plot("distances", queries, output, store, space, runtime, classes=classes,
-          random_classes=random_classes, seed=seed, log=log, bins=bins)
+    _plot("distances", queries, output, store, space, runtime, config=config)
 
 
 @command()
+@config_options(ReportConfig, leave=("log",))
 def report(
     queries: list[str] = QueriesArg,
     output: Path = typer.Option("report.html", "-o", "--output", help="HTML file to write."),
-    k: int = typer.Option(12, "-k", "--k", help="Neighbours shown per query."),
-    classes: str = typer.Option(None, help="Classes in the maps and histograms "
-                                "(comma-separated)."),
-    random_classes: int = RandomOpt,
-    per_class: int = typer.Option(100, help="Images per class in the maps."),
-    seed: int = SeedOpt,
     space: str = SpaceOpt,
     runtime: str = RuntimeOpt,
     store: Path = StoreOpt,
+    config: ReportConfig = None,
 ):
     """One self-contained HTML report: query, neighbours, class vote, centroids, t-SNE and
     UMAP maps, distance histograms (images embedded; opens offline).
@@ -151,9 +138,8 @@ def report(
     Example: actdb report node4.png -o report.html
     """
     with stages() as stage:
-        path = open_space(store, space, runtime).report(
-            output, queries, k=k, classes=classes, random_classes=random_classes,
-            per_class=per_class, seed=seed, progress=stage)
+        path = open_space(store, space, runtime).report(output, queries, config=config,
+                                                        progress=stage)
     typer.echo(f"wrote {path}")
 
 

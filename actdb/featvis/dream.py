@@ -40,26 +40,9 @@ from actdb.errors import UsageError
 from actdb.featvis.objectives import OBJECTIVES, channel_objectives
 from actdb.featvis.param import fourier_image, seed_start
 from actdb.featvis.transforms import robustness
+from actdb.options import DreamConfig
 
 RECIPES = ("seed", "improved")
-
-
-@dataclass(frozen=True, kw_only=True)
-class DreamConfig:
-    """Everything ``actdb dream`` takes."""
-
-    model: str = "vgg19"
-    layer: str | None = None
-    channel: int = 4
-    weights: str = "imagenet"
-    size: int | None = None  # None: the model's native size
-    preprocess: str | None = None  # a saved model's input scaling
-    steps: int | None = None  # seed: 100, improved: 256
-    step_size: float | None = None  # seed: 0.1, improved: Adam learning rate 0.05
-    seed: int = 0
-    recipe: str = "improved"
-    objective: str = "channel"
-    precision: str = "fp32"
 
 
 @dataclass
@@ -84,10 +67,10 @@ def resolved(cfg: DreamConfig) -> DreamConfig:
 
     from actdb.models.registry import get_spec
 
-    spec = get_spec(cfg.model, cfg.preprocess)
-    size = cfg.size or spec.native_size  # a saved model's: found when it is built
+    spec = get_spec(cfg.model or "vgg19", cfg.preprocess)
+    size = cfg.image_size or spec.native_size  # a saved model's: found when it is built
     if size is not None and size < 32:
-        raise UsageError(f"size must be at least 32, not {size}", param="size")
+        raise UsageError(f"image_size must be at least 32, not {size}", param="image_size")
     if cfg.steps is not None and cfg.steps < 1:
         raise UsageError(f"steps must be at least 1, not {cfg.steps}",
                          param="steps")
@@ -98,7 +81,8 @@ def resolved(cfg: DreamConfig) -> DreamConfig:
                          f"{', '.join(OBJECTIVES)}")
     seed_recipe = cfg.recipe == "seed"
     return replace(
-        cfg, model=spec.name, layer=cfg.layer or spec.default_layer, size=size,
+        cfg, model=spec.name, layer=cfg.layer or spec.default_layer, image_size=size,
+        weights=cfg.weights or "imagenet",
         steps=cfg.steps if cfg.steps is not None else (100 if seed_recipe else 256),
         step_size=cfg.step_size if cfg.step_size is not None else (0.1 if seed_recipe else 0.05))
 
@@ -121,7 +105,7 @@ def image_format(output: str | Path) -> str:
 def _run_seed(emb, cfg, objectives, n: int, progress):
     import tensorflow as tf
 
-    one = emb.preprocess_tensor(seed_start(cfg.size, cfg.seed).astype(np.float32))
+    one = emb.preprocess_tensor(seed_start(cfg.image_size, cfg.seed).astype(np.float32))
     imgs = [tf.convert_to_tensor(one) for _ in range(n)]  # every channel from the same start
     start = objectives(emb.features(tf.stack(imgs), training=False)).numpy()
 
@@ -151,8 +135,8 @@ def _run_improved(emb, cfg, objectives, n: int, progress):
 
     # every channel starts from the seed's spectrum and sees the seed's jitter: a channel in a
     # batch gets what a run of its own gets
-    variables, to_rgb = fourier_image(n, cfg.size, cfg.seed)
-    robust = robustness(n, cfg.size, cfg.seed)
+    variables, to_rgb = fourier_image(n, cfg.image_size, cfg.seed)
+    robust = robustness(n, cfg.image_size, cfg.seed)
 
     def score(x01):  # RGB in [0, 1] -> each image's objective
         return objectives(emb.features(emb.preprocess_tensor(x01 * 255.0), training=False))
@@ -188,7 +172,7 @@ def dream_embedder(cfg: DreamConfig):
         raise UsageError(f"dream runs on Keras' TensorFlow backend; KERAS_BACKEND is "
                          f"{backend()}: run it with KERAS_BACKEND=tensorflow")
     return Embedder(EmbedConfig(model=cfg.model, layer=cfg.layer, weights=cfg.weights,
-                                image_size=cfg.size, precision=cfg.precision,
+                                image_size=cfg.image_size, precision=cfg.precision,
                                 preprocess=cfg.preprocess))
 
 
@@ -209,7 +193,7 @@ def dream_batch(cfg: DreamConfig, channels: list[int], outputs: list[str | Path]
     fmts = [image_format(o) for o in outputs]
     emb = emb or dream_embedder(cfg)
     # a saved model's default layer and input size are found when it is built
-    cfg = replace(cfg, layer=emb.config.layer, size=emb.config.image_size)
+    cfg = replace(cfg, layer=emb.config.layer, image_size=emb.config.image_size)
     objectives = channel_objectives(cfg.objective, channels, emb.dim, cfg.layer)
     run = _run_seed if cfg.recipe == "seed" else _run_improved
     images, values, start = run(emb, cfg, objectives, len(channels), progress)

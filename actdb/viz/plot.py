@@ -11,30 +11,18 @@ Maps (``tsne``, ``umap``, ``pca``) reuse the stored map of the same sample and p
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from actdb.errors import QueryError, UsageError
+from actdb.options import PlotConfig
 from actdb.viz import figures
 from actdb.viz.data import SampleConfig, distance_data, profile_data
 from actdb.viz.maps import MapSpec, map_data
 from actdb.viz.projection import METHODS
 
 KINDS = (*METHODS, "profile", "distances", "cka")
-
-
-@dataclass(frozen=True, kw_only=True)
-class PlotConfig:
-    """What a plot shows. ``per_class`` applies to maps; distances use every image."""
-
-    classes: tuple[str, ...] | None = None
-    random_classes: int = 0
-    per_class: int = 100
-    seed: int = 0
-    log: bool = False
-    bins: int = 40
 
 
 def cka_matrix(store) -> tuple[list[str], np.ndarray]:

@@ -14,22 +14,16 @@ import functools
 import io
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
+from actdb.options import PlotConfig, ReportConfig
 from actdb.viz import figures
-from actdb.viz.plot import PlotConfig, plot
+from actdb.viz.plot import plot
 
 #: The report's sections, by their anchor (``report.html#umap``); a store of several spaces
 #: adds ``spaces`` (each query in every space) and, once compared, ``cka``.
 SECTIONS = ("queries", "neighbours", "votes", "centroids", "map", "tsne", "umap", "distances")
-
-
-@dataclass(frozen=True, kw_only=True)
-class ReportConfig:
-    k: int = 12
-    plot: PlotConfig = field(default_factory=PlotConfig)
-    thumb: int = 112
 
 
 def data_uri(data: bytes, mime: str) -> str:
@@ -109,8 +103,8 @@ def build_report(store, queries: list, near, cents, output: str | Path,
     qs = [{"name": q.name, "thumb": data_uri(thumbnail(q.source, 224), "image/jpeg")
            if Path(q.source).is_file() else ""} for q in queries]
     plots = []
-    for kind, title, pcfg in (("tsne", "t-SNE map", cfg.plot), ("umap", "UMAP map", cfg.plot),
-                              ("distances", "Distance histograms", replace(cfg.plot, log=True))):
+    for kind, title, pcfg in (("tsne", "t-SNE map", cfg), ("umap", "UMAP map", cfg),
+                              ("distances", "Distance histograms", replace(cfg, log=True))):
         say(f"{title}")
         fig = plot(store, kind, queries, pcfg, progress=say)
         plots.append({"id": kind, "title": title,
@@ -128,6 +122,6 @@ def build_report(store, queries: list, near, cents, output: str | Path,
         names=", ".join(q.name for q in queries), m=store.manifest, store=store.path,
         queries=qs, answers=answers, centroids=cents.to_dict("records"), plots=plots,
         across=None if across is None else across.to_dict("records"),
-        interactive=interactive_map(store, queries, answers, cents, cfg.plot))
+        interactive=interactive_map(store, queries, answers, cents, cfg))
     output.write_text(page, encoding="utf-8")
     return output

@@ -18,7 +18,7 @@ def test_seed_recipe_equals_an_independent_plain_tensorflow_loop(tmp_path):
     import tensorflow as tf
 
     steps, step_size, channel, seed = 5, 0.1, 4, 3
-    res = dream(DreamConfig(weights="random:0", size=S, steps=steps, step_size=step_size,
+    res = dream(DreamConfig(weights="random:0", image_size=S, steps=steps, step_size=step_size,
                             channel=channel, seed=seed, recipe="seed"), tmp_path / "a.png")
 
     base = keras_reference("VGG19", include_top=False, input_shape=(S, S, 3))
@@ -42,7 +42,7 @@ def test_seed_recipe_equals_an_independent_plain_tensorflow_loop(tmp_path):
 
 @pytest.mark.slow
 def test_improved_recipe_raises_the_channel_far_above_the_start(tmp_path):
-    res = dream(DreamConfig(weights="random:0", size=64, steps=40, channel=4, seed=0),
+    res = dream(DreamConfig(weights="random:0", image_size=64, steps=40, channel=4, seed=0),
                 tmp_path / "b.png")
     assert res.final_activation > 5 * max(res.start_activation, 1e-6)
     assert res.objective_per_step[-1] > res.objective_per_step[0]
@@ -56,7 +56,7 @@ def test_improved_recipe_raises_the_channel_far_above_the_start(tmp_path):
 
 @pytest.mark.slow
 def test_neuron_objective(tmp_path):
-    res = dream(DreamConfig(weights="random:0", size=S, steps=5, objective="neuron",
+    res = dream(DreamConfig(weights="random:0", image_size=S, steps=5, objective="neuron",
                             recipe="seed"), tmp_path / "c.png")
     assert len(res.objective_per_step) == 5 and Image.open(res.image).size == (S, S)
 
@@ -66,7 +66,7 @@ def test_neuron_objective(tmp_path):
 def test_a_batch_gives_each_channel_what_its_own_run_gives(tmp_path, recipe):
     from actdb.featvis.dream import dream_batch
 
-    cfg = DreamConfig(weights="random:0", size=S, steps=6, seed=2, recipe=recipe)
+    cfg = DreamConfig(weights="random:0", image_size=S, steps=6, seed=2, recipe=recipe)
     channels = [4, 17, 100, 311]
     batch = dream_batch(cfg, channels, [tmp_path / f"b{c}.png" for c in channels])
     for ch, got in zip(channels, batch, strict=True):
@@ -93,8 +93,8 @@ def test_in_a_store_dream_takes_the_stores_network_and_says_so(built_store, tmp_
     assert res.exit_code == 0, res.output
     assert "note: the store's network" in res.stderr and "weights random:0, 32 px" in res.stderr
     config = json.loads(out.with_suffix(".json").read_text())["config"]
-    assert (config["model"], config["layer"], config["weights"], config["size"]) == (
+    assert (config["model"], config["layer"], config["weights"], config["image_size"]) == (
         "vgg19", "block5_conv4", "random:0", 32)
     other = actdb.open(built_store).space().dream(tmp_path / "o.png", channel=1, steps=1,
                                                   weights="random:1")
-    assert (other.config["weights"], other.config["size"]) == ("random:1", 32)
+    assert (other.config["weights"], other.config["image_size"]) == ("random:1", 32)
