@@ -30,7 +30,7 @@ from pathlib import Path
 
 from actdb.errors import NotFound, Refused
 from actdb.query.resolve import Upload
-from actdb.space import Space, configured, positive, queries_given
+from actdb.space import Space, configured, positive
 from actdb.store.catalog import derived, reads
 from actdb.store.store import Store, resolve_store_path
 
@@ -255,17 +255,16 @@ class Database:
         route that embedded it. Every option means what it means to :meth:`Space.nearest`,
         and each space answers exactly as it does alone (its runtime and query cache); the
         spaces of one network that embed with Keras share one forward pass."""
-        from actdb.query.across import share_forward, side_by_side, space_rows
+        from actdb.query.across import askable_queries, share_forward, side_by_side, space_rows
 
-        specs = self._askable(queries)
+        specs = askable_queries(queries, names)
         positive("k", k)
         rows, rows_of = [], self.store.spaces()
         spaces = [self.space(s.name) for s in rows_of]
         with contextlib.ExitStack() as stack:  # each space's context, refreshed
-            share_forward([stack.enter_context(s._call(intact=False)) for s in spaces],
-                          specs, names)
+            share_forward([stack.enter_context(s._call(intact=False)) for s in spaces], specs)
         for row, space in zip(rows_of, spaces, strict=True):
-            near, cents = space.lands(specs, names, k=k, centroids=1, classes=classes,
+            near, cents = space.lands(specs, k=k, centroids=1, classes=classes,
                                       split=split, where=where, include_self=include_self,
                                       recall=recall)
             rows += space_rows(row, near, cents)
@@ -274,19 +273,11 @@ class Database:
     def centroids_across_spaces(self, queries, k: int = 10, classes=None):
         """:meth:`Space.centroids` asked of every space (DataFrame: ``space`` and the
         centroids' columns; each query's spaces together, in the store's order)."""
-        from actdb.query.across import side_by_side
+        from actdb.query.across import askable_queries, side_by_side
         from actdb.query.centroids import COLUMNS
 
-        specs, spaces, rows = self._askable(queries), self.store.spaces(), []
+        specs, spaces, rows = askable_queries(queries), self.store.spaces(), []
         for space in spaces:
             got = self.space(space.name).centroids(specs, k=k, classes=classes)
             rows += [{"space": space.name, **r} for r in got.to_dict("records")]
         return side_by_side(rows, spaces, ["query", "space", *COLUMNS[1:]])
-
-    @staticmethod
-    def _askable(queries) -> list:
-        from actdb.query.across import require_askable
-
-        specs = queries_given(queries)
-        require_askable(specs)
-        return specs

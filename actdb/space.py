@@ -27,7 +27,7 @@ import numpy as np
 from actdb.errors import NotFound, QueryError, UsageError
 from actdb.query.context import QueryContext
 from actdb.query.nearest import allowed_ids, parse_classes
-from actdb.query.resolve import QueryVector, as_list, resolve
+from actdb.query.resolve import QueryVector, as_list, parse_queries, resolve
 from actdb.store.catalog import derived, reads
 from actdb.store.store import Store
 
@@ -422,20 +422,19 @@ class Space:
         spaces, where the queries land in each). Options are
         :class:`~actdb.options.ReportConfig`'s fields, as ``config`` or keywords over it."""
         from actdb.options import ReportConfig
-        from actdb.query.across import askable
         from actdb.viz.report import build_report
 
         cfg = configured(ReportConfig, config, options, "report")
         cfg = replace(cfg, classes=parse_classes(cfg.classes))
         positive("k", cfg.k)
         writable(output)
-        specs = queries_given(queries)
+        specs = parse_queries(queries_given(queries))  # each file read once
         say = progress or (lambda _: None)
         say("nearest neighbours")
         near, cents = self.lands(specs, k=cfg.k, centroids=10)
         qs = [a.query for a in near.answers]
         across = None
-        if self._across and len(self.store.spaces()) > 1 and all(map(askable, specs)):
+        if self._across and len(self.store.spaces()) > 1 and all(q.askable for q in specs):
             say("every space")
             across = self._across(specs)
         return build_report(self.store, qs, near, cents, output, cfg, progress, across)

@@ -101,7 +101,7 @@ BAD = [
     ("predict {Q} --models vgg16 --weights vgg19=random:0", "not among the models"),
     ("dream -o {BASE}/x.nope --weights random:0 --size 32", "image format"),
     ("dream -o {BASE}/x.png --weights random:0 --size 32 --steps 0", "--steps must be"),
-    ("dream -o {BASE}/x.png --weights random:0 --size 8", "--size must be at least 32"),
+    ("dream -o {BASE}/x.png --weights random:0 --size 8", "--image-size must be at least 32"),
     ("dream -o {BASE}/x.png --weights random:0 --size 32 --recipe nope", "unknown recipe"),
     ("plot pca -o {BASE}/x.gif --store {S}", ".png, .svg or .pdf"),
     ("plot pca -o {NODIR}/x.png --store {S}", "no/dir/x.png"),

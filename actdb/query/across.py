@@ -13,14 +13,12 @@ original study's question, asked of every space at once).
 
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from actdb.errors import StoreMismatch, UsageError
-from actdb.query.resolve import Upload
+from actdb.query.resolve import QuerySpec, parse_queries
 
 if TYPE_CHECKING:
     from actdb.query.context import QueryContext
@@ -32,16 +30,7 @@ COLUMNS = ["query", "space", "default", "top_class", "vote_share", "top_classes"
 TOP = 3
 
 
-def askable(spec) -> bool:
-    """Whether a query can be asked of every space: an image or ``id:N``; a vector belongs to
-    the one space whose dimension it has."""
-    if isinstance(spec, Upload):
-        return True
-    return isinstance(spec, str | Path) and not str(spec).lower().endswith(".npy")
-
-
-def share_forward(contexts: list[QueryContext], queries: list,
-                  names: list[str] | None = None) -> None:
+def share_forward(contexts: list[QueryContext], queries: list[QuerySpec]) -> None:
     """One forward pass per network for the spaces that embed with Keras: the image queries
     that some of these spaces have not cached yet go once through a model with an output per
     layer (bit-identical to each layer's own model), and each space's query cache receives
@@ -50,16 +39,10 @@ def share_forward(contexts: list[QueryContext], queries: list,
     from actdb.images import decode_named
     from actdb.models.embed import layers_embedder, manifest_config, network_key
 
-    images = []  # (name, source, bytes), named as resolve names them
-    for n, q in enumerate(queries):
-        name = names[n] if names and n < len(names) and names[n] else None
-        if isinstance(q, Upload):
-            images.append((name or q.name, q.source or q.name, q.data))
-        elif not str(q).startswith("id:") and Path(q).is_file():
-            images.append((name or Path(q).stem, str(q), Path(q).read_bytes()))
+    images = [q for q in queries if q.data is not None]
     if not images:
         return
-    shas = [hashlib.sha256(data).hexdigest() for _, _, data in images]
+    shas = [q.sha256 for q in images]
     nets: dict[tuple, list] = {}
     for ctx in contexts:
         if ctx.route.startswith("keras-"):
@@ -74,20 +57,24 @@ def share_forward(contexts: list[QueryContext], queries: list,
             if member.weights_sha256 != x.weights_sha256:
                 raise StoreMismatch(f"the weights of {x.space_name} are not the ones it was "
                                     "built with; restore the original weights file")
-        batch = np.stack([decode_named(data, m.image_size, m.resize, name)
-                          for name, _, data in images])
+        batch = np.stack([decode_named(q.data, m.image_size, m.resize, q.name)
+                          for q in images])
         for ctx, vecs in zip(members, emb.embed(batch), strict=True):
-            ctx.cache.put([(sha, name, source, vec) for sha, (name, source, _), vec
-                           in zip(shas, images, vecs, strict=True)], computed=set(shas))
+            ctx.cache.put([(q.sha256, q.name, q.source, vec)
+                           for q, vec in zip(images, vecs, strict=True)], computed=set(shas))
 
 
-def require_askable(queries: list) -> None:
-    """UsageError unless every query can be asked of every space."""
-    vectors = [str(s) if isinstance(s, str | Path) else type(s).__name__
-               for s in queries if not askable(s)]
+def askable_queries(queries, names: list[str] | None = None) -> list[QuerySpec]:
+    """The queries parsed once, to be asked of every space; UsageError unless each is an
+    image or ``id:N`` (a vector belongs to one space) or when there are none."""
+    specs = parse_queries(queries, names)
+    if not specs:
+        raise UsageError("give at least one query")
+    vectors = [q.source for q in specs if not q.askable]
     if vectors:
         raise UsageError(f"{vectors[0]} is a vector of one space; ask every space with images "
                          "or id:N")
+    return specs
 
 
 def space_rows(space, near, cents) -> list[dict]:

@@ -5,15 +5,19 @@ them) of the store's dim, a numpy array, or raw image bytes (:class:`Upload`). I
 embedded together in one batch by the store's own model and cached by content
 (:mod:`actdb.query.cache`).
 
->>> parse_id("id:17")
-17
+A query is parsed once (:func:`parse_queries`: a file read, a ``.npy`` loaded) into a
+:class:`QuerySpec`, so that asking it of several spaces reads and hashes it once.
+
+>>> [(q.name, q.image_id, q.askable) for q in parse_queries(["id:17"], ["seventeen"])]
+[('seventeen', 17, True)]
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -50,19 +54,83 @@ class Upload:
     source: str = ""
 
 
+@dataclass(frozen=True, eq=False)
+class QuerySpec:
+    """One query as given, parsed: an image (its bytes, read once), a stored image
+    (``image_id``), vectors of one space (``array``: a .npy file's or an array, one or a
+    stack), or an already resolved ``given`` vector. ``named``: its name was given, so a
+    vector's name is bound in the query cache as an image's is."""
+
+    name: str
+    source: str
+    data: bytes | None = None
+    image_id: int | None = None
+    array: np.ndarray | None = None
+    given: QueryVector | None = None
+    named: bool = False
+
+    @property
+    def askable(self) -> bool:
+        """Whether every space can answer it: an image or ``id:N`` (a vector belongs to the
+        one space whose dimension it has)."""
+        return self.data is not None or self.image_id is not None
+
+    @functools.cached_property
+    def sha256(self) -> str:
+        """An image's content hash: its key in the query cache."""
+        return hashlib.sha256(self.data).hexdigest()
+
+
 def as_list(queries) -> list:
     """One query or several -> a list."""
-    if isinstance(queries, str | Path | np.ndarray | Upload | QueryVector) or not hasattr(
-            queries, "__iter__"):
+    if isinstance(queries, str | Path | np.ndarray | Upload | QueryVector | QuerySpec) or \
+            not hasattr(queries, "__iter__"):
         return [queries]
     return list(queries)
 
 
 def parse_id(spec: str) -> int:
+    """``id:17`` -> 17 (QueryError for anything else after ``id:``)."""
     try:
         return int(spec[3:])
     except ValueError:
         raise QueryError(f"bad query {spec!r}: use id:<integer image_id>") from None
+
+
+def parse_query(spec, name: str | None = None, n: int = 0) -> QuerySpec:
+    """One query (a file, ``id:N``, a ``.npy``, an array, an Upload, a QueryVector, or a
+    QuerySpec, kept) as a QuerySpec; ``name`` (None: its own) names it; ``n`` is its place
+    among the queries (an array's default name)."""
+    if isinstance(spec, QuerySpec):
+        return replace(spec, name=name, named=spec.named or spec.data is None) if name else spec
+    if isinstance(spec, QueryVector):
+        return QuerySpec(spec.name, spec.source, given=spec)
+    if isinstance(spec, Upload):
+        return QuerySpec(name or spec.name, spec.source or spec.name, data=spec.data)
+    named = name is not None
+    if isinstance(spec, np.ndarray):
+        return QuerySpec(name or f"vector{n}", "array", array=spec, named=named)
+    text = str(spec)
+    if text.startswith("id:"):
+        image_id = parse_id(text)
+        return QuerySpec(name or text, f"id:{image_id}", image_id=image_id, named=named)
+    path = Path(spec)
+    if text.lower().endswith(".npy"):
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise QueryError(f"cannot read {path}: {exc}") from None
+        return QuerySpec(name or path.stem, text, array=arr, named=named)
+    if not path.is_file():
+        raise QueryError(f"query {spec} is not a file, an id:<image_id> or a .npy")
+    return QuerySpec(name or path.stem, text, data=path.read_bytes())
+
+
+def parse_queries(specs, names: list[str] | None = None) -> list[QuerySpec]:
+    """Every query parsed once (see :func:`parse_query`); ``names[n]``, where given, names
+    the n-th."""
+    return [parse_query(spec, names[n] if names and n < len(names) and names[n] else None, n)
+            for n, spec in enumerate(as_list(specs))]
 
 
 def check_vector(vec: np.ndarray, dim: int, what: str) -> np.ndarray:
@@ -84,64 +152,46 @@ def check_vector(vec: np.ndarray, dim: int, what: str) -> np.ndarray:
     return out
 
 
-def _from_array(arr, name: str, source: str, dim: int) -> list[QueryVector]:
-    arr = np.asarray(arr)
+def _vectors(q: QuerySpec, dim: int) -> list[QueryVector]:
+    arr = np.asarray(q.array)
     if arr.ndim == 2:
-        return [QueryVector(f"{name}[{i}]", source, check_vector(r, dim, f"{source} row {i}"))
+        return [QueryVector(f"{q.name}[{i}]", q.source,
+                            check_vector(r, dim, f"{q.source} row {i}"))
                 for i, r in enumerate(arr)]
-    return [QueryVector(name, source, check_vector(arr, dim, source))]
-
-
-def _from_npy(path: Path, name: str, dim: int) -> list[QueryVector]:
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise QueryError(f"cannot read {path}: {exc}") from None
-    return _from_array(arr, name, str(path), dim)
+    return [QueryVector(q.name, q.source, check_vector(arr, dim, q.source))]
 
 
 def resolve(specs: list, names: list[str] | None, ctx: QueryContext) -> list[QueryVector]:
-    """Resolve every spec with the store's query context: ``id:`` queries read stored
-    vectors, images go through the query cache (the model runs on new content only), and
-    vectors that were named explicitly (``.npy``, ``id:``, arrays) are bound to their names,
-    as image queries are."""
+    """Resolve every query (parsed, or parsed here) with the store's query context: ``id:``
+    queries read stored vectors, images go through the query cache (the model runs on new
+    content only), and vectors that were named explicitly (``.npy``, ``id:``, arrays) are
+    bound to their names, as image queries are."""
     dim = ctx.store.manifest.dim
     out: list = []
-    images: list[tuple[int, str, str, bytes]] = []  # (slot, name, source, bytes)
-    ids: list[tuple[int, int, str]] = []  # (slot, image_id, name)
+    images: list[tuple[int, QuerySpec]] = []  # (slot, image)
+    ids: list[tuple[int, QuerySpec]] = []  # (slot, stored image)
     named: list[int] = []  # slots of explicitly named vectors
-    for n, spec in enumerate(specs):
-        name = names[n] if names and n < len(names) and names[n] else None
+    for q in parse_queries(specs, names):
         at = len(out)
-        if isinstance(spec, QueryVector):
-            out.append(spec)
-        elif isinstance(spec, Upload):
-            images.append((len(out), name or spec.name, spec.source or spec.name, spec.data))
+        if q.given is not None:
+            out.append(q.given)
+        elif q.data is not None:
+            images.append((at, q))
             out.append(None)
-        elif isinstance(spec, np.ndarray):
-            out.extend(_from_array(spec, name or f"vector{n}", "array", dim))
-        elif str(spec).startswith("id:"):
-            ids.append((len(out), parse_id(str(spec)), name or str(spec)))
+        elif q.image_id is not None:
+            ids.append((at, q))
             out.append(None)
-        elif str(spec).lower().endswith(".npy"):
-            out.extend(_from_npy(Path(spec), name or Path(spec).stem, dim))
         else:
-            p = Path(spec)
-            if not p.is_file():
-                raise QueryError(f"query {spec} is not a file, an id:<image_id> or a .npy")
-            images.append((len(out), name or p.stem, str(p), p.read_bytes()))
-            out.append(None)
-            continue
-        if name and not isinstance(spec, QueryVector | Upload):
+            out.extend(_vectors(q, dim))
+        if q.named:
             named.extend(range(at, len(out)))
     if ids:
-        vecs = ctx.stored_vectors([i for _, i, _ in ids])
-        for (slot, image_id, name), vec in zip(ids, vecs, strict=True):
-            out[slot] = QueryVector(name, f"id:{image_id}", vec, image_id=image_id)
+        vecs = ctx.stored_vectors([q.image_id for _, q in ids])
+        for (slot, q), vec in zip(ids, vecs, strict=True):
+            out[slot] = QueryVector(q.name, q.source, vec, image_id=q.image_id)
     if images:
-        for (slot, *_), q in zip(images, embed_cached([i[1:] for i in images], ctx),
-                                 strict=True):
-            out[slot] = q
+        for (slot, _), v in zip(images, embed_cached([q for _, q in images], ctx), strict=True):
+            out[slot] = v
     if named:
         bind_cached([out[i] for i in named], ctx.cache)
     return out
@@ -163,24 +213,22 @@ def bind_cached(queries: list[QueryVector], cache) -> None:
         q.rebound = q.name in rebound
 
 
-def embed_cached(images: list[tuple[str, str, bytes]], ctx: QueryContext
-                 ) -> list[QueryVector]:
-    """Image queries (name, source, bytes) through the cache of the context's route: only
-    content never seen on that route runs the model; names are bound to what they show now.
-    """
-    shas = [hashlib.sha256(data).hexdigest() for _, _, data in images]
+def embed_cached(images: list[QuerySpec], ctx: QueryContext) -> list[QueryVector]:
+    """Image queries through the cache of the context's route: only content never seen on
+    that route runs the model; names are bound to what they show now."""
+    shas = [q.sha256 for q in images]
     cache = ctx.cache
     known = cache.get(shas)
     todo = [i for i, s in enumerate(shas) if s not in known]
     if todo:
-        vecs = ctx.embed_images([images[i][2] for i in todo], [images[i][1] for i in todo])
+        vecs = ctx.embed_images([images[i].data for i in todo], [images[i].source for i in todo])
         if ctx.cache is not cache:  # the embedder took another route than planned: all on it
             return embed_cached(images, ctx)
         for i, vec in zip(todo, vecs, strict=True):
             known[shas[i]] = vec
-    rebound = cache.put([(s, name, source, known[s])
-                         for s, (name, source, _) in zip(shas, images, strict=True)],
+    rebound = cache.put([(s, q.name, q.source, known[s])
+                         for s, q in zip(shas, images, strict=True)],
                         computed={shas[i] for i in todo})
-    return [QueryVector(name, source, known[s], route=cache.route, cached=i not in todo,
-                        rebound=name in rebound)
-            for i, (s, (name, source, _)) in enumerate(zip(shas, images, strict=True))]
+    return [QueryVector(q.name, q.source, known[s], route=cache.route, cached=i not in todo,
+                        rebound=q.name in rebound)
+            for i, (s, q) in enumerate(zip(shas, images, strict=True))]
