@@ -35,10 +35,8 @@ from actdb.ingest.layout import SPLITS, ImageEntry, detect_layout
 from actdb.ingest.recipe import (
     RECIPE,
     Network,
-    check_cheap,
     manifest_of,
-    networks,
-    refuse_other_weights,
+    plan_ingest,
     store_recipe,
 )
 from actdb.models.embed import EmbedConfig, backend
@@ -302,14 +300,12 @@ def ingest(cfg: IngestConfig, progress: Progress | None = None,
     t0 = time.perf_counter()
     store = Path(cfg.store)
     layout, entries = find_images(cfg)
-    ec, layers = cfg.embed, _layers(cfg)
-    ec = check_cheap(store, ec, layers)  # a mismatching space is refused before any model
+    plan = plan_ingest(store, cfg.embed, _layers(cfg))  # a mismatch refused before any model
     engine = engine or make_engine(cfg)
     root = str(layout.root)
     with engine:
-        first, later = networks(store, ec, layers)
-        refuse_other_weights(store, engine, ec, layers)  # before anything is written
-        members = engine.prepare(first.recipe, first.layers)
+        plan.refuse_other_weights(engine)  # before anything is written
+        members = engine.prepare(plan.first.recipe, plan.first.layers)
         options = {k: v for k, v in asdict(cfg).items() if k not in ("root", "store")}
         # the backend is in the run, not the manifest: vectors do not depend on it
         options.update(backend=backend(), **engine.options())
@@ -343,7 +339,7 @@ def ingest(cfg: IngestConfig, progress: Progress | None = None,
             finally:
                 w.finish_run(status, out.ingested, skipped, len(out.failures))
         t_fill, filled = time.perf_counter(), {}
-        for net in [first, *later]:  # each space's missing shards, after the writer above
+        for net in [plan.first, *plan.later]:  # each space's missing shards, after the above
             got, failed = _fill(store, engine, net, run_id, progress)
             filled.update(got)
             out.failures += failed
@@ -379,7 +375,7 @@ def _fill(store: Path, engine: Engine, net: Network, run_id: int,
     received, and the images that failed."""
     ec, layers = net.recipe, net.layers
     failures: list[Failure] = []
-    with Store.open(store).reader() as con:
+    with Store.open(store).reader() as con:  # after the run's writes: what they added
         have = {r.name for r in reads.spaces(con)}
         names = [f"{Path(ec.model).name}/{x}" for x in layers]
         if all(n in have and not reads.shards_to_fill(con, n) for n in names):
@@ -390,26 +386,31 @@ def _fill(store: Path, engine: Engine, net: Network, run_id: int,
             lacking = {r.name: set(reads.shards_to_fill(con, r.name)) for r in w.spaces}
             todo = {shard: reads.shard_images(con, shard)
                     for shard in sorted(set().union(*lacking.values()))}
-        total, done = sum(len(x) for x in todo.values()), 0
+        total = sum(len(f) for images in todo.values() for f in images.values())
+        done = 0
         filled = {r.name: 0 for r in w.spaces if lacking[r.name]}
         for shard, images in todo.items():
-            entries = [ImageEntry(path=path, split=None, synset=None, class_name=None,
-                                  class_index=None) for _, path in images]
-            by_path = {path: image_id for image_id, path in images}
             ids, vecs = [], []
-            for batch in engine.produce(entries, Path("/")):  # the paths are absolute
-                for r in batch:
-                    if r.error is not None:
-                        failures.append(Failure(path=r.entry.path, reason=r.error))
-                    else:
-                        ids.append(by_path[r.entry.path])
-                        vecs.append(r.vecs)
+            for root, files in images.items():  # each under its dataset root, as ingested
+                entries = [ImageEntry(path=path, split=None, synset=None, class_name=None,
+                                      class_index=None) for _, path in files]
+                by_path = {path: image_id for image_id, path in files}
+                for batch in engine.produce(entries, Path(root)):
+                    for r in batch:
+                        if r.error is not None:
+                            failures.append(Failure(path=f"{root}/{r.entry.path}",
+                                                    reason=r.error))
+                        else:
+                            ids.append(by_path[r.entry.path])
+                            vecs.append(r.vecs)
+            order = np.argsort(np.asarray(ids, np.int64), kind="stable")  # by id, as written
+            ids, vecs = [ids[i] for i in order], [vecs[i] for i in order]
             spaces = [i for i, r in enumerate(w.spaces) if shard in lacking[r.name]]
             w.fill(shard, [w.spaces[i] for i in spaces], np.asarray(ids, np.int64),
                    [_stack([v[i] for v in vecs], w.spaces[i].dim) for i in spaces])
             for i in spaces:
                 filled[w.spaces[i].name] += len(ids)
-            done += len(images)
+            done += sum(len(f) for f in images.values())
             if progress:
                 progress(done, total)
     return filled, failures
@@ -417,10 +418,11 @@ def _fill(store: Path, engine: Engine, net: Network, run_id: int,
 
 def _after_ingest(store: Path, cfg: IngestConfig, result: IngestResult) -> IngestResult:
     """Bring the index and the class statistics up to date with what this run added."""
+    s = Store.open(store)
     result.index, result.stats = refresh_index_and_stats(
-        Store.open(store), index=cfg.build_index, stats=cfg.compute_stats, stale_only=True)
+        s, index=cfg.build_index, stats=cfg.compute_stats, stale_only=True)
     if cfg.onnx:
-        result.onnx = _keep_onnx(Store.open(store))
+        result.onnx = _keep_onnx(s)
     return result
 
 

@@ -29,32 +29,6 @@ def manifest_of(emb: Embedder) -> Manifest:
     )
 
 
-def check_cheap(store: Path, ec: EmbedConfig, layers: list[str]) -> EmbedConfig:
-    """Refuse a space of the store that this recipe names but does not match, before building
-    a model (a space it lacks is added); resolve ``auto`` to the store's precision."""
-    if not manifest_path(store).exists():
-        return ec
-    from actdb.models.registry import get_spec
-
-    s = Store.open(store)
-    if ec.precision == "auto":
-        ec = replace(ec, precision=s.manifest.precision)
-    spec = get_spec(ec.model, ec.preprocess)
-    have = {r.name: r for r in s.spaces()}
-    for layer in layers:
-        row = have.get(f"{Path(spec.name).name}/{layer}")
-        if row is None:
-            continue
-        m = s.in_space(row.name).manifest
-        mine = {"model": spec.name, "pool": ec.pool, "resize": ec.resize,
-                "image_size": ec.image_size or spec.native_size, "precision": ec.precision}
-        diff = [f"{k}: {getattr(m, k)} != {v}" for k, v in mine.items()
-                if v is not None and getattr(m, k) != v]
-        if diff:
-            raise mismatch(f"the space {row.name} of the store at {store}", diff)
-    return ec
-
-
 #: The recipe options of an ingest: a new store takes them (or EmbedConfig's defaults), a
 #: store that exists is their default.
 RECIPE = tuple(f.name for f in fields(EmbedConfig))
@@ -139,40 +113,78 @@ class Network:
     layers: list[str]
 
 
-def networks(store: Path, ec: EmbedConfig, layers: list[str]
-             ) -> tuple[Network, list[Network]]:
-    """(the network new images go through; every other network of the store's spaces). In
-    a new store the asked recipe is the first; in one that exists, the default space's
-    network with its spaces' layers (and the asked layers when the asked recipe is that
-    network)."""
+@dataclass(frozen=True, kw_only=True)
+class IngestPlan:
+    """What an ingest runs, decided from one look at the store (its spaces' manifests): the
+    recipe asked (``auto`` precision resolved to the store's), the network new images go
+    through (``first``: the default space's, with every layer the store keeps of it and the
+    asked ones when it is the asked network) and every other network, whose spaces are
+    filled after. ``spaces``: the store's spaces when planned (name -> manifest)."""
+
+    recipe: EmbedConfig
+    first: Network
+    later: list[Network]
+    spaces: dict[str, Manifest]
+
+    @property
+    def asked(self) -> Network:
+        """The network of the asked recipe."""
+        key = network_key(self.recipe)
+        return next(n for n in (self.first, *self.later) if network_key(n.recipe) == key)
+
+    def refuse_other_weights(self, engine) -> None:
+        """StoreMismatch when a space of the asked network exists with other weights (a
+        weights file from another source is the same weights when its sha256 is). The model
+        is built for this only when such a space exists, as the run builds it (``engine``
+        keeps it: the first network is not built twice)."""
+        from actdb.models.registry import get_spec
+
+        net = self.asked
+        label = Path(get_spec(net.recipe.model, net.recipe.preprocess).name).name
+        if not any(f"{label}/{x}" in self.spaces for x in net.layers):
+            return
+        for m in map(manifest_of, engine.prepare(net.recipe, net.layers)):
+            if m.space_name in self.spaces:
+                self.spaces[m.space_name].ensure_compatible(
+                    m, f"the space {m.space_name} of the store")
+
+
+def plan_ingest(store: Path, ec: EmbedConfig, layers: list[str]) -> IngestPlan:
+    """The plan of an ingest of ``layers`` of ``ec``'s network into ``store``. A space of the
+    store that the recipe names but does not match is refused here, before any model is
+    built (a space it lacks is added)."""
     if not manifest_path(store).exists():
-        return Network(recipe=ec, layers=list(layers)), []
+        return IngestPlan(recipe=ec, first=Network(recipe=ec, layers=list(layers)), later=[],
+                          spaces={})
     s = Store.open(store)
+    spaces = {r.name: s.in_space(r.name).manifest for r in s.spaces()}
+    if ec.precision == "auto":
+        ec = replace(ec, precision=s.manifest.precision)
+    _refuse_mismatch(store, spaces, ec, layers)
     nets: dict[tuple, Network] = {}
-    for row in s.spaces():
-        m = s.in_space(row.name).manifest
+    for m in spaces.values():
         nets.setdefault(network_key(m), Network(recipe=manifest_config(m), layers=[])
                         ).layers.append(m.layer)
     asked = nets.setdefault(network_key(ec), Network(recipe=ec, layers=[])).layers
     asked += [x for x in layers if x not in asked]
     first, *later = nets.values()
-    return first, later
+    return IngestPlan(recipe=ec, first=first, later=later, spaces=spaces)
 
 
-def refuse_other_weights(store: Path, engine, ec: EmbedConfig, layers: list[str]) -> None:
-    """StoreMismatch when a space the asked recipe names exists with other weights (a weights
-    file from another source is the same weights when its sha256 is): the model is built
-    for this check only when such a space exists."""
-    if not manifest_path(store).exists():
-        return
+def _refuse_mismatch(store: Path, spaces: dict[str, Manifest], ec: EmbedConfig,
+                     layers: list[str]) -> None:
+    """StoreMismatch for a space of the asked layers whose recipe is not ``ec``'s (what
+    differs named), decided from the manifests alone."""
     from actdb.models.registry import get_spec
 
-    s = Store.open(store)
-    have = {r.name for r in s.spaces()}
-    label = Path(get_spec(ec.model, ec.preprocess).name).name
-    if not any(f"{label}/{x}" in have for x in layers):
-        return
-    for m in map(manifest_of, engine.prepare(ec, layers)):
-        if m.space_name in have:
-            s.in_space(m.space_name).manifest.ensure_compatible(
-                m, f"the space {m.space_name} of the store")
+    spec = get_spec(ec.model, ec.preprocess)
+    mine = {"model": spec.name, "pool": ec.pool, "resize": ec.resize,
+            "image_size": ec.image_size or spec.native_size, "precision": ec.precision}
+    for layer in layers:
+        name = f"{Path(spec.name).name}/{layer}"
+        if (m := spaces.get(name)) is None:
+            continue
+        diff = [f"{k}: {getattr(m, k)} != {v}" for k, v in mine.items()
+                if v is not None and getattr(m, k) != v]
+        if diff:
+            raise mismatch(f"the space {name} of the store at {store}", diff)

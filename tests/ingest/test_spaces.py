@@ -201,6 +201,25 @@ def test_adding_a_model_fills_every_image_and_new_images_go_into_every_space(two
     assert check_store(Store.open(store)).ok
 
 
+def test_new_images_build_the_network_once_for_the_weights_check_and_the_run(two_layers,
+                                                                             tmp_path,
+                                                                             monkeypatch):
+    """The IngestPlan's weights check builds the network the run embeds with (both of the
+    store's layers), so an ingest of new images builds it once, not once a layer set."""
+    from actdb.ingest import engine
+
+    store = tmp_path / "store"
+    shutil.copytree(two_layers, store)
+    built, real = [], engine.layers_embedder
+    monkeypatch.setattr(engine, "layers_embedder",
+                        lambda ec, layers: built.append((ec.model, list(layers)))
+                        or real(ec, layers))
+    res = actdb.open(store).ingest(make_tree(tmp_path / "more", per_class=1, seed=7),
+                                   batch_size=4, **RECIPE)
+    assert res.ingested == 3
+    assert built == [("vgg19", ["block4_conv4", "block5_conv4"])]
+
+
 class _DiesInFill(LocalEngine):
     """Dies after ``fills`` shards of the fill have been embedded (a killed run)."""
 
@@ -208,11 +227,10 @@ class _DiesInFill(LocalEngine):
         super().__init__(**kw)
         self.left = fills
 
-    def produce(self, todo, root):
-        if str(root) == "/":  # the fill reads stored images by their full path
-            if self.left == 0:
-                raise KeyboardInterrupt
-            self.left -= 1
+    def produce(self, todo, root):  # the store holds every image: each call is the fill's
+        if self.left == 0:
+            raise KeyboardInterrupt
+        self.left -= 1
         yield from super().produce(todo, root)
 
 

@@ -82,11 +82,15 @@ def shards_to_fill(con, space: str) -> list[str]:
         "(SELECT name FROM shards WHERE space = ?) ORDER BY 1", [space]).fetchall()]
 
 
-def shard_images(con, shard: str) -> list[tuple[int, str]]:
-    """(image_id, its file: root/path) of the images of one image shard, by id."""
-    return [(int(r[0]), r[1]) for r in con.execute(
-        "SELECT image_id, root || '/' || path FROM images WHERE shard = ? ORDER BY image_id",
-        [shard]).fetchall()]
+def shard_images(con, shard: str) -> dict[str, list[tuple[int, str]]]:
+    """The images of one image shard by their dataset root: root -> (image_id, path under
+    the root) of each, by id."""
+    out: dict[str, list[tuple[int, str]]] = {}
+    for image_id, root, path in con.execute(
+            "SELECT image_id, root, path FROM images WHERE shard = ? ORDER BY image_id",
+            [shard]).fetchall():
+        out.setdefault(root, []).append((int(image_id), path))
+    return out
 
 
 def shards_holding(con, ids: np.ndarray) -> list[str]:
