@@ -102,6 +102,13 @@ def keras():
     return keras
 
 
+def faiss():
+    """The ``faiss`` module, imported on first use (``import actdb`` stays light)."""
+    import faiss
+
+    return faiss
+
+
 def umap():
     """The ``umap`` module (it imports TensorFlow and numba when they are installed)."""
     if "umap" in sys.modules:

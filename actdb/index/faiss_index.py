@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from actdb.errors import StoreDamaged, StoreError, UsageError
+from actdb.heavy import faiss as _faiss
 from actdb.index.info import IndexInfo, OperatingPoint, cheapest
 from actdb.index.kinds import KINDS as SPECS
 from actdb.index.kinds import kind_spec, metric_type
@@ -71,12 +72,6 @@ class IndexConfig:
     hnsw_m: int = 32
     nlist: int | None = None  # ivf, ivfpq: inverted lists (default from n)
     pq_m: int | None = None  # ivfpq: PQ sub-quantizers, 4 bits each (default about dim / 4)
-
-
-def _faiss():
-    import faiss
-
-    return faiss
 
 
 def index_ids(index) -> np.ndarray:
@@ -249,7 +244,7 @@ def build(ids: np.ndarray, vecs: np.ndarray, cfg: IndexConfig):
     index, built = kind_spec(kind).make(dim, n, cfg)
     x = as_indexed(vecs, cfg.metric)
     if kind_spec(kind).trains:  # 64 points per list train k-means well enough, and fast
-        _search_on_every_core(index, kind)  # as loaded for searching: tuning times the same
+        kind_spec(kind).on_load(index)  # as loaded for searching: tuning times the same
         rng = np.random.default_rng(cfg.seed)
         m = max(64 * built["nlist"], 100_000 if kind == "ivfpq" else 0)
         index.train(x if n <= m else x[np.sort(rng.choice(n, m, replace=False))])
@@ -291,16 +286,8 @@ def load_index(store: Path, mmap: bool = True):
                            ) from None
     if not hasattr(index, "id_map"):
         raise StoreDamaged(f"{INDEX} is not an index of image ids; run `actdb index`")
-    _search_on_every_core(index, info.kind)
+    kind_spec(info.kind).on_load(index)
     return index, info
-
-
-def _search_on_every_core(index, kind: str) -> None:
-    """IVF-flat: one query searches its lists on every core (FAISS splits over queries by
-    default). ivfpq splits a query's lists itself (``split.SplitSearch``): FAISS's fast-scan
-    split (its implementations 14/15) lets thread timing pick among tied 4-bit distances."""
-    if kind == "ivf":
-        _faiss().extract_index_ivf(index).parallel_mode = 1
 
 
 def load_info(store: Path) -> IndexInfo:

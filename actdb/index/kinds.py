@@ -18,12 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from actdb.errors import UsageError
-
-
-def _faiss():
-    import faiss
-
-    return faiss
+from actdb.heavy import faiss as _faiss
 
 
 def metric_type(metric: str):
@@ -155,7 +150,8 @@ class KindSpec:
     search of its own (None: FAISS's); ``select(index, params, selector, share, k)``: search
     parameters carrying a filter (None: post-filter a wider search); ``trains``: k-means on a
     sample first; ``exact``: it gives the stored (L2) vectors back unchanged; ``memory(n,
-    dim, build params)``: bytes held in memory and bytes memory-mapped once loaded."""
+    dim, build params)``: bytes held in memory and bytes memory-mapped once loaded;
+    ``on_load(index)``: how it is set up for searching, once built or read."""
 
     name: str
     make: Callable
@@ -166,6 +162,14 @@ class KindSpec:
     trains: bool = False
     exact: bool = False
     memory: Callable[[int, int, dict], dict]
+    on_load: Callable = lambda index: None
+
+
+def _search_on_every_core(index) -> None:
+    """IVF-flat: one query searches its lists on every core (FAISS splits over queries by
+    default). ivfpq splits a query's lists itself (``split.SplitSearch``): FAISS's fast-scan
+    split (its implementations 14/15) lets thread timing pick among tied 4-bit distances."""
+    _faiss().extract_index_ivf(index).parallel_mode = 1
 
 
 KINDS: dict[str, KindSpec] = {
@@ -178,7 +182,7 @@ KINDS: dict[str, KindSpec] = {
         memory=lambda n, dim, p: {"resident": n * (p["pq_m"] // 2 + 16) + 4 * dim * p["nlist"],
                                   "mapped": 4 * n * dim}),
     "ivf": KindSpec(name="ivf", make=_make_ivf, params=_params_ivf, grid=_grid_ivf,
-                    select=_select_ivf, trains=True,
+                    select=_select_ivf, trains=True, on_load=_search_on_every_core,
                     memory=lambda n, dim, p: {"resident": n * (4 * dim + 16)
                                               + 4 * dim * p["nlist"], "mapped": 0}),
     "hnsw": KindSpec(name="hnsw", make=_make_hnsw, params=_params_hnsw, grid=_grid_hnsw,

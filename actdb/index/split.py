@@ -29,17 +29,13 @@ import math
 
 import numpy as np
 
+from actdb.heavy import faiss as _faiss
+
 #: A query's lists are split over at most this many cores: every part returns
 #: ``k * k_factor`` candidates to merge, so more parts cost more than they save.
 MAX_PARTS = 4
 #: Queries searched at once (a batch's candidates take 12 bytes x parts x k x k_factor each).
 CHUNK = 1024
-
-
-def _faiss():
-    import faiss
-
-    return faiss
 
 
 class SplitSearch:

@@ -54,7 +54,7 @@ class Upload:
     source: str = ""
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, kw_only=True)
 class QuerySpec:
     """One query as given, parsed: an image (its bytes, read once), a stored image
     (``image_id``), vectors of one space (``array``: a .npy file's or an array, one or a
@@ -104,26 +104,27 @@ def parse_query(spec, name: str | None = None, n: int = 0) -> QuerySpec:
     if isinstance(spec, QuerySpec):
         return replace(spec, name=name, named=spec.named or spec.data is None) if name else spec
     if isinstance(spec, QueryVector):
-        return QuerySpec(spec.name, spec.source, given=spec)
+        return QuerySpec(name=spec.name, source=spec.source, given=spec)
     if isinstance(spec, Upload):
-        return QuerySpec(name or spec.name, spec.source or spec.name, data=spec.data)
+        return QuerySpec(name=name or spec.name, source=spec.source or spec.name, data=spec.data)
     named = name is not None
     if isinstance(spec, np.ndarray):
-        return QuerySpec(name or f"vector{n}", "array", array=spec, named=named)
+        return QuerySpec(name=name or f"vector{n}", source="array", array=spec, named=named)
     text = str(spec)
     if text.startswith("id:"):
         image_id = parse_id(text)
-        return QuerySpec(name or text, f"id:{image_id}", image_id=image_id, named=named)
+        return QuerySpec(name=name or text, source=f"id:{image_id}", image_id=image_id,
+                         named=named)
     path = Path(spec)
     if text.lower().endswith(".npy"):
         try:
             arr = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as exc:
             raise QueryError(f"cannot read {path}: {exc}") from None
-        return QuerySpec(name or path.stem, text, array=arr, named=named)
+        return QuerySpec(name=name or path.stem, source=text, array=arr, named=named)
     if not path.is_file():
         raise QueryError(f"query {spec} is not a file, an id:<image_id> or a .npy")
-    return QuerySpec(name or path.stem, text, data=path.read_bytes())
+    return QuerySpec(name=name or path.stem, source=text, data=path.read_bytes())
 
 
 def parse_queries(specs, names: list[str] | None = None) -> list[QuerySpec]:

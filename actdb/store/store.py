@@ -92,7 +92,7 @@ class Store:
 
             upgrade(Path(path))
         store = cls(path, sql_threads, linger, space)
-        store.manifest  # noqa: B018 - fail early with a clear message
+        store.manifest = read_manifest(store.dir)  # no such space, or unreadable: now
         return store
 
     def in_space(self, name: str | None) -> Store:

@@ -57,3 +57,37 @@ def test_a_vector_with_values_float32_cannot_hold_is_refused(bad):
     assert check_vector(np.full(8, 3e38), 8, "q.npy").dtype == np.float32  # large, finite
     with pytest.raises(QueryError, match="not numbers"):
         check_vector(np.array(["a"] * 8), 8, "q.npy")
+
+
+def test_queries_are_parsed_once_and_named_as_given(tmp_path, monkeypatch):
+    """parse_queries reads each file once into a QuerySpec (its sha256 that of the bytes);
+    a spec parsed before passes through unread, renamed when a name is given; only images
+    and id:N can be asked of every space."""
+    import hashlib
+    from pathlib import Path
+
+    from actdb.errors import QueryError
+    from actdb.query.resolve import QuerySpec, Upload, parse_queries
+
+    img, npy = tmp_path / "q.png", tmp_path / "v.npy"
+    class_image(1, 3).save(img)
+    np.save(npy, np.ones((2, 4), np.float32))
+    reads = []
+    real = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda p: reads.append(p) or real(p))
+    specs = parse_queries([str(img), "id:7", str(npy), np.zeros(4), Upload("up", b"x")],
+                          [None, "seven"])
+    assert reads == [img]
+    assert [(q.name, q.source, q.askable, q.named) for q in specs] == [
+        ("q", str(img), True, False), ("seven", "id:7", True, True),
+        ("v", str(npy), False, False), ("vector3", "array", False, False),
+        ("up", "up", True, False)]
+    assert specs[0].sha256 == hashlib.sha256(img.read_bytes()).hexdigest()
+    again = parse_queries(specs, ["renamed"])
+    assert reads == [img, img]  # only the check above read it again
+    assert again[1:] == specs[1:] and isinstance(again[0], QuerySpec)
+    assert (again[0].name, again[0].data) == ("renamed", specs[0].data)
+    with pytest.raises(QueryError, match="is not a file, an id:<image_id> or a .npy"):
+        parse_queries([str(tmp_path / "gone.png")])
+    with pytest.raises(QueryError, match="bad query 'id:x'"):
+        parse_queries(["id:x"])
