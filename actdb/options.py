@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["AtlasConfig", "CompareConfig", "DreamConfig", "PlotConfig", "ReportConfig",
-           "option"]
+__all__ = ["STATS_DEFAULTS", "AtlasConfig", "CompareConfig", "DreamConfig", "PlotConfig",
+           "ReportConfig", "StatsConfig", "option"]
 
 
 def option(default, help: str, *flags: str):
@@ -46,6 +46,29 @@ class ReportConfig(PlotConfig):
 
     k: int = option(12, "Neighbours shown per query.", "-k", "--k")
     thumb: int = 112  # thumbnail size in pixels
+
+
+#: What ``stats`` uses where neither the call nor the store's last run says.
+STATS_DEFAULTS = {"seed": 0, "pairs_per_class": 500, "pair_sample": 100_000, "nn_sample": 1000}
+
+
+def _as_recorded(what: str, name: str) -> str:
+    return f"{what} (default: as recorded, else {STATS_DEFAULTS[name]})."
+
+
+@dataclass(frozen=True, kw_only=True)
+class StatsConfig:
+    """Sample sizes and seed of ``actdb stats``; None: as the store recorded them last time,
+    else :data:`STATS_DEFAULTS`."""
+
+    seed: int | None = option(None, _as_recorded("Seed of the pair samples", "seed"))
+    pairs_per_class: int | None = option(None, _as_recorded(
+        "Same- and different-class pairs per class, every pair when fewer exist",
+        "pairs_per_class"))
+    pair_sample: int | None = option(None, _as_recorded(
+        "Random pairs for the random-pair row", "pair_sample"))
+    nn_sample: int | None = option(None, _as_recorded(
+        "Images whose nearest stored neighbour gives the distance reference", "nn_sample"))
 
 
 @dataclass(frozen=True, kw_only=True)

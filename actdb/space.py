@@ -143,20 +143,18 @@ class Space:
         return index_store(self.store, IndexConfig(kind=kind, metric=metric,
                                                    target_recall=target_recall))
 
-    def stats(self, seed: int | None = None, pairs_per_class: int | None = None,
-              pair_sample: int | None = None, nn_sample: int | None = None) -> dict:
-        """(Re)compute centroids, class_stats, pair_stats and nn_sample. Settings left None
-        keep what the store recorded last time."""
+    def stats(self, config=None, **options) -> dict:
+        """(Re)compute centroids, class_stats, pair_stats and nn_sample. Options are
+        :class:`~actdb.options.StatsConfig`'s fields; those left None keep what the store
+        recorded last time."""
+        from actdb.options import StatsConfig
         from actdb.stats import compute_stats, settings
 
-        for name, value in (("pairs_per_class", pairs_per_class),
-                            ("pair_sample", pair_sample), ("nn_sample", nn_sample)):
-            if value is not None:
-                positive(name, value)
-        return compute_stats(self.store, settings(self.store, seed=seed,
-                                                  pairs_per_class=pairs_per_class,
-                                                  pair_sample=pair_sample,
-                                                  nn_sample=nn_sample))
+        cfg = configured(StatsConfig, config, options, "stats")
+        for name in ("pairs_per_class", "pair_sample", "nn_sample"):
+            if getattr(cfg, name) is not None:
+                positive(name, getattr(cfg, name))
+        return compute_stats(self.store, settings(self.store, cfg))
 
     # -- queries -----------------------------------------------------------------------------
 

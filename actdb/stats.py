@@ -22,26 +22,17 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 
 import numpy as np
 
 from actdb.errors import ActdbWarning
+from actdb.options import STATS_DEFAULTS, StatsConfig
 from actdb.store.catalog import derived, reads, writes
 from actdb.store.store import Store
 from actdb.store.writer import StoreWriter
 
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
-
-
-@dataclass(frozen=True, kw_only=True)
-class StatsConfig:
-    """Sample sizes and seed of the statistics."""
-
-    seed: int = 0
-    pairs_per_class: int = 500
-    pair_sample: int = 100_000
-    nn_sample: int = 1000
 
 
 def _dist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -128,13 +119,14 @@ def degenerate(vecs: np.ndarray) -> str | None:
             "(--weights imagenet or FILE)")
 
 
-def settings(store: Store, **changes) -> StatsConfig:
-    """The recorded settings (defaults for a store without statistics), with ``changes``
-    (None values ignored) applied."""
+def settings(store: Store, given: StatsConfig | None = None) -> StatsConfig:
+    """The settings a run uses: ``given``'s, where None the ones the store recorded last
+    time, else :data:`~actdb.options.STATS_DEFAULTS` (every field set)."""
     with store.reader() as con:
-        recorded = derived.stats_config(con, store.space.name)
-    cfg = StatsConfig(**recorded) if recorded else StatsConfig()
-    return replace(cfg, **{k: v for k, v in changes.items() if v is not None})
+        recorded = derived.stats_config(con, store.space.name) or {}
+    cfg = StatsConfig(**{**STATS_DEFAULTS, **recorded})
+    return replace(cfg, **{k: v for k, v in asdict(given or StatsConfig()).items()
+                           if v is not None})
 
 
 def compute_stats(store: Store, cfg: StatsConfig | None = None) -> dict:

@@ -28,7 +28,7 @@ TINY = {
     "viz.py": ["--sizes", "200", "--cold-points", "30", "--cold-methods", "auto"],
     "routes.py": ["--image-size", "32", "--runs", "1", "--precisions", "fp32"],
     "spaces.py": ["--images", "8", "--size", "32", "--batch", "4", "--sample", "2000",
-                  "--store-images", "3000", "--rounds", "1", "--asks", "2"],
+                  "--store-images", "3000", "--rounds", "1", "--asks", "1"],
     "vs_notebook.py": ["--images", "8", "--size", "32"],
     "runtimes.py": ["--size", "32", "--images", "16", "--batch", "8", "--seconds", "0.5"],
     "vs_engines.py": ["--n", "3000", "--classes", "20", "--queries", "5", "--slow-queries",

@@ -314,6 +314,7 @@ def test_a_saved_keras_model_ingests_and_answers_queries_like_a_registry_model(t
     (("atlas",), "AtlasConfig", ()),
     (("dream",), "DreamConfig", ()),
     (("compare",), "CompareConfig", ()),
+    (("stats",), "StatsConfig", ()),
     (("report",), "ReportConfig", ("log",)),
     (("plot", "umap"), "PlotConfig", ("log", "bins")),
     (("plot", "distances"), "PlotConfig", ("per_class",)),

@@ -24,7 +24,7 @@ from actdb.cli.app import (
     output_options,
     progress_bar,
 )
-from actdb.options import CompareConfig
+from actdb.options import CompareConfig, StatsConfig
 
 
 @command()
@@ -236,25 +236,19 @@ def _unreached(info: dict | None) -> None:
 
 @command()
 @output_options
+@config_options(StatsConfig)
 def stats(
     space: str = SpaceOpt,
     store: Path = StoreOpt,
-    seed: int = typer.Option(None, help="Seed of the pair samples (default: as recorded, "
-                             "else 0)."),
-    pairs_per_class: int = typer.Option(None, help="Same- and different-class pairs per "
-                                        "class, every pair when fewer exist (default: as "
-                                        "recorded, else 500)."),
-    pair_sample: int = typer.Option(None, help="Random pairs for the random-pair row "
-                                    "(default: as recorded, else 100000)."),
     out: Output = None,
+    config: StatsConfig = None,
 ):
     """(Re)compute centroids, class_stats and pair_stats. Ingest does this too, with the
     settings recorded here.
 
     Example: actdb stats --seed 1 && actdb sql "SELECT * FROM pair_stats"
     """
-    res = open_space(store, space).stats(seed=seed, pairs_per_class=pairs_per_class,
-                                         pair_sample=pair_sample)
+    res = open_space(store, space).stats(config)
     cols = ["kind", "count", "sampled", "mean", "std", "p05", "p50", "p95"]
     if not out.table:
         return out.rows(res["pair_stats"], cols, whole=res)
