@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["STATS_DEFAULTS", "AtlasConfig", "CompareConfig", "DreamConfig", "PlotConfig",
-           "ReportConfig", "StatsConfig", "option"]
+__all__ = ["STATS_DEFAULTS", "AtlasConfig", "CompareConfig", "DreamConfig", "EmbedConfig",
+           "PlotConfig", "ReportConfig", "StatsConfig", "option"]
 
 
 def option(default, help: str, *flags: str):
@@ -24,6 +24,31 @@ def option(default, help: str, *flags: str):
 
 #: The one help of the input size, wherever a command takes it (``--size`` also works).
 IMAGE_SIZE = "Input size in pixels (default: the store's, else the model's native size)."
+
+
+@dataclass(frozen=True, kw_only=True)
+class EmbedConfig:
+    """How images become vectors (the recipe): stored in the manifest, queries reuse it
+    unchanged. ``actdb ingest`` and ``actdb embed --model`` take each field as an option
+    (``cli.app.recipe_options``); left out, a store's recipe (else these defaults)."""
+
+    model: str = option("vgg19", "vgg19 (default), any keras.applications model by its "
+                        "lower-case name (`actdb layers` lists them), or a saved FILE.keras.")
+    layer: str | None = option(None, "Layer to read (default: the model's last convolutional "
+                               "stage, e.g. vgg19 block5_conv4; `actdb layers MODEL` lists "
+                               "them).")
+    pool: str = option("mean", "mean (default: the original study's) or max over positions.")
+    weights: str = option("imagenet", "imagenet (default) | PATH to a Keras weights file | "
+                          "random:SEED.")
+    image_size: int | None = option(None, "Square input size in pixels (default: the model's "
+                                    "native size, e.g. 224, inception_v3 299).",
+                                    "--image-size", "--size")
+    resize: str = option("squash", "squash (default: whole image to size x size, bilinear) or "
+                         "center-crop. Query images get the same.")
+    precision: str = option("auto", "auto (default) | fp32 | bf16 (auto: bf16 where the "
+                            "hardware has it; see README).")
+    preprocess: str | None = option(None, "A saved model's input scaling: caffe | tf | torch "
+                                    "| none (registry models have their own).")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -345,6 +345,28 @@ def test_options_are_config_fields_declared_once(path, config, left):
         assert flags <= {*opts[f.name].opts, *opts[f.name].secondary_opts}
 
 
+@pytest.mark.parametrize("command", ["ingest", "embed"])
+def test_recipe_options_are_the_recipe_fields_declared_once(command):
+    """ingest and embed take each EmbedConfig field as an option with the field's help and
+    flags, None unless given (a store's recipe, or the defaults, fill the rest)."""
+    import dataclasses
+
+    import typer.main
+
+    from actdb.options import EmbedConfig
+
+    opts = {p.name: p for p in typer.main.get_command(app).commands[command].params}
+    for f in dataclasses.fields(EmbedConfig):
+        assert (opts[f.name].help, opts[f.name].default) == (f.metadata["help"], None)
+        assert set(f.metadata["flags"]) <= set(opts[f.name].opts)
+
+
+def test_embed_refuses_a_recipe_option_without_a_model(tmp_path):
+    res = runner.invoke(app, ["embed", str(tmp_path / "x.png"), "-o", str(tmp_path / "x.npy"),
+                              "--pool", "max"])
+    assert res.exit_code == 2 and "--pool goes with --model" in res.stderr
+
+
 def test_atlas_and_dream_flags():
     """Short and boolean flags come from the fields; ``--size`` still names the input size."""
     import typer.main

@@ -257,6 +257,28 @@ def config_options(cls, leave: tuple[str, ...] = ()):
     return decorate
 
 
+def recipe_options(fn):
+    """Give a command one option per recipe field (``actdb.options.EmbedConfig``: its help
+    and flags), each None unless given; it receives the given ones as ``recipe: dict`` (a
+    store's recipe, or EmbedConfig's defaults, fills the rest where the command says)."""
+    import dataclasses
+
+    from actdb.options import EmbedConfig
+
+    fields = dataclasses.fields(EmbedConfig)
+    extra = {f.name: (int if f.name == "image_size" else str,
+                      typer.Option(None, *f.metadata["flags"], help=f.metadata["help"],
+                                   show_default=False))
+             for f in fields}
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        given = {f.name: kwargs.pop(f.name) for f in fields}
+        return fn(*args, recipe={k: v for k, v in given.items() if v is not None}, **kwargs)
+
+    return _with_options(wrapper, fn, "recipe", extra)
+
+
 def open_store(store: Path | None, runtime: str | None = None):
     """The store of ``--store`` (a Database)."""
     import actdb

@@ -23,41 +23,23 @@ from actdb.cli.app import (
     open_store,
     output_options,
     progress_bar,
+    recipe_options,
 )
 from actdb.options import CompareConfig, StatsConfig
 
 
 @command()
+@recipe_options
 def ingest(
     ctx: typer.Context,
     root: Path = typer.Argument(..., help="Dataset root (ImageNet train/val, Kaggle CLS-LOC, "
                                 "flat val, or any class-per-folder tree), or imagenette, "
                                 "imagenette-160, imagenette-320 (downloaded, verified)."),
     store: Path = StoreOpt,
-    model: str = typer.Option(None, help="vgg19 (default), any keras.applications model by "
-                              "its lower-case name (`actdb layers` lists them), or a saved "
-                              "FILE.keras. Every recipe option defaults to the store's when "
-                              "it exists.", show_default=False),
-    layer: str = typer.Option(None, help="Layer to read (default: the model's last "
-                              "convolutional stage, e.g. vgg19 block5_conv4; `actdb layers "
-                              "MODEL` lists them)."),
     layers: str = typer.Option(None, help="Several layers, comma-separated, from one forward "
                                "pass: a space each (the first is the default of a new "
                                "store). Another model or layer than the store's adds a "
                                "space and embeds every stored image in it.",
-                               show_default=False),
-    preprocess: str = typer.Option(None, help="A saved model's input scaling: caffe | tf | "
-                                   "torch | none (registry models have their own).",
-                                   show_default=False),
-    pool: str = typer.Option(None, help="mean (default: the original study's) or max over "
-                             "positions.", show_default=False),
-    weights: str = typer.Option(None, help="imagenet (default) | PATH to a Keras weights file "
-                                "| random:SEED.", show_default=False),
-    image_size: int = typer.Option(None, help="Square input size in pixels (default: the "
-                                   "model's native size, e.g. 224, inception_v3 299).",
-                                   show_default=False),
-    resize: str = typer.Option(None, help="squash (default: whole image to size x size, "
-                               "bilinear) or center-crop. Query images get the same.",
                                show_default=False),
     per_class: int = typer.Option(None, help="Seeded random sample of N images per class "
                                   "(across the splits selected: both, or --split's)."),
@@ -66,9 +48,6 @@ def ingest(
     split: str = typer.Option(None, help="Only this split: train or val (default both)."),
     batch_size: int = typer.Option(None, help="Images per forward pass (default: 32 on a CPU, "
                                    "256 on a GPU)."),
-    precision: str = typer.Option(None, help="auto (default) | fp32 | bf16 (auto: bf16 "
-                                  "where the hardware has it; see README).",
-                                  show_default=False),
     strict: bool = typer.Option(False, help="Stop with an error at the first bad image."),
     shard: str = typer.Option(None, help="K/N: ingest only this 1/N slice (K = 1..N), for "
                               "several workers; combine with `actdb merge`."),
@@ -92,21 +71,25 @@ def ingest(
                               "seconds; bench/runtimes.py). A bf16 space's queries use its Keras "
                               "bf16 model."),
     as_json: bool = JsonOpt,
+    recipe: dict = None,
 ):
     """Embed the images under ROOT into the store (resumes and skips what is there), then
-    update its index and statistics, and keep its model as ONNX for queries.
+    update its index and statistics, and keep its model as ONNX for queries. Every recipe
+    option (--model, --layer, --pool, --weights, --image-size, --resize, --precision,
+    --preprocess) defaults to the store's when it exists.
 
     Example: actdb ingest imagenet/ --per-class 100 --seed 0
     """
     from actdb.ingest.pipeline import RAY_OPTIONS
+    from actdb.ingest.recipe import RECIPE
 
     ray_only = tuple(RAY_OPTIONS) if engine != "ray" else ()  # $RAY_ADDRESS alone: no engine
-    options = {k: v for k, v in ctx.params.items()
-               if k not in ("root", "store", "as_json", *ray_only)}  # the rest, by name
+    options = {k: v for k, v in ctx.params.items()  # the run's options, by name
+               if k not in ("root", "store", "as_json", *ray_only, *RECIPE)}
     if engine == "ray":
         _quiet_ray()
     with progress_bar(not as_json, "ingest") as bar:
-        result = open_store(store).ingest(root, progress=bar, **options)
+        result = open_store(store).ingest(root, progress=bar, **options, **recipe)
     _unreached(result.index)
     if as_json:
         echo_json(result.to_dict())

@@ -21,6 +21,7 @@ from actdb.cli.app import (
     open_store,
     output_options,
     progress_bar,
+    recipe_options,
 )
 from actdb.errors import UsageError
 from actdb.options import DreamConfig
@@ -126,6 +127,7 @@ def layers(
 
 
 @command()
+@recipe_options
 def embed(
     images: list[Path] = typer.Argument(..., help="Image files."),
     output: Path = typer.Option(..., "-o", "--output", help="FILE.npy or FILE.parquet."),
@@ -133,20 +135,11 @@ def embed(
                                "(the default when no --model is given).", show_default=False),
     space: str = SpaceOpt,
     runtime: str = RuntimeOpt,
-    model: str = typer.Option(None, help="Embed with this recipe instead of a store's: a "
-                              "registry model or a saved FILE.keras."),
-    layer: str = typer.Option(None, help="With --model: the layer (default: the model's)."),
-    pool: str = typer.Option("mean", help="With --model: mean or max."),
-    weights: str = typer.Option("imagenet", help="With --model: imagenet | PATH | "
-                                "random:SEED."),
-    image_size: int = typer.Option(None, help="With --model: input size in pixels (default: "
-                                   "the model's native size)."),
-    preprocess: str = typer.Option(None, help="With a saved --model: caffe | tf | torch | "
-                                   "none."),
-    resize: str = typer.Option("squash", help="With --model: squash or center-crop."),
-    precision: str = typer.Option("auto", help="With --model: auto | fp32 | bf16."),
+    recipe: dict = None,
 ):
-    """Write the pooled vector(s) of images, as `nearest` computes them, to .npy or Parquet.
+    """Write the pooled vector(s) of images, as `nearest` computes them, to .npy or Parquet:
+    with the store's recipe, or with --model and the recipe options (their defaults, not a
+    store's).
 
     Example: actdb embed node4.png -o node4.npy && actdb nearest node4.npy -k 50
     """
@@ -156,11 +149,12 @@ def embed(
     if output.suffix.lower() not in (".npy", ".parquet"):
         raise UsageError(f"cannot write {output.suffix or 'a file without extension'}: use "
                          "-o FILE.npy or FILE.parquet")
-    if model is None:
+    if "model" not in recipe:
+        if recipe:
+            raise UsageError(f"--{next(iter(recipe)).replace('_', '-')} goes with --model "
+                             "(without it, the store's recipe embeds)")
         vecs = open_space(store, space, runtime).embed(images)
     else:
-        vecs = actdb.embed(images, model=model, layer=layer, pool=pool, weights=weights,
-                           image_size=image_size, resize=resize, precision=precision,
-                           preprocess=preprocess)
+        vecs = actdb.embed(images, **recipe)
     render.write_vectors(output, [p.stem for p in images], vecs)
     typer.echo(f"wrote {len(images)} vector(s) of dim {vecs.shape[1]} to {output}")

@@ -18,7 +18,7 @@ import functools
 import hashlib
 import json
 import threading
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -35,24 +35,11 @@ from actdb.models.registry import (
     load_application,
     weights_sha256,
 )
+from actdb.options import EmbedConfig
 
 POOLS = ("mean", "max")
 PRECISIONS = ("auto", "fp32", "bf16")
 _BUILD_LOCK = threading.Lock()
-
-
-@dataclass(frozen=True, kw_only=True)
-class EmbedConfig:
-    """How images become vectors. Stored in the manifest; queries reuse it unchanged."""
-
-    model: str = "vgg19"  # a registry name, or a saved model's path
-    layer: str | None = None  # None: the model's default layer
-    pool: str = "mean"
-    weights: str = "imagenet"
-    image_size: int | None = None  # None: the model's native size (a saved model's, or 224)
-    resize: str = "squash"
-    precision: str = "auto"
-    preprocess: str | None = None  # a saved model's mode (registry models have their own)
 
 
 def backend() -> str:
