@@ -262,11 +262,12 @@ def recipe_options(fn):
     and flags), each None unless given; it receives the given ones as ``recipe: dict`` (a
     store's recipe, or EmbedConfig's defaults, fills the rest where the command says)."""
     import dataclasses
+    import typing
 
     from actdb.options import EmbedConfig
 
-    fields = dataclasses.fields(EmbedConfig)
-    extra = {f.name: (int if f.name == "image_size" else str,
+    fields, hints = dataclasses.fields(EmbedConfig), typing.get_type_hints(EmbedConfig)
+    extra = {f.name: (_option_type(hints[f.name]),
                       typer.Option(None, *f.metadata["flags"], help=f.metadata["help"],
                                    show_default=False))
              for f in fields}
