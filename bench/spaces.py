@@ -139,8 +139,8 @@ def ingest_layers(args, work: Path) -> Path:
           f"{t_added / t_one:.3f}x one layer")
     store = work / "both0"
     t = time.perf_counter()
-    actdb.open(store).ingest(tree, model="resnet50", **recipe)
-    print(f"  resnet50 added as a third space:         {time.perf_counter() - t:7.2f} s "
+    actdb.open(store).ingest(tree, model=args.added_model, **recipe)
+    print(f"  {args.added_model + ' added as a third space:':<41}{time.perf_counter() - t:7.2f} s "
           "(model build, fill, index, statistics)")
     return store
 
@@ -257,6 +257,8 @@ def main() -> None:
     ap.add_argument("--sample", type=int, default=50_000, help="images in the CKA sample")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds")
     ap.add_argument("--asks", type=int, default=5, help="new images asked, one space vs all")
+    ap.add_argument("--added-model", default="resnet50", help="the network added to the "
+                    "two-layer store as a third space")
     ap.add_argument("--store-images", type=int, default=100_000,
                     help="images of the synthetic store compare reads")
     ap.add_argument("--index-kind", default="auto", help="index of each space of that store "
