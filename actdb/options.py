@@ -22,10 +22,6 @@ def option(default, help: str, *flags: str):
     return field(default=default, metadata={"help": help, "flags": flags})
 
 
-#: The one help of the input size, wherever a command takes it (``--size`` also works).
-IMAGE_SIZE = "Input size in pixels (default: the store's, else the model's native size)."
-
-
 @dataclass(frozen=True, kw_only=True)
 class EmbedConfig:
     """How images become vectors (the recipe): stored in the manifest, queries reuse it
@@ -110,20 +106,25 @@ class CompareConfig:
     memory_bytes: int = 4 << 30  # above: two spaces' sample vectors get the minibatch CKA
 
 
+def recipe_field(name: str):
+    """A field of another config that is the recipe's ``name``: EmbedConfig's help and flags,
+    None by default (the store's, else the recipe's default, where the command says)."""
+    f = EmbedConfig.__dataclass_fields__[name]
+    return option(None, f.metadata["help"], *f.metadata["flags"])
+
+
 @dataclass(frozen=True, kw_only=True)
 class DreamConfig:
-    """Everything ``actdb dream`` takes. ``model``, ``weights`` and ``image_size`` None: the
-    store's (in a store), else vgg19, imagenet and the model's native size."""
+    """Everything ``actdb dream`` takes. The recipe's fields left None are the store's (in a
+    store, unless ``model`` names another network), else vgg19, imagenet and the model's
+    native size."""
 
-    model: str | None = option(None, "A registry model (`actdb layers` lists them) or a saved "
-                               "FILE.keras (with --preprocess); default: the store's model, "
-                               "else vgg19.")
-    preprocess: str | None = option(None, "With a saved model: caffe | tf | torch | none.")
-    layer: str | None = option(None, "Layer (default: the model's default layer).")
+    model: str | None = recipe_field("model")
+    preprocess: str | None = recipe_field("preprocess")
+    layer: str | None = recipe_field("layer")
     channel: int = option(4, "Channel to maximise (0-based).")
-    weights: str | None = option(None, "imagenet | PATH | random:SEED (default: the store's "
-                                 "weights, else imagenet).")
-    image_size: int | None = option(None, IMAGE_SIZE, "--image-size", "--size")
+    weights: str | None = recipe_field("weights")
+    image_size: int | None = recipe_field("image_size")
     steps: int | None = option(None, "Optimisation steps (seed: 100, improved: 256).")
     step_size: float | None = option(None, "seed: gradient step (0.1); improved: Adam "
                                      "learning rate (0.05).")
@@ -142,7 +143,8 @@ class AtlasConfig:
     channels: tuple[int, ...] | None = None  # None: every channel of the layer
     recipe: str = option("improved", "improved or seed (as actdb dream).")
     steps: int | None = option(None, "Optimisation steps (default: the recipe's).")
-    image_size: int | None = option(None, IMAGE_SIZE, "--image-size", "--size")
+    image_size: int | None = option(None, "Square picture size in pixels (default: the "
+                                    "store's image size).", "--image-size", "--size")
     batch: int = option(8, "Channels optimised at once, as one batch.")
     models: tuple[str, ...] = option(("vgg19", "vgg16", "resnet50"), "Classifiers asked what "
                                      "each picture is (comma-separated).")

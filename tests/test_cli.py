@@ -345,18 +345,24 @@ def test_options_are_config_fields_declared_once(path, config, left):
         assert flags <= {*opts[f.name].opts, *opts[f.name].secondary_opts}
 
 
-@pytest.mark.parametrize("command", ["ingest", "embed"])
+@pytest.mark.parametrize("command", ["ingest", "embed", "dream"])
 def test_recipe_options_are_the_recipe_fields_declared_once(command):
     """ingest and embed take each EmbedConfig field as an option with the field's help and
-    flags, None unless given (a store's recipe, or the defaults, fill the rest)."""
+    flags, None unless given (a store's recipe, or the defaults, fill the rest); dream takes
+    the recipe fields it has (not precision: fp32 unless asked) the same way."""
     import dataclasses
 
     import typer.main
 
-    from actdb.options import EmbedConfig
+    from actdb.options import DreamConfig, EmbedConfig
 
     opts = {p.name: p for p in typer.main.get_command(app).commands[command].params}
-    for f in dataclasses.fields(EmbedConfig):
+    fields = dataclasses.fields(EmbedConfig)
+    if command == "dream":
+        fields = [f for f in fields if f.name in DreamConfig.__dataclass_fields__
+                  and f.name != "precision"]
+        assert len(fields) == 5
+    for f in fields:
         assert (opts[f.name].help, opts[f.name].default) == (f.metadata["help"], None)
         assert set(f.metadata["flags"]) <= set(opts[f.name].opts)
 
