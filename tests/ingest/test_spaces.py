@@ -95,10 +95,15 @@ def test_a_space_is_picked_by_a_unique_short_name(two_layers):
             db.space("nope")
 
 
-def test_across_spaces_asks_every_space_as_each_would_alone(two_layers, tree):
+def test_across_spaces_asks_every_space_as_each_would_alone(two_layers, tree, monkeypatch):
+    from pathlib import Path
+
     query = str(next(tree.rglob("*.JPEG")))
+    reads, real = [], Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda p: reads.append(str(p)) or real(p))
     with actdb.open(two_layers) as db:
         got = db.across_spaces([query, "id:3"], k=5)
+        assert reads.count(query) == 1  # parsed once for the shared pass and both spaces
         assert got.space.tolist() == [B4, B5, B4, B5]
         for r in got.itertuples():
             sub = db.space(r.space)
