@@ -40,7 +40,7 @@ from actdb.errors import UsageError
 from actdb.featvis.objectives import OBJECTIVES, channel_objectives
 from actdb.featvis.param import fourier_image, seed_start
 from actdb.featvis.transforms import robustness
-from actdb.options import DreamConfig
+from actdb.options import DreamConfig, EmbedConfig
 
 RECIPES = ("seed", "improved")
 
@@ -67,7 +67,8 @@ def resolved(cfg: DreamConfig) -> DreamConfig:
 
     from actdb.models.registry import get_spec
 
-    spec = get_spec(cfg.model or "vgg19", cfg.preprocess)
+    default = EmbedConfig()  # the recipe's defaults, for what neither the call nor a store says
+    spec = get_spec(cfg.model or default.model, cfg.preprocess)
     size = cfg.image_size or spec.native_size  # a saved model's: found when it is built
     if size is not None and size < 32:
         raise UsageError(f"image_size must be at least 32, not {size}", param="image_size")
@@ -82,7 +83,7 @@ def resolved(cfg: DreamConfig) -> DreamConfig:
     seed_recipe = cfg.recipe == "seed"
     return replace(
         cfg, model=spec.name, layer=cfg.layer or spec.default_layer, image_size=size,
-        weights=cfg.weights or "imagenet",
+        weights=cfg.weights or default.weights,
         steps=cfg.steps if cfg.steps is not None else (100 if seed_recipe else 256),
         step_size=cfg.step_size if cfg.step_size is not None else (0.1 if seed_recipe else 0.05))
 
@@ -165,7 +166,7 @@ def _run_improved(emb, cfg, objectives, n: int, progress):
 
 def dream_embedder(cfg: DreamConfig):
     """The model a dream optimises against (TensorFlow only)."""
-    from actdb.models.embed import EmbedConfig, Embedder, backend
+    from actdb.models.embed import Embedder, backend
 
     cfg = resolved(cfg)
     if backend() != "tensorflow":

@@ -242,9 +242,9 @@ def build(ids: np.ndarray, vecs: np.ndarray, cfg: IndexConfig):
         kind = "flat"  # too few vectors to train lists
     t0 = time.perf_counter()
     index, built = kind_spec(kind).make(dim, n, cfg)
+    kind_spec(kind).on_load(index)  # as loaded for searching: tuning times the same
     x = as_indexed(vecs, cfg.metric)
     if kind_spec(kind).trains:  # 64 points per list train k-means well enough, and fast
-        kind_spec(kind).on_load(index)  # as loaded for searching: tuning times the same
         rng = np.random.default_rng(cfg.seed)
         m = max(64 * built["nlist"], 100_000 if kind == "ivfpq" else 0)
         index.train(x if n <= m else x[np.sort(rng.choice(n, m, replace=False))])
