@@ -142,7 +142,7 @@ class Database:
 
         Options are :class:`~actdb.ingest.pipeline.IngestConfig`'s (``per_class``, ``limit``,
         ``seed``, ``split``, ``batch_size``, ``strict``, ``shard``, ``rows_per_shard``,
-        ``workers``, ``engine``...) and :class:`~actdb.models.embed.EmbedConfig`'s (``model``,
+        ``workers``, ``engine``...) and :class:`~actdb.options.EmbedConfig`'s (``model``,
         ``layer``, ``pool``, ``weights``, ``image_size``, ``resize``, ``precision``).
         ``layers`` ("a,b" or a list) embeds several layers of the model in one forward pass,
         a space each. Another model or layer than the store's adds a space, and fills it with

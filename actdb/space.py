@@ -406,7 +406,7 @@ class Space:
         from actdb.options import DreamConfig
 
         cfg = configured(DreamConfig, config, options, "dream")
-        if cfg.model is None:  # another model: none of this space's recipe applies
+        if cfg.model is None:  # this space's network (another model takes none of it)
             m = self.manifest
             own = {"model": m.model, "layer": m.layer, "weights": m.weights,
                    "image_size": m.image_size, "preprocess": m.preprocess}

@@ -83,6 +83,10 @@ def test_lands_is_nearest_and_centroids_asked_together(db):
 def test_an_option_a_config_lacks_is_refused_by_name(db):
     with pytest.raises(actdb.errors.UsageError, match="atlas has no option 'bacth'"):
         db.space().atlas("0", bacth=2)
+    with pytest.raises(actdb.errors.UsageError, match="plot has no option 'bnis'"):
+        db.space().plot("pca", bnis=3)
+    with pytest.raises(actdb.errors.UsageError, match="embed has no option 'pol'"):
+        actdb.embed([], pol="max")
 
 
 @pytest.mark.parametrize("ask", ["nearest", "lands", "across_spaces"])

@@ -174,9 +174,10 @@ def run_atlas(store, cfg: AtlasConfig, lands: Lands, progress: Progress | None =
               stage: Callable[[str], None] | None = None) -> AtlasResult:
     """Make (or continue) the atlas of the ``store``'s space (a Store); then write its
     site. ``lands(paths, names)``: where pictures land in that space."""
-    from actdb.featvis.dream import DreamConfig, dream_batch, dream_embedder, resolved
+    from actdb.featvis.dream import dream_batch, dream_embedder, resolved
     from actdb.models.embed import resolve_precision
     from actdb.models.predict import PredictConfig, Predictor
+    from actdb.options import DreamConfig
 
     t0 = time.perf_counter()
     say = stage or (lambda _: None)

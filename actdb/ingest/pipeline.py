@@ -39,7 +39,8 @@ from actdb.ingest.recipe import (
     plan_ingest,
     store_recipe,
 )
-from actdb.models.embed import EmbedConfig, backend
+from actdb.models.embed import backend
+from actdb.options import EmbedConfig
 from actdb.stats import refresh_index_and_stats
 from actdb.store.catalog import reads
 from actdb.store.catalog.schema import FailureRow, ImageRow

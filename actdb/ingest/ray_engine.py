@@ -82,7 +82,8 @@ class EmbedActor:
         tf.config.threading.set_inter_op_parallelism_threads(max(1, threads // 2))
         for gpu in tf.config.list_physical_devices("GPU"):
             tf.config.experimental.set_memory_growth(gpu, True)
-        from actdb.models.embed import EmbedConfig, layers_embedder
+        from actdb.models.embed import layers_embedder
+        from actdb.options import EmbedConfig
 
         self.emb = layers_embedder(EmbedConfig(**config), layers, shared=False)
         built = [m.fingerprint for m in self.emb.members]

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from actdb.errors import StoreMismatch, UsageError
 from actdb.models.classes import CLASS_INDEX_VERSION
-from actdb.models.embed import EmbedConfig, Embedder, manifest_config, network_key
+from actdb.models.embed import Embedder, manifest_config, network_key
+from actdb.options import EmbedConfig
 from actdb.store.catalog.files import manifest_path
 from actdb.store.manifest import Manifest, mismatch
 from actdb.store.store import Store

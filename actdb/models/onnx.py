@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from actdb.errors import ActdbError
-from actdb.models.embed import EmbedConfig, Embedder, embed_decoded, uint8_images
+from actdb.models.embed import Embedder, embed_decoded, uint8_images
+from actdb.options import EmbedConfig
 
 #: ONNX Runtime's vectors equal Keras' fp32 ones to this (max abs difference / max abs value)
 TOLERANCE = 1e-5
