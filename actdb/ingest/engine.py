@@ -26,12 +26,12 @@ import numpy as np
 from actdb.images import Decoded, decode_files
 from actdb.ingest.layout import ImageEntry
 from actdb.models.embed import (
-    EmbedConfig,
     Embedder,
     default_batch_size,
     gpu_capability,
     layers_embedder,
 )
+from actdb.options import EmbedConfig
 
 DECODERS = ("auto", "threads", "processes")
 
