@@ -143,7 +143,7 @@ def memory_child(store: str, queries: str) -> None:
                       "file": after["RssFile"] - before["RssFile"]}))
 
 
-def cold_cli(store: Path, image_id: int, env: dict, runs: int = 3) -> float:
+def cold_cli(store: Path, image_id: int, env: dict, runs: int) -> float:
     """Median wall time of a fresh `actdb nearest id:N -k 50` process (``env``: see
     ``installed_env``), after one uncounted call that caches the bytecode."""
     times = []
@@ -187,7 +187,7 @@ def limit(info: dict, setting: dict, bandwidth: float) -> tuple[float, str] | No
 
 
 def measure_kind(store: Path, kind: str, name: str, queries, truth, tmp: Path,
-                 bandwidth: float) -> None:
+                 bandwidth: float, runs: int) -> None:
     import actdb
 
     t = time.perf_counter()
@@ -204,7 +204,7 @@ def measure_kind(store: Path, kind: str, name: str, queries, truth, tmp: Path,
     out = subprocess.run([sys.executable, __file__, "--memory-child", str(store), str(qfile)],
                          capture_output=True, text=True, check=True)
     mem = json.loads(out.stdout.strip().splitlines()[-1])
-    cold = cold_cli(store, 12345 % info["ntotal"], installed_env(tmp / "pycache"))
+    cold = cold_cli(store, 12345 % info["ntotal"], installed_env(tmp / "pycache"), runs)
     print(f"index {info['kind']} ({name}): build {build_s:.1f} s, memory {mem['anon']:.0f} MB, "
           f"recall@50 {recall_at_k(got, truth):.3f}, p50 {p50:.2f} ms, p99 {p99:.2f} ms, "
           f"cold-cli {cold:.2f} s", flush=True)
@@ -268,7 +268,7 @@ def vgg19_manifest(size: int):
     return manifest_of(Embedder(EmbedConfig(weights="random:0", image_size=size), warm=False))
 
 
-def cold_image_query(store: Path, tmp: Path, size: int, runs: int = 3) -> None:
+def cold_image_query(store: Path, tmp: Path, size: int, runs: int) -> None:
     """Cold `actdb nearest image.png -k 50` on ``store`` (VGG19's manifest, its model kept as
     ONNX here first), each a fresh process and a new image, with ``--runtime onnx`` and
     ``--runtime keras`` in turn; one uncounted call of each first (the page cache, ONNX
@@ -318,6 +318,8 @@ def main() -> None:
     ap.add_argument("--sets", default="realistic,hard", help="data sets: realistic, hard")
     ap.add_argument("--image-size", type=int, default=224,
                     help="input size of the cold image-query split's small real store")
+    ap.add_argument("--runs", type=int, default=3,
+                    help="timed calls of each cold command (their median), after one uncounted")
     ap.add_argument("--memory-child", nargs=2, metavar=("STORE", "QUERIES"),
                     help="internal: measure a loaded index's memory in this process")
     args = ap.parse_args()
@@ -362,7 +364,8 @@ def main() -> None:
         del vecs
         for kind in args.kinds.split(","):
             q = qv[: args.exact_queries] if kind == "flat" else qv
-            p50 = measure_kind(store, kind, name, q, truth[: len(q)], tmp, bandwidth)
+            p50 = measure_kind(store, kind, name, q, truth[: len(q)], tmp, bandwidth,
+                               args.runs)
             if kind == "flat" and i == 0:
                 print(f"exact nearest / raw FAISS flat (p50): {p50 / raw_p50:.3f} "
                       "(target <= 1.2)")
@@ -376,7 +379,7 @@ def main() -> None:
         print(f"stats ({name}): {stats_s:.2f}s = {stats_s / read_s:.2f}x one full Parquet "
               f"read of {read_s:.2f}s (target <= 2)", flush=True)
     if model is not None:
-        cold_image_query(tmp / args.sets.split(",")[0], tmp, args.image_size)
+        cold_image_query(tmp / args.sets.split(",")[0], tmp, args.image_size, args.runs)
     print(f"peak RSS: {peak_rss_mb():.0f} MB")
 
 

@@ -6,7 +6,26 @@ from pathlib import Path
 
 import pytest
 
+from tests import test_bench_smoke
 from tests.helpers import make_tree
+
+
+def _of_bench_smoke(item) -> bool:
+    return item.nodeid.startswith("tests/test_bench_smoke.py")
+
+
+def pytest_collection_modifyitems(items: list) -> None:
+    """The benchmark scripts' tests last: their runner works beside the others meanwhile."""
+    items.sort(key=_of_bench_smoke)
+
+
+def pytest_collection_finish(session) -> None:
+    if any(_of_bench_smoke(item) for item in session.items):
+        test_bench_smoke.start()
+
+
+def pytest_sessionfinish(session) -> None:
+    test_bench_smoke.stop()  # a run stopped early (-x, ^C) leaves no runner behind
 
 
 @pytest.fixture

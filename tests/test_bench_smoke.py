@@ -1,13 +1,18 @@
 """Each benchmark script runs end to end on tiny sizes, so none of them rots. The figures
 themselves come from full runs recorded in bench/RESULTS.md, never from CI. Every script
 (and its --help) runs in one interpreter (tests/bench_runner.py): TensorFlow is imported
-once, not once a script."""
+once, not once a script. That interpreter starts as soon as the suite is collected
+(tests/conftest.py calls ``start``) and works beside the other tests, which leave one of the
+two cores idle much of the time; these tests run last and wait for what it wrote."""
 
 import json
 import os
 import re
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -20,7 +25,7 @@ TINY = {
     "codes.py": ["--n", "3000", "--dim", "64", "--classes", "20", "--queries", "10",
                  "--timed", "2"],
     "query.py": ["--n", "3000", "--classes", "20", "--queries", "10", "--exact-queries", "3",
-                 "--image-size", "32", "--sets", "realistic"],
+                 "--image-size", "32", "--sets", "realistic", "--runs", "1"],
     "dream.py": ["--size", "32", "--steps", "3"],
     "atlas.py": ["--size", "32", "--batches", "1,2", "--steps", "4", "--precisions", "fp32",
                  "--atlas-channels", "2"],
@@ -44,24 +49,58 @@ TINY = {
 RAY = ["--engine", "ray", "--images", "16", "--size", "32", "--batch", "8"]
 
 
-@pytest.fixture(scope="module")
-def ran(tmp_path_factory) -> dict:
-    """What each tiny run and each --help did (one runner process for all of them)."""
-    base = tmp_path_factory.mktemp("bench")
+def _jobs() -> list[dict]:
     jobs = [{"name": f"run {s}", "script": str(BENCH / s), "args": a} for s, a in TINY.items()]
     jobs += [{"name": "run ingest.py --engine ray", "script": str(BENCH / "ingest.py"),
               "args": RAY}]
-    jobs += [{"name": f"help {s}", "script": str(BENCH / s), "args": ["--help"]} for s in TINY]
-    (base / "jobs.json").write_text(json.dumps(jobs))
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    out = subprocess.run([sys.executable, str(Path(__file__).parent / "bench_runner.py"),
-                          str(base / "jobs.json"), str(base / "results.json")],
-                         capture_output=True, text=True, env=env, timeout=1500)
+    return jobs + [{"name": f"help {s}", "script": str(BENCH / s), "args": ["--help"]}
+                   for s in TINY]
+
+
+_runner: dict = {}  # the one background runner of this session: its process and folder
+
+
+def start() -> None:
+    """Start the runner in its own process group (once), its output into files."""
+    if _runner:
+        return
+    base = Path(tempfile.mkdtemp(prefix="actdb-bench-smoke-"))
+    (base / "jobs.json").write_text(json.dumps(_jobs()))
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "ACTDB_ONNX": "0"}
+    with open(base / "stdout", "w") as out, open(base / "stderr", "w") as err:
+        proc = subprocess.Popen([sys.executable, str(Path(__file__).parent / "bench_runner.py"),
+                                 str(base / "jobs.json"), str(base / "results.json")],
+                                stdout=out, stderr=err, env=env, start_new_session=True)
+    _runner.update(proc=proc, base=base)
+
+
+def stop() -> None:
+    """End the runner's process group if it still runs, and remove its folder."""
+    if not _runner:
+        return
+    proc, base = _runner.pop("proc"), _runner.pop("base")
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def ran() -> dict:
+    """What each tiny run and each --help did (one runner process for all of them)."""
+    start()  # already started at collection, unless these tests were asked for otherwise
+    proc, base = _runner["proc"], _runner["base"]
+    try:
+        proc.wait(timeout=1500)
+    except subprocess.TimeoutExpired:
+        stop()
+        raise
     results = (json.loads((base / "results.json").read_text())
                if (base / "results.json").exists() else {})
-    assert out.returncode == 0 and len(results) == len(jobs), \
-        f"the runner stopped after {list(results)[-1:]}: {out.stderr[-3000:]}"
-    return results
+    assert proc.returncode == 0 and len(results) == len(_jobs()), \
+        f"the runner stopped after {list(results)[-1:]}: {(base / 'stderr').read_text()[-3000:]}"
+    yield results
+    stop()
 
 
 def test_every_script_is_covered():

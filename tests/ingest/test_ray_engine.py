@@ -47,19 +47,6 @@ def same_store(a, b) -> None:
 
 
 @pytest.mark.timeout(600)
-def test_ray_store_equals_the_local_one_bad_files_included(cluster, tmp_path):
-    root = make_tree(tmp_path / "data", per_class=5)
-    bad = add_bad_files(root / "n01440764")
-    local = actdb.open(tmp_path / "local").ingest(root, **KW)
-    res = actdb.open(tmp_path / "ray").ingest(root, engine="ray", **KW)
-    assert (res.ingested, res.failed) == (local.ingested, local.failed)
-    assert res.failed == len(bad)
-    same_store(tmp_path / "local", tmp_path / "ray")
-    run = actdb.open(tmp_path / "ray").sql("SELECT options FROM runs").to_pylist()[0]
-    assert '"engine": "ray"' in run["options"]
-
-
-@pytest.mark.timeout(600)
 def test_ray_embeds_several_layers_and_fills_an_added_one_as_the_local_engine(cluster,
                                                                              tmp_path):
     root = make_tree(tmp_path / "data", per_class=3)
@@ -107,18 +94,23 @@ def test_a_model_actor_that_dies_is_replaced_and_nothing_is_lost_or_doubled(clus
 
 
 @pytest.mark.timeout(600)
-def test_engines_append_to_each_others_stores_and_mismatches_are_refused(cluster,
-                                                                         tmp_path):
+def test_engines_append_to_each_others_stores_bad_files_included_and_refuse_mismatches(
+        cluster, tmp_path):
+    """A store begun by one engine and continued by the other equals the store begun the
+    other way round: vectors, rows and the bad files recorded by each engine."""
     root = make_tree(tmp_path / "data", per_class=3)
     more = make_tree(tmp_path / "data", classes=("n01443537",), per_class=3)
     assert more == root
     first = tmp_path / "data1"
-    make_tree(first, per_class=3)
-    actdb.open(tmp_path / "a").ingest(first, **KW)  # local, then ray
+    bad = add_bad_files(make_tree(first, per_class=3) / "n01440764")
+    a = actdb.open(tmp_path / "a").ingest(first, **KW)  # local, then ray
     actdb.open(tmp_path / "a").ingest(root, engine="ray", **KW)
-    actdb.open(tmp_path / "b").ingest(first, engine="ray", **KW)  # ray, then local
+    b = actdb.open(tmp_path / "b").ingest(first, engine="ray", **KW)  # ray, then local
     actdb.open(tmp_path / "b").ingest(root, **KW)
+    assert (b.ingested, b.failed) == (a.ingested, a.failed) and a.failed == len(bad)
     same_store(tmp_path / "a", tmp_path / "b")
+    runs = actdb.open(tmp_path / "b").sql("SELECT options FROM runs ORDER BY run_id")
+    assert ['"engine": "ray"' in r["options"] for r in runs.to_pylist()] == [True, False]
     with pytest.raises(StoreMismatch):
         actdb.open(tmp_path / "a").ingest(root, engine="ray",
                                           **{**KW, "image_size": SIZE * 2})
