@@ -197,7 +197,7 @@ def test_predict_prints_a_table_or_json_and_no_tensorflow_noise(tmp_path):
 
     img = tmp_path / "x.png"
     class_image(0, 0).save(img)
-    cmd = [sys.executable, "-m", "actdb", "predict", str(img), "--models", "vgg16",
+    cmd = [sys.executable, "-m", "actdb", "predict", str(img), "--models", "mobilenet",
            "--weights", WEIGHTS, "--top", "2"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
