@@ -3,9 +3,8 @@ themselves come from full runs recorded in bench/RESULTS.md, never from CI. Ever
 (and its --help) runs in one interpreter (tests/bench_runner.py): TensorFlow is imported
 once, not once a script. That interpreter starts as soon as the suite is collected
 (tests/conftest.py calls ``start``) and works beside the other tests at the lowest priority
-(``nice 19``): they leave a core idle much of the time, and it takes no time they would use
-(at equal priority, FAISS's OpenMP searches beside it ran 10-100x slower). These tests run
-last and wait for what it wrote."""
+(tests/bench_runner.py: only on CPU time they leave idle, which is much of it: most of them
+keep one of the two cores busy). These tests run last and wait for what it wrote."""
 
 import json
 import os
@@ -70,8 +69,7 @@ def start() -> None:
     (base / "jobs.json").write_text(json.dumps(_jobs()))
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "ACTDB_ONNX": "0"}
     with open(base / "stdout", "w") as out, open(base / "stderr", "w") as err:
-        proc = subprocess.Popen(["nice", "-n", "19", sys.executable,
-                                 str(Path(__file__).parent / "bench_runner.py"),
+        proc = subprocess.Popen([sys.executable, str(Path(__file__).parent / "bench_runner.py"),
                                  str(base / "jobs.json"), str(base / "results.json")],
                                 stdout=out, stderr=err, env=env, start_new_session=True)
     _runner.update(proc=proc, base=base)
