@@ -64,8 +64,9 @@ def test_layer_rows_at_another_size():
 def _one_of_each_kind() -> list[str]:
     """The smallest model of each kind: one preprocessing module and one default layer. The
     others of a kind (efficientnet_b1..b7, convnext_small..xlarge, densenet169/201, ...) are
-    one Keras builder at other widths and depths, with the same layer names: building each
-    took 230 s of the suite and checked nothing that its kind's smallest model does not."""
+    one Keras builder at other widths and depths, with the same layer names: building every
+    one took 230 s of the suite to look at each builder again (`actdb layers NAME` builds any
+    of them)."""
     kinds: dict[tuple[str, str], str] = {}
     for name, spec in registry.MODELS.items():
         kinds.setdefault((spec.preprocess, spec.default_layer), name)
