@@ -1,7 +1,7 @@
 """Each benchmark script runs end to end on tiny sizes, so none of them rots. The figures
 themselves come from full runs recorded in bench/RESULTS.md, never from CI. Every script
 (and its --help) runs in one interpreter (tests/bench_runner.py): TensorFlow is imported
-once, not once a script. That interpreter starts as soon as the suite is collected
+once, not once a script. That interpreter starts with the first test after FAISS's
 (tests/conftest.py calls ``start``) and works beside the other tests at the lowest priority
 (tests/bench_runner.py: only on CPU time they leave idle, which is much of it: most of them
 keep one of the two cores busy). These tests run last and wait for what it wrote."""
@@ -89,7 +89,7 @@ def stop() -> None:
 @pytest.fixture(scope="module")
 def ran() -> dict:
     """What each tiny run and each --help did (one runner process for all of them)."""
-    start()  # already started at collection, unless these tests were asked for otherwise
+    start()  # already started by tests/conftest.py, unless these tests run alone
     proc, base = _runner["proc"], _runner["base"]
     try:
         proc.wait(timeout=1500)
