@@ -89,7 +89,7 @@ def stop() -> None:
 @pytest.fixture(scope="module")
 def ran() -> dict:
     """What each tiny run and each --help did (one runner process for all of them)."""
-    start()  # already started by tests/conftest.py, unless these tests run alone
+    start()  # tests/conftest.py started it already; a no-op then
     proc, base = _runner["proc"], _runner["base"]
     try:
         proc.wait(timeout=1500)
