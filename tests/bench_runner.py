@@ -36,10 +36,10 @@ def run(script: str, args: list[str]) -> dict:
 
 def lowest_priority() -> None:
     """Run only on CPU time no other process wants (Linux's SCHED_IDLE, inherited by the
-    threads and processes the scripts start). Beside this runner at nice 19 the suite's FAISS
-    tests still ran 7-15x slower (at equal priority 10-100x): searches split over both cores
-    wait for the slower of the two, and a nice 19 process gives a core back only when the
-    scheduler preempts it; a SCHED_IDLE one gives it back at once."""
+    threads and processes the scripts start). Measured in full runs of the suite: 865 s
+    beside this runner at equal priority, 833-932 s at nice 19, 745 s at SCHED_IDLE. FAISS's
+    tests, which time single queries split over both cores, still ran ~10x slower beside it
+    even then: tests/conftest.py runs them before it starts."""
     try:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     except (AttributeError, OSError):  # not Linux
