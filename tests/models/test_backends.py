@@ -17,7 +17,7 @@ EMBED = """
 import sys, numpy as np
 from actdb.models.embed import EmbedConfig, Embedder, backend
 x = np.load(sys.argv[1])
-for model in ("vgg19", "resnet50"):
+for model in ("vgg19", "mobilenet"):
     e = Embedder(EmbedConfig(model=model, weights="random:0", image_size=32, precision="fp32"))
     np.save(f"{sys.argv[2]}/{model}.npy", e.embed(x))
     print(backend(), e.fingerprint)
@@ -39,7 +39,7 @@ def test_jax_vectors_equal_tensorflow_vectors(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     lines = out.stdout.split()
     assert lines[0] == "jax"
-    for i, model in enumerate(("vgg19", "resnet50")):
+    for i, model in enumerate(("vgg19", "mobilenet")):
         tf = Embedder(EmbedConfig(model=model, weights="random:0", image_size=32,
                                   precision="fp32"))
         got = np.load(tmp_path / f"{model}.npy")
