@@ -45,6 +45,11 @@ class CheckReport:
     def ok(self) -> bool:
         return not self.problems
 
+    def _repr_html_(self) -> str:
+        from actdb.viz.notebook import check_html
+
+        return check_html(self)
+
     def to_dict(self) -> dict:
         return {"ok": self.ok, "store": self.store, "images": self.images,
                 "vectors": self.vectors, "shards": self.shards, "index_ids": self.index_ids,

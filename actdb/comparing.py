@@ -48,6 +48,11 @@ class CompareResult:
     separation: object
     seconds: float
 
+    def _repr_html_(self) -> str:
+        from actdb.viz.notebook import compare_html
+
+        return compare_html(self)
+
     def to_dict(self) -> dict:
         return {"similarity": self.similarity.to_dict("records"),
                 "separation": self.separation.to_dict("records"), "seconds": self.seconds}

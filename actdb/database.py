@@ -130,9 +130,9 @@ class Database:
         """Every space of the store (DataFrame: name, default, model, layer, pool, dim,
         image_size, precision, fingerprint, shards, vectors, index, onnx, view), the default
         first."""
-        import pandas as pd
+        from actdb.viz.notebook import Spaces
 
-        return pd.DataFrame(self.store.spaces_info())
+        return Spaces(self.store.spaces_info())
 
     def ingest(self, root: str | Path, progress: Callable[[int, int], None] | None = None,
                **options):
@@ -256,6 +256,7 @@ class Database:
         and each space answers exactly as it does alone (its runtime and query cache); the
         spaces of one network that embed with Keras share one forward pass."""
         from actdb.query.across import askable_queries, share_forward, side_by_side, space_rows
+        from actdb.viz.notebook import Across
 
         specs = askable_queries(queries, names)
         positive("k", k)
@@ -268,16 +269,17 @@ class Database:
                                       split=split, where=where, include_self=include_self,
                                       recall=recall)
             rows += space_rows(row, near, cents)
-        return side_by_side(rows, rows_of)
+        return Across(side_by_side(rows, rows_of))
 
     def centroids_across_spaces(self, queries, k: int = 10, classes=None):
         """:meth:`Space.centroids` asked of every space (DataFrame: ``space`` and the
         centroids' columns; each query's spaces together, in the store's order)."""
         from actdb.query.across import askable_queries, side_by_side
         from actdb.query.centroids import COLUMNS
+        from actdb.viz.notebook import Centroids
 
         specs, spaces, rows = askable_queries(queries), self.store.spaces(), []
         for space in spaces:
             got = self.space(space.name).centroids(specs, k=k, classes=classes)
             rows += [{"space": space.name, **r} for r in got.to_dict("records")]
-        return side_by_side(rows, spaces, ["query", "space", *COLUMNS[1:]])
+        return Centroids(side_by_side(rows, spaces, ["query", "space", *COLUMNS[1:]]))

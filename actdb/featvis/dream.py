@@ -60,6 +60,11 @@ class DreamResult:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def _repr_html_(self) -> str:
+        from actdb.viz.notebook import dream_html
+
+        return dream_html(self)
+
 
 def resolved(cfg: DreamConfig) -> DreamConfig:
     """The config with its defaults filled in (model name, layer, steps, step size)."""

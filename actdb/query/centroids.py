@@ -20,10 +20,10 @@ def centroids(queries: list[QueryVector], cent, k: int = 10):
 
     ``cent``: the catalog's centroids (DataFrame), already restricted to the classes wanted.
     """
-    import pandas as pd
+    from actdb.viz.notebook import Centroids
 
     if cent.empty:
-        return pd.DataFrame(columns=COLUMNS)
+        return Centroids(columns=COLUMNS)
     c = np.stack(cent.centroid.to_numpy()).astype(np.float64)
     out = []
     for q in queries:
@@ -36,4 +36,4 @@ def centroids(queries: list[QueryVector], cent, k: int = 10):
                         "class_p95_dist": float(row.p95_dist),
                         "inside": bool(d[i] <= row.p95_dist),
                         "ratio_to_p95": float(d[i] / row.p95_dist) if row.p95_dist else None})
-    return pd.DataFrame(out, columns=COLUMNS)
+    return Centroids(out, columns=COLUMNS)

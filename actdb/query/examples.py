@@ -6,10 +6,10 @@ summary of those images, and where each named query falls on that channel's dist
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from actdb.errors import UsageError
-from actdb.store.catalog import derived
+from actdb.store.catalog import derived, reads
 
 
 @dataclass
@@ -20,6 +20,14 @@ class ExamplesResult:
     queries: object  # DataFrame: name, value, percentile
     channel_mean: float
     channel_max: float
+    #: the top images' files, in ``top``'s order (None outside its dataset root), for
+    #: their thumbnails
+    files: list = field(default_factory=list, repr=False)
+
+    def _repr_html_(self) -> str:
+        from actdb.viz.notebook import examples_html
+
+        return examples_html(self)
 
     def to_dict(self) -> dict:
         def rec(df):
@@ -40,8 +48,12 @@ def examples(store, channel: int, k: int = 20) -> ExamplesResult:
         raise UsageError(f"k must be at least 1, not {k}", param="k")
     with store.reader(views=True) as con:
         top, mean, mx, queries = derived.channel_examples(con, store.space, channel, k)
+        where = reads.image_meta(con, top.image_id.to_numpy())
     top.insert(0, "rank", range(1, len(top) + 1))
     cls = (top.groupby(["class_name", "synset"], dropna=False).size().rename("count")
            .reset_index().sort_values("count", ascending=False, kind="stable"))
     cls["share"] = cls["count"] / max(len(top), 1)
-    return ExamplesResult(channel, top, cls.reset_index(drop=True), queries, mean, mx)
+    from actdb.viz.notebook import stored_file
+
+    files = [stored_file(r, p) for r, p in zip(where["root"], where["path"], strict=True)]
+    return ExamplesResult(channel, top, cls.reset_index(drop=True), queries, mean, mx, files)

@@ -18,6 +18,7 @@ import collections
 import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -68,6 +69,9 @@ class QueryAnswer:
     image_id: np.ndarray
     meta: dict[str, np.ndarray]
     context: dict
+    #: the file the query's image was read from (a stored image's for ``id:`` queries), for
+    #: its thumbnail; None for vectors
+    picture: str | None = None
 
     def vote(self) -> list[dict]:
         """Classes among the neighbours, most frequent first."""
@@ -104,6 +108,11 @@ class NearestResult:
     #: measured for the setting that answered), reached}.
     recall: dict | None = None
     _frames: dict = field(default_factory=dict, repr=False)
+
+    def _repr_html_(self) -> str:
+        from actdb.viz.notebook import nearest_html
+
+        return nearest_html(self)
 
     def to_dict(self, root: bool = True) -> dict:
         """Plain JSON-ready data (floats at full precision); ``root=False`` leaves out the
@@ -164,14 +173,28 @@ def nearest(queries: list[QueryVector], k: int, ctx: QueryContext,
     # stored images' nearest neighbours, whatever the filter kept
     nn_all = [d for d, _ in search(1, None)] if allowed is not None else None
     flat = np.concatenate([r[1] for r in rows]) if rows else np.zeros(0, np.int64)
-    meta, ref = ctx.image_meta(flat), ctx.reference
+    qids = np.array([q.image_id for q in queries if q.image_id is not None], np.int64)
+    meta, ref = ctx.image_meta(np.concatenate([flat, qids])), ctx.reference  # one read
+    pictures = _pictures(queries, {c: meta[c][len(flat):] for c in ("root", "path")})
     answers, at = [], 0
     for qi, (q, (d, i)) in enumerate(zip(queries, rows, strict=True)):
         m = {c: meta[c][at : at + len(i)] for c in META}  # object columns (VARCHAR)
         ctx = _context(q, d, loaded.metric, ref, None if nn_all is None else nn_all[qi])
-        answers.append(QueryAnswer(q, d.astype(np.float64), i, m, ctx))
+        answers.append(QueryAnswer(q, d.astype(np.float64), i, m, ctx, pictures[qi]))
         at += len(i)
     return NearestResult(answers, k, loaded.metric, include_self, _recall(loaded, recall))
+
+
+def _pictures(queries: list[QueryVector], stored: dict) -> list[str | None]:
+    """Each query's image file: a stored image's for ``id:`` queries (``stored``: their root
+    and path columns, in order), the file an image query was read from, None for vectors."""
+    ids = [q.image_id for q in queries if q.image_id is not None]
+    stored = dict(zip(ids, (str(Path(r) / p) if r is not None and p is not None else None
+                            for r, p in zip(stored["root"], stored["path"], strict=True)),
+                      strict=True))
+    return [stored.get(q.image_id) if q.image_id is not None
+            else q.source if q.route is not None and Path(q.source).is_file() else None
+            for q in queries]
 
 
 def _recall(loaded, asked: float | None) -> dict | None:
