@@ -8,6 +8,7 @@ colour in every figure that shows the same groups; queries are large labelled st
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -23,11 +24,22 @@ FORMATS = (".png", ".svg", ".pdf")
 LABELS = {"tsne": "t-SNE", "umap": "UMAP", "pca": "PCA"}
 
 
-def _figure(figsize, rows: int = 1):
-    """A Figure and its axes, outside pyplot (no global backend or figure registry)."""
+@functools.cache
+def _shown_figure():
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=figsize)
+    class ShownFigure(Figure):
+        """A Figure that shows itself in a notebook (as PNG), with no pyplot backend."""
+
+        def _repr_png_(self) -> bytes:
+            return png_bytes(self)
+
+    return ShownFigure
+
+
+def _figure(figsize, rows: int = 1):
+    """A Figure and its axes, outside pyplot (no global backend or figure registry)."""
+    fig = _shown_figure()(figsize=figsize)
     axes = fig.subplots(rows, 1, squeeze=False)
     return fig, axes[:, 0]
 
