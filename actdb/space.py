@@ -275,15 +275,22 @@ class Space:
         return MapSpec.of(method, per_class or 100, names, random_classes, seed)
 
     def map(self, method: str = "auto", *, per_class: int | None = None, classes=None,
-            random_classes: int = 0, seed: int = 0, build: bool = True,
+            random_classes: int = 0, seed: int = 0, build: bool = True, queries=(),
             progress: Progress | None = None):
         """The stored 2-D map (StoredMap) of a sample and a projection (``auto``: t-SNE below
         20,000 points, else UMAP; ``umap``, ``tsne``, ``pca``), made and stored when missing
         or stale. ``per_class=None`` with no classes is the default map: every class, at most
-        50,000 points."""
+        50,000 points. In a notebook it shows itself as a live map with ``queries`` placed;
+        its lasso's selection is ``m.selected``."""
+        from actdb.viz.maps import Placement
+
         spec = self._map_spec(method, per_class, classes, random_classes, seed)
+        specs = as_list(queries)
         with self._call() as ctx:
-            return self._map(ctx, spec, progress, build)
+            m = self._map(ctx, spec, progress, build)
+            placed = Placement.of(m, resolve(specs, None, ctx), True) if specs else None
+        # a handle of its own (the context keeps the map it shares with every caller)
+        return replace(m, placed=placed, _widget=None)
 
     @staticmethod
     def _map(ctx: QueryContext, spec, progress: Progress | None = None, build: bool = True):

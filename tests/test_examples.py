@@ -44,7 +44,7 @@ def executed(tmp_path_factory):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     km = KernelManager(kernel_name="python3", transport="ipc",  # Unix sockets, not TCP
                        ip=str(tmp / "kernel"))
-    NotebookClient(nb, km=km, timeout=600,
+    NotebookClient(nb, km=km, timeout=600, store_widget_state=False,  # no front-end here
                    resources={"metadata": {"path": str(tmp)}}).execute(env=env)
     return nb, tmp
 
@@ -66,6 +66,9 @@ def test_each_step_of_the_study_shows_its_result(executed):
     across = outputs(nb, "db.across_spaces(")[-1]["data"]["text/html"]
     assert "block4_conv4" in across and "block5_conv4" in across
     assert "linear CKA" in outputs(nb, "db.compare()")[-1]["data"]["text/html"]
+    live = outputs(nb, 'space.map("tsne"')[-1]["data"]
+    assert "application/vnd.jupyter.widget-view+json" in live
+    assert "image_id" in outputs(nb, "m.selected")[-1]["data"]["text/html"]  # none selected
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
               if o.output_type == "error" or o.get("name") == "stderr"]
     assert not errors, errors

@@ -16,6 +16,7 @@ images are added or removed; :func:`get_map` then makes it again.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import threading
 import time
@@ -25,7 +26,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-from actdb.errors import QueryError, StoreError
+from actdb.errors import QueryError, StoreError, UsageError
 from actdb.store.catalog import derived, files, reads, writes
 from actdb.store.writer import StoreWriter
 from actdb.viz.data import SampleConfig, random_group, sample_vectors
@@ -99,6 +100,43 @@ class StoredMap:
     _projector: Projector | None = field(default=None, repr=False)
     _vectors: np.ndarray | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    #: the queries shown on the map in a notebook (``Space.map(queries=...)``)
+    placed: Placement | None = field(default=None, repr=False)
+    _widget: object = field(default=None, repr=False)
+
+    @property
+    def widget(self):
+        """The map as a notebook widget (anywidget), made once: the queries placed, a
+        thumbnail and class on hover, the lasso's selection in :attr:`selected`."""
+        with self._lock:
+            if self._widget is None:
+                from actdb.viz.widget import MapWidget
+
+                self._widget = MapWidget(self, self.placed, self.thumbnail)
+            return self._widget
+
+    def _repr_mimebundle_(self, **kwargs):
+        try:
+            return self.widget._repr_mimebundle_(**kwargs)
+        except UsageError as e:  # no anywidget: the text repr, and how to get the map
+            return {"text/plain": f"{self!r}\n({e})"}
+
+    @property
+    def selected(self) -> pd.DataFrame:
+        """The points selected in this map's widget (lasso or box; none before it is
+        shown), in the map's order: pass ``image_id`` on to SQL or ``nearest``."""
+        ids = self._widget.selected_ids if self._widget is not None else []
+        return self.points[self.points.image_id.isin(ids)].reset_index(drop=True)
+
+    def thumbnail(self, image_id: int, size: int = 128) -> bytes:
+        """JPEG bytes of a stored image's thumbnail (a grey tile when its file is gone)."""
+        from actdb.viz.notebook import stored_file
+        from actdb.viz.report import thumbnail
+
+        with self.store.reader() as con:
+            meta = reads.image_meta(con, np.array([image_id], np.int64), missing_ok=True)
+        path = stored_file(meta["root"][0], meta["path"][0])
+        return thumbnail(path if path is not None else io.BytesIO(b""), size)
 
     @property
     def projector(self) -> Projector:
