@@ -21,6 +21,7 @@ actdb.errors.UsageError: this store has one space (vgg19/block5_conv4); compare 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -100,9 +101,12 @@ def sample_vectors(store: Store, ids: np.ndarray) -> np.ndarray:
     return store.vectors(ids)[1] if vecs is None else np.asarray(vecs, np.float32)
 
 
-def compare_spaces(store: Store, cfg: CompareConfig | None = None) -> CompareResult:
+def compare_spaces(store: Store, cfg: CompareConfig | None = None,
+                   progress: Callable[..., None] | None = None) -> CompareResult:
     """Compare every space of the store on one shared sample, keep the answers in the
-    catalog (replacing the last comparison's) and return them."""
+    catalog (replacing the last comparison's) and return them; ``progress`` gets ``(done,
+    total, description)``: each space's sample read, each pair's CKA, each space's
+    separation."""
     import pandas as pd
 
     cfg = cfg or CompareConfig()
@@ -114,7 +118,14 @@ def compare_spaces(store: Store, cfg: CompareConfig | None = None) -> CompareRes
     if len(ids) < MIN_SAMPLE:
         raise UsageError(f"the spaces share {len(ids)} images; comparing needs at least "
                          f"{MIN_SAMPLE}")
-    vecs = {n: sample_vectors(store.in_space(n), ids) for n in names}
+    s = len(names)
+    total, done = s + s * (s - 1) // 2 + s, 0
+    report = progress or (lambda *_: None)
+    vecs = {}
+    for n in names:
+        vecs[n] = sample_vectors(store.in_space(n), ids)
+        done += 1
+        report(done, total, "reading the sample")
     with store.reader() as con:
         meta = reads.image_meta(con, ids)
     keys = np.array([s or c for s, c in zip(meta["synset"], meta["class_name"], strict=True)],
@@ -130,6 +141,8 @@ def compare_spaces(store: Store, cfg: CompareConfig | None = None) -> CompareRes
             sim.append({"space_a": a, "space_b": b, "cka": cka,
                         "method": "exact" if exact else "minibatch", "n": len(ids),
                         "seed": cfg.seed})
+            done += 1
+            report(done, total, "CKA")
     sep = []
     for n in names:
         x, lab = vecs[n][labelled], keys[labelled]
@@ -141,6 +154,8 @@ def compare_spaces(store: Store, cfg: CompareConfig | None = None) -> CompareRes
             ratio = None
         sep.append({"space": n, "knn_accuracy": acc, "k": cfg.k, "queries": asked,
                     "same_over_different": ratio, "n": len(labelled), "seed": cfg.seed})
+        done += 1
+        report(done, total, "class separation")
     similarity = pd.DataFrame(sim, columns=["space_a", "space_b", "cka", "method", "n", "seed"])
     separation = pd.DataFrame(sep, columns=["space", "knn_accuracy", "k", "queries",
                                             "same_over_different", "n", "seed"])

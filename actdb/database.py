@@ -29,6 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from actdb.errors import NotFound, Refused
+from actdb.progress import progress_for
 from actdb.query.resolve import Upload
 from actdb.space import Space, configured, positive
 from actdb.store.catalog import derived, reads
@@ -134,8 +135,7 @@ class Database:
 
         return Spaces(self.store.spaces_info())
 
-    def ingest(self, root: str | Path, progress: Callable[[int, int], None] | None = None,
-               **options):
+    def ingest(self, root: str | Path, progress: bool | Callable | None = None, **options):
         """Embed the images under ``root`` into this store (made when missing), resuming and
         skipping what is there; then update the index and the statistics. Into a store that
         exists, the recipe options default to its manifest's (a conflicting one is refused).
@@ -146,11 +146,13 @@ class Database:
         ``layer``, ``pool``, ``weights``, ``image_size``, ``resize``, ``precision``).
         ``layers`` ("a,b" or a list) embeds several layers of the model in one forward pass,
         a space each. Another model or layer than the store's adds a space, and fills it with
-        every image the store holds; new images go into every space.
+        every image the store holds; new images go into every space. ``progress``: a bar in
+        a notebook (see :mod:`actdb.progress`), or a callable given ``(done, total)``.
         """
         from actdb.ingest.pipeline import IngestConfig, ingest
 
-        result = ingest(IngestConfig.of(root, self.path, **options), progress)
+        with progress_for(progress, "ingest") as report:
+            result = ingest(IngestConfig.of(root, self.path, **options), report)
         self.close()  # the store may be new: open it again on the next call
         return result
 
@@ -165,17 +167,20 @@ class Database:
 
         return repair_store(self.store) if repair else check_store(self.store)
 
-    def compare(self, config=None, **options):
+    def compare(self, config=None, progress: bool | Callable | None = None, **options):
         """Compare every space of the store on one seeded sample of ``sample`` shared images
         (CompareResult): linear CKA of every pair (exact, or the debiased minibatch estimate
         when the sample's vectors do not fit in memory), each space's leave-one-out k-NN
         class accuracy (``k`` neighbours, ``queries`` voters) and same/different-class
         distance ratio (``pairs`` pairs); kept in ``space_similarity`` and
-        ``space_separation``. Options are :class:`~actdb.options.CompareConfig`'s fields."""
+        ``space_separation``. Options are :class:`~actdb.options.CompareConfig`'s fields;
+        ``progress`` as :meth:`ingest`'s."""
         from actdb.comparing import compare_spaces
         from actdb.options import CompareConfig
 
-        return compare_spaces(self.store, configured(CompareConfig, config, options, "compare"))
+        cfg = configured(CompareConfig, config, options, "compare")
+        with progress_for(progress, "compare") as report:
+            return compare_spaces(self.store, cfg, report)
 
     def images(self, where: str | None = None):
         """The images table (DataFrame), optionally filtered by a SQL predicate."""
@@ -209,7 +214,7 @@ class Database:
 
     def thumbnail(self, image_id: int, size: int = 128) -> bytes:
         """A JPEG thumbnail of a stored image, at most ``size`` px a side (never enlarged)."""
-        from actdb.viz.report import thumbnail
+        from actdb.viz.thumbs import thumbnail
 
         return thumbnail(self.image_file(image_id), size)
 

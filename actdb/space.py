@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from actdb.errors import NotFound, QueryError, UsageError
+from actdb.progress import progress_for
 from actdb.query.context import QueryContext
 from actdb.query.nearest import allowed_ids, parse_classes
 from actdb.query.resolve import QueryVector, as_list, parse_queries, resolve
@@ -143,10 +144,10 @@ class Space:
         return index_store(self.store, IndexConfig(kind=kind, metric=metric,
                                                    target_recall=target_recall))
 
-    def stats(self, config=None, **options) -> dict:
+    def stats(self, config=None, progress: bool | Callable | None = None, **options) -> dict:
         """(Re)compute centroids, class_stats, pair_stats and nn_sample. Options are
         :class:`~actdb.options.StatsConfig`'s fields; those left None keep what the store
-        recorded last time."""
+        recorded last time. ``progress`` as :meth:`Database.ingest`'s."""
         from actdb.options import StatsConfig
         from actdb.stats import compute_stats, settings
 
@@ -154,7 +155,8 @@ class Space:
         for name in ("pairs_per_class", "pair_sample", "nn_sample"):
             if getattr(cfg, name) is not None:
                 positive(name, getattr(cfg, name))
-        return compute_stats(self.store, settings(self.store, cfg))
+        with progress_for(progress, "stats") as report:
+            return compute_stats(self.store, settings(self.store, cfg), report)
 
     # -- queries -----------------------------------------------------------------------------
 
@@ -276,7 +278,7 @@ class Space:
 
     def map(self, method: str = "auto", *, per_class: int | None = None, classes=None,
             random_classes: int = 0, seed: int = 0, build: bool = True, queries=(),
-            progress: Progress | None = None):
+            progress: bool | Progress | None = None):
         """The stored 2-D map (StoredMap) of a sample and a projection (``auto``: t-SNE below
         20,000 points, else UMAP; ``umap``, ``tsne``, ``pca``), made and stored when missing
         or stale. ``per_class=None`` with no classes is the default map: every class, at most
@@ -286,8 +288,8 @@ class Space:
 
         spec = self._map_spec(method, per_class, classes, random_classes, seed)
         specs = as_list(queries)
-        with self._call() as ctx:
-            m = self._map(ctx, spec, progress, build)
+        with self._call() as ctx, progress_for(progress, "map") as report:
+            m = self._map(ctx, spec, report, build)
             placed = Placement.of(m, resolve(specs, None, ctx), True) if specs else None
         # a handle of its own (the context keeps the map it shares with every caller)
         return replace(m, placed=placed, _widget=None)
@@ -375,7 +377,7 @@ class Space:
                                    ids=allowed_ids(ctx.store, classes, None, where),
                                    per_class=per_class, first_classes=first, stage=progress)
 
-    def atlas(self, channels=None, *, config=None, progress=None,
+    def atlas(self, channels=None, *, config=None, progress: bool | Callable | None = None,
               stage: Progress | None = None, **options):
         """The channel atlas of the space's layer (AtlasResult): each channel's feature
         visualisation (``batch`` channels optimised at once), what ``models`` predict for it,
@@ -402,7 +404,8 @@ class Space:
         def lands(paths, names):
             return self.lands(paths, names, k=cfg.k, centroids=5)
 
-        return run_atlas(self.store, cfg, lands, progress, stage)
+        with progress_for(progress, "atlas") as report:
+            return run_atlas(self.store, cfg, lands, report, stage)
 
     def dream(self, output: str | Path, config=None, progress=None, **options):
         """:func:`actdb.dream` with the space's own network: unless ``model`` names another,

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, replace
 
 import numpy as np
@@ -129,10 +130,13 @@ def settings(store: Store, given: StatsConfig | None = None) -> StatsConfig:
                            if v is not None})
 
 
-def compute_stats(store: Store, cfg: StatsConfig | None = None) -> dict:
+def compute_stats(store: Store, cfg: StatsConfig | None = None,
+                  progress: Callable[..., None] | None = None) -> dict:
     """Recompute every statistics table from the store's vectors; returns a summary.
 
-    ``cfg`` None: the settings the store's statistics were last computed with. The vectors are
+    ``cfg`` None: the settings the store's statistics were last computed with; ``progress``
+    gets ``(done, total, description)``: each class, the random pairs, the nearest
+    neighbours. The vectors are
     read once, in id order; each class's rows are gathered once (its centroid, spread and
     same-class pairs come from that block), other rows only as the pair samples need them.
     """
@@ -162,6 +166,7 @@ def compute_stats(store: Store, cfg: StatsConfig | None = None) -> dict:
     centroids = np.zeros((k, dim))
     spread, same_all, other_all = [], [], []
     same_sampled = other_sampled = False
+    report = progress or (lambda *_: None)
     for c in range(k):
         lo, cnt = int(starts[c]), int(counts[c])
         block = vecs[order[lo : lo + cnt]]
@@ -173,6 +178,7 @@ def compute_stats(store: Store, cfg: StatsConfig | None = None) -> dict:
         a, b, s2 = _pairs_across(lo, cnt, n, cfg.pairs_per_class, rng)
         other_all.append(_dist(block[a], vecs[order[b]]))
         same_sampled, other_sampled = same_sampled or s1, other_sampled or s2
+        report(c + 1, k + 2, "classes")
     cent_rows, class_rows = [], []
     cdist = _centroid_distances(centroids)
     for c in range(k):
@@ -197,8 +203,10 @@ def compute_stats(store: Store, cfg: StatsConfig | None = None) -> dict:
     if n > 1:
         i, j, sampled = _pairs_within(n, cfg.pair_sample, rng)
         pairs.append(_summary("random", _dist(vecs[order[i]], vecs[order[j]]), sampled, cfg))
+    report(k + 1, k + 2, "random pairs")
     nn_ids, nn_d = _nn_sample(store, all_ids, vecs, ids, cfg, rng)
     pairs.append(_summary("nearest_neighbour", nn_d, len(nn_ids) < n, cfg))
+    report(k + 2, k + 2, "nearest neighbours")
     seconds = round(time.perf_counter() - t0, 3)
     cent = pd.DataFrame(cent_rows, columns=[
         "class_key", "synset", "class_name", "class_index", "n", "centroid", "mean_dist",

@@ -10,7 +10,7 @@ PACKAGE = Path(actdb.__file__).parent
 
 #: Bottom to top, as in ARCHITECTURE.md. A module may import its own layer or lower ones.
 LAYERS = [
-    ("errors", "heavy", "version", "options"),
+    ("errors", "heavy", "version", "options", "progress"),
     ("images",),
     ("models", "store"),  # side by side
     ("index",),

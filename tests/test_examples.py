@@ -58,6 +58,9 @@ def outputs(nb, text: str) -> list[dict]:
 def test_each_step_of_the_study_shows_its_result(executed):
     nb, tmp = executed
     assert (tmp / "node4.png").is_file()
+    for call in ("run = db.ingest(", "space.stats()", "db.compare()"):  # a progress bar each
+        assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {})
+                   for o in outputs(nb, call)), call
     near = outputs(nb, "space.nearest(")[-1]["data"]["text/html"]
     assert near.count("<figure") == K and "sea_cucumber" in near
     assert "p95" in outputs(nb, "space.centroids(")[-1]["data"]["text/html"]

@@ -18,7 +18,8 @@ import pandas as pd
 from actdb.atlas import heatmap
 from actdb.models.embed import store_embedder
 from actdb.store.catalog import derived, files, reads
-from actdb.viz.report import templates, thumbnail
+from actdb.viz.report import templates
+from actdb.viz.thumbs import thumbnail
 
 SHOWN = 6  # top examples with heatmaps on a channel page
 

@@ -53,7 +53,7 @@ def examples(store, channel: int, k: int = 20) -> ExamplesResult:
     cls = (top.groupby(["class_name", "synset"], dropna=False).size().rename("count")
            .reset_index().sort_values("count", ascending=False, kind="stable"))
     cls["share"] = cls["count"] / max(len(top), 1)
-    from actdb.viz.notebook import stored_file
+    from actdb.viz.thumbs import stored_file
 
     files = [stored_file(r, p) for r, p in zip(where["root"], where["path"], strict=True)]
     return ExamplesResult(channel, top, cls.reset_index(drop=True), queries, mean, mx, files)

@@ -28,7 +28,6 @@ import io
 import json
 import math
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from actdb.store.catalog import reads
+from actdb.viz.thumbs import thumbnails
 
 TARGETS = ("projector", "atlas", "parquet")
 PROJECTOR_MAX_POINTS = 100_000
@@ -119,17 +119,6 @@ def top_categories(names: pd.Series, first: list[str] | None, limit: int) -> pd.
     order += [c for c in counts.index if c not in order]
     keep = set(order[:limit - 1]) if len(order) > limit else set(order)
     return names.where(names.isin(keep), "other").fillna("other")
-
-
-def thumbnails(paths: list[Path | None], size: int) -> list[bytes]:
-    """JPEG thumbnails (grey tiles for missing or broken files), decoded in parallel."""
-    from actdb.viz.report import thumbnail
-
-    def one(p):
-        return thumbnail(p if p is not None else io.BytesIO(b""), size)
-
-    with ThreadPoolExecutor() as pool:  # Pillow decodes without the GIL
-        return list(pool.map(one, paths, chunksize=64))
 
 
 def _full_paths(meta: pd.DataFrame) -> list[Path | None]:

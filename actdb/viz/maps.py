@@ -130,8 +130,7 @@ class StoredMap:
 
     def thumbnail(self, image_id: int, size: int = 128) -> bytes:
         """JPEG bytes of a stored image's thumbnail (a grey tile when its file is gone)."""
-        from actdb.viz.notebook import stored_file
-        from actdb.viz.report import thumbnail
+        from actdb.viz.thumbs import stored_file, thumbnail
 
         with self.store.reader() as con:
             meta = reads.image_meta(con, np.array([image_id], np.int64), missing_ok=True)

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from actdb.viz.report import data_uri, templates
+from actdb.viz.report import templates
+from actdb.viz.thumbs import data_uri, stored_file, thumbnails
 
 #: Thumbnails' size a side, in px: a neighbour's, a query's (or a dream's).
 THUMB, QUERY_THUMB = 72, 128
@@ -29,19 +30,8 @@ THUMB, QUERY_THUMB = 72, 128
 VOTES = 8
 
 
-def stored_file(root, path) -> Path | None:
-    """A stored image's file, None when it is not inside its dataset root."""
-    if root is None or path is None:
-        return None
-    base = Path(root).resolve()
-    full = (base / path).resolve()
-    return full if full.is_relative_to(base) else None
-
-
 def thumbs(files: list[Path | str | None], size: int) -> list[str]:
     """data: URIs of JPEG thumbnails (grey tiles where a file is missing or broken)."""
-    from actdb.viz.export import thumbnails
-
     paths = [Path(f) if f is not None and Path(f).is_file() else None for f in files]
     return [data_uri(b, "image/jpeg") for b in thumbnails(paths, size)]
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import functools
-import io
 import json
 from collections.abc import Callable
 from dataclasses import replace
@@ -20,30 +19,11 @@ from pathlib import Path
 from actdb.options import PlotConfig, ReportConfig
 from actdb.viz import figures
 from actdb.viz.plot import plot
+from actdb.viz.thumbs import data_uri, thumbnail
 
 #: The report's sections, by their anchor (``report.html#umap``); a store of several spaces
 #: adds ``spaces`` (each query in every space) and, once compared, ``cka``.
 SECTIONS = ("queries", "neighbours", "votes", "centroids", "map", "tsne", "umap", "distances")
-
-
-def data_uri(data: bytes, mime: str) -> str:
-    return f"data:{mime};base64,{base64.b64encode(data).decode()}"
-
-
-def thumbnail(source, size: int) -> bytes:
-    """JPEG bytes of a thumbnail (a grey tile when the file is missing or broken)."""
-    from PIL import Image
-
-    try:
-        with Image.open(source) as im:
-            im.draft("RGB", (size * 2, size * 2))
-            im = im.convert("RGB")
-            im.thumbnail((size, size))
-    except Exception:  # noqa: BLE001 - a missing or broken file shows as a blank tile
-        im = Image.new("RGB", (size, size), (220, 220, 220))
-    buf = io.BytesIO()
-    im.save(buf, "JPEG", quality=85)
-    return buf.getvalue()
 
 
 def _num(v) -> str:

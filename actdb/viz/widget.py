@@ -21,7 +21,7 @@ except ModuleNotFoundError as e:  # an optional extra: the rest of actdb works w
                      "pip install 'actdb[notebook]'") from e
 
 from actdb.viz.interactive import STATIC, encode_points, map_js, plotly_js
-from actdb.viz.report import data_uri
+from actdb.viz.thumbs import data_uri
 
 
 class MapWidget(anywidget.AnyWidget):

@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 import actdb
-from actdb.viz.notebook import QUERY_THUMB, THUMB, stored_file
-from actdb.viz.report import thumbnail
+from actdb.viz.notebook import QUERY_THUMB, THUMB
+from actdb.viz.thumbs import stored_file, thumbnail
 from tests.helpers import SIZE, WEIGHTS, class_image, make_tree
 
 HOSTILE = "<img src=x onerror=alert(1)>"

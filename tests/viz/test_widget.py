@@ -13,7 +13,7 @@ import pytest
 import actdb
 from actdb.errors import UsageError
 from actdb.viz.interactive import encode_points
-from actdb.viz.report import data_uri, thumbnail
+from actdb.viz.thumbs import data_uri, thumbnail
 from tests.helpers import browser_page, class_image, needs_chromium
 
 pytest.importorskip("anywidget")
