@@ -116,6 +116,21 @@ def test_in_a_browser_the_widget_draws_the_map_and_sends_a_selection_back(shown,
         page.set_viewport_size({"width": 900, "height": 700})
         page.goto(page_file.as_uri())
         page.wait_for_function("window.ready && document.querySelector('.actdb-widget .nsewdrag')")
+        # hover: the kernel is asked for that image's thumbnail; it shows with the class
+        x, y = page.evaluate("""([x, y]) => {
+            const el = document.querySelector('.js-plotly-plot'), fl = el._fullLayout;
+            const box = el.getBoundingClientRect();
+            return [box.left + fl._size.l + fl.xaxis.l2p(x),
+                    box.top + fl._size.t + fl.yaxis.l2p(y)];
+        }""", [float(m.points.x.iloc[0]), float(m.points.y.iloc[0])])
+        page.mouse.move(x, y)
+        page.wait_for_function("document.querySelector('.actdb-widget img')")
+        [asked] = page.evaluate("window.sent")  # the point under the mouse (its cluster's)
+        assert asked["kind"] == "thumbnail"
+        cls = m.points.set_index("image_id").class_name[asked["image_id"]]
+        tip = page.locator(".actdb-widget div", has=page.locator("img")).last.inner_text()
+        assert f"#{asked['image_id']} · {cls}" in tip
+        page.mouse.move(1, 1)
         page.evaluate("Plotly.relayout(document.querySelector('.js-plotly-plot'), "
                       "{dragmode: 'select'})")
         box = page.locator(".actdb-widget .nsewdrag").first.bounding_box()
