@@ -87,6 +87,16 @@ needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium 
 LOCAL_SCHEMES = ("data:", "blob:", "file:", "about:")
 
 
+def drag_across(page, selector: str) -> None:
+    """Drag the mouse from corner to corner of the first element ``selector`` finds (a plotly
+    map's drag layer: a box selection in ``select`` mode)."""
+    box = page.locator(selector).first.bounding_box()
+    page.mouse.move(box["x"] + 2, box["y"] + 2)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] - 2, box["y"] + box["height"] - 2, steps=8)
+    page.mouse.up()
+
+
 @contextlib.contextmanager
 def browser_page(origin: str | None = None):
     """A headless Chromium page that refuses, and fails the test for, every request that

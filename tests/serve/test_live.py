@@ -17,6 +17,7 @@ from tests.helpers import (
     assert_no_cloud_controls,
     browser_page,
     class_image,
+    drag_across,
     needs_chromium,
     synthetic_store,
 )
@@ -155,11 +156,7 @@ def test_browser_map_hover_query_click_and_selection(server, tmp_path):
         page.wait_for_function("window.actdbPlaced", timeout=60_000)
         assert page.evaluate("document.getElementById('map').layout.dragmode") == "select"
         page.locator("#map").scroll_into_view_if_needed()
-        box = page.locator("#map .nsewdrag").first.bounding_box()
-        page.mouse.move(box["x"] + 2, box["y"] + 2)
-        page.mouse.down()
-        page.mouse.move(box["x"] + box["width"] - 2, box["y"] + box["height"] - 2, steps=8)
-        page.mouse.up()
+        drag_across(page, "#map .nsewdrag")
         page.wait_for_selector("#selection:not([hidden])")
         where = page.input_value("#selwhere")
         assert where.startswith("image_id IN (") and where.count(",") == 17

@@ -14,7 +14,7 @@ import actdb
 from actdb.errors import UsageError
 from actdb.viz.interactive import encode_points
 from actdb.viz.thumbs import data_uri, thumbnail
-from tests.helpers import browser_page, class_image, needs_chromium
+from tests.helpers import browser_page, class_image, drag_across, needs_chromium
 
 pytest.importorskip("anywidget")
 
@@ -133,11 +133,7 @@ def test_in_a_browser_the_widget_draws_the_map_and_sends_a_selection_back(shown,
         page.mouse.move(1, 1)
         page.evaluate("Plotly.relayout(document.querySelector('.js-plotly-plot'), "
                       "{dragmode: 'select'})")
-        box = page.locator(".actdb-widget .nsewdrag").first.bounding_box()
-        page.mouse.move(box["x"] + 2, box["y"] + 2)
-        page.mouse.down()
-        page.mouse.move(box["x"] + box["width"] - 2, box["y"] + box["height"] - 2, steps=8)
-        page.mouse.up()
+        drag_across(page, ".actdb-widget .nsewdrag")
         page.wait_for_function("window.saved.length > 0")
         saved = page.evaluate("window.saved[window.saved.length - 1]")
         assert saved and set(saved) <= set(m.points.image_id.tolist())
