@@ -141,7 +141,7 @@ def build_site(store, folder: Path, heatmaps: bool = True) -> Path:
                        encoding="utf-8")
         tiles.append({"channel": int(r.channel), "layer": r.layer, "page": page,
                       "picture": picture, "predicted": r.predicted_class,
-                      "prob": r.prob_vgg19 if r.model == "vgg19" else None,
+                      "prob": _prob(r),
                       "centroid": r.nearest_centroid_class, "activation": r.top_activation_class,
                       "agree_all": bool(r.agree_all),
                       "agree_any": bool(r.agree_predicted_centroid or r.agree_centroid_activation),
@@ -151,3 +151,10 @@ def build_site(store, folder: Path, heatmaps: bool = True) -> Path:
     index.write_text(env.get_template("atlas_index.html.j2").render(
         m=man, tiles=tiles, data=json.dumps(tiles).replace("</", "<\\/")), encoding="utf-8")
     return index
+
+
+def _prob(row) -> float | None:
+    """The space's own model's top-1 probability, when it was among the models asked (None,
+    never NaN: the page's data is strict JSON)."""
+    p = getattr(row, f"prob_{row.model}", None)
+    return float(p) if p is not None and pd.notna(p) else None

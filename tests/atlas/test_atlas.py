@@ -21,7 +21,7 @@ from actdb.serve.app import ServeConfig, create_app
 from tests.helpers import browser_page, needs_chromium
 
 pytestmark = pytest.mark.slow  # feature visualisations, classifiers and a browser
-SETTINGS = dict(steps=3, batch=2, k=4, examples=3, models=("vgg19",))  # size: the store's
+SETTINGS = dict(steps=3, batch=2, k=4, examples=3, models=("mobilenet",))  # size: the store's
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def atlas_db(built_store, tmp_path_factory):
     store = tmp_path_factory.mktemp("atlas") / "store"
     shutil.copytree(built_store, store)
     db = actdb.open(store)
-    db.space().atlas("3-5", **SETTINGS)
+    db.space().atlas("3-5", **{**SETTINGS, "models": ("vgg19", "mobilenet")})  # the own first
     return db
 
 
@@ -81,6 +81,13 @@ def test_a_stopped_atlas_continues_and_makes_each_channel_once(built_store, tmp_
     assert sorted(rows.channel) == [0, 1, 2, 3, 4]  # each exactly once
     again = db.space().atlas("0-4", heatmaps=False, **SETTINGS)
     assert (again.made, again.skipped) == (0, 5)
+    assert [t["prob"] for t in site_tiles(db.atlas_site)] == [None] * 5  # not asked of vgg19
+
+
+def site_tiles(site: Path) -> list[dict]:
+    """The atlas index page's data, read as strict JSON (no NaN: the page parses it)."""
+    data = re.search(r'id="data">(.*?)</script>', (site / "index.html").read_text(), re.S)
+    return json.loads(data.group(1), parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
 
 
 def test_a_killed_atlas_run_continues_and_makes_each_channel_once(built_store, tmp_path):
@@ -89,7 +96,7 @@ def test_a_killed_atlas_run_continues_and_makes_each_channel_once(built_store, t
     store = shutil.copytree(built_store, tmp_path / "store")
     cmd = [sys.executable, "-m", "actdb", "atlas", "--store", str(store), "--channels", "0-7",
            "--size", "32", "--steps", "3", "--batch", "2", "-k", "4", "--examples", "3",
-           "--models", "vgg19", "--no-heatmaps"]
+           "--models", "mobilenet", "--no-heatmaps"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     try:
@@ -132,6 +139,7 @@ def test_the_site_has_a_page_per_channel_and_every_link_resolves_offline(atlas_d
             if link.startswith("/?sql="):  # the SQL box of actdb serve
                 continue
             assert (page.parent / link).resolve().is_file(), (page, link)
+    assert all(0 <= t["prob"] <= 1 for t in site_tiles(site))  # vgg19 predicted its own
     heat = list((site / "heat").rglob("*.jpg"))
     assert len(heat) >= 6  # top examples of each channel, overlaid and cropped
 
@@ -237,8 +245,8 @@ def test_the_site_folder_is_made_when_missing_and_a_file_is_refused(atlas_db, tm
     out = tmp_path / "new" / "site"
     res = CliRunner().invoke(app, ["atlas", "--channels", "3-5", "-o", str(out), "--store",
                                    str(atlas_db.path), "--size", "32", "--steps", "3",
-                                   "--models", "vgg19", "-k", "4", "--examples", "3", "--batch",
-                                   "2"])
+                                   "--models", "mobilenet", "-k", "4", "--examples", "3",
+                                   "--batch", "2"])
     assert res.exit_code == 0, res.output
     assert (out / "index.html").is_file()
     (tmp_path / "f").write_text("")
