@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from actdb.errors import UsageError
 from actdb.store.catalog import derived, reads
+from actdb.viz.thumbs import stored_file
 
 
 @dataclass
@@ -53,7 +54,5 @@ def examples(store, channel: int, k: int = 20) -> ExamplesResult:
     cls = (top.groupby(["class_name", "synset"], dropna=False).size().rename("count")
            .reset_index().sort_values("count", ascending=False, kind="stable"))
     cls["share"] = cls["count"] / max(len(top), 1)
-    from actdb.viz.thumbs import stored_file
-
     files = [stored_file(r, p) for r, p in zip(where["root"], where["path"], strict=True)]
     return ExamplesResult(channel, top, cls.reset_index(drop=True), queries, mean, mx, files)
