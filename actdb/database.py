@@ -53,8 +53,9 @@ class Database:
     per answer. The service sets all of them. They hold for every :meth:`space`.
 
     ``runtime`` embeds query images with ``"onnx"`` (ONNX Runtime on the space's ONNX model,
-    exported and checked the first time when the store has none) or ``"keras"``; None: ONNX
-    where the space keeps a checked model, else Keras (:mod:`actdb.runtime`).
+    exported and checked the first time when the store has none) or the network's framework,
+    ``"keras"`` or ``"torch"``; None: ONNX where the space keeps a checked model, else the
+    framework (:mod:`actdb.runtime`).
     """
 
     def __init__(self, path: str | Path | None = None, *, sql_threads: int | None = None,

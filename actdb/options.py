@@ -29,13 +29,16 @@ class EmbedConfig:
     (``cli.app.recipe_options``); left out, a store's recipe (else these defaults)."""
 
     model: str = option("vgg19", "vgg19 (default), any keras.applications model by its "
-                        "lower-case name (`actdb layers` lists them), or a saved FILE.keras.")
+                        "lower-case name (`actdb layers` lists them), torchvision:NAME, "
+                        "timm:NAME, or a saved FILE.keras, FILE.pt (TorchScript) or FILE.pt2 "
+                        "(torch.export).")
     layer: str | None = option(None, "Layer to read (default: the model's last convolutional "
                                "stage, e.g. vgg19 block5_conv4; `actdb layers MODEL` lists "
                                "them).")
-    pool: str = option("mean", "mean (default: the original study's) or max over positions.")
-    weights: str = option("imagenet", "imagenet (default) | PATH to a Keras weights file | "
-                          "random:SEED.")
+    pool: str = option("mean", "mean (default: the original study's) or max over positions "
+                       "(a token layer's: over tokens), or cls (a token layer's first token).")
+    weights: str = option("imagenet", "imagenet (default) | PATH to a Keras weights file or a "
+                          "PyTorch state dict | random:SEED.")
     image_size: int | None = option(None, "Square input size in pixels (default: the model's "
                                     "native size, e.g. 224, inception_v3 299).",
                                     "--image-size", "--size")

@@ -109,7 +109,8 @@ def main() -> None:
     import onnxruntime as ort
 
     from actdb.images import decode_named
-    from actdb.models.embed import EmbedConfig, Embedder, cpu_has_bf16
+    from actdb.models.common import cpu_has_bf16
+    from actdb.models.embed import EmbedConfig, Embedder
     from actdb.models.onnx import OnnxEmbedder, export
 
     print(machine_line() + f", onnxruntime {ort.__version__}")

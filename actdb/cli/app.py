@@ -36,9 +36,10 @@ SpaceOpt = typer.Option(None, "--space", help="The space to use: MODEL/LAYER, or
                         "short form such as block4_conv4 (default: the store's first; "
                         "`actdb spaces` lists them).", show_default=False)
 RuntimeOpt = typer.Option(None, "--runtime", help="What embeds query images: onnx (ONNX "
-                          "Runtime, no TensorFlow; exported once if the store has no ONNX "
-                          "model) or keras (default: onnx where the store keeps a checked "
-                          "model, else keras).", show_default=False)
+                          "Runtime, no TensorFlow or PyTorch; exported once if the store has "
+                          "no ONNX model), or the network's framework: keras, torch (default: "
+                          "onnx where the store keeps a checked model, else the framework).",
+                          show_default=False)
 QueriesArg = typer.Argument(..., help="Image files, id:<image_id> of stored images, or .npy "
                             "vectors of the store's dim.")
 ClassesOpt = typer.Option(None, help="Only these classes (comma-separated short names or "

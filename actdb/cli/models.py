@@ -98,8 +98,9 @@ def predict(
 @command()
 @output_options
 def layers(
-    model: str = typer.Argument(None, help="A registry model, or a saved FILE.keras; "
-                                "leave out to list the models."),
+    model: str = typer.Argument(None, help="A Keras registry model, torchvision:NAME, "
+                                "timm:NAME, or a saved FILE.keras / .pt / .pt2; leave out to "
+                                "list the Keras models."),
     image_size: int = typer.Option(None, help="Input size for the output shapes (default: "
                                    "the model's native size)."),
     preprocess: str = typer.Option(None, help="With a saved model: caffe | tf | torch | none."),
@@ -107,9 +108,10 @@ def layers(
                                  "output (the ones --layer can embed with)."),
     out: Output = None,
 ):
-    """Which networks actdb knows, or one network's layers and output shapes.
+    """Which networks actdb knows, or one network's layers and output shapes (a PyTorch
+    network's named modules in the order they run, shapes as NCHW or tokens).
 
-    Example: actdb layers inception_v3 --spatial
+    Example: actdb layers inception_v3 --spatial;  actdb layers torchvision:googlenet
     """
     import actdb
 

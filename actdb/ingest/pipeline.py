@@ -39,7 +39,6 @@ from actdb.ingest.recipe import (
     plan_ingest,
     store_recipe,
 )
-from actdb.models.embed import backend
 from actdb.options import EmbedConfig
 from actdb.stats import refresh_index_and_stats
 from actdb.store.catalog import reads
@@ -309,7 +308,7 @@ def ingest(cfg: IngestConfig, progress: Progress | None = None,
         members = engine.prepare(plan.first.recipe, plan.first.layers)
         options = {k: v for k, v in asdict(cfg).items() if k not in ("root", "store")}
         # the backend is in the run, not the manifest: vectors do not depend on it
-        options.update(backend=backend(), **engine.options())
+        options.update(backend=members[0].backend, **engine.options())
         with StoreWriter(store, [manifest_of(m) for m in members]) as w:
             present = w.existing_paths(root)
             todo = [e for e in entries if e.path not in present]

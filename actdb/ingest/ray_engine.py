@@ -76,13 +76,21 @@ class EmbedActor:
 
     def __init__(self, config: dict, layers: list[str], fingerprints: list[str],
                  threads: int):
-        import tensorflow as tf  # this process is the actor's own: size its thread pools
-
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(max(1, threads // 2))
-        for gpu in tf.config.list_physical_devices("GPU"):
-            tf.config.experimental.set_memory_growth(gpu, True)
+        from actdb.models.common import is_torch_model
         from actdb.models.embed import layers_embedder
+
+        # this process is the actor's own: size its framework's thread pools
+        if is_torch_model(config["model"]):
+            import torch
+
+            torch.set_num_threads(threads)
+        else:
+            import tensorflow as tf
+
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(max(1, threads // 2))
+            for gpu in tf.config.list_physical_devices("GPU"):
+                tf.config.experimental.set_memory_growth(gpu, True)
         from actdb.options import EmbedConfig
 
         self.emb = layers_embedder(EmbedConfig(**config), layers, shared=False)
@@ -164,7 +172,7 @@ class RayEngine:
         if ec.precision == "auto":  # resolved where the model runs, not on the driver
             ec = replace(ec, precision=self.ray.get(self.ray.remote(resolve_precision).options(
                 num_cpus=min(self.res.actor_cpus, 1), num_gpus=self.res.actor_gpus
-            ).remote("auto")))
+            ).remote("auto", ec.model)))
         self.ec, self.layers = ec, list(layers)
         self.members = layers_embedder(ec, layers).members  # the manifests' hashes
         return self.members

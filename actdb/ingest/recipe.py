@@ -90,7 +90,7 @@ def check_values(recipe: dict) -> None:
     actdb.errors.UsageError: precision 'fp16' is unknown; use one of auto, fp32, bf16
     """
     from actdb.images import RESIZE_METHODS
-    from actdb.models.embed import POOLS, PRECISIONS
+    from actdb.models.common import POOLS, PRECISIONS
 
     for name, allowed in (("precision", PRECISIONS), ("resize", RESIZE_METHODS),
                           ("pool", POOLS)):

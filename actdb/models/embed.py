@@ -15,8 +15,6 @@ through :meth:`Embedder.embed`, so a query image is embedded exactly like the da
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 import threading
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -25,8 +23,16 @@ import numpy as np
 
 from actdb import heavy
 from actdb.errors import StoreMismatch, UsageError
-from actdb.images import RESIZE_METHODS, decode_named
+from actdb.images import RESIZE_METHODS
 from actdb.models.cache import BUILT
+from actdb.models.common import (
+    PRECISIONS,
+    cpu_has_bf16,
+    embed_decoded,
+    is_torch_model,
+    model_fingerprint,
+    uint8_images,
+)
 from actdb.models.registry import (
     default_weights,
     get_spec,
@@ -37,23 +43,12 @@ from actdb.models.registry import (
 )
 from actdb.options import EmbedConfig
 
-POOLS = ("mean", "max")
-PRECISIONS = ("auto", "fp32", "bf16")
 _BUILD_LOCK = threading.Lock()
 
 
 def backend() -> str:
     """The Keras backend in use (``KERAS_BACKEND``: tensorflow, jax or torch)."""
     return heavy.keras().backend.backend()
-
-
-def cpu_has_bf16() -> bool:
-    """True when the CPU has native bf16 matrix instructions (AVX512-BF16 or AMX-BF16)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def gpu_capability() -> tuple[int, int] | None:
@@ -79,9 +74,14 @@ def gpu_capability() -> tuple[int, int] | None:
     return None
 
 
-def resolve_precision(precision: str) -> str:
+def resolve_precision(precision: str, model: str = "vgg19") -> str:
     """``auto`` becomes ``bf16`` on a GPU with native bf16 (compute capability 8.0 and up) or
-    a bf16-capable CPU, else ``fp32``. See the README (Precision) for the measurements."""
+    a bf16-capable CPU, else ``fp32`` (the GPU as ``model``'s framework sees it). See the
+    README (Precision) for the measurements."""
+    if is_torch_model(model):
+        from actdb.models import torch_embed
+
+        return torch_embed.resolve_precision(precision)
     if precision not in PRECISIONS:
         raise UsageError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
     if precision != "auto":
@@ -149,15 +149,6 @@ def _on_uint8(keras, model, preprocess, size: int):
     return keras.Model(images, model(pre(images)))
 
 
-def uint8_images(images) -> np.ndarray:
-    """``images`` as a uint8 array (UsageError for any other dtype: nothing is rounded)."""
-    a = np.asarray(images)
-    if a.dtype != np.uint8:
-        raise UsageError(f"embed takes uint8 RGB images, not {a.dtype}; embed_files decodes "
-                         "image files")
-    return a
-
-
 def _inference(model, x):
     return model(x, training=False)
 
@@ -203,8 +194,9 @@ class Embedder:
     def __init__(self, config: EmbedConfig, *, network: Network | None = None,
                  warm: bool = True):
         keras = heavy.keras()
-        if config.pool not in POOLS:
-            raise UsageError(f"unknown pool {config.pool!r}; use one of {', '.join(POOLS)}")
+        if config.pool not in ("mean", "max"):
+            raise UsageError(f"unknown pool {config.pool!r} for a Keras layer (a spatial "
+                             "one): use mean or max", param="pool")
         net = network or Network(config)
         spec, size, precision, base, layers = (net.spec, net.size, net.precision, net.base,
                                                net.layers)
@@ -265,6 +257,26 @@ class Embedder:
         """Decode and embed image files (or raw bytes) exactly as ingest does; a bad image's
         error names it (``names``, else its path)."""
         return embed_decoded(self, paths, batch_size, names)
+
+    @property
+    def backend(self) -> str:
+        """What runs the network: the Keras backend (tensorflow, jax or torch)."""
+        return backend()
+
+    def write_onnx(self, path: Path) -> None:
+        """Export the uint8-input model (preprocessing and pooling inside) to ONNX at
+        ``path`` through Keras' own exporter."""
+        import warnings
+
+        from actdb.models.common import quiet_logger
+
+        keras = heavy.keras()
+        size = self.config.image_size
+        spec = keras.InputSpec(shape=(None, size, size, 3), dtype="uint8")
+        with warnings.catch_warnings(), quiet_logger("tf2onnx"):  # not the user's notices
+            warnings.simplefilter("ignore")
+            self.images_model.export(str(path), format="onnx", verbose=False,
+                                     input_signature=[spec])
 
 
 class LayersEmbedder:
@@ -329,26 +341,24 @@ def layers_embedder(config: EmbedConfig, layers: list[str], shared: bool = True)
     see :func:`shared_embedder`)."""
     if len(layers) == 1:
         one = replace(config, layer=layers[0])
-        return OneLayer(shared_embedder(one) if shared else Embedder(one))
+        return OneLayer(shared_embedder(one) if shared else build_embedder(one))
+    if is_torch_model(config.model):
+        from actdb.models.torch_embed import TorchLayers as several
+    else:
+        several = LayersEmbedder
     if not shared:
-        return LayersEmbedder(config, layers)
-    return BUILT.get((*_recipe_key(config), tuple(layers)),
-                     lambda: LayersEmbedder(config, layers))
+        return several(config, layers)
+    return BUILT.get((*_recipe_key(config), tuple(layers)), lambda: several(config, layers))
 
 
-def embed_decoded(emb, paths: list[str | Path | bytes], batch_size: int = 32,
-                  names: list[str] | None = None) -> np.ndarray:
-    """Decode images with ``emb``'s size and resize method, then ``emb.embed`` them in
-    batches (``emb``: an Embedder, or anything with its ``config``, ``dim`` and ``embed``,
-    such as a BatchingEmbedder)."""
-    c = emb.config
-    arrays = [decode_named(p, c.image_size, c.resize, names[i] if names else None)
-              for i, p in enumerate(paths)]
-    out = [emb.embed(np.stack(arrays[i : i + batch_size]))
-           for i in range(0, len(arrays), batch_size)]
-    return np.concatenate(out) if out else np.zeros((0, emb.dim), np.float32)
+def build_embedder(config: EmbedConfig):
+    """A new embedder of ``config``: a Keras :class:`Embedder`, or a TorchEmbedder for a
+    torchvision, timm or PyTorch file model (``actdb.models.torch_embed``)."""
+    if is_torch_model(config.model):
+        from actdb.models.torch_embed import TorchEmbedder
 
-
+        return TorchEmbedder(config)
+    return Embedder(config)
 
 
 def _weights_identity(weights: str) -> tuple:
@@ -366,7 +376,7 @@ def shared_embedder(config: EmbedConfig) -> Embedder:
     recipe and weights (kept in :data:`actdb.models.cache.BUILT`), a weights file or saved
     model known by its path, size and modification time (an Embedder holds no state a caller
     changes)."""
-    return BUILT.get(_recipe_key(config), lambda: Embedder(config))
+    return BUILT.get(_recipe_key(config), lambda: build_embedder(config))
 
 
 def _recipe_key(config: EmbedConfig) -> tuple:
@@ -397,15 +407,3 @@ def store_embedder(manifest, precision: str | None = None) -> Embedder:
             f"(sha256 {emb.weights_sha256[:12]} != {m.weights_sha256[:12]}); "
             "restore the original weights file")
     return emb
-
-
-def model_fingerprint(config: EmbedConfig, weights_sha: str) -> str:
-    """sha256 (16 hex digits) of the resolved embedding recipe and the weights' hash."""
-    d = asdict(config)
-    d.pop("weights")  # the source does not matter, the weights themselves do
-    if d["preprocess"] is None:
-        d.pop("preprocess")  # registry models: fingerprints as before saved models came
-    else:
-        d["model"] = "saved"  # a saved model is its weights, wherever its file lies
-    d["weights_sha256"] = weights_sha
-    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]

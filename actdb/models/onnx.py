@@ -1,9 +1,10 @@
 """A store's embedding model as ONNX, run by ONNX Runtime: a new image's vector without
 importing TensorFlow or Keras.
 
-:func:`export` writes an Embedder's model (uint8 images in, the model's own preprocessing
-and pooling inside, float32 vectors out) through Keras' own ``model.export(format="onnx")``,
-in float32, and checks ONNX Runtime's vectors against Keras' on a few fixed inputs before
+:func:`export` writes an embedder's model (uint8 images in, the model's own preprocessing
+and pooling inside, float32 vectors out) through its framework's own exporter (Keras'
+``model.export(format="onnx")``, ``torch.onnx.export``), in float32, and checks ONNX
+Runtime's vectors against the framework's on a few fixed inputs before
 the file is kept; the model's fingerprint goes into the file's metadata. An
 :class:`OnnxEmbedder` answers like an Embedder (``config``, ``dim``, ``embed``,
 ``embed_files``) and is refused for another fingerprint. ONNX Runtime's optimised graph is
@@ -18,15 +19,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import logging
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
 
 from actdb.errors import ActdbError
-from actdb.models.embed import Embedder, embed_decoded, uint8_images
+from actdb.models.common import embed_decoded, uint8_images
 from actdb.options import EmbedConfig
 
 #: ONNX Runtime's vectors equal Keras' fp32 ones to this (max abs difference / max abs value)
@@ -41,35 +40,30 @@ class OnnxUnavailable(ActdbError):
     model of another recipe): the caller embeds with Keras and says why."""
 
 
-def export(emb: Embedder, path: Path, fingerprint: str, write=None) -> float:
+def export(emb, path: Path, fingerprint: str, write=None) -> float:
     """Export ``emb`` (fp32) to ONNX at ``path`` and check it against Keras; returns the
     largest relative difference seen. ``fingerprint`` is stored in the file's metadata;
     ``write(path, fn)``, when given, makes the file (e.g. an atomic write). OnnxUnavailable
     when Keras cannot export the model or ONNX Runtime disagrees beyond TOLERANCE."""
-    import keras
-
     if emb.config.precision != "fp32":
         raise ValueError("export an fp32 Embedder")
     size = emb.config.image_size
-    spec = keras.InputSpec(shape=(None, size, size, 3), dtype="uint8")
     images = np.random.default_rng(0).integers(0, 256, (_CHECK_IMAGES, size, size, 3),
                                                dtype=np.uint8)
     want = emb.embed(images)
+    who = "PyTorch" if emb.runtime == "torch" else "Keras"
     diffs = []
 
     def make(tmp: Path) -> None:
         try:
             import onnx
 
-            with warnings.catch_warnings(), _quiet("tf2onnx"):  # not the user's notices
-                warnings.simplefilter("ignore")
-                emb.images_model.export(str(tmp), format="onnx", verbose=False,
-                                        input_signature=[spec])
+            emb.write_onnx(tmp)
             model = onnx.load(str(tmp))
             model.metadata_props.add(key=FINGERPRINT_KEY, value=fingerprint)
             onnx.save(model, str(tmp))
         except Exception as exc:  # noqa: BLE001 - any exporter failure means: use Keras
-            raise OnnxUnavailable(f"Keras could not export {emb.config.model} to ONNX "
+            raise OnnxUnavailable(f"{who} could not export {emb.config.model} to ONNX "
                                   f"({type(exc).__name__}: {str(exc)[:200]})") from exc
         try:
             session = _session(tmp, None)
@@ -79,7 +73,7 @@ def export(emb: Embedder, path: Path, fingerprint: str, write=None) -> float:
                                   f"{emb.config.model} ({type(exc).__name__}: "
                                   f"{str(exc)[:200]})") from exc
         if not diff <= TOLERANCE:
-            raise OnnxUnavailable(f"the ONNX export of {emb.config.model} differs from Keras "
+            raise OnnxUnavailable(f"the ONNX export of {emb.config.model} differs from {who} "
                                   f"by {diff:.1e} (more than {TOLERANCE:.0e})")
         diffs.append(diff)
 
@@ -93,18 +87,6 @@ def _write_or_remove(path: Path, make) -> None:
     except BaseException:
         path.unlink(missing_ok=True)  # nothing half-made is left
         raise
-
-
-@contextlib.contextmanager
-def _quiet(name: str):
-    """The logger ``name`` (and its children) silent for a block, as it was after."""
-    logger = logging.getLogger(name)
-    level = logger.level
-    logger.setLevel(logging.CRITICAL + 1)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 def _relative(got: np.ndarray, want: np.ndarray) -> float:

@@ -19,44 +19,12 @@ import contextlib
 import os
 import re
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 from actdb import heavy
 from actdb.errors import UsageError, WeightsUnavailable
-
-#: How a saved model's inputs are scaled (``keras.applications.imagenet_utils`` modes):
-#: caffe (BGR, mean-centred), tf (-1..1), torch (0..1, ImageNet mean and std), none.
-PREPROCESS_MODES = ("caffe", "tf", "torch", "none")
-
-
-@dataclass(frozen=True, kw_only=True)
-class ModelSpec:
-    """A network actdb embeds with: a ``keras.applications`` model, or a saved Keras model
-    (``name`` is its path), with its preprocessing, native input size and default layer."""
-
-    name: str  # registry name; a saved model's resolved path
-    family: str = ""
-    constructor: str = ""  # attribute of keras.applications ("" for a saved model)
-    preprocess: str = ""  # submodule of keras.applications, or one of PREPROCESS_MODES
-    native_size: int | None = 224  # None: a saved model that takes any size
-    default_layer: str | None = None  # None: a saved model's last spatial layer
-
-    @property
-    def saved(self) -> bool:
-        """True for a user's saved Keras model."""
-        return not self.constructor
-
-    def preprocess_input(self):
-        """Return the model's own ``preprocess_input`` function (a saved model: its mode's)."""
-        apps = heavy.keras().applications
-        if not self.saved:
-            return getattr(apps, self.preprocess).preprocess_input
-        if self.preprocess == "none":
-            return lambda x: x
-        mode = self.preprocess
-        return lambda x: apps.imagenet_utils.preprocess_input(x, mode=mode)
+from actdb.models.common import PREPROCESS_MODES, ModelSpec, is_torch_model
 
 
 def _family(family: str, module: str, default_layer: str, **models: tuple[str, int]):
@@ -138,13 +106,18 @@ def get_spec(name: str, preprocess: str | None = None) -> ModelSpec:
     if preprocess not in (None, "", *PREPROCESS_MODES):
         raise UsageError(f"preprocess {preprocess!r} is unknown; use one of "
                          f"{', '.join(PREPROCESS_MODES)}", param="preprocess")
+    if is_torch_model(name):
+        from actdb.models.torchnet import torch_spec
+
+        return torch_spec(name, preprocess)
     if is_saved_model(name):
         return saved_spec(name, preprocess)
     spec = find_spec(name)
     if spec is None:
         raise UsageError(f"unknown model {name!r}; `actdb layers` lists the {len(MODELS)} "
-                         "models (vgg19, resnet50, inception_v3, ...), or give a saved model "
-                         "FILE.keras", param="model")
+                         "Keras models (vgg19, resnet50, inception_v3, ...); or give "
+                         "torchvision:NAME, timm:NAME, or a saved model FILE.keras, .pt, .pt2",
+                         param="model")
     if preprocess not in (None, "", spec.preprocess):
         raise UsageError(f"{spec.name} has its own preprocessing; leave --preprocess out",
                          param="preprocess")
@@ -180,8 +153,8 @@ class LayerRow(NamedTuple):
     index: int
     layer: str
     kind: str
-    output_shape: str  # e.g. 14x14x512 (no batch axis)
-    spatial: bool  # a 4-D output: one actdb can pool into vectors
+    output_shape: str  # e.g. 14x14x512 (no batch axis; a torch module's: 512x14x14)
+    spatial: bool  # an output actdb can pool into vectors (Keras 4-D; torch NCHW or tokens)
     default: bool
 
 
@@ -200,7 +173,10 @@ preprocess='vgg19')
 def layer_rows(model: str, *, image_size: int | None = None,
                preprocess: str | None = None) -> list[LayerRow]:
     """The layers of ``model`` (without its classifier) and their output shapes at
-    ``image_size`` (default: its native size); no weights are needed."""
+    ``image_size`` (default: its native size); no weights are needed. A PyTorch network's
+    are its named modules in the order they run (``torchnet.module_rows``)."""
+    if is_torch_model(model):
+        return _torch_layer_rows(model, image_size, preprocess)
     # listing a saved model's layers does not need its preprocessing
     spec = get_spec(model, preprocess or ("none" if is_saved_model(model) else None))
     size = image_size or spec.native_size or 224
@@ -215,6 +191,18 @@ def layer_rows(model: str, *, image_size: int | None = None,
                                            for d in lyr.output.shape[1:]),
                      spatial=len(lyr.output.shape) == 4, default=name == default)
             for i, (name, lyr) in enumerate(zip(names, base.layers, strict=True))]
+
+
+def _torch_layer_rows(model: str, image_size: int | None,
+                      preprocess: str | None) -> list[LayerRow]:
+    from actdb.models.torchnet import module_rows, poolable, torch_spec
+
+    spec = torch_spec(model, preprocess or ("none" if ":" not in model else None))
+    rows = module_rows(spec, image_size or spec.native_size or 224)
+    return [LayerRow(index=i, layer=r["name"], kind=r["kind"],
+                     output_shape="x".join(map(str, r["shape"])) if r["shape"] else "-",
+                     spatial=poolable(r["shape"]), default=r["name"] == spec.default_layer)
+            for i, r in enumerate(rows)]
 
 
 def last_spatial(layers: dict) -> str:

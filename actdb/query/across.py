@@ -31,7 +31,8 @@ TOP = 3
 
 
 def share_forward(contexts: list[QueryContext], queries: list[QuerySpec]) -> None:
-    """One forward pass per network for the spaces that embed with Keras: the image queries
+    """One forward pass per network for the spaces that embed with their framework (Keras or
+    PyTorch): the image queries
     that some of these spaces have not cached yet go once through a model with an output per
     layer (bit-identical to each layer's own model), and each space's query cache receives
     its vector, so each space's ``nearest`` then answers from its cache. Spaces on ONNX
@@ -45,7 +46,7 @@ def share_forward(contexts: list[QueryContext], queries: list[QuerySpec]) -> Non
     shas = [q.sha256 for q in images]
     nets: dict[tuple, list] = {}
     for ctx in contexts:
-        if ctx.route.startswith("keras-"):
+        if ctx.route.startswith(("keras-", "torch-")):
             nets.setdefault(network_key(ctx.store.manifest), []).append(ctx)
     for members in nets.values():
         if len(members) < 2 or all(len(c.cache.get(shas)) == len(shas) for c in members):

@@ -235,7 +235,7 @@ class QueryContext:
     def embed_images(self, images: list, names: list[str] | None = None) -> np.ndarray:
         """Decode image files (or bytes) as the store's images were, then embed them (a bad
         image's error names it: ``names``, else its path)."""
-        from actdb.models.embed import embed_decoded
+        from actdb.models.common import embed_decoded
 
         return embed_decoded(self.embedder, images, names=names)
 

@@ -45,7 +45,9 @@ def read_index_info(store: Path) -> dict | None:
 
 def pick_space(rows: list[SpaceRow], name: str | None) -> SpaceRow:
     """The space ``name`` means: its full name (``vgg19/block5_conv4``), or a unique short
-    form (its layer, or its model when the store has one space of it); None: the default.
+    form (its layer, or its model when the store has one space of it; a torchvision or timm
+    model also without its zoo's prefix, when no Keras model has that name); None: the
+    default.
 
     >>> rows = [SpaceRow(name="vgg19/b5", folder="", is_default=True, position=0, model="vgg19",
     ...                  layer="b5", pool="mean", dim=4, fingerprint="f"),
@@ -57,7 +59,8 @@ def pick_space(rows: list[SpaceRow], name: str | None) -> SpaceRow:
     if name is None:
         return next(r for r in rows if r.is_default)
     exact = [r for r in rows if r.name == name]
-    short = [r for r in rows if name in (r.layer, r.model)]
+    short = [r for r in rows if name in (r.layer, r.model)] or [
+        r for r in rows if name in (r.model.split(":", 1)[-1], r.name.split(":", 1)[-1])]
     if exact or len(short) == 1:
         return (exact or short)[0]
     names = ", ".join(r.name for r in rows)

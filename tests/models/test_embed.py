@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from actdb.errors import UsageError
-from actdb.models.embed import EmbedConfig, Embedder, model_fingerprint
+from actdb.models.common import model_fingerprint
+from actdb.models.embed import EmbedConfig, Embedder
 from tests.helpers import class_image, keras_reference
 
 

@@ -101,7 +101,7 @@ def test_a_saved_model_embeds_like_keras_with_its_preprocessing_and_its_weights_
 
     import keras
 
-    from actdb.models.embed import model_fingerprint
+    from actdb.models.common import model_fingerprint
 
     inp = keras.Input((40, 40, 3))
     x = keras.layers.Conv2D(8, 3, activation="relu", name="c1")(inp)

@@ -1,0 +1,125 @@
+"""PyTorch spaces in a store beside Keras ones: added to a Keras store (and the reverse),
+each equal to a store of it alone, asked with --space all, compared by CKA, queried through
+ONNX Runtime, and ingested by the Ray engine as by the local one."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import actdb
+from actdb.check import check_store
+from actdb.errors import ActdbWarning
+from actdb.store.store import Store
+from tests.helpers import SIZE, WEIGHTS, make_tree
+
+pytest.importorskip("torchvision")
+pytestmark = pytest.mark.slow  # builds VGG19 twice and GoogLeNet, ingests several stores
+
+TV = {"weights": "random:0", "image_size": 64, "precision": "fp32"}
+KERAS = {"weights": WEIGHTS, "image_size": SIZE, "precision": "fp32"}
+
+
+def by_path(db, space: str | None = None) -> dict[str, np.ndarray]:
+    ids, vecs = db.space(space).vectors()
+    paths = db.images().set_index("image_id").path
+    return {paths[i]: v for i, v in zip(ids, vecs, strict=True)}
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory):
+    """Keras vgg19, then torchvision vgg19 and googlenet added."""
+    base = tmp_path_factory.mktemp("torch")
+    root = make_tree(base / "data", per_class=5)
+    store = base / "store"
+    with actdb.open(store) as db:
+        db.ingest(root, batch_size=8, **KERAS)
+        db.ingest(root, model="torchvision:vgg19", batch_size=8, **TV)
+        db.ingest(root, model="torchvision:googlenet", batch_size=8, **TV)
+    return store, root
+
+
+def test_torch_spaces_beside_keras_equal_stores_of_them_alone(mixed, tmp_path):
+    store, root = mixed
+    with actdb.open(store) as db:
+        names = db.spaces().name.tolist()
+        got = by_path(db, "torchvision:googlenet")
+        assert check_store(Store.open(store)).ok
+    assert names == ["vgg19/block5_conv4", "torchvision:vgg19/features.35",
+                     "torchvision:googlenet/inception5b"]
+    with actdb.open(tmp_path / "alone") as db:
+        db.ingest(root, model="torchvision:googlenet", batch_size=8, **TV)
+        alone = by_path(db)
+    assert got.keys() == alone.keys()
+    for p, v in alone.items():
+        np.testing.assert_array_equal(got[p], v)
+
+
+def test_a_keras_space_added_to_a_torch_store(mixed, tmp_path):
+    _, root = mixed
+    with actdb.open(tmp_path / "s") as db:
+        db.ingest(root, model="torchvision:resnet18", layer="layer3", batch_size=8, **TV)
+        db.ingest(root, model="mobilenet", batch_size=8, **KERAS)
+        assert db.spaces().name.tolist() == ["torchvision:resnet18/layer3",
+                                             "mobilenet/conv_pw_13_relu"]
+        n = len(db.images())
+        assert n > 0 and db.spaces().vectors.tolist() == [n, n]
+
+
+def test_space_all_and_compare(mixed):
+    store, root = mixed
+    query = sorted(root.glob("*/*"))[0]
+    with actdb.open(store) as db:
+        res = db.across_spaces([query], k=5)
+        assert sorted(res.space) == sorted(db.spaces().name)
+        routes = dict(zip(res.space, res.route, strict=True))
+        assert routes["torchvision:googlenet/inception5b"] == "torch-fp32"
+        assert routes["vgg19/block5_conv4"] == "keras-fp32"
+        cmp = db.compare(sample=20, seed=1)
+        pairs = {(r.space_a, r.space_b): r.cka for r in cmp.similarity.itertuples()}
+    assert len(pairs) == 3 and all(0 < v <= 1 + 1e-9 for v in pairs.values())
+
+
+def test_onnx_queries_equal_torch_and_import_neither_torch_nor_tensorflow(mixed):
+    store, root = mixed
+    query = str(sorted(root.glob("*/*"))[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ActdbWarning)  # no fallback to torch, said or not
+        with actdb.open(store, runtime="onnx") as db:
+            onnx_vec = db.space("googlenet").embed([query])
+    with actdb.open(store, runtime="torch") as db:
+        torch_vec = db.space("googlenet").embed([query])
+    np.testing.assert_allclose(onnx_vec, torch_vec, rtol=0,
+                               atol=1e-5 * np.abs(torch_vec).max())
+    code = ("import sys, json, actdb\n"
+            f"r = actdb.open({str(store)!r}).space('googlenet').nearest({query!r}, k=3)\n"
+            "print(json.dumps([r.answers[0].context['route'], len(r.answers[0].image_id)] + "
+            "[m in sys.modules for m in ('torch', 'tensorflow', 'keras')]))")
+    env = {**os.environ, "PYTHONPATH": str(Path(actdb.__file__).parents[1])}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == ["onnx-fp32", 3, False, False,
+                                                               False]
+
+
+def test_the_ray_engine_equals_the_local_one(mixed, tmp_path):
+    pytest.importorskip("ray")
+    _, root = mixed
+    with actdb.open(tmp_path / "ray") as db:
+        db.ingest(root, model="torchvision:resnet18", layer="layer3", engine="ray",
+                  batch_size=8, **TV)
+        ray_vecs = by_path(db)
+    with actdb.open(tmp_path / "local") as db:
+        db.ingest(root, model="torchvision:resnet18", layer="layer3", batch_size=8, **TV)
+        local = by_path(db)
+    assert ray_vecs.keys() == local.keys()
+    for p, v in local.items():
+        np.testing.assert_array_equal(ray_vecs[p], v)
