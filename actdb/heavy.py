@@ -80,10 +80,40 @@ def quietly():
                 sys.stderr.flush()
 
 
+def triton_first() -> None:
+    """Load triton's library, when it is installed, before TensorFlow. PyTorch's Linux wheels
+    bring triton, and its ``libtriton.so`` loaded after TensorFlow ends the process with a
+    segmentation fault (their LLVMs clash: seen with TensorFlow 2.21 and torch 2.14's triton),
+    while loaded first it lets one process hold both frameworks' networks. Loading it takes
+    ~30 ms and imports nothing."""
+    import ctypes
+    import importlib.util
+    from pathlib import Path
+
+    if "tensorflow" in sys.modules or triton_loaded():
+        return
+    spec = importlib.util.find_spec("triton")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        for lib in sorted(Path(folder, "_C").glob("libtriton*.so")):
+            ctypes.CDLL(str(lib))
+            return
+
+
+def triton_loaded() -> bool:
+    """Whether this process has loaded triton's library (Linux; elsewhere False)."""
+    try:
+        with open("/proc/self/maps") as maps:
+            return any("libtriton" in line for line in maps)
+    except OSError:
+        return False
+
+
 def keras():
-    """The ``keras`` module, its backend imported (quietly when asked)."""
+    """The ``keras`` module, its backend imported (quietly when asked; triton's library
+    first, see :func:`triton_first`)."""
     if "keras" in sys.modules:
         return sys.modules["keras"]
+    triton_first()
     with _lock, quietly():
         try:
             import keras

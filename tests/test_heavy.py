@@ -45,3 +45,27 @@ def test_the_first_model_use_from_python_writes_nothing_on_stderr():
                   "e = Embedder(EmbedConfig(weights='random:0', image_size=32))\n"
                   "assert e.embed(np.zeros((1, 32, 32, 3), np.uint8)).shape == (1, 512)\n")
     assert err == "", err
+
+
+@pytest.mark.slow
+def test_one_process_holds_a_keras_and_a_torchvision_network_and_refuses_a_crash():
+    """triton's library loaded after TensorFlow segfaults the process: actdb loads it first,
+    and where the user imported TensorFlow first, a torchvision network is a one-line
+    error, not a crash."""
+    pytest.importorskip("torchvision")
+    code = ("import numpy as np\n"
+            "from actdb.models.embed import EmbedConfig, build_embedder\n"
+            "x = np.zeros((2, 32, 32, 3), np.uint8)\n"
+            "for model in ('vgg19', 'torchvision:resnet18'):\n"
+            "    build_embedder(EmbedConfig(model=model, weights='random:0', image_size=32,"
+            " precision='fp32')).embed(x)\n"
+            "print('both ran')\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0 and "both ran" in res.stdout, res.stderr[-2000:]
+    first = subprocess.run([sys.executable, "-c", "import tensorflow\n" + code],
+                           capture_output=True, text=True, timeout=300)
+    if "triton" not in subprocess.run([sys.executable, "-m", "pip", "list"],
+                                      capture_output=True, text=True).stdout:
+        pytest.skip("no triton installed: nothing to refuse")
+    assert first.returncode == 1 and "TensorFlow was imported before" in first.stderr

@@ -70,7 +70,8 @@ def dream(
 def predict(
     images: list[Path] = typer.Argument(..., help="Image files."),
     models: str = typer.Option("vgg19,vgg16,resnet50", help="Comma-separated classifiers: "
-                               "any registry model (`actdb layers`), each at its own size."),
+                               "any registry model (`actdb layers`), torchvision:NAME or "
+                               "timm:NAME, each at its own size."),
     top: int = typer.Option(3, help="Classes per model."),
     weights: list[str] = typer.Option(None, help="imagenet | PATH | random:SEED for all "
                                       "models, or MODEL=SOURCE per model; repeatable."),

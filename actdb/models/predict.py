@@ -1,8 +1,10 @@
 """``actdb predict``: ask several full ImageNet classifiers what they see.
 
-Each model gets its own ``preprocess_input`` at its own native input size (the image is
-resized with the same decoder ingest uses: 224 x 224 for VGG, 299 for Inception); class
-names come from the offline class index, never from Keras' downloaded JSON.
+Each model gets its own ``preprocess_input`` (a torchvision or timm model: its mean and std)
+at its own native input size (the image is resized with the same decoder ingest uses: 224 x
+224 for VGG, 299 for Inception); class names come from the offline class index, never from
+Keras' downloaded JSON (torchvision's and timm's ImageNet-1k heads count the classes in the
+same order).
 
 For example::
 
@@ -17,7 +19,18 @@ from pathlib import Path
 import numpy as np
 
 from actdb.errors import UsageError
+from actdb.models.common import is_torch_model
 from actdb.models.registry import find_spec
+
+
+def _spec(name: str):
+    """A Keras registry model, or a torchvision / timm model by name (None: neither)."""
+    name = name.strip()
+    if ":" in name and is_torch_model(name):
+        from actdb.models.torchnet import torch_spec
+
+        return torch_spec(name)
+    return find_spec(name)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,7 +54,7 @@ def parse_weights_options(values: list[str] | None) -> tuple[str, dict[str, str]
     default, per_model = "imagenet", {}
     for v in values or []:
         name, sep, source = v.partition("=")
-        if sep and (spec := find_spec(name.strip())):
+        if sep and (spec := _spec(name)):
             per_model[spec.name] = source
         elif sep and not Path(v).exists():
             raise UsageError(f"weights {v!r}: {name!r} is not a model; use MODEL=SOURCE with "
@@ -54,12 +67,13 @@ def parse_weights_options(values: list[str] | None) -> tuple[str, dict[str, str]
 
 
 def classifier(name: str):
-    """The registry model whose full ImageNet classifier ``predict`` runs."""
-    spec = find_spec(name)
+    """The registry, torchvision or timm model whose full ImageNet classifier ``predict``
+    runs."""
+    spec = _spec(name)
     if spec is None:
         raise UsageError(f"unknown model {name!r} for predict, which runs the ImageNet "
-                         "classifiers of the registry models (`actdb layers` lists them)",
-                         param="models")
+                         "classifiers of the registry models (`actdb layers` lists them), "
+                         "torchvision:NAME and timm:NAME", param="models")
     return spec
 
 
@@ -77,7 +91,7 @@ class Predictor:
         if not cfg.models:
             raise UsageError("name at least one model")
         names = [classifier(m).name for m in cfg.models]
-        weights = {getattr(find_spec(k), "name", k): v for k, v in cfg.weights.items()}
+        weights = {getattr(_spec(k), "name", k): v for k, v in cfg.weights.items()}
         cfg = replace(cfg, models=tuple(names), weights=weights)
         stray = sorted(set(weights) - set(names))
         if stray:
@@ -87,12 +101,20 @@ class Predictor:
         self._models: dict[str, object] = {}
 
     def _model(self, spec):
-        from actdb.models.registry import load_application
-
+        """The built classifier: probabilities of a float32 RGB batch in 0..255."""
         if spec.name not in self._models:
-            self._models[spec.name] = load_application(
-                spec, self.cfg.weights.get(spec.name, self.cfg.default_weights),
-                include_top=True)
+            weights = self.cfg.weights.get(spec.name, self.cfg.default_weights)
+            if spec.framework == "torch":
+                from actdb.models.torchnet import classifier as torch_classifier
+
+                self._models[spec.name] = torch_classifier(spec, weights)
+            else:
+                from actdb.models.registry import load_application
+
+                model = load_application(spec, weights, include_top=True)
+                pre = spec.preprocess_input()
+                self._models[spec.name] = lambda x: np.asarray(
+                    model(pre(x.copy()), training=False), np.float64)
         return self._models[spec.name]
 
     def __call__(self, images: list) -> list[dict]:
@@ -114,10 +136,9 @@ class Predictor:
                 batches[size] = np.stack([decode_named(p, size, name=getattr(p, "name", None))
                                           for p in images]).astype(np.float32)
             batch = batches[size]
-            model, pre = self._model(spec), spec.preprocess_input()
+            model = self._model(spec)
             probs = np.concatenate([  # in batches: many images' activations at once are large
-                np.asarray(model(pre(batch[i:i + 32].copy()), training=False), np.float64)
-                for i in range(0, len(batch), 32)])
+                model(batch[i:i + 32]) for i in range(0, len(batch), 32)])
             for img, p in zip(images, probs, strict=True):
                 top = np.argsort(-p, kind="stable")[: cfg.top]
                 out.append({

@@ -33,6 +33,7 @@ import re
 import warnings
 from pathlib import Path
 
+from actdb import heavy
 from actdb.errors import UsageError, WeightsUnavailable
 from actdb.models.common import PREPROCESS_MODES, TORCH_FILES, ModelSpec
 
@@ -52,6 +53,20 @@ _MODES = {
 }
 
 
+def _refuse_a_crash(module: str) -> None:
+    """A UsageError instead of a segmentation fault: importing ``module`` (torchvision, timm
+    or torch's compiler, which load triton) after TensorFlow (``heavy.triton_first``)."""
+    import importlib.util
+    import sys
+
+    if (module not in sys.modules and "tensorflow" in sys.modules
+            and importlib.util.find_spec("triton") is not None and not heavy.triton_loaded()):
+        raise UsageError(f"TensorFlow was imported before PyTorch's triton in this process, "
+                         f"and importing {module} now would crash it: start a new process "
+                         "and use PyTorch networks before importing tensorflow yourself "
+                         "(actdb loads triton first)", param="model")
+
+
 def torch():
     """The torch module, or a UsageError saying how to install it."""
     try:
@@ -63,6 +78,7 @@ def torch():
 
 
 def _zoo(name: str):
+    _refuse_a_crash(name)
     try:
         if name == "timm":
             import timm
@@ -281,6 +297,7 @@ def load_file(spec: ModelSpec):
     torch.export program (``.pt2``, unflattened so that its modules keep their names and
     their hooks run), on the CPU."""
     t = torch()
+    _refuse_a_crash("torch._dynamo")
     if spec.name.endswith(".pt2"):
         return t.export.unflatten(_load_export(spec.name))
     try:
@@ -347,6 +364,32 @@ def _pretrained(spec: ModelSpec):
         raise WeightsUnavailable(
             f"cannot load ImageNet weights for {spec.name} ({_first(exc)}); put {file.name} "
             f"in {file.parent} " + fix) from exc
+
+
+def classifier(spec: ModelSpec, weights: str):
+    """A zoo network's ImageNet-1k classifier as a function: float32 RGB images (N, H, W, 3)
+    in 0..255 -> softmax probabilities (N, 1000), float64."""
+    import numpy as np
+
+    if spec.saved:
+        raise UsageError(f"predict runs zoo classifiers; {spec.name} is a model file",
+                         param="models")
+    t = torch()
+    module = build(spec, weights)
+    mean = t.tensor(spec.mean).view(1, 3, 1, 1)
+    std = t.tensor(spec.std).view(1, 3, 1, 1)
+
+    def probabilities(x):
+        with t.inference_mode():
+            y = (t.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))) / spec.scale
+                 - mean) / std
+            logits = module(y)
+        if logits.shape[-1] != 1000:
+            raise UsageError(f"{spec.name} has {logits.shape[-1]} classes, not ImageNet-1k's "
+                             "1000; predict reads ImageNet-1k heads", param="models")
+        return t.softmax(logits.double(), dim=-1).numpy()
+
+    return probabilities
 
 
 def load_state(module, path: str, spec: ModelSpec) -> None:

@@ -68,3 +68,33 @@ def test_each_classifier_sees_the_image_at_its_own_size(image):
     assert [t["wnid"] for t in res[0]["top"]] == [class_index().classes[i].wnid for i in top]
     np.testing.assert_allclose([t["probability"] for t in res[0]["top"]], probs[top],
                                rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_a_torchvision_classifier_beside_a_keras_one(image):
+    """torchvision's resnet18 at 224 with ImageNet's mean and std: its probabilities equal
+    the plain torch model's softmax on the image decoded at 224."""
+    import numpy as np
+
+    torch = pytest.importorskip("torch")
+    torchvision = pytest.importorskip("torchvision")
+    from actdb.images import decode_named
+
+    res = predict([image], PredictConfig(models=("torchvision:ResNet18", "vgg16"), top=3,
+                                         weights={"torchvision:resnet18": "random:2",
+                                                  "vgg16": "random:0"}))
+    assert [r["model"] for r in res] == ["torchvision:resnet18", "vgg16"]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(2)
+        ref = torchvision.models.resnet18().eval()
+    x = (decode_named(image, 224).astype(np.float32) / 255 - [0.485, 0.456, 0.406]) \
+        / [0.229, 0.224, 0.225]
+    with torch.no_grad():
+        probs = torch.softmax(ref(torch.from_numpy(
+            x.transpose(2, 0, 1)[None].astype(np.float32))).double(), -1)[0].numpy()
+    top = np.argsort(-probs, kind="stable")[:3]
+    assert [t["wnid"] for t in res[0]["top"]] == [class_index().classes[i].wnid for i in top]
+    np.testing.assert_allclose([t["probability"] for t in res[0]["top"]], probs[top],
+                               rtol=1e-5)
+    assert parse_weights_options(["timm:resnet-18=r.pth"]) == ("imagenet",
+                                                               {"timm:resnet18": "r.pth"})
