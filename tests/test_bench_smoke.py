@@ -38,6 +38,8 @@ TINY = {
                   "--added-model", "vgg16"],
     "vs_notebook.py": ["--images", "8", "--size", "32"],
     "runtimes.py": ["--size", "32", "--images", "16", "--batch", "8", "--seconds", "0.5"],
+    "frameworks.py": ["--size", "32", "--batch", "4", "--seconds", "0.5", "--images", "8",
+                      "--runs", "1"],
     "vs_engines.py": ["--n", "3000", "--classes", "20", "--queries", "5", "--slow-queries",
                       "2"],
     "vs_pandas.py": ["--n", "3000", "--classes", "20"],

@@ -28,7 +28,7 @@ from actdb.ingest.layout import ImageEntry
 from actdb.models.embed import (
     Embedder,
     default_batch_size,
-    gpu_capability,
+    gpu_present,
     layers_embedder,
 )
 from actdb.options import EmbedConfig
@@ -151,10 +151,8 @@ class LocalEngine:
 
     def __init__(self, *, batch_size: int | None = None, workers: int | None = None,
                  decoders: str = "auto"):
-        self.processes = decoders == "processes" or (
-            decoders == "auto" and gpu_capability() is not None)
-        self.batch_size = batch_size or default_batch_size()
-        self.workers = workers or (max(1, (os.cpu_count() or 2) - 1) if self.processes else 4)
+        self._asked_run = (batch_size, workers, decoders)
+        self.processes, self.batch_size, self.workers = False, batch_size, workers
         self.emb = None  # a LayersEmbedder or OneLayer
 
     def __enter__(self) -> LocalEngine:
@@ -166,6 +164,14 @@ class LocalEngine:
     def prepare(self, ec: EmbedConfig, layers: list[str]) -> list[Embedder]:
         if self.emb is None or self._asked != (ec, tuple(layers)):
             self.emb, self._asked = layers_embedder(ec, layers), (ec, tuple(layers))
+            # decoders, batch and workers as the network's framework sees the GPU (a torch
+            # network's ingest imports no TensorFlow to ask)
+            batch_size, workers, decoders = self._asked_run
+            gpu = gpu_present(ec.model)
+            self.processes = decoders == "processes" or (decoders == "auto" and gpu)
+            self.batch_size = batch_size or default_batch_size(gpu=gpu)
+            self.workers = workers or (max(1, (os.cpu_count() or 2) - 1) if self.processes
+                                       else 4)
         return self.emb.members
 
     def options(self) -> dict:

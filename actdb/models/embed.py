@@ -92,6 +92,15 @@ def resolve_precision(precision: str, model: str = "vgg19") -> str:
     return "bf16" if cpu_has_bf16() else "fp32"
 
 
+def gpu_present(model: str) -> bool:
+    """Whether ``model``'s framework (Keras' backend, or torch) sees a CUDA GPU."""
+    if is_torch_model(model):
+        from actdb.models.torchnet import torch
+
+        return bool(torch().cuda.is_available())
+    return gpu_capability() is not None
+
+
 def default_batch_size(gpu: bool | None = None) -> int:
     """Images per forward pass: 256 on a GPU, 32 on a CPU (``gpu`` None: this process's).
 

@@ -197,3 +197,17 @@ def test_offline_imagenet_weights_fail_in_one_line_naming_the_file(tmp_path, mon
     msg = str(err.value)
     assert "\n" not in msg and "googlenet-1378be20.pth" in msg
     assert str(tmp_path / "torch" / "hub" / "checkpoints") in msg
+
+
+@pytest.mark.slow
+def test_bf16_runs_under_autocast_and_stays_near_fp32():
+    """bf16 rounds at every layer: the vectors move, but little (the route says which)."""
+    imgs = images(64, 4)
+    cfg = EmbedConfig(model="torchvision:resnet18", layer="layer3", weights="random:0",
+                      image_size=64)
+    fp32 = TorchEmbedder(replace(cfg, precision="fp32")).embed(imgs)
+    emb = TorchEmbedder(replace(cfg, precision="bf16"))
+    got = emb.embed(imgs)
+    assert got.dtype == np.float32 and emb.route == "torch-bf16"
+    cos = (got * fp32).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(fp32, axis=1)
+    assert cos.min() > 0.99 and not np.array_equal(got, fp32)
