@@ -175,12 +175,16 @@ def run_atlas(store, cfg: AtlasConfig, lands: Lands, progress: Progress | None =
     """Make (or continue) the atlas of the ``store``'s space (a Store); then write its
     site. ``lands(paths, names)``: where pictures land in that space."""
     from actdb.featvis.dream import dream_batch, dream_embedder, resolved
+    from actdb.models.common import is_torch_model
     from actdb.models.embed import resolve_precision
     from actdb.models.predict import PredictConfig, Predictor
     from actdb.options import DreamConfig
 
     t0 = time.perf_counter()
     say = stage or (lambda _: None)
+    if is_torch_model(store.manifest.model):  # its heatmaps read a Keras model's graph
+        raise UsageError(f"the atlas runs on Keras spaces; {store.manifest.space_name} is a "
+                         "PyTorch network's (dream and nearest work on it)", param="space")
     if cfg.batch < 1 or cfg.k < 1 or cfg.examples < 1:
         raise UsageError("batch, k and examples must be at least 1")
     m = store.manifest

@@ -40,8 +40,8 @@ def dream(
     """Make a feature visualization: an image optimised to excite one channel.
 
     In a store (--store, $ACTDB_STORE or ./actdb-store), the network is the store's own
-    (model, layer, weights, size) unless --model names another. Runs on the TensorFlow
-    backend of Keras.
+    (model, layer, weights, size) unless --model names another. Runs on Keras' TensorFlow
+    backend, or on PyTorch for a torchvision, timm or PyTorch file network.
 
     Example: actdb dream --channel 4 --recipe seed --steps 100 --step-size 0.1 -o node4.png
     """

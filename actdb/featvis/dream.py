@@ -19,7 +19,8 @@ Two recipes:
 Objectives: ``channel`` (mean of the channel over all positions, as in the study) or
 ``neuron`` (the channel at the centre position). The parts compose as in lucent:
 ``param`` (what is optimised), ``transforms`` (robustness), ``objectives`` (what is
-maximised); this module runs them.
+maximised); this module runs them. On a PyTorch network (``torchvision:googlenet``...) the same
+recipes run in torch (``torch_recipes``), on its NCHW activations.
 
 For example (the Python face of ``actdb dream``)::
 
@@ -33,6 +34,7 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -169,11 +171,26 @@ def _run_improved(emb, cfg, objectives, n: int, progress):
     return list(out), np.asarray(values).T, start
 
 
+def _final_values(emb, objectives, images: list[np.ndarray]) -> np.ndarray:
+    return objectives(emb.features(emb.preprocess_tensor(np.stack(images)),
+                                   training=False)).numpy()
+
+
+#: The recipes on Keras (TensorFlow); ``featvis.torch_recipes`` has them on PyTorch.
+KERAS_RECIPES = SimpleNamespace(channel_objectives=channel_objectives, run_seed=_run_seed,
+                                run_improved=_run_improved, final_values=_final_values)
+
+
 def dream_embedder(cfg: DreamConfig):
-    """The model a dream optimises against (TensorFlow only)."""
-    from actdb.models.embed import Embedder, backend
+    """The model a dream optimises against (Keras on TensorFlow, or PyTorch)."""
+    from actdb.models.common import is_torch_model
+    from actdb.models.embed import Embedder, backend, build_embedder
 
     cfg = resolved(cfg)
+    if is_torch_model(cfg.model):
+        return build_embedder(EmbedConfig(model=cfg.model, layer=cfg.layer, weights=cfg.weights,
+                                          image_size=cfg.image_size, precision=cfg.precision,
+                                          preprocess=cfg.preprocess))
     if backend() != "tensorflow":
         raise UsageError(f"dream runs on Keras' TensorFlow backend; KERAS_BACKEND is "
                          f"{backend()}: run it with KERAS_BACKEND=tensorflow")
@@ -200,8 +217,12 @@ def dream_batch(cfg: DreamConfig, channels: list[int], outputs: list[str | Path]
     emb = emb or dream_embedder(cfg)
     # a saved model's default layer and input size are found when it is built
     cfg = replace(cfg, layer=emb.config.layer, image_size=emb.config.image_size)
-    objectives = channel_objectives(cfg.objective, channels, emb.dim, cfg.layer)
-    run = _run_seed if cfg.recipe == "seed" else _run_improved
+    if emb.runtime == "torch":
+        from actdb.featvis import torch_recipes as recipes
+    else:
+        recipes = KERAS_RECIPES
+    objectives = recipes.channel_objectives(cfg.objective, channels, emb.dim, cfg.layer)
+    run = recipes.run_seed if cfg.recipe == "seed" else recipes.run_improved
     images, values, start = run(emb, cfg, objectives, len(channels), progress)
     reread = []
     for img, output, fmt in zip(images, outputs, fmts, strict=True):
@@ -210,8 +231,7 @@ def dream_batch(cfg: DreamConfig, channels: list[int], outputs: list[str | Path]
         Image.fromarray(img, "RGB").save(output, format=fmt)
         # the saved file read back and embedded as any query image would be
         reread.append(np.asarray(Image.open(output).convert("RGB"), np.float32))
-    final = objectives(emb.features(emb.preprocess_tensor(np.stack(reread)),
-                                    training=False)).numpy()
+    final = recipes.final_values(emb, objectives, reread)
     results = []
     for i, (ch, output) in enumerate(zip(channels, outputs, strict=True)):
         output = Path(output)

@@ -123,3 +123,17 @@ def test_the_ray_engine_equals_the_local_one(mixed, tmp_path):
     assert ray_vecs.keys() == local.keys()
     for p, v in local.items():
         np.testing.assert_array_equal(ray_vecs[p], v)
+
+
+def test_a_torch_space_dreams_with_its_own_network_and_refuses_the_atlas(mixed, tmp_path):
+    from actdb.errors import UsageError
+
+    store, _ = mixed
+    with actdb.open(store) as db:
+        space = db.space("googlenet")
+        res = space.dream(tmp_path / "d.png", channel=3, steps=2, recipe="seed")
+        assert (res.config["model"], res.config["layer"], res.config["image_size"]) == (
+            "torchvision:googlenet", "inception5b", 64)
+        assert res.model_fingerprint == space.manifest.fingerprint
+        with pytest.raises(UsageError, match="the atlas runs on Keras spaces"):
+            space.atlas("0-1")
