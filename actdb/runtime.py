@@ -106,6 +106,6 @@ def query_embedder(store: Store, runtime: str | None = None):
             except OnnxUnavailable as exc:
                 why = str(exc)
         if why is not None:
-            warnings.warn(ActdbWarning(f"{why}; embedding with {framework(store)}"),
-                          stacklevel=2)
+            name = "PyTorch" if framework(store) == "torch" else "Keras"
+            warnings.warn(ActdbWarning(f"{why}; embedding with {name}"), stacklevel=2)
     return store_embedder(store.manifest)

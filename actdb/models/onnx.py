@@ -28,7 +28,8 @@ from actdb.errors import ActdbError
 from actdb.models.common import embed_decoded, uint8_images
 from actdb.options import EmbedConfig
 
-#: ONNX Runtime's vectors equal Keras' fp32 ones to this (max abs difference / max abs value)
+#: ONNX Runtime's vectors equal the framework's fp32 ones to this (max abs difference / max
+#: abs value)
 TOLERANCE = 1e-5
 #: the metadata key of the model's fingerprint inside the ONNX file
 FINGERPRINT_KEY = "actdb.fingerprint"
@@ -41,10 +42,11 @@ class OnnxUnavailable(ActdbError):
 
 
 def export(emb, path: Path, fingerprint: str, write=None) -> float:
-    """Export ``emb`` (fp32) to ONNX at ``path`` and check it against Keras; returns the
-    largest relative difference seen. ``fingerprint`` is stored in the file's metadata;
-    ``write(path, fn)``, when given, makes the file (e.g. an atomic write). OnnxUnavailable
-    when Keras cannot export the model or ONNX Runtime disagrees beyond TOLERANCE."""
+    """Export ``emb`` (fp32, a Keras or PyTorch embedder: its ``write_onnx``) to ONNX at
+    ``path`` and check it against the framework; returns the largest relative difference
+    seen. ``fingerprint`` is stored in the file's metadata; ``write(path, fn)``, when given,
+    makes the file (e.g. an atomic write). OnnxUnavailable when the framework cannot export
+    the model or ONNX Runtime disagrees beyond TOLERANCE."""
     if emb.config.precision != "fp32":
         raise ValueError("export an fp32 Embedder")
     size = emb.config.image_size
@@ -62,7 +64,7 @@ def export(emb, path: Path, fingerprint: str, write=None) -> float:
             model = onnx.load(str(tmp))
             model.metadata_props.add(key=FINGERPRINT_KEY, value=fingerprint)
             onnx.save(model, str(tmp))
-        except Exception as exc:  # noqa: BLE001 - any exporter failure means: use Keras
+        except Exception as exc:  # noqa: BLE001 - any exporter failure: use the framework
             raise OnnxUnavailable(f"{who} could not export {emb.config.model} to ONNX "
                                   f"({type(exc).__name__}: {str(exc)[:200]})") from exc
         try:

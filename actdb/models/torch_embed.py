@@ -35,6 +35,7 @@ from actdb.models.torchnet import (
     SCRIPT_OUTPUT,
     build,
     module_rows,
+    poolable,
     program_input,
     torch,
     torch_spec,
@@ -99,10 +100,8 @@ class TorchNetwork:
         self.batch = program_input(spec.name)[0] if spec.name.endswith(".pt2") else None
         self.weights_sha256 = state_sha256(self.module)
         self._modules = dict(self.module.named_modules())
-        scale = spec.scale
         self._mean = t.tensor(spec.mean, dtype=t.float32, device=self.device).view(1, 3, 1, 1)
         self._std = t.tensor(spec.std, dtype=t.float32, device=self.device).view(1, 3, 1, 1)
-        self._scale, self._bgr = scale, spec.bgr
         self._lock = threading.Lock()  # hooks are per call: one pass at a time
 
     def check_layer(self, layer: str, model: str) -> tuple:
@@ -118,7 +117,7 @@ class TorchNetwork:
                              f"layers {model}` lists its {len(self.rows)} modules",
                              param="layer")
         shape = row["shape"]
-        if shape is None or len(shape) not in (2, 3):
+        if not poolable(shape):
             what = "does not run at inference" if shape is None else f"gives {shape}"
             raise UsageError(f"layer {layer!r} {what}: pick a module with spatial (N, C, H, W) "
                              "or token (N, L, C) outputs", param="layer")
@@ -127,9 +126,9 @@ class TorchNetwork:
     def preprocess(self, images):
         """uint8 NHWC images (a tensor on the device) -> the network's float32 NCHW input."""
         x = images.permute(0, 3, 1, 2).float().contiguous()  # NCHW, as plain torch runs
-        if self._bgr:
+        if self.spec.bgr:
             x = x.flip(1)
-        return (x / self._scale - self._mean) / self._std
+        return (x / self.spec.scale - self._mean) / self._std
 
     def outputs(self, x, layers: list[str]) -> list:
         """The outputs of ``layers`` (each module's last call) for the network input ``x``,

@@ -163,7 +163,7 @@ def _file_spec(path: str, preprocess: str | None) -> ModelSpec:
         raise UsageError(f"a saved model needs --preprocess {'|'.join(PREPROCESS_MODES)} "
                          "(how its inputs were scaled in training)", param="preprocess")
     name = str(file.resolve())
-    batch, size = program_input(name) if name.endswith(".pt2") else (None, None)
+    size = program_input(name)[1] if name.endswith(".pt2") else None
     return ModelSpec(name=name, family="saved", preprocess=preprocess, native_size=size,
                      default_layer=None if name.endswith(".pt2") else SCRIPT_OUTPUT,
                      framework="torch", **_MODES[preprocess])
