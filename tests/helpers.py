@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import shutil
 from pathlib import Path
@@ -12,6 +13,11 @@ import pytest
 from PIL import Image
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+#: PyTorch's tests run where the [torch] extra is installed; found without importing torch
+#: (its import costs seconds: the fast subset runs none of them)
+needs_torch = pytest.mark.skipif(importlib.util.find_spec("torchvision") is None,
+                                 reason="torchvision is not installed: pip install -e '.[torch]'")
 
 #: Three real wnids (sea_cucumber, groenendael, tench) for ImageNet-style trees.
 WNIDS = ("n02321529", "n02105056", "n01440764")

@@ -7,10 +7,17 @@ import pytest
 from PIL import Image
 
 from actdb.featvis.dream import DreamConfig, dream, dream_batch
+from tests.helpers import needs_torch
 
-torch = pytest.importorskip("torch")
-torchvision = pytest.importorskip("torchvision")
-pytestmark = pytest.mark.slow  # builds torchvision networks and optimises images
+pytestmark = [pytest.mark.slow, needs_torch]  # builds torch networks, optimises images
+torch = torchvision = None  # imported by the fixture below, once this module runs
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _frameworks():
+    global torch, torchvision
+    import torch
+    import torchvision
 
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 STD = np.array([0.229, 0.224, 0.225], np.float32)

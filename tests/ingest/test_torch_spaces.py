@@ -19,11 +19,10 @@ from actdb.check import check_store
 from actdb.comparing import CompareConfig, shared_sample
 from actdb.errors import ActdbWarning
 from actdb.store.store import Store
-from tests.helpers import SIZE, WEIGHTS, make_tree
+from tests.helpers import SIZE, WEIGHTS, make_tree, needs_torch
 from tests.test_comparing import gram_cka
 
-pytest.importorskip("torchvision")
-pytestmark = pytest.mark.slow  # builds VGG19 twice and GoogLeNet, ingests several stores
+pytestmark = [pytest.mark.slow, needs_torch]  # builds VGG19 twice and GoogLeNet, ingests
 
 TV = {"weights": "random:0", "image_size": 64, "precision": "fp32"}
 KERAS = {"weights": WEIGHTS, "image_size": SIZE, "precision": "fp32"}

@@ -10,13 +10,19 @@ import pytest
 
 from actdb.errors import UsageError
 from actdb.models.embed import layers_embedder
+from actdb.models.torch_embed import TorchEmbedder
 from actdb.options import EmbedConfig
-from tests.helpers import class_image
+from tests.helpers import class_image, needs_torch
 
-torch = pytest.importorskip("torch")
-torchvision = pytest.importorskip("torchvision")
+pytestmark = [pytest.mark.slow, needs_torch]  # each builds a network in torch
+torch = torchvision = None  # imported by the fixture below, once this module runs
 
-from actdb.models.torch_embed import TorchEmbedder  # noqa: E402
+
+@pytest.fixture(autouse=True, scope="module")
+def _frameworks():
+    global torch, torchvision
+    import torch
+    import torchvision
 
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 STD = np.array([0.229, 0.224, 0.225], np.float32)
@@ -50,7 +56,7 @@ def close(got, want, tol=1e-6):
     np.testing.assert_allclose(got, want, rtol=0, atol=tol * np.abs(want).max())
 
 
-@pytest.mark.parametrize("pool", ["mean", pytest.param("max", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("pool", ["mean", "max"])
 def test_resnet18_layer3_equals_a_forward_hook(pool):
     imgs = images(64)
     emb = TorchEmbedder(EmbedConfig(model="torchvision:resnet18", layer="layer3", pool=pool,
@@ -61,7 +67,6 @@ def test_resnet18_layer3_equals_a_forward_hook(pool):
     assert emb.dim == 256 and emb.route == "torch-fp32"
 
 
-@pytest.mark.slow
 def test_a_module_called_twice_gives_its_last_call():
     """A ResNet block's ReLU runs twice a pass: after bn1 and after the residual sum."""
     imgs = images(64, 2)
@@ -71,7 +76,6 @@ def test_a_module_called_twice_gives_its_last_call():
     close(emb.embed(imgs), out.mean(axis=(2, 3)))
 
 
-@pytest.mark.slow
 def test_googlenet_inception4a_and_several_layers_in_one_pass():
     imgs = images(96, 2)
     cfg = EmbedConfig(model="torchvision:googlenet", weights="random:1", image_size=96,
@@ -88,7 +92,6 @@ def test_googlenet_inception4a_and_several_layers_in_one_pass():
     assert one.config.layer == "inception4a" and TorchEmbedder(cfg).config.layer == "inception5b"
 
 
-@pytest.mark.slow
 def test_a_timm_stage_with_its_own_preprocessing():
     timm = pytest.importorskip("timm")
     emb = TorchEmbedder(EmbedConfig(model="timm:resnet-18", weights="random:2",
@@ -101,7 +104,6 @@ def test_a_timm_stage_with_its_own_preprocessing():
     close(emb.embed(imgs), want.mean(axis=(2, 3)))
 
 
-@pytest.mark.slow
 def test_a_vision_transformers_tokens_pooled_or_its_cls_token():
     imgs = images(224, 1)
     cfg = EmbedConfig(model="torchvision:vit_b_16", weights="random:0", precision="fp32")
@@ -112,7 +114,6 @@ def test_a_vision_transformers_tokens_pooled_or_its_cls_token():
     close(TorchEmbedder(replace(cfg, pool="max")).embed(imgs), out.max(axis=1))
 
 
-@pytest.mark.slow
 def test_random_weights_are_the_same_in_every_build_and_leave_torchs_state_alone():
     state = torch.random.get_rng_state()
     a = TorchEmbedder(EmbedConfig(model="torchvision:resnet18", weights="random:5",
@@ -126,7 +127,6 @@ def test_random_weights_are_the_same_in_every_build_and_leave_torchs_state_alone
     assert c.weights_sha256 != a.weights_sha256
 
 
-@pytest.mark.slow
 def test_a_state_dict_file_is_loaded_and_a_wrong_one_refused(tmp_path):
     from actdb.errors import WeightsUnavailable
 
@@ -140,7 +140,6 @@ def test_a_state_dict_file_is_loaded_and_a_wrong_one_refused(tmp_path):
         TorchEmbedder(replace(cfg, model="torchvision:resnet34"))
 
 
-@pytest.mark.slow
 def test_torchscript_and_export_files(tmp_path):
     """A TorchScript model gives its output (here a ResNet cut after layer3); a torch.export
     program keeps its modules' names (exported for one image a pass: run one at a time)."""
@@ -179,7 +178,6 @@ def test_user_mistakes_are_one_line_errors():
             TorchEmbedder(cfg)
 
 
-@pytest.mark.slow
 def test_offline_imagenet_weights_fail_in_one_line_naming_the_file(tmp_path, monkeypatch):
     from urllib.error import URLError
 
@@ -199,7 +197,6 @@ def test_offline_imagenet_weights_fail_in_one_line_naming_the_file(tmp_path, mon
     assert str(tmp_path / "torch" / "hub" / "checkpoints") in msg
 
 
-@pytest.mark.slow
 def test_bf16_runs_under_autocast_and_stays_near_fp32():
     """bf16 rounds at every layer: the vectors move, but little (the route says which)."""
     imgs = images(64, 4)

@@ -15,11 +15,11 @@ import actdb
 from actdb.errors import UsageError
 from actdb.models.common import is_torch_model
 from actdb.models.registry import get_spec, layer_rows
+from tests.helpers import needs_torch
 
-pytest.importorskip("torchvision")
+pytestmark = [pytest.mark.slow, needs_torch]  # torch and its zoos imported (seconds)
 
 
-@pytest.mark.slow  # ~0.1-1 s each: torchvision and timm build each network on the meta device
 @pytest.mark.parametrize("name,layer,size", [
     ("torchvision:googlenet", "inception5b", 224),
     ("torchvision:GoogLeNet", "inception5b", 224),
@@ -41,7 +41,6 @@ def test_default_layers_are_the_last_convolutional_stage(name, layer, size):
     assert spec.name == "torchvision:" + spec.constructor or spec.name.startswith("timm:")
 
 
-@pytest.mark.slow
 def test_each_zoo_gives_its_own_preprocessing():
     tv, tm = get_spec("torchvision:resnet18"), get_spec("timm:inception_v3.tf_in1k")
     assert tv.mean == pytest.approx((0.485, 0.456, 0.406)) and tv.scale == 255.0
@@ -73,7 +72,6 @@ def test_names_and_mistakes():
         layer_rows("torchvision:vgg19", image_size=16)
 
 
-@pytest.mark.slow
 def test_keras_users_never_import_torch(tmp_path):
     from PIL import Image
 
