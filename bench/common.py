@@ -67,6 +67,16 @@ def installed_env(cache: Path) -> dict[str, str]:
     return env
 
 
+def rate(embed, x: np.ndarray, seconds: float) -> float:
+    """img/s of ``embed`` on batches of ``x`` over about ``seconds`` (after one warm-up)."""
+    embed(x)
+    n, t = 0, time.perf_counter()
+    while time.perf_counter() - t < seconds or n == 0:
+        embed(x)
+        n += len(x)
+    return n / (time.perf_counter() - t)
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 

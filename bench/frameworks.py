@@ -26,17 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import installed_env, machine_line, make_jpeg_tree, parser  # noqa: E402
-
-
-def rate(embed, x: np.ndarray, seconds: float) -> float:
-    """img/s of ``embed`` on batches of ``x`` over about ``seconds`` (after one warm-up)."""
-    embed(x)
-    n, t = 0, time.perf_counter()
-    while time.perf_counter() - t < seconds or n == 0:
-        embed(x)
-        n += len(x)
-    return n / (time.perf_counter() - t)
+from common import installed_env, machine_line, make_jpeg_tree, parser, rate  # noqa: E402
 
 
 def model_only(size: int, batch: int, seconds: float) -> None:

@@ -26,17 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine_line, make_jpeg_tree, parser  # noqa: E402
-
-
-def rate(embed, x: np.ndarray, seconds: float) -> float:
-    """img/s of ``embed`` on batches of ``x`` over about ``seconds`` (after one warm-up)."""
-    embed(x)
-    n, t = 0, time.perf_counter()
-    while time.perf_counter() - t < seconds or n == 0:
-        embed(x)
-        n += len(x)
-    return n / (time.perf_counter() - t)
+from common import machine_line, make_jpeg_tree, parser, rate  # noqa: E402
 
 
 def topk(v: np.ndarray, k: int, ref: np.ndarray | None = None) -> np.ndarray:

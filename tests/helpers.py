@@ -208,3 +208,17 @@ def synthetic_spaces(path: Path, n: int = 9, dims: tuple[int, ...] = (4, 6), see
             w.commit(ids, [vecs[x][ids] for x in letters], rows[lo: lo + 5], [])
         w.finish_run("done", n, 0, 0)
     return path, vecs
+
+
+def python_json(code: str, timeout: int = 120):
+    """Run ``code`` in a new interpreter (actdb from this checkout) and return the JSON of
+    the last line it printed: what a fresh process imports and answers."""
+    import json
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=timeout, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])

@@ -3,12 +3,8 @@ first need, equal to Keras fp32, no TensorFlow or Keras in a query process, and 
 one warning wherever the route cannot be taken. Each export takes ~12 s: one store's export
 is shared by the tests here."""
 
-import json
-import os
-import subprocess
 import sys
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,7 +16,7 @@ from actdb.models.onnx import OnnxEmbedder, OnnxUnavailable
 from actdb.runtime import keep_onnx, query_embedder
 from actdb.store.catalog import files
 from actdb.store.store import Store
-from tests.helpers import SIZE, WEIGHTS, class_image, make_tree
+from tests.helpers import SIZE, WEIGHTS, class_image, make_tree, python_json
 
 pytestmark = pytest.mark.slow
 
@@ -76,11 +72,7 @@ def test_a_query_process_imports_neither_tensorflow_nor_keras(kept):
             f"r = actdb.open({str(store)!r}).space().nearest({str(queries[2])!r}, k=3)\n"
             "print(json.dumps([len(r.answers[0].image_id), 'tensorflow' in sys.modules,"
             " 'keras' in sys.modules]))")
-    env = {**os.environ, "PYTHONPATH": str(Path(actdb.__file__).parents[1])}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120, env=env)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == [3, False, False]
+    assert python_json(code) == [3, False, False]
 
 
 def test_first_need_exports_and_a_model_of_another_recipe_is_refused(kept, tmp_path):

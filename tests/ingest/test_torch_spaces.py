@@ -4,12 +4,7 @@ ONNX Runtime, and ingested by the Ray engine as by the local one."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,7 +14,7 @@ from actdb.check import check_store
 from actdb.comparing import CompareConfig, shared_sample
 from actdb.errors import ActdbWarning
 from actdb.store.store import Store
-from tests.helpers import SIZE, WEIGHTS, make_tree, needs_torch
+from tests.helpers import SIZE, WEIGHTS, make_tree, needs_torch, python_json
 from tests.test_comparing import gram_cka
 
 pytestmark = [pytest.mark.slow, needs_torch]  # builds VGG19 twice and GoogLeNet, ingests
@@ -108,12 +103,7 @@ def test_onnx_queries_equal_torch_and_import_neither_torch_nor_tensorflow(mixed)
             f"r = actdb.open({str(store)!r}).space('googlenet').nearest({query!r}, k=3)\n"
             "print(json.dumps([r.answers[0].context['route'], len(r.answers[0].image_id)] + "
             "[m in sys.modules for m in ('torch', 'tensorflow', 'keras')]))")
-    env = {**os.environ, "PYTHONPATH": str(Path(actdb.__file__).parents[1])}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120, env=env)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == ["onnx-fp32", 3, False, False,
-                                                               False]
+    assert python_json(code) == ["onnx-fp32", 3, False, False, False]
 
 
 def test_the_ray_engine_equals_the_local_one(mixed, tmp_path):

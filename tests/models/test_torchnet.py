@@ -3,19 +3,12 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-import actdb
 from actdb.errors import UsageError
 from actdb.models.common import is_torch_model
 from actdb.models.registry import get_spec, layer_rows
-from tests.helpers import needs_torch
+from tests.helpers import needs_torch, python_json
 
 pytestmark = [pytest.mark.slow, needs_torch]  # torch and its zoos imported (seconds)
 
@@ -81,8 +74,4 @@ def test_keras_users_never_import_torch(tmp_path):
             f"v = actdb.embed({str(tmp_path / 'red.png')!r}, weights='random:0', "
             "image_size=32, precision='fp32')\n"
             "print(json.dumps([v.shape[1], 'torch' in sys.modules]))")
-    env = {**os.environ, "PYTHONPATH": str(Path(actdb.__file__).parents[1])}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120, env=env)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == [512, False]
+    assert python_json(code) == [512, False]
