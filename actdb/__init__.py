@@ -75,11 +75,11 @@ def predict(images, models=("vgg19", "vgg16", "resnet50"), weights=None, top: in
 def embed(images, **recipe):
     """Pooled vectors of image files under an explicit recipe (EmbedConfig's options), for
     images that belong to no store; ``actdb.open(store).space().embed()`` uses a store's."""
-    from actdb.models.embed import Embedder
+    from actdb.models.embed import build_embedder
     from actdb.options import EmbedConfig
     from actdb.space import configured
 
-    return Embedder(configured(EmbedConfig, None, recipe, "embed")).embed_files(
+    return build_embedder(configured(EmbedConfig, None, recipe, "embed")).embed_files(
         [images] if isinstance(images, str | Path) else list(images))
 
 

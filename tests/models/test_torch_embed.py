@@ -208,3 +208,30 @@ def test_bf16_runs_under_autocast_and_stays_near_fp32():
     assert got.dtype == np.float32 and emb.route == "torch-bf16"
     cos = (got * fp32).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(fp32, axis=1)
     assert cos.min() > 0.99 and not np.array_equal(got, fp32)
+
+
+def test_actdb_embed_takes_a_torch_model(tmp_path):
+    import actdb
+
+    class_image(0, 1).save(tmp_path / "a.png")
+    recipe = {"model": "torchvision:resnet18", "layer": "layer3", "weights": "random:0",
+              "image_size": 64, "precision": "fp32"}
+    got = actdb.embed(tmp_path / "a.png", **recipe)
+    want = TorchEmbedder(EmbedConfig(**recipe)).embed_files([tmp_path / "a.png"])
+    np.testing.assert_array_equal(got, want)
+
+
+def test_timm_weights_offline_fail_in_one_line_naming_the_hub_file(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    code = ("from actdb.models.torch_embed import TorchEmbedder\n"
+            "from actdb.options import EmbedConfig\n"
+            "TorchEmbedder(EmbedConfig(model='timm:resnet18', image_size=64))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, env=env)
+    last = out.stderr.strip().splitlines()[-1]
+    assert out.returncode == 1 and last.startswith("actdb.errors.WeightsUnavailable")
+    assert "timm/resnet18.a1_in1k's model.safetensors" in last and "--weights FILE" in last
